@@ -1,0 +1,35 @@
+package alarm
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics counts what the loop and the sinks do.
+type Metrics struct {
+	EntriesWritten *prometheus.CounterVec
+	SinkErrors     *prometheus.CounterVec
+	FailingJobs    prometheus.Gauge
+	Passes         prometheus.Counter
+}
+
+// NewMetrics registers the alarm metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		EntriesWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchlatch_entries_written_total",
+			Help: "Entries handed to the sink, by severity.",
+		}, []string{"severity"}),
+		SinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchlatch_sink_errors_total",
+			Help: "Entries the sink failed to write, by sink.",
+		}, []string{"sink"}),
+		FailingJobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "batchlatch_failing_jobs",
+			Help: "Jobs whose latest run failed, as of the last pass of the alarm loop.",
+		}),
+		Passes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "batchlatch_alarm_passes_total",
+			Help: "Passes of the alarm loop.",
+		}),
+	}
+	reg.MustRegister(m.EntriesWritten, m.SinkErrors, m.FailingJobs, m.Passes)
+	return m
+}

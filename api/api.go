@@ -1,0 +1,100 @@
+// Package api holds the wire types shared by the server and its clients: the
+// exit-handler callback body, the job and failure-list responses and the error
+// body, with the validation of what arrives.
+package api
+
+import (
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+)
+
+// Result is the body of POST /api/v1/results, as the shipped onExit template
+// sends it. Unknown fields are ignored; namespace, workflowName and phase are
+// required.
+type Result struct {
+	Namespace    string             `json:"namespace"`
+	WorkflowName string             `json:"workflowName"`
+	UID          string             `json:"uid,omitempty"`
+	CronWorkflow string             `json:"cronWorkflow,omitempty"`
+	Phase        wfv1.WorkflowPhase `json:"phase"`
+	// ScheduledTime and CreatedAt are RFC 3339 strings, as Argo renders
+	// {{workflow.scheduledTime}} and {{workflow.creationTimestamp}}.
+	ScheduledTime   string            `json:"scheduledTime,omitempty"`
+	CreatedAt       string            `json:"createdAt,omitempty"`
+	DurationSeconds float64           `json:"durationSeconds,omitempty"`
+	Failures        []Failure         `json:"failures,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
+}
+
+// Failure is one failed node of a run, as in Argo's {{workflow.failures}}.
+type Failure struct {
+	DisplayName  string `json:"displayName,omitempty"`
+	Message      string `json:"message,omitempty"`
+	TemplateName string `json:"templateName,omitempty"`
+	Phase        string `json:"phase,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+	FinishedAt   string `json:"finishedAt,omitempty"`
+}
+
+// Job is the state of one job as the REST API shows it.
+type Job struct {
+	Namespace string `json:"namespace"`
+	// Job is the CronWorkflow (or WorkflowTemplate) name; empty means the
+	// namespace as a whole.
+	Job                 string             `json:"job"`
+	Failing             bool               `json:"failing"`
+	FailingSince        *time.Time         `json:"failingSince,omitempty"`
+	FailingSeconds      float64            `json:"failingSeconds,omitempty"`
+	ConsecutiveFailures int                `json:"consecutiveFailures"`
+	LastResultAt        time.Time          `json:"lastResultAt"`
+	LastWorkflow        string             `json:"lastWorkflow"`
+	LastUID             string             `json:"lastUID,omitempty"`
+	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
+	LastFailures        []Failure          `json:"lastFailures,omitempty"`
+	LastStreak          *Streak            `json:"lastStreak,omitempty"`
+}
+
+// Streak is a finished failure streak: from the first failed run to the
+// success that ended it.
+type Streak struct {
+	Since    time.Time `json:"since"`
+	Until    time.Time `json:"until"`
+	Seconds  float64   `json:"seconds"`
+	Failures int       `json:"failures"`
+}
+
+// ResultResponse answers POST /api/v1/results.
+type ResultResponse struct {
+	// Duplicate is true when a result with the same workflow uid was already
+	// recorded; nothing changed.
+	Duplicate bool `json:"duplicate"`
+	// Stale is true when the result finished before the job's latest known
+	// result; the current state did not change.
+	Stale bool `json:"stale"`
+	Job   Job  `json:"job"`
+}
+
+// JobList answers GET /api/v1/jobs and GET /api/v1/jobs/{namespace}.
+type JobList struct {
+	Jobs []Job `json:"jobs"`
+}
+
+// FailureList answers GET /api/v1/failures: the jobs whose latest run failed,
+// longest-failing first.
+type FailureList struct {
+	Failures []Job `json:"failures"`
+}
+
+// ErrorBody is every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong and, for bad input, which field.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}

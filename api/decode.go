@@ -1,0 +1,242 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/workflow/common"
+)
+
+// AcceptedPhases are the values {{workflow.status}} can take in an exit handler.
+var AcceptedPhases = []wfv1.WorkflowPhase{wfv1.WorkflowSucceeded, wfv1.WorkflowFailed, wfv1.WorkflowError}
+
+// ErrInvalid marks every error caused by bad input; errors.Is(err, ErrInvalid)
+// holds for each *FieldError.
+var ErrInvalid = errors.New("invalid input")
+
+// FieldError is bad input, naming the offending field ("" when the body as a
+// whole is unreadable).
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Message
+	}
+	return e.Field + ": " + e.Message
+}
+
+// Is makes errors.Is(err, ErrInvalid) true for field errors.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// wireResult is Result as it arrives: failures is decoded separately because
+// Argo sends it as a JSON string that holds JSON.
+type wireResult struct {
+	Result
+	Failures json.RawMessage `json:"failures,omitempty"`
+}
+
+// DecodeResult reads and validates one callback body. The error is a
+// *FieldError for anything the sender got wrong.
+func DecodeResult(r io.Reader) (Result, error) {
+	dec := json.NewDecoder(r)
+	var w wireResult
+	if err := dec.Decode(&w); err != nil {
+		return Result{}, decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Result{}, &FieldError{Message: "malformed JSON: unexpected data after the object"}
+	}
+	res := w.Result
+	failures, err := decodeFailures(w.Failures)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Failures = failures
+	if err := res.Validate(); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		// Fields of the embedded Result are reported as "Result.<field>".
+		field := strings.TrimPrefix(typeErr.Field, "Result.")
+		if field == "" {
+			return &FieldError{Message: fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)}
+		}
+		return &FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)}
+	}
+	if errors.Is(err, io.EOF) {
+		return &FieldError{Message: "malformed JSON: the body is empty"}
+	}
+	return &FieldError{Message: "malformed JSON: " + err.Error()}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "float64", "int", "int64":
+		return "a number"
+	case "map", "struct":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	}
+	return goKind
+}
+
+// decodeFailures accepts what Argo sends, a string holding a JSON array or the
+// string "null", and also a plain array or null from hand-written clients.
+func decodeFailures(raw json.RawMessage) ([]Failure, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	inner := raw
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, &FieldError{Field: "failures", Message: "must be a JSON string: " + err.Error()}
+		}
+		s = strings.TrimSpace(s)
+		if s == "" || s == "null" {
+			return nil, nil
+		}
+		inner = []byte(s)
+	}
+	var failures []Failure
+	if err := json.Unmarshal(inner, &failures); err != nil {
+		return nil, &FieldError{Field: "failures", Message: "must hold a JSON array of failed nodes (Argo's {{workflow.failures}}): " + err.Error()}
+	}
+	return failures, nil
+}
+
+var (
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// Limits on what one result may carry; they keep a job's stored state small.
+const (
+	maxUIDLength  = 128
+	maxNameLength = 253
+)
+
+// Validate checks a decoded result and names the first offending field.
+func (r Result) Validate() error {
+	if r.Namespace == "" {
+		return &FieldError{Field: "namespace", Message: "is required"}
+	}
+	if len(r.Namespace) > 63 || !dns1123Label.MatchString(r.Namespace) {
+		return &FieldError{Field: "namespace", Message: fmt.Sprintf("%q is not a Kubernetes namespace name (a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters)", r.Namespace)}
+	}
+	if r.WorkflowName == "" {
+		return &FieldError{Field: "workflowName", Message: "is required"}
+	}
+	if len(r.WorkflowName) > maxNameLength || !dns1123Subdomain.MatchString(r.WorkflowName) {
+		return &FieldError{Field: "workflowName", Message: fmt.Sprintf("%q is not a Kubernetes object name", r.WorkflowName)}
+	}
+	if r.Phase == "" {
+		return &FieldError{Field: "phase", Message: "is required; accepted values: " + acceptedPhaseList()}
+	}
+	if !PhaseAccepted(r.Phase) {
+		return &FieldError{Field: "phase", Message: fmt.Sprintf("%q is not a finished workflow's phase; accepted values: %s", r.Phase, acceptedPhaseList())}
+	}
+	if len(r.UID) > maxUIDLength {
+		return &FieldError{Field: "uid", Message: fmt.Sprintf("is longer than %d characters", maxUIDLength)}
+	}
+	if job, field := r.jobAndSource(); job != "" {
+		if len(job) > maxNameLength || !dns1123Subdomain.MatchString(job) {
+			return &FieldError{Field: field, Message: fmt.Sprintf("%q is not a Kubernetes object name", job)}
+		}
+	}
+	if r.CreatedAt != "" {
+		if _, err := time.Parse(time.RFC3339, r.CreatedAt); err != nil {
+			return &FieldError{Field: "createdAt", Message: fmt.Sprintf("%q is not an RFC 3339 time", r.CreatedAt)}
+		}
+	}
+	if r.ScheduledTime != "" {
+		if _, err := time.Parse(time.RFC3339, r.ScheduledTime); err != nil {
+			return &FieldError{Field: "scheduledTime", Message: fmt.Sprintf("%q is not an RFC 3339 time", r.ScheduledTime)}
+		}
+	}
+	if r.DurationSeconds < 0 || math.IsNaN(r.DurationSeconds) || math.IsInf(r.DurationSeconds, 0) {
+		return &FieldError{Field: "durationSeconds", Message: "must be a non-negative number"}
+	}
+	return nil
+}
+
+// PhaseAccepted reports whether p is one of AcceptedPhases.
+func PhaseAccepted(p wfv1.WorkflowPhase) bool {
+	for _, a := range AcceptedPhases {
+		if p == a {
+			return true
+		}
+	}
+	return false
+}
+
+func acceptedPhaseList() string {
+	names := make([]string, len(AcceptedPhases))
+	for i, p := range AcceptedPhases {
+		names[i] = string(p)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Failed reports whether the run failed (Failed or Error).
+func (r Result) Failed() bool { return r.Phase != wfv1.WorkflowSucceeded }
+
+// JobName is the job the result belongs to: the CronWorkflow, else the
+// WorkflowTemplate it came from, else "" (the namespace as a whole).
+func (r Result) JobName() string {
+	job, _ := r.jobAndSource()
+	return job
+}
+
+func (r Result) jobAndSource() (job, field string) {
+	if r.CronWorkflow != "" {
+		return r.CronWorkflow, "cronWorkflow"
+	}
+	for _, key := range []string{common.LabelKeyCronWorkflow, common.LabelKeyWorkflowTemplate, common.LabelKeyClusterWorkflowTemplate} {
+		if v := r.Labels[key]; v != "" {
+			return v, "labels." + key
+		}
+	}
+	return "", ""
+}
+
+// DedupKey identifies the run for at-least-once delivery: the workflow uid,
+// else its name (names of cron-created workflows are unique per tick).
+func (r Result) DedupKey() string {
+	if r.UID != "" {
+		return r.UID
+	}
+	return "name:" + r.WorkflowName
+}
+
+// FinishedAt is when the run ended: createdAt plus its duration when the body
+// has them, else when the result was received.
+func (r Result) FinishedAt(receivedAt time.Time) time.Time {
+	created, err := time.Parse(time.RFC3339, r.CreatedAt)
+	if err != nil {
+		return receivedAt.UTC()
+	}
+	return created.Add(time.Duration(r.DurationSeconds * float64(time.Second))).UTC()
+}

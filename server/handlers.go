@@ -1,0 +1,199 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// namespaceJob is how a path names the job that stands for a namespace as a
+// whole (its name is empty); "-" can never be a Kubernetes object name.
+const namespaceJob = "-"
+
+// requireToken rejects requests without "Authorization: Bearer <token>" when a
+// token is configured.
+func requireToken(token string) gin.HandlerFunc {
+	want := []byte("Bearer " + token)
+	return func(c *gin.Context) {
+		if token == "" {
+			return
+		}
+		got := []byte(c.GetHeader("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			abortWithError(c, errUnauthorized)
+		}
+	}
+}
+
+func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, now func() time.Time) gin.HandlerFunc {
+	logger = logger.With("component", "results")
+	return func(c *gin.Context) {
+		result, err := readResult(c)
+		if err != nil {
+			metrics.Results.WithLabelValues("rejected").Inc()
+			abortWithError(c, err)
+			return
+		}
+		rec, err := store.Record(c.Request.Context(), result, now())
+		if err != nil {
+			metrics.Results.WithLabelValues("error").Inc()
+			logger.Warn("record result", "err", err, "namespace", result.Namespace, "workflow", result.WorkflowName)
+			abortWithError(c, err)
+			return
+		}
+		outcome := string(rec.Outcome.Transition)
+		switch {
+		case rec.Outcome.Duplicate:
+			outcome = "duplicate"
+		case rec.Outcome.Stale:
+			outcome = "stale"
+		}
+		metrics.Results.WithLabelValues(outcome).Inc()
+		if t := rec.Outcome.Transition; t == state.StartedFailing || t == state.Recovered {
+			kicker.Kick()
+		}
+		logger.Info("result", "namespace", result.Namespace, "job", rec.Job.Name, "workflow", result.WorkflowName,
+			"phase", result.Phase, "outcome", outcome, "consecutiveFailures", rec.Job.ConsecutiveFailures)
+		c.JSON(http.StatusOK, api.ResultResponse{
+			Duplicate: rec.Outcome.Duplicate,
+			Stale:     rec.Outcome.Stale,
+			Job:       rec.Job.View(now()),
+		})
+	}
+}
+
+// readResult checks the content type, reads at most MaxBodyBytes and decodes
+// the callback body.
+func readResult(c *gin.Context) (api.Result, error) {
+	mediaType, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mediaType != "application/json" {
+		return api.Result{}, errUnsupportedMedia
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return api.Result{}, errBodyTooLarge
+		}
+		return api.Result{}, &api.FieldError{Message: "read body: " + err.Error()}
+	}
+	return api.DecodeResult(bytes.NewReader(body))
+}
+
+func handleListFailures(store state.Store, now func() time.Time) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		jobs, err := listJobs(c.Request.Context(), store, c.Query("namespace"))
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		at := now()
+		out := api.FailureList{Failures: []api.Job{}}
+		for _, j := range state.Failing(jobs) {
+			out.Failures = append(out.Failures, j.View(at))
+		}
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+// handleListJobs serves both /jobs and /jobs/{namespace}.
+func handleListJobs(store state.Store, now func() time.Time) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		jobs, err := listJobs(c.Request.Context(), store, c.Param("namespace"))
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		at := now()
+		out := api.JobList{Jobs: make([]api.Job, 0, len(jobs))}
+		for _, j := range jobs {
+			out.Jobs = append(out.Jobs, j.View(at))
+		}
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+// listJobs returns all jobs, or those of one namespace when it is not empty.
+func listJobs(ctx context.Context, store state.Store, namespace string) ([]state.Job, error) {
+	jobs, err := store.List(ctx)
+	if err != nil || namespace == "" {
+		return jobs, err
+	}
+	var inNamespace []state.Job
+	for _, j := range jobs {
+		if j.Namespace == namespace {
+			inNamespace = append(inNamespace, j)
+		}
+	}
+	return inNamespace, nil
+}
+
+func handleGetJob(store state.Store, now func() time.Time) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		job, err := store.Get(c.Request.Context(), pathKey(c))
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, job.View(now()))
+	}
+}
+
+func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
+	logger = logger.With("component", "jobs")
+	return func(c *gin.Context) {
+		key := pathKey(c)
+		if err := store.Delete(c.Request.Context(), key); err != nil {
+			abortWithError(c, err)
+			return
+		}
+		logger.Info("job deleted", "namespace", key.Namespace, "job", key.Name)
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// pathKey is the job named by /jobs/{namespace}/{job}.
+func pathKey(c *gin.Context) state.Key {
+	name := c.Param("job")
+	if name == namespaceJob {
+		name = ""
+	}
+	return state.Key{Namespace: c.Param("namespace"), Name: name}
+}
+
+func handleHealthz() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	}
+}
+
+func handleReadyz(store state.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+		defer cancel()
+		if err := store.Ready(ctx); err != nil {
+			abortWithError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	}
+}
+
+func handleNotFound() gin.HandlerFunc {
+	return func(c *gin.Context) { abortWithError(c, errRouteNotFound) }
+}
+
+func handleMethodNotAllowed() gin.HandlerFunc {
+	return func(c *gin.Context) { abortWithError(c, errMethodNotAllowed) }
+}

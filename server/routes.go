@@ -1,0 +1,30 @@
+package server
+
+import (
+	"log/slog"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// addRoutes is the whole API surface, in one place.
+func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) {
+	auth := requireToken(cfg.Token)
+
+	r.POST("/api/v1/results", auth, handleRecordResult(logger, store, kicker, metrics, cfg.Now))
+	r.GET("/api/v1/failures", handleListFailures(store, cfg.Now))
+	r.GET("/api/v1/jobs", handleListJobs(store, cfg.Now))
+	r.GET("/api/v1/jobs/:namespace", handleListJobs(store, cfg.Now))
+	r.GET("/api/v1/jobs/:namespace/:job", handleGetJob(store, cfg.Now))
+	r.DELETE("/api/v1/jobs/:namespace/:job", auth, handleDeleteJob(logger, store))
+
+	r.GET("/healthz", handleHealthz())
+	r.GET("/readyz", handleReadyz(store))
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
+
+	r.NoRoute(handleNotFound())
+	r.NoMethod(handleMethodNotAllowed())
+}

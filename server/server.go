@@ -1,0 +1,86 @@
+// Package server is the HTTP API: the exit-handler callback, the queries for
+// failing jobs, health and metrics.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchlatch/batchlatch/state"
+)
+
+func init() {
+	// gin's mode is process-wide; release mode keeps its debug banner off
+	// stdout, where the stdout sink writes entries.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+// Kicker is told when a job starts failing or recovers, so that the first
+// entry goes out at once rather than at the next tick.
+type Kicker interface {
+	Kick()
+}
+
+// Config holds the server's settings.
+type Config struct {
+	// Token, when set, is required as "Authorization: Bearer <token>" on writes.
+	Token string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// MaxBodyBytes bounds a callback body: Argo's body is a few KiB.
+const MaxBodyBytes = 64 << 10
+
+// NewServer returns the HTTP handler of the whole API.
+func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	engine := gin.New()
+	engine.HandleMethodNotAllowed = true
+	engine.ContextWithFallback = true
+	engine.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, recovered any) {
+		logger.Error("panic in handler", "err", recovered, "path", c.Request.URL.Path)
+		c.AbortWithStatus(http.StatusInternalServerError)
+	}))
+	engine.Use(accessLog(logger.With("component", "http")))
+	addRoutes(engine, logger, store, kicker, gatherer, metrics, cfg)
+	return engine
+}
+
+// accessLog logs every request at debug level, and failed ones as warnings.
+func accessLog(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		level := slog.LevelDebug
+		if c.Writer.Status() >= 500 {
+			level = slog.LevelWarn
+		}
+		logger.Log(c.Request.Context(), level, "request",
+			"method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", c.Writer.Status(), "duration", time.Since(start))
+	}
+}
+
+// Metrics counts what the server does.
+type Metrics struct {
+	Results *prometheus.CounterVec
+}
+
+// NewMetrics registers the server metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchlatch_results_total",
+			Help: "Callbacks received, by outcome: a transition, duplicate, stale, rejected or error.",
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.Results)
+	return m
+}

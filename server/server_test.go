@@ -1,0 +1,306 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+var now = time.Date(2026, 11, 24, 5, 0, 0, 0, time.UTC)
+
+type countingKicker struct{ kicks atomic.Int32 }
+
+func (k *countingKicker) Kick() { k.kicks.Add(1) }
+
+type fixture struct {
+	t      *testing.T
+	srv    *httptest.Server
+	store  state.Store
+	kicker *countingKicker
+	token  string
+}
+
+func newFixture(t *testing.T, token string) *fixture {
+	t.Helper()
+	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newFixtureWithStore(t, token, store)
+}
+
+func newFixtureWithStore(t *testing.T, token string, store state.Store) *fixture {
+	reg := prometheus.NewRegistry()
+	kicker := &countingKicker{}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := NewServer(logger, store, kicker, reg, NewMetrics(reg), Config{Token: token, Now: func() time.Time { return now }})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &fixture{t: t, srv: srv, store: store, kicker: kicker, token: token}
+}
+
+func (f *fixture) do(method, path, contentType, body string, auth bool) (int, http.Header, []byte) {
+	f.t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if auth && f.token != "" {
+		req.Header.Set("Authorization", "Bearer "+f.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, data
+}
+
+func (f *fixture) post(body string) (int, []byte) {
+	code, _, data := f.do("POST", "/api/v1/results", "application/json", body, true)
+	return code, data
+}
+
+func result(cron, uid, phase string, createdAt time.Time) string {
+	return fmt.Sprintf(`{"namespace":"ml","workflowName":"%s-%s","uid":"%s","cronWorkflow":"%s","phase":"%s","createdAt":"%s","durationSeconds":30,"failures":"null"}`,
+		cron, uid, uid, cron, phase, createdAt.Format(time.RFC3339))
+}
+
+func decode[T any](t *testing.T, data []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+	return v
+}
+
+func TestRoutes(t *testing.T) {
+	f := newFixture(t, "")
+	t1 := now.Add(-3 * time.Hour)
+
+	code, body := f.post(result("nightly", "u1", "Failed", t1))
+	if code != 200 {
+		t.Fatalf("POST failure: %d %s", code, body)
+	}
+	got := decode[api.ResultResponse](t, body)
+	if got.Duplicate || !got.Job.Failing || got.Job.ConsecutiveFailures != 1 || got.Job.Job != "nightly" {
+		t.Fatalf("response %+v", got)
+	}
+	if f.kicker.kicks.Load() != 1 {
+		t.Errorf("kicks = %d after a new failure, want 1", f.kicker.kicks.Load())
+	}
+
+	// Redelivery: 200, duplicate, nothing counted twice.
+	code, body = f.post(result("nightly", "u1", "Failed", t1))
+	if got := decode[api.ResultResponse](t, body); code != 200 || !got.Duplicate || got.Job.ConsecutiveFailures != 1 {
+		t.Fatalf("duplicate: %d %s", code, body)
+	}
+	f.post(result("nightly", "u2", "Failed", t1.Add(time.Hour)))
+	f.post(result("hourly", "h1", "Failed", t1.Add(2*time.Hour)))
+	f.post(result("etl", "e1", "Succeeded", t1))
+	if f.kicker.kicks.Load() != 2 {
+		t.Errorf("kicks = %d, want 2 (one per newly failing job)", f.kicker.kicks.Load())
+	}
+
+	code, _, body = f.do("GET", "/api/v1/failures", "", "", false)
+	failures := decode[api.FailureList](t, body)
+	if code != 200 || len(failures.Failures) != 2 || failures.Failures[0].Job != "nightly" || failures.Failures[1].Job != "hourly" {
+		t.Fatalf("failures (longest first): %d %s", code, body)
+	}
+	if f0 := failures.Failures[0]; f0.ConsecutiveFailures != 2 || f0.FailingSeconds != now.Sub(t1.Add(30*time.Second)).Seconds() {
+		t.Errorf("nightly: %+v", f0)
+	}
+	_, _, body = f.do("GET", "/api/v1/failures?namespace=other", "", "", false)
+	if got := decode[api.FailureList](t, body); len(got.Failures) != 0 {
+		t.Errorf("failures in namespace other: %s", body)
+	}
+	if !strings.Contains(string(body), `"failures":[]`) {
+		t.Errorf("empty list should be [], got %s", body)
+	}
+
+	_, _, body = f.do("GET", "/api/v1/jobs", "", "", false)
+	if got := decode[api.JobList](t, body); len(got.Jobs) != 3 {
+		t.Errorf("jobs: %s", body)
+	}
+	_, _, body = f.do("GET", "/api/v1/jobs/ml", "", "", false)
+	if got := decode[api.JobList](t, body); len(got.Jobs) != 3 {
+		t.Errorf("jobs in ml: %s", body)
+	}
+	_, _, body = f.do("GET", "/api/v1/jobs/nope", "", "", false)
+	if got := decode[api.JobList](t, body); len(got.Jobs) != 0 {
+		t.Errorf("jobs in nope: %s", body)
+	}
+	code, _, body = f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
+	if got := decode[api.Job](t, body); code != 200 || got.ConsecutiveFailures != 2 || got.LastUID != "u2" {
+		t.Errorf("job: %d %s", code, body)
+	}
+	code, _, body = f.do("GET", "/api/v1/jobs/ml/missing", "", "", false)
+	if got := decode[api.ErrorBody](t, body); code != 404 || got.Error.Code != "not_found" {
+		t.Errorf("missing job: %d %s", code, body)
+	}
+
+	// Success ends the streak.
+	code, body = f.post(result("nightly", "u3", "Succeeded", now.Add(-time.Minute)))
+	got = decode[api.ResultResponse](t, body)
+	if code != 200 || got.Job.Failing || got.Job.LastStreak == nil || got.Job.LastStreak.Failures != 2 {
+		t.Fatalf("recovery: %d %s", code, body)
+	}
+
+	code, _, _ = f.do("DELETE", "/api/v1/jobs/ml/hourly", "", "", false)
+	if code != 204 {
+		t.Errorf("DELETE: %d", code)
+	}
+	code, _, _ = f.do("DELETE", "/api/v1/jobs/ml/hourly", "", "", false)
+	if code != 404 {
+		t.Errorf("second DELETE: %d, want 404", code)
+	}
+	_, _, body = f.do("GET", "/api/v1/failures", "", "", false)
+	if got := decode[api.FailureList](t, body); len(got.Failures) != 0 {
+		t.Errorf("failures after recovery and delete: %s", body)
+	}
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _, body := f.do("GET", path, "", "", false); code != 200 {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+	}
+	code, _, body = f.do("GET", "/metrics", "", "", false)
+	if code != 200 || !strings.Contains(string(body), `batchlatch_results_total{outcome="duplicate"} 1`) {
+		t.Errorf("metrics: %d\n%s", code, body)
+	}
+	if code, _, _ := f.do("GET", "/api/v1/nothing", "", "", false); code != 404 {
+		t.Errorf("unknown route: %d", code)
+	}
+	if code, _, _ := f.do("PUT", "/api/v1/results", "", "", false); code != 405 {
+		t.Errorf("PUT results: %d, want 405", code)
+	}
+}
+
+func TestNamespaceWideJob(t *testing.T) {
+	f := newFixture(t, "")
+	body := `{"namespace":"etl","workflowName":"manual-1","phase":"Error"}`
+	if code, data := f.post(body); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	code, _, data := f.do("GET", "/api/v1/jobs/etl/-", "", "", false)
+	if got := decode[api.Job](t, data); code != 200 || got.Job != "" || !got.Failing {
+		t.Fatalf("namespace-wide job: %d %s", code, data)
+	}
+	if code, _, _ := f.do("DELETE", "/api/v1/jobs/etl/-", "", "", false); code != 204 {
+		t.Fatalf("delete namespace-wide job: %d", code)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	f := newFixture(t, "s3cret")
+	body := result("nightly", "u1", "Failed", now)
+	for _, header := range []string{"", "Bearer wrong", "s3cret", "Bearer s3cret2", "bearer s3cret"} {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/results", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := decode[api.ErrorBody](t, data); resp.StatusCode != 401 || got.Error.Field != "Authorization" {
+			t.Errorf("Authorization %q: %d %s", header, resp.StatusCode, data)
+		}
+	}
+	if code, _, _ := f.do("DELETE", "/api/v1/jobs/ml/nightly", "", "", false); code != 401 {
+		t.Errorf("DELETE without token: %d", code)
+	}
+	assertNoJobs(t, f.store)
+	if code, data := f.post(body); code != 200 {
+		t.Fatalf("with token: %d %s", code, data)
+	}
+	// Reads stay open.
+	if code, _, _ := f.do("GET", "/api/v1/failures", "", "", false); code != 200 {
+		t.Errorf("GET failures without token: %d", code)
+	}
+	if code, _, _ := f.do("DELETE", "/api/v1/jobs/ml/nightly", "", "", true); code != 204 {
+		t.Errorf("DELETE with token: %d", code)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	f := newFixture(t, "")
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		field                   string
+	}{
+		{"malformed JSON", "application/json", `{"namespace":"ml",`, 400, ""},
+		{"wrong type", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":"long"}`, 400, "durationSeconds"},
+		{"missing namespace", "application/json", `{"workflowName":"w","phase":"Failed"}`, 400, "namespace"},
+		{"invalid namespace", "application/json", `{"namespace":"Not Valid","workflowName":"w","phase":"Failed"}`, 400, "namespace"},
+		{"unknown phase", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Exploded"}`, 400, "phase"},
+		{"Running", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Running"}`, 400, "phase"},
+		{"oversized body", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Failed","annotations":{"x":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`, 413, ""},
+		{"wrong content type", "text/plain", result("nightly", "u1", "Failed", now), 415, "Content-Type"},
+		{"no content type", "", result("nightly", "u1", "Failed", now), 415, "Content-Type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, data := f.do("POST", "/api/v1/results", tt.contentType, tt.body, true)
+			got := decode[api.ErrorBody](t, data)
+			if code != tt.status || got.Error.Field != tt.field || got.Error.Message == "" || got.Error.Code == "" {
+				t.Errorf("%d %s; want %d naming field %q", code, data, tt.status, tt.field)
+			}
+			assertNoJobs(t, f.store)
+		})
+	}
+	if code, _, _ := f.do("POST", "/api/v1/results", "application/json; charset=utf-8", result("nightly", "u1", "Failed", now), true); code != 200 {
+		t.Errorf("charset parameter refused: %d", code)
+	}
+}
+
+func assertNoJobs(t *testing.T, store state.Store) {
+	t.Helper()
+	jobs, err := store.List(context.Background())
+	if err != nil || len(jobs) != 0 {
+		t.Fatalf("store changed: %d jobs, %v", len(jobs), err)
+	}
+}
+
+// downStore is a store whose backend cannot be reached.
+type downStore struct{ state.Store }
+
+func (downStore) Record(context.Context, api.Result, time.Time) (state.Recorded, error) {
+	return state.Recorded{}, fmt.Errorf("%w: connection refused", state.ErrUnavailable)
+}
+func (downStore) Ready(context.Context) error { return state.ErrUnavailable }
+
+func TestStoreUnavailableIs503WithRetryAfter(t *testing.T) {
+	inner, _ := state.OpenFileStore(filepath.Join(t.TempDir(), "s.json"))
+	f := newFixtureWithStore(t, "", downStore{inner})
+	code, header, data := f.do("POST", "/api/v1/results", "application/json", result("nightly", "u1", "Failed", now), true)
+	if code != 503 || header.Get("Retry-After") == "" {
+		t.Fatalf("%d Retry-After=%q %s", code, header.Get("Retry-After"), data)
+	}
+	if code, _, _ := f.do("GET", "/readyz", "", "", false); code != 503 {
+		t.Errorf("readyz with the store down: %d", code)
+	}
+	if f.kicker.kicks.Load() != 0 {
+		t.Error("kicked for a result that was not stored")
+	}
+}

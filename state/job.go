@@ -1,0 +1,212 @@
+// Package state keeps the latest result of every job: the Job record, the
+// pure transition Apply, the Store interface and its implementations.
+package state
+
+import (
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+// Key identifies a job: a namespace and a CronWorkflow (or WorkflowTemplate)
+// name; an empty Name is the namespace as a whole.
+type Key struct {
+	Namespace string
+	Name      string
+}
+
+// String is the key's stored form: "namespace" or "namespace.job". Namespaces
+// are DNS-1123 labels (no dots), so the first dot separates the two.
+func (k Key) String() string {
+	if k.Name == "" {
+		return k.Namespace
+	}
+	return k.Namespace + "." + k.Name
+}
+
+// ParseKey is the inverse of Key.String.
+func ParseKey(s string) Key {
+	ns, name, _ := strings.Cut(s, ".")
+	return Key{Namespace: ns, Name: name}
+}
+
+// KeyOf is the job a result belongs to.
+func KeyOf(r api.Result) Key { return Key{Namespace: r.Namespace, Name: r.JobName()} }
+
+// Job is the stored state of one job. State is timestamps, not booleans: a
+// job is failing while FailingSince is set.
+type Job struct {
+	Namespace           string             `json:"namespace"`
+	Name                string             `json:"job"`
+	FailingSince        *time.Time         `json:"failingSince,omitempty"`
+	ConsecutiveFailures int                `json:"consecutiveFailures,omitempty"`
+	LastResultAt        time.Time          `json:"lastResultAt"`
+	LastWorkflow        string             `json:"lastWorkflow"`
+	LastUID             string             `json:"lastUID,omitempty"`
+	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
+	LastFailures        []api.Failure      `json:"lastFailures,omitempty"`
+	LastStreak          *api.Streak        `json:"lastStreak,omitempty"`
+	// RecentRuns holds the dedup keys of the latest runs, newest last, so that
+	// a redelivered callback changes nothing.
+	RecentRuns []string `json:"recentRuns,omitempty"`
+}
+
+// Key is the job's key.
+func (j Job) Key() Key { return Key{Namespace: j.Namespace, Name: j.Name} }
+
+// Failing reports whether the job's latest run failed.
+func (j Job) Failing() bool { return j.FailingSince != nil }
+
+// FailingFor is how long the job has been failing at now (0 when it is not).
+func (j Job) FailingFor(now time.Time) time.Duration {
+	if j.FailingSince == nil {
+		return 0
+	}
+	if d := now.Sub(*j.FailingSince); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// View is the job as the REST API shows it at now.
+func (j Job) View(now time.Time) api.Job {
+	return api.Job{
+		Namespace:           j.Namespace,
+		Job:                 j.Name,
+		Failing:             j.Failing(),
+		FailingSince:        j.FailingSince,
+		FailingSeconds:      j.FailingFor(now).Seconds(),
+		ConsecutiveFailures: j.ConsecutiveFailures,
+		LastResultAt:        j.LastResultAt,
+		LastWorkflow:        j.LastWorkflow,
+		LastUID:             j.LastUID,
+		LastPhase:           j.LastPhase,
+		LastFailures:        j.LastFailures,
+		LastStreak:          j.LastStreak,
+	}
+}
+
+// Transition says how a result changed its job.
+type Transition string
+
+const (
+	// Unchanged: a duplicate, a stale result, or a success of a healthy job.
+	Unchanged Transition = "unchanged"
+	// StartedFailing: the first failure after a success (or ever).
+	StartedFailing Transition = "started-failing"
+	// StillFailing: another failure in a running streak.
+	StillFailing Transition = "still-failing"
+	// Recovered: a success ended a streak.
+	Recovered Transition = "recovered"
+)
+
+// Outcome is what Apply did with a result.
+type Outcome struct {
+	Transition Transition
+	// Duplicate: the run was already recorded (at-least-once delivery).
+	Duplicate bool
+	// Stale: the run finished before the job's latest known result.
+	Stale bool
+}
+
+// Changed reports whether the job record must be written.
+func (o Outcome) Changed() bool { return !o.Duplicate }
+
+// Limits that keep one job's record small (a ConfigMap holds 1 MiB in all).
+const (
+	recentRunsKept      = 16
+	failuresKept        = 3
+	failureMessageBytes = 256
+)
+
+// Apply is the transition: the job after result r, received at receivedAt.
+// existing is false for a job never seen before. Apply is pure: it never
+// modifies its arguments' shared slices.
+func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Outcome) {
+	key := KeyOf(r)
+	if !existing {
+		job = Job{Namespace: key.Namespace, Name: key.Name}
+	}
+	run := r.DedupKey()
+	for _, seen := range job.RecentRuns {
+		if seen == run {
+			return job, Outcome{Transition: Unchanged, Duplicate: true}
+		}
+	}
+	next := job
+	next.RecentRuns = append(append(make([]string, 0, recentRunsKept), lastN(job.RecentRuns, recentRunsKept-1)...), run)
+
+	finished := r.FinishedAt(receivedAt)
+	if existing && finished.Before(job.LastResultAt) {
+		// Out of order: remember the run so a redelivery stays a duplicate,
+		// but the current state belongs to the newer result.
+		return next, Outcome{Transition: Unchanged, Stale: true}
+	}
+
+	next.LastResultAt = finished
+	next.LastWorkflow = r.WorkflowName
+	next.LastUID = r.UID
+	next.LastPhase = r.Phase
+	if r.Failed() {
+		next.LastFailures = trimFailures(r.Failures)
+		next.ConsecutiveFailures = job.ConsecutiveFailures + 1
+		if job.FailingSince == nil {
+			since := finished
+			next.FailingSince = &since
+			return next, Outcome{Transition: StartedFailing}
+		}
+		return next, Outcome{Transition: StillFailing}
+	}
+
+	next.LastFailures = nil
+	if job.FailingSince == nil {
+		return next, Outcome{Transition: Unchanged}
+	}
+	next.LastStreak = &api.Streak{
+		Since:    *job.FailingSince,
+		Until:    finished,
+		Seconds:  finished.Sub(*job.FailingSince).Seconds(),
+		Failures: job.ConsecutiveFailures,
+	}
+	next.FailingSince = nil
+	next.ConsecutiveFailures = 0
+	return next, Outcome{Transition: Recovered}
+}
+
+func lastN(s []string, n int) []string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// trimFailures keeps the first few failed nodes with short messages: enough to
+// say what broke without letting one job fill the ConfigMap.
+func trimFailures(failures []api.Failure) []api.Failure {
+	if len(failures) == 0 {
+		return nil
+	}
+	kept := make([]api.Failure, 0, min(len(failures), failuresKept))
+	for _, f := range failures[:min(len(failures), failuresKept)] {
+		f.Message = truncate(f.Message, failureMessageBytes)
+		kept = append(kept, f)
+	}
+	return kept
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}

@@ -1,0 +1,288 @@
+package state
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+var t0 = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+
+// run is a result of CronWorkflow cron in namespace ml that finished at t0+hours.
+func run(cron, uid string, phase wfv1.WorkflowPhase, hours int) api.Result {
+	return api.Result{
+		Namespace:       "ml",
+		WorkflowName:    cron + "-" + uid,
+		UID:             uid,
+		CronWorkflow:    cron,
+		Phase:           phase,
+		CreatedAt:       t0.Add(time.Duration(hours) * time.Hour).Format(time.RFC3339),
+		DurationSeconds: 0,
+	}
+}
+
+func at(hours int) time.Time { return t0.Add(time.Duration(hours) * time.Hour) }
+
+// applyAll runs results through Apply against a map, as a store would.
+func applyAll(results []api.Result) (map[Key]Job, []Outcome) {
+	jobs := map[Key]Job{}
+	var outcomes []Outcome
+	for _, r := range results {
+		key := KeyOf(r)
+		old, ok := jobs[key]
+		next, o := Apply(old, ok, r, at(100))
+		jobs[key] = next
+		outcomes = append(outcomes, o)
+	}
+	return jobs, outcomes
+}
+
+func TestApply(t *testing.T) {
+	nightly := Key{Namespace: "ml", Name: "nightly"}
+	hourly := Key{Namespace: "ml", Name: "hourly"}
+	tests := []struct {
+		name         string
+		results      []api.Result
+		wantOutcomes []Outcome
+		check        func(t *testing.T, jobs map[Key]Job)
+	}{
+		{
+			name:         "first failure starts a streak at the run's finish time",
+			results:      []api.Result{run("nightly", "a", wfv1.WorkflowFailed, 0)},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				j := jobs[nightly]
+				wantFailing(t, j, at(0), 1)
+				if j.LastWorkflow != "nightly-a" || j.LastUID != "a" || j.LastPhase != wfv1.WorkflowFailed {
+					t.Errorf("last run = %s/%s/%s", j.LastWorkflow, j.LastUID, j.LastPhase)
+				}
+			},
+		},
+		{
+			name: "repeated failures count up and keep failingSince",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "b", wfv1.WorkflowFailed, 1),
+				run("nightly", "c", wfv1.WorkflowFailed, 2),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}, {Transition: StillFailing}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				wantFailing(t, jobs[nightly], at(0), 3)
+				if jobs[nightly].LastUID != "c" {
+					t.Errorf("LastUID = %q, want c", jobs[nightly].LastUID)
+				}
+			},
+		},
+		{
+			name: "Error counts as a failure",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowError, 0),
+				run("nightly", "b", wfv1.WorkflowFailed, 1),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(0), 2) },
+		},
+		{
+			name: "success ends the streak and records it",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "b", wfv1.WorkflowFailed, 1),
+				run("nightly", "c", wfv1.WorkflowSucceeded, 3),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}, {Transition: Recovered}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				j := jobs[nightly]
+				wantHealthy(t, j)
+				want := api.Streak{Since: at(0), Until: at(3), Seconds: 3 * 3600, Failures: 2}
+				if j.LastStreak == nil || *j.LastStreak != want {
+					t.Errorf("LastStreak = %+v, want %+v", j.LastStreak, want)
+				}
+			},
+		},
+		{
+			name: "success of a healthy job changes nothing but the last run",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowSucceeded, 0),
+				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+			},
+			wantOutcomes: []Outcome{{Transition: Unchanged}, {Transition: Unchanged}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				wantHealthy(t, jobs[nightly])
+				if jobs[nightly].LastStreak != nil || jobs[nightly].LastUID != "b" {
+					t.Errorf("job = %+v", jobs[nightly])
+				}
+			},
+		},
+		{
+			name: "a duplicate uid changes nothing",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "b", wfv1.WorkflowFailed, 1),
+				run("nightly", "b", wfv1.WorkflowFailed, 1),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing}, {Transition: Unchanged, Duplicate: true}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(0), 2) },
+		},
+		{
+			name: "a redelivered failure after the success does not reopen the streak",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Recovered}, {Transition: Unchanged, Duplicate: true}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
+		},
+		{
+			name: "an older failure arriving after a newer success does not change the state",
+			results: []api.Result{
+				run("nightly", "b", wfv1.WorkflowSucceeded, 2),
+				run("nightly", "a", wfv1.WorkflowFailed, 1),
+			},
+			wantOutcomes: []Outcome{{Transition: Unchanged}, {Transition: Unchanged, Stale: true}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				j := jobs[nightly]
+				wantHealthy(t, j)
+				if j.LastUID != "b" || !j.LastResultAt.Equal(at(2)) {
+					t.Errorf("last = %s at %s, want b at %s", j.LastUID, j.LastResultAt, at(2))
+				}
+			},
+		},
+		{
+			name: "an older success arriving after a newer failure does not end the streak",
+			results: []api.Result{
+				run("nightly", "b", wfv1.WorkflowFailed, 2),
+				run("nightly", "a", wfv1.WorkflowSucceeded, 1),
+				run("nightly", "a", wfv1.WorkflowSucceeded, 1),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Stale: true}, {Transition: Unchanged, Duplicate: true}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(2), 1) },
+		},
+		{
+			name: "two CronWorkflows in one namespace fail and recover independently",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("hourly", "h1", wfv1.WorkflowFailed, 1),
+				run("hourly", "h2", wfv1.WorkflowSucceeded, 2),
+				run("nightly", "b", wfv1.WorkflowFailed, 24),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StartedFailing}, {Transition: Recovered}, {Transition: StillFailing}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				wantFailing(t, jobs[nightly], at(0), 2)
+				wantHealthy(t, jobs[hourly])
+				if s := jobs[hourly].LastStreak; s == nil || s.Failures != 1 {
+					t.Errorf("hourly streak = %+v", s)
+				}
+			},
+		},
+		{
+			name: "a new streak after a recovery starts afresh",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+				run("nightly", "c", wfv1.WorkflowFailed, 5),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Recovered}, {Transition: StartedFailing}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				wantFailing(t, jobs[nightly], at(5), 1)
+				if jobs[nightly].LastStreak == nil || !jobs[nightly].LastStreak.Until.Equal(at(1)) {
+					t.Errorf("previous streak lost: %+v", jobs[nightly].LastStreak)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			jobs, outcomes := applyAll(tt.results)
+			if len(outcomes) != len(tt.wantOutcomes) {
+				t.Fatalf("got %d outcomes, want %d", len(outcomes), len(tt.wantOutcomes))
+			}
+			for i := range outcomes {
+				if outcomes[i] != tt.wantOutcomes[i] {
+					t.Errorf("result %d: outcome %+v, want %+v", i, outcomes[i], tt.wantOutcomes[i])
+				}
+			}
+			tt.check(t, jobs)
+		})
+	}
+}
+
+func TestApplyWithoutCreatedAtUsesReceiveTime(t *testing.T) {
+	r := api.Result{Namespace: "etl", WorkflowName: "w-1", Phase: wfv1.WorkflowFailed}
+	j, o := Apply(Job{}, false, r, at(7))
+	if o.Transition != StartedFailing || !j.FailingSince.Equal(at(7)) {
+		t.Fatalf("got %+v, failingSince %v", o, j.FailingSince)
+	}
+	if j.Key() != (Key{Namespace: "etl"}) {
+		t.Errorf("key = %+v, want the namespace as a whole", j.Key())
+	}
+	// Without a uid, the workflow name deduplicates.
+	if _, o := Apply(j, true, r, at(8)); !o.Duplicate {
+		t.Errorf("redelivery without uid: %+v, want duplicate", o)
+	}
+}
+
+func TestApplyBoundsStoredSize(t *testing.T) {
+	var job Job
+	existing := false
+	for i := 0; i < 100; i++ {
+		r := run("nightly", strings.Repeat("u", 36)+string(rune('a'+i%26))+strings.Repeat("x", i/26), wfv1.WorkflowFailed, i)
+		r.Failures = []api.Failure{
+			{DisplayName: "step", Message: strings.Repeat("é", 1000)},
+			{DisplayName: "b"}, {DisplayName: "c"}, {DisplayName: "d"}, {DisplayName: "e"},
+		}
+		job, _ = Apply(job, existing, r, at(200))
+		existing = true
+	}
+	if len(job.RecentRuns) != recentRunsKept {
+		t.Errorf("RecentRuns holds %d, want %d", len(job.RecentRuns), recentRunsKept)
+	}
+	if len(job.LastFailures) != failuresKept {
+		t.Errorf("LastFailures holds %d, want %d", len(job.LastFailures), failuresKept)
+	}
+	if m := job.LastFailures[0].Message; len(m) > failureMessageBytes || !strings.HasSuffix(m, "…") || !utf8.ValidString(m) {
+		t.Errorf("message not cut cleanly: %d bytes", len(m))
+	}
+	if job.ConsecutiveFailures != 100 {
+		t.Errorf("ConsecutiveFailures = %d", job.ConsecutiveFailures)
+	}
+}
+
+func TestApplyDoesNotAliasInput(t *testing.T) {
+	base, _ := Apply(Job{}, false, run("nightly", "a", wfv1.WorkflowFailed, 0), at(9))
+	base.RecentRuns = append(make([]string, 0, 32), base.RecentRuns...)
+	before := strings.Join(base.RecentRuns, ",")
+	_, _ = Apply(base, true, run("nightly", "b", wfv1.WorkflowFailed, 1), at(9))
+	_, _ = Apply(base, true, run("nightly", "c", wfv1.WorkflowFailed, 1), at(9))
+	if got := strings.Join(base.RecentRuns, ","); got != before {
+		t.Errorf("input modified: %s, was %s", got, before)
+	}
+}
+
+func TestKeyRoundTrip(t *testing.T) {
+	for _, k := range []Key{{Namespace: "ml"}, {Namespace: "ml", Name: "nightly"}, {Namespace: "ml", Name: "a.b.c"}} {
+		if got := ParseKey(k.String()); got != k {
+			t.Errorf("ParseKey(%q) = %+v, want %+v", k.String(), got, k)
+		}
+	}
+}
+
+func wantFailing(t *testing.T, j Job, since time.Time, count int) {
+	t.Helper()
+	if !j.Failing() || !j.FailingSince.Equal(since) || j.ConsecutiveFailures != count {
+		t.Errorf("job %s: failingSince %v, failures %d; want failing since %v, %d failures", j.Key(), j.FailingSince, j.ConsecutiveFailures, since, count)
+	}
+}
+
+func wantHealthy(t *testing.T, j Job) {
+	t.Helper()
+	if j.Failing() || j.ConsecutiveFailures != 0 {
+		t.Errorf("job %s: failingSince %v, failures %d; want healthy", j.Key(), j.FailingSince, j.ConsecutiveFailures)
+	}
+}
