@@ -43,6 +43,8 @@ func errorResponse(err error) (int, api.ErrorDetail) {
 		return http.StatusNotFound, api.ErrorDetail{Code: "not_found", Message: err.Error()}
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, api.ErrorDetail{Code: "method_not_allowed", Message: err.Error()}
+	case errors.Is(err, state.ErrCorrupt):
+		return http.StatusInternalServerError, api.ErrorDetail{Code: "corrupt_state", Message: err.Error() + "; fix or delete that key of the state ConfigMap"}
 	case errors.Is(err, state.ErrFull):
 		return http.StatusInsufficientStorage, api.ErrorDetail{Code: "store_full", Message: err.Error()}
 	case errors.Is(err, state.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

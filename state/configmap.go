@@ -1,0 +1,468 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+// ErrCorrupt: a job's stored value cannot be read (edited by hand?). It is
+// left alone until someone fixes or deletes it.
+var ErrCorrupt = errors.New("stored job is unreadable")
+
+// MaxConfigMapData is the API server's limit on the summed size of a
+// ConfigMap's values.
+const MaxConfigMapData = 1 << 20
+
+// ConfigMapStore keeps one key per job in one ConfigMap, each value the job's
+// compact JSON.
+//
+// Writes go through a single committer goroutine that groups the operations
+// queued while the previous update was in flight into one update (group
+// commit); each caller still returns only after its own operation is in etcd.
+// Every update carries the resourceVersion it was computed from; on a
+// conflict (another replica wrote) the batch is re-applied to the fresh
+// object. Reads are served from the last object seen, refreshed from the API
+// server when older than RefreshAfter, so that the alarm loop keeps working
+// from the last known state while the API server is away.
+type ConfigMapStore struct {
+	client       corev1client.ConfigMapInterface
+	name         string
+	logger       *slog.Logger
+	maxBatch     int
+	maxData      int
+	callTimeout  time.Duration
+	refreshAfter time.Duration
+
+	ops    chan *op
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+
+	mu       sync.Mutex        // guards the fields below
+	cm       *corev1.ConfigMap // last object seen; nil until loaded
+	jobs     map[string]Job    // decoded cm.Data, without unreadable keys
+	corrupt  map[string]string // key -> value that could not be decoded
+	loadedAt time.Time
+}
+
+// ConfigMapOptions tunes a ConfigMapStore; zero values take the defaults.
+type ConfigMapOptions struct {
+	// MaxBatch bounds the operations in one update (default 512); 1 makes
+	// one update per callback, the baseline the benchmark compares against.
+	MaxBatch int
+	// MaxData bounds the summed size of the values (default MaxConfigMapData).
+	MaxData int
+	// CallTimeout bounds each API call (default 5s).
+	CallTimeout time.Duration
+	// RefreshAfter is how old the cached object may get before a read
+	// fetches it again (default 1s).
+	RefreshAfter time.Duration
+}
+
+type opKind int
+
+const (
+	opRecord opKind = iota
+	opDelete
+)
+
+type op struct {
+	kind       opKind
+	result     api.Result
+	receivedAt time.Time
+	key        Key
+	done       chan opDone
+}
+
+type opDone struct {
+	rec Recorded
+	err error
+}
+
+// NewConfigMapStore returns a store on ConfigMap name, reached through client
+// (a ConfigMapInterface of the service's own namespace). It returns at once:
+// the ConfigMap is loaded, or created when missing, in the background, with
+// retries, and Ready reports ErrUnavailable until then.
+func NewConfigMapStore(client corev1client.ConfigMapInterface, name string, opts ConfigMapOptions, logger *slog.Logger) *ConfigMapStore {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.MaxData <= 0 {
+		opts.MaxData = MaxConfigMapData
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 5 * time.Second
+	}
+	if opts.RefreshAfter <= 0 {
+		opts.RefreshAfter = time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &ConfigMapStore{
+		client:       client,
+		name:         name,
+		logger:       logger.With("component", "configmap-store", "configmap", name),
+		maxBatch:     opts.MaxBatch,
+		maxData:      opts.MaxData,
+		callTimeout:  opts.CallTimeout,
+		refreshAfter: opts.RefreshAfter,
+		ops:          make(chan *op, 4096),
+		cancel:       cancel,
+		jobs:         map[string]Job{},
+		corrupt:      map[string]string{},
+	}
+	s.done.Go(func() { s.loadUntilDone(ctx) })
+	s.done.Go(func() { s.commitLoop(ctx) })
+	return s
+}
+
+// loadUntilDone loads the ConfigMap at start, retrying with backoff while the
+// API server cannot be reached.
+func (s *ConfigMapStore) loadUntilDone(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for {
+		err := s.refresh(ctx)
+		if err == nil {
+			return
+		}
+		s.logger.Warn("load state; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// refresh fetches the ConfigMap, creating it when missing, and adopts it.
+func (s *ConfigMapStore) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	cm, err := s.client.Get(ctx, s.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		cm, err = s.client.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:   s.name,
+				Labels: map[string]string{"app.kubernetes.io/name": "batchlatch", "app.kubernetes.io/component": "state"},
+			},
+		}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			cm, err = s.client.Get(ctx, s.name, metav1.GetOptions{})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: get configmap %s: %v", ErrUnavailable, s.name, err)
+	}
+	s.adopt(cm)
+	return nil
+}
+
+// adopt makes cm the last object seen, decoding only the values that changed.
+func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old map[string]string
+	if s.cm != nil {
+		old = s.cm.Data
+	}
+	for key := range s.jobs {
+		if _, ok := cm.Data[key]; !ok {
+			delete(s.jobs, key)
+		}
+	}
+	for key := range s.corrupt {
+		if _, ok := cm.Data[key]; !ok {
+			delete(s.corrupt, key)
+		}
+	}
+	for key, value := range cm.Data {
+		if prev, ok := old[key]; ok && prev == value {
+			continue
+		}
+		job, err := decodeJob(key, value)
+		if err != nil {
+			if s.corrupt[key] != value {
+				s.logger.Error("stored job is unreadable; leaving it alone until it is fixed or deleted", "err", err, "key", key)
+			}
+			s.corrupt[key] = value
+			delete(s.jobs, key)
+			continue
+		}
+		delete(s.corrupt, key)
+		s.jobs[key] = job
+	}
+	s.cm = cm
+	s.loadedAt = time.Now()
+}
+
+func decodeJob(key, value string) (Job, error) {
+	var j Job
+	if err := json.Unmarshal([]byte(value), &j); err != nil {
+		return Job{}, fmt.Errorf("%w: key %s: %v", ErrCorrupt, key, err)
+	}
+	if (Key{Namespace: j.Namespace, Name: j.Name}).String() != key {
+		return Job{}, fmt.Errorf("%w: key %s holds job %s", ErrCorrupt, key, j.Key())
+	}
+	return j, nil
+}
+
+// Record implements Store.
+func (s *ConfigMapStore) Record(ctx context.Context, r api.Result, receivedAt time.Time) (Recorded, error) {
+	return s.submit(ctx, &op{kind: opRecord, result: r, receivedAt: receivedAt, key: KeyOf(r)})
+}
+
+// Delete implements Store.
+func (s *ConfigMapStore) Delete(ctx context.Context, key Key) error {
+	_, err := s.submit(ctx, &op{kind: opDelete, key: key})
+	return err
+}
+
+func (s *ConfigMapStore) submit(ctx context.Context, o *op) (Recorded, error) {
+	o.done = make(chan opDone, 1)
+	select {
+	case s.ops <- o:
+	case <-ctx.Done():
+		return Recorded{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+	select {
+	case d := <-o.done:
+		return d.rec, d.err
+	case <-ctx.Done():
+		// The operation may still be committed; a retried callback is then
+		// answered as a duplicate.
+		return Recorded{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+// commitLoop takes every operation queued while the previous update was in
+// flight and commits them together.
+func (s *ConfigMapStore) commitLoop(ctx context.Context) {
+	for {
+		var batch []*op
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-s.ops:
+			batch = append(batch, o)
+		}
+	drain:
+		for len(batch) < s.maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.commit(ctx, batch)
+	}
+}
+
+// maxConflictRetries bounds the re-applications of one batch.
+const maxConflictRetries = 20
+
+// commit applies batch to the latest object and updates it, retrying on
+// conflicts; every operation is answered.
+func (s *ConfigMapStore) commit(ctx context.Context, batch []*op) {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		base := s.cm
+		s.mu.Unlock()
+		if base == nil || attempt > 0 {
+			if err := s.refresh(ctx); err != nil {
+				answerAll(batch, opDone{err: err})
+				return
+			}
+			s.mu.Lock()
+			base = s.cm
+			s.mu.Unlock()
+		}
+		next, answers := s.applyBatch(base, batch)
+		if next == nil { // nothing to write
+			answer(batch, answers)
+			return
+		}
+		callCtx, cancel := context.WithTimeout(ctx, s.callTimeout)
+		updated, err := s.client.Update(callCtx, next, metav1.UpdateOptions{})
+		cancel()
+		if err == nil {
+			s.adopt(updated)
+			answer(batch, answers)
+			return
+		}
+		if apierrors.IsConflict(err) && attempt < maxConflictRetries {
+			continue
+		}
+		if apierrors.IsNotFound(err) && attempt < maxConflictRetries {
+			continue // deleted under us: the refresh recreates it
+		}
+		if apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsInvalid(err) {
+			err = fmt.Errorf("%w: update configmap %s: %v", ErrFull, s.name, err)
+		} else {
+			err = fmt.Errorf("%w: update configmap %s: %v", ErrUnavailable, s.name, err)
+		}
+		answerAll(batch, opDone{err: err})
+		return
+	}
+}
+
+// applyBatch computes the object after batch, and each operation's answer.
+// It returns a nil object when no operation changes anything.
+func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigMap, []opDone) {
+	next := base.DeepCopy()
+	if next.Data == nil {
+		next.Data = map[string]string{}
+	}
+	size := 0
+	for _, v := range next.Data {
+		size += len(v)
+	}
+	answers := make([]opDone, len(batch))
+	changed := false
+	for i, o := range batch {
+		key := o.key.String()
+		value, exists := next.Data[key]
+		if o.kind == opDelete {
+			// Deleting is also how an operator clears an unreadable key.
+			if !exists {
+				answers[i] = opDone{err: ErrNotFound}
+				continue
+			}
+			delete(next.Data, key)
+			size -= len(value)
+			changed = true
+			continue
+		}
+		var job Job
+		if exists {
+			var err error
+			if job, err = decodeJob(key, value); err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+		}
+		job, outcome := Apply(job, exists, o.result, o.receivedAt)
+		answers[i] = opDone{rec: Recorded{Job: job, Outcome: outcome}}
+		if !outcome.Changed() {
+			continue
+		}
+		encoded, err := json.Marshal(job)
+		if err != nil {
+			answers[i] = opDone{err: err}
+			continue
+		}
+		if grown := size - len(value) + len(encoded); grown > s.maxData {
+			answers[i] = opDone{err: fmt.Errorf("%w: job %s would bring ConfigMap %s to %d bytes, over its limit of %d; delete jobs that are gone (DELETE /api/v1/jobs/{namespace}/{job})",
+				ErrFull, key, s.name, grown, s.maxData)}
+			continue
+		}
+		size += len(encoded) - len(value)
+		next.Data[key] = string(encoded)
+		changed = true
+	}
+	if !changed {
+		return nil, answers
+	}
+	return next, answers
+}
+
+func answer(batch []*op, answers []opDone) {
+	for i, o := range batch {
+		o.done <- answers[i]
+	}
+}
+
+func answerAll(batch []*op, d opDone) {
+	for _, o := range batch {
+		o.done <- d
+	}
+}
+
+// fresh returns the cached jobs, refreshing them first when they are older
+// than refreshAfter. When the API server cannot be reached it serves the last
+// known state; before anything was loaded it returns ErrUnavailable.
+func (s *ConfigMapStore) fresh(ctx context.Context) (map[string]Job, map[string]string, error) {
+	s.mu.Lock()
+	stale := s.cm == nil || time.Since(s.loadedAt) > s.refreshAfter
+	s.mu.Unlock()
+	if stale {
+		if err := s.refresh(ctx); err != nil {
+			s.logger.Debug("refresh state; serving the last known", "err", err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cm == nil {
+		return nil, nil, fmt.Errorf("%w: configmap %s not loaded yet", ErrUnavailable, s.name)
+	}
+	jobs := make(map[string]Job, len(s.jobs))
+	for k, j := range s.jobs {
+		jobs[k] = j
+	}
+	corrupt := make(map[string]string, len(s.corrupt))
+	for k, v := range s.corrupt {
+		corrupt[k] = v
+	}
+	return jobs, corrupt, nil
+}
+
+// Get implements Store.
+func (s *ConfigMapStore) Get(ctx context.Context, key Key) (Job, error) {
+	jobs, corrupt, err := s.fresh(ctx)
+	if err != nil {
+		return Job{}, err
+	}
+	if _, bad := corrupt[key.String()]; bad {
+		return Job{}, fmt.Errorf("%w: key %s", ErrCorrupt, key)
+	}
+	j, ok := jobs[key.String()]
+	if !ok {
+		return Job{}, ErrNotFound
+	}
+	return j, nil
+}
+
+// List implements Store. Unreadable keys are left out (and logged once).
+func (s *ConfigMapStore) List(ctx context.Context) ([]Job, error) {
+	jobs, _, err := s.fresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Job, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, j)
+	}
+	SortByKey(out)
+	return out, nil
+}
+
+// Ready implements Store: the ConfigMap can be read from the API server now.
+func (s *ConfigMapStore) Ready(ctx context.Context) error {
+	return s.refresh(ctx)
+}
+
+// Close implements Store: it stops the background goroutines. Operations
+// still queued are answered with ErrUnavailable.
+func (s *ConfigMapStore) Close() error {
+	s.cancel()
+	s.done.Wait()
+	for {
+		select {
+		case o := <-s.ops:
+			o.done <- opDone{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+		default:
+			return nil
+		}
+	}
+}
