@@ -111,10 +111,10 @@ func (l *Loop) pass(ctx context.Context, p *pass, onlyChanges bool) {
 			}
 			p.announcedFailing[key] = *j.FailingSince
 			l.write(ctx, failingEntry(j, now))
-		case j.LastStreak != nil && now.Sub(j.LastStreak.Until) < l.recoveryWindow:
+		case j.LastStreak != nil && j.RecoveredAt != nil && now.Sub(*j.RecoveredAt) < l.recoveryWindow:
 			delete(p.announcedFailing, key)
-			if !p.announcedRecovery[key].Equal(j.LastStreak.Until) {
-				p.announcedRecovery[key] = j.LastStreak.Until
+			if !p.announcedRecovery[key].Equal(*j.RecoveredAt) {
+				p.announcedRecovery[key] = *j.RecoveredAt
 				l.write(ctx, recoveredEntry(j, now))
 				continue
 			}

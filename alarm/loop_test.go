@@ -94,7 +94,8 @@ func failingJob(name string, failures int) state.Job {
 func recoveredJob(name string, until time.Time) state.Job {
 	return state.Job{
 		Namespace: "ml", Name: name, LastWorkflow: name + "-2", LastPhase: "Succeeded", LastResultAt: until,
-		LastStreak: &api.Streak{Since: since, Until: until, Seconds: until.Sub(since).Seconds(), Failures: 3},
+		LastStreak:  &api.Streak{Since: since, Until: until, Seconds: until.Sub(since).Seconds(), Failures: 3},
+		RecoveredAt: ptr(until.Add(time.Minute)),
 	}
 }
 

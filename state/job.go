@@ -50,6 +50,9 @@ type Job struct {
 	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
 	LastFailures        []api.Failure      `json:"lastFailures,omitempty"`
 	LastStreak          *api.Streak        `json:"lastStreak,omitempty"`
+	// RecoveredAt is when the success that ended LastStreak was received: the
+	// recovery window runs from here, even for a callback that came late.
+	RecoveredAt *time.Time `json:"recoveredAt,omitempty"`
 	// RecentRuns holds the dedup keys of the latest runs, newest last, so that
 	// a redelivered callback changes nothing.
 	RecentRuns []string `json:"recentRuns,omitempty"`
@@ -172,6 +175,8 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 		Seconds:  finished.Sub(*job.FailingSince).Seconds(),
 		Failures: job.ConsecutiveFailures,
 	}
+	recoveredAt := receivedAt.UTC()
+	next.RecoveredAt = &recoveredAt
 	next.FailingSince = nil
 	next.ConsecutiveFailures = 0
 	return next, Outcome{Transition: Recovered}

@@ -102,6 +102,9 @@ func TestApply(t *testing.T) {
 				if j.LastStreak == nil || *j.LastStreak != want {
 					t.Errorf("LastStreak = %+v, want %+v", j.LastStreak, want)
 				}
+				if j.RecoveredAt == nil || !j.RecoveredAt.Equal(at(100)) {
+					t.Errorf("RecoveredAt = %v, want the time the success was received", j.RecoveredAt)
+				}
 			},
 		},
 		{

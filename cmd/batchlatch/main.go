@@ -1,0 +1,314 @@
+// Command batchlatch keeps a failed batch job's alert open until the job
+// succeeds again.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/batchlatch/batchlatch/alarm"
+	"github.com/batchlatch/batchlatch/server"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "batchlatch:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program: it returns when ctx is done (after an orderly
+// shutdown) or when start-up fails.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	alarmMetrics := alarm.NewMetrics(reg)
+	serverMetrics := server.NewMetrics(reg)
+
+	kind := stateKind(cfg, getenv)
+	if cfg.LeaderElect && kind != "configmap" {
+		return errors.New("--leader-elect: needs --state configmap (replicas must share their state)")
+	}
+	var k kube
+	if kind == "configmap" {
+		if k, err = connectKube(cfg, getenv); err != nil {
+			return err
+		}
+	}
+	store, err := openStore(cfg, kind, k, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	sink, err := openSink(ctx, cfg, getenv, stdout, alarmMetrics, logger)
+	if err != nil {
+		return err
+	}
+
+	loop := alarm.NewLoop(store, sink, alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow}, alarmMetrics, logger)
+	token, err := readToken(cfg.TokenFile)
+	if err != nil {
+		return err
+	}
+	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{Token: token})
+
+	listener, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	httpServer := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	logger.Info("listening", "addr", listener.Addr().String(), "state", kind, "sink", cfg.Sink, "interval", cfg.Interval)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(listener) }()
+
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
+	var loopDone sync.WaitGroup
+	if cfg.LeaderElect {
+		identity := leaderIdentity(cfg, getenv)
+		loopDone.Go(func() { runAsLeader(loopCtx, cfg, k, identity, logger, loop.Run) })
+	} else {
+		loopDone.Go(func() { loop.Run(loopCtx) })
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	}
+
+	// Shutdown order: stop taking callbacks and finish those in flight, then
+	// stop the loop, then flush the sink; the store closes last (deferred).
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if shutdownErr := httpServer.Shutdown(shutdownCtx); shutdownErr != nil {
+		logger.Warn("http shutdown", "err", shutdownErr)
+	}
+	stopLoop()
+	loopDone.Wait()
+	if closeErr := sink.Close(shutdownCtx); closeErr != nil {
+		logger.Warn("flush sink", "err", closeErr)
+	}
+	logger.Info("stopped")
+	return err
+}
+
+// newLogger logs JSON lines with the field names GKE's agent reads
+// ("severity", "message").
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level)) // validated in Config.validate
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: lvl,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.LevelKey:
+				a.Key = "severity"
+			case slog.MessageKey:
+				a.Key = "message"
+			}
+			return a
+		},
+	}))
+}
+
+// inCluster reports whether the process runs in a Kubernetes pod.
+func inCluster(getenv func(string) string) bool {
+	return getenv("KUBERNETES_SERVICE_HOST") != ""
+}
+
+// kube is how the service reaches the Kubernetes API: for the ConfigMap store
+// and leader election.
+type kube struct {
+	client    kubernetes.Interface
+	namespace string
+}
+
+// connectKube finds the API server the way kubectl does (KUBECONFIG, then
+// ~/.kube/config, then the in-cluster service account). It does not contact
+// the server: an unreachable one only delays readiness.
+func connectKube(cfg Config, getenv func(string) string) (kube, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path := getenv("KUBECONFIG"); path != "" {
+		rules.Precedence = filepath.SplitList(path)
+	}
+	clientConfig := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	restConfig, err := clientConfig.ClientConfig()
+	if err != nil {
+		return kube{}, fmt.Errorf("find the Kubernetes API server (KUBECONFIG, ~/.kube/config or in-cluster): %w", err)
+	}
+	// client-go's default of 5 QPS would throttle a burst of callbacks.
+	restConfig.QPS, restConfig.Burst = 50, 100
+	restConfig.UserAgent = "batchlatch"
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return kube{}, err
+	}
+	namespace := cfg.Namespace
+	if namespace == "" {
+		if namespace, _, err = clientConfig.Namespace(); err != nil || namespace == "" {
+			return kube{}, fmt.Errorf("--namespace: not set and not found in the kubeconfig or the pod: %v", err)
+		}
+	}
+	return kube{client: client, namespace: namespace}, nil
+}
+
+// stateKind resolves --state auto.
+func stateKind(cfg Config, getenv func(string) string) string {
+	if cfg.State != "auto" {
+		return cfg.State
+	}
+	if inCluster(getenv) {
+		return "configmap"
+	}
+	return "file"
+}
+
+func openStore(cfg Config, kind string, k kube, logger *slog.Logger) (state.Store, error) {
+	if kind == "file" {
+		store, err := state.OpenFileStore(cfg.StateFile)
+		if err != nil {
+			return nil, fmt.Errorf("--state-file: %w", err)
+		}
+		logger.Info("state in file", "path", cfg.StateFile)
+		return store, nil
+	}
+	logger.Info("state in configmap", "namespace", k.namespace, "configmap", cfg.ConfigMap)
+	return state.NewConfigMapStore(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, state.ConfigMapOptions{}, logger), nil
+}
+
+// leaderIdentity is the pod name, else the hostname with a random suffix
+// (two processes on one host must not share an identity).
+func leaderIdentity(cfg Config, getenv func(string) string) string {
+	if cfg.PodName != "" {
+		return cfg.PodName
+	}
+	if pod := getenv("POD_NAME"); pod != "" {
+		return pod
+	}
+	host, _ := os.Hostname()
+	return host + "-" + rand.Text()[:8]
+}
+
+// runAsLeader runs fn while this replica holds the Lease, campaigning again
+// whenever it loses it, until ctx is done. On shutdown it releases the Lease
+// so that another replica takes over at once.
+func runAsLeader(ctx context.Context, cfg Config, k kube, identity string, logger *slog.Logger, fn func(context.Context)) {
+	logger = logger.With("component", "leader-election", "identity", identity)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Name: cfg.LeaseName, Namespace: k.namespace},
+		Client:     k.client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	}
+	for ctx.Err() == nil {
+		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   cfg.LeaseDuration,
+			RenewDeadline:   cfg.LeaseDuration * 2 / 3,
+			RetryPeriod:     cfg.LeaseDuration / 5,
+			ReleaseOnCancel: true,
+			Name:            "batchlatch",
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					logger.Info("leading: writing entries")
+					fn(ctx)
+				},
+				OnStoppedLeading: func() { logger.Info("not leading") },
+				OnNewLeader: func(leader string) {
+					if leader != identity {
+						logger.Info("following", "leader", leader)
+					}
+				},
+			},
+		})
+		if err != nil { // only a bad config; validated durations make it unreachable
+			logger.Error("leader election", "err", err)
+			return
+		}
+		elector.Run(ctx)
+	}
+}
+
+func openSink(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer, metrics *alarm.Metrics, logger *slog.Logger) (alarm.Sink, error) {
+	kind := cfg.Sink
+	if kind == "auto" {
+		kind = "stdout"
+		if cfg.Project != "" {
+			kind = "cloudlogging"
+		}
+	}
+	if kind == "stdout" {
+		return alarm.NewStdoutSink(stdout, metrics), nil
+	}
+	return alarm.NewCloudLoggingSink(ctx, alarm.CloudLoggingConfig{
+		Project:       cfg.Project,
+		LogName:       cfg.LogName,
+		Cluster:       cfg.Cluster,
+		Location:      cfg.Location,
+		PodName:       cfg.PodName,
+		ContainerName: cfg.ContainerName,
+		OwnNamespace:  cfg.Namespace,
+		WriteTimeout:  cfg.WriteTimeout,
+	}, metrics, logger)
+}
+
+// readToken reads the bearer token writes must carry; no file means no token.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("--token-file: %s is empty", path)
+	}
+	return token, nil
+}
