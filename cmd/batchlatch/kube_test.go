@@ -1,0 +1,414 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+)
+
+// childEnv makes the test binary act as the batchlatch command, for tests
+// that kill it.
+const childEnv = "BATCHLATCH_TEST_CHILD_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(childEnv); args != "" {
+		var argv []string
+		if err := json.Unmarshal([]byte(args), &argv); err != nil {
+			panic(err)
+		}
+		main2(argv)
+		return
+	}
+	kubetest.Main(m)
+}
+
+// main2 is main with explicit arguments.
+func main2(args []string) {
+	os.Args = append([]string{"batchlatch"}, args...)
+	main()
+}
+
+// kubeEnv is the environment run sees for a cluster and namespace.
+func kubeEnv(kubeconfig string, extra ...string) map[string]string {
+	env := map[string]string{"KUBECONFIG": kubeconfig}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return env
+}
+
+func TestConfigMapStateSurvivesRestart(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	args := []string{"--state", "configmap", "--namespace", ns, "--interval", "100ms"}
+	svc := start(t, kubeEnv(env.Kubeconfig), args...)
+	waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+	t0 := time.Now().Add(-time.Hour)
+	for i, body := range []string{
+		callback("ml", "nightly", "n1", "Failed", t0),
+		callback("ml", "nightly", "n2", "Failed", t0.Add(time.Minute)),
+		callback("ml", "hourly", "h1", "Failed", t0),
+		callback("etl", "load", "l1", "Succeeded", t0),
+	} {
+		if code, data := svc.post("", body); code != 200 {
+			t.Fatalf("callback %d: %d %s", i, code, data)
+		}
+	}
+	before := svc.failures()
+	svc.stop()
+
+	again := start(t, kubeEnv(env.Kubeconfig), args...)
+	waitHTTP(t, again, "/readyz", 200, 20*time.Second)
+	after := again.failures()
+	for i := range before.Failures { // the only field that moves with the clock
+		before.Failures[i].FailingSeconds = 0
+	}
+	for i := range after.Failures {
+		after.Failures[i].FailingSeconds = 0
+	}
+	if fmt.Sprint(after) != fmt.Sprint(before) || len(after.Failures) != 2 || after.Failures[0].ConsecutiveFailures+after.Failures[1].ConsecutiveFailures != 3 {
+		t.Fatalf("after restart:\n%+v\nbefore:\n%+v", after, before)
+	}
+	if code, _ := again.get("/api/v1/jobs/etl/load"); code != 200 {
+		t.Fatalf("healthy job lost: %d", code)
+	}
+	// Who is failing shows at a glance in the ConfigMap.
+	cm, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), "batchlatch-state", metav1.GetOptions{})
+	if err != nil || len(cm.Data) != 3 || !strings.Contains(cm.Data["ml.nightly"], `"consecutiveFailures":2`) {
+		t.Fatalf("ConfigMap: %v %v", cm.Data, err)
+	}
+}
+
+func TestCrashLosesNoAcknowledgedCallback(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	addr := freePort(t)
+	args := []string{"--listen", addr, "--state", "configmap", "--namespace", ns, "--interval", "1h"}
+	child := exec.Command(os.Args[0])
+	argv, _ := json.Marshal(args)
+	child.Env = append(os.Environ(), childEnv+"="+string(argv), "KUBECONFIG="+env.Kubeconfig)
+	var childErr syncBuffer
+	child.Stderr = &childErr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	url := "http://" + addr
+	waitURL(t, url+"/readyz", 200, 30*time.Second)
+
+	const jobs, runsPerJob, clients = 10, 12, 16
+	type call struct {
+		job, run int
+		body     string
+	}
+	var calls []call
+	t0 := time.Now().Add(-time.Hour)
+	for r := 0; r < runsPerJob; r++ {
+		for j := 0; j < jobs; j++ {
+			// Same finish time for every run: none is stale, each counts once.
+			calls = append(calls, call{j, r, callback("ml", fmt.Sprintf("job%d", j), fmt.Sprintf("j%d-r%d", j, r), "Failed", t0)})
+		}
+	}
+	acked := make([]bool, len(calls))
+	var ackedCount sync.WaitGroup
+	next := make(chan int)
+	var mu sync.Mutex
+	n := 0
+	killed := make(chan struct{})
+	client := &http.Client{Timeout: 10 * time.Second}
+	for c := 0; c < clients; c++ {
+		ackedCount.Go(func() {
+			for i := range next {
+				resp, err := client.Post(url+"/api/v1/results", "application/json", strings.NewReader(calls[i].body))
+				if err != nil {
+					continue // killed mid-request: not acknowledged
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					mu.Lock()
+					acked[i] = true
+					n++
+					if n == len(calls)/2 {
+						child.Process.Signal(syscall.SIGKILL)
+						close(killed)
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range calls {
+		select {
+		case next <- i:
+		case <-killed:
+		}
+	}
+	close(next)
+	ackedCount.Wait()
+	child.Wait()
+	<-killed
+
+	perJob := make([]int, jobs)
+	total := 0
+	for i, ok := range acked {
+		if ok {
+			perJob[calls[i].job]++
+			total++
+		}
+	}
+	t.Logf("%d of %d callbacks acknowledged before SIGKILL", total, len(calls))
+
+	svc := start(t, kubeEnv(env.Kubeconfig), "--state", "configmap", "--namespace", ns, "--interval", "1h")
+	waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+	for j := 0; j < jobs; j++ {
+		job := getJob(t, svc, "ml", fmt.Sprintf("job%d", j))
+		if job.ConsecutiveFailures < perJob[j] || job.ConsecutiveFailures > runsPerJob {
+			t.Errorf("job%d: %d failures stored, %d acknowledged, %d sent", j, job.ConsecutiveFailures, perJob[j], runsPerJob)
+		}
+	}
+	// Argo delivers at least once: redeliver everything. Acknowledged
+	// callbacks are duplicates, and every job ends with exactly its runs.
+	for i, c := range calls {
+		code, data := svc.post("", c.body)
+		if code != 200 {
+			t.Fatalf("redelivery: %d %s", code, data)
+		}
+		if acked[i] && !strings.Contains(string(data), `"duplicate":true`) {
+			t.Errorf("acknowledged callback %s counted again: %s", c.body, data)
+		}
+	}
+	for j := 0; j < jobs; j++ {
+		if job := getJob(t, svc, "ml", fmt.Sprintf("job%d", j)); job.ConsecutiveFailures != runsPerJob {
+			t.Errorf("job%d after redelivery: %d failures, want %d", j, job.ConsecutiveFailures, runsPerJob)
+		}
+	}
+}
+
+func getJob(t *testing.T, svc *instance, namespace, job string) api.Job {
+	t.Helper()
+	code, data := svc.get("/api/v1/jobs/" + namespace + "/" + job)
+	var j api.Job
+	if err := json.Unmarshal(data, &j); code != 200 || err != nil {
+		t.Fatalf("job %s/%s: %d %s", namespace, job, code, data)
+	}
+	return j
+}
+
+func waitURL(t *testing.T, url string, status int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last := 0
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if last = resp.StatusCode; last == status {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: status %d, want %d within %s", url, last, status, within)
+}
+
+func waitHTTP(t *testing.T, svc *instance, path string, status int, within time.Duration) {
+	t.Helper()
+	waitURL(t, svc.url+path, status, within)
+}
+
+// leaderTest runs two replicas with leader election and checks that exactly
+// one writes entries, and that the other takes over when the leader stops.
+func leaderTest(t *testing.T, kubeconfig, ns string) {
+	t.Helper()
+	args := []string{"--state", "configmap", "--namespace", ns, "--interval", "100ms", "--leader-elect", "--lease-duration", "2s"}
+	a := start(t, kubeEnv(kubeconfig, "POD_NAME", "replica-a"), args...)
+	waitHTTP(t, a, "/readyz", 200, 20*time.Second)
+	b := start(t, kubeEnv(kubeconfig, "POD_NAME", "replica-b"), args...)
+	waitHTTP(t, b, "/readyz", 200, 20*time.Second)
+	// Each replica takes callbacks.
+	if code, data := a.post("", callback("ml", "nightly", "u1", "Failed", time.Now())); code != 200 {
+		t.Fatalf("replica a: %d %s", code, data)
+	}
+	if code, data := b.post("", callback("ml", "hourly", "u2", "Failed", time.Now())); code != 200 {
+		t.Fatalf("replica b: %d %s", code, data)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(a.entries())+len(b.entries()) < 10 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	leader, follower := a, b
+	if len(b.entries()) > len(a.entries()) {
+		leader, follower = b, a
+	}
+	if n := len(follower.entries()); n != 0 {
+		t.Fatalf("both replicas write entries: leader %d, follower %d", len(leader.entries()), n)
+	}
+	// The leader writes for jobs whose callback went to the other replica.
+	leader.waitForEntries(3*time.Second, "entries for both jobs from the leader", func(e []stdoutEntry) bool {
+		jobs := map[string]bool{}
+		for _, x := range e {
+			jobs[x.Job] = true
+		}
+		return jobs["nightly"] && jobs["hourly"]
+	})
+
+	if err := leader.stop(); err != nil {
+		t.Fatalf("leader stopped with %v", err)
+	}
+	stopped := time.Now()
+	follower.waitForEntries(2*time.Second+time.Second, "the other replica to take over within the lease", func(e []stdoutEntry) bool {
+		jobs := map[string]bool{}
+		for _, x := range e {
+			jobs[x.Job] = true
+		}
+		return jobs["nightly"] && jobs["hourly"]
+	})
+	t.Logf("takeover after %s", time.Since(stopped).Round(time.Millisecond))
+}
+
+func TestLeaderElection(t *testing.T) {
+	env := kubetest.Get(t)
+	leaderTest(t, env.Kubeconfig, env.NewNamespace(t))
+}
+
+func TestAPIServerOutage(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	svc := start(t, kubeEnv(env.Kubeconfig), "--state", "configmap", "--namespace", ns, "--interval", "100ms")
+	waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+	if code, data := svc.post("", callback("ml", "nightly", "u1", "Failed", time.Now())); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+
+	env.StopAPIServer(t)
+	req, _ := http.NewRequest("POST", svc.url+"/api/v1/results", strings.NewReader(callback("ml", "nightly", "u2", "Failed", time.Now())))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("while the API server is down: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	waitHTTP(t, svc, "/readyz", 503, 10*time.Second)
+	// The loop keeps writing from the last known state.
+	seen := len(svc.entries())
+	svc.waitForEntries(5*time.Second, "entries while the API server is down", func(e []stdoutEntry) bool { return len(e) >= seen+3 })
+
+	env.StartAPIServer(t)
+	waitHTTP(t, svc, "/readyz", 200, 30*time.Second)
+	code, data := svc.post("", callback("ml", "nightly", "u2", "Failed", time.Now()))
+	if code != 200 || !strings.Contains(string(data), `"consecutiveFailures":2`) {
+		t.Fatalf("after the outage: %d %s", code, data)
+	}
+}
+
+// leastPrivilegeRole is all the service may do in its namespace.
+func leastPrivilegeRole(ns string) *rbacv1.Role {
+	return &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "batchlatch", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"batchlatch-state"}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"batchlatch-leader"}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		},
+	}
+}
+
+// serviceAccountKubeconfig binds role to a new ServiceAccount and writes a
+// kubeconfig that authenticates with that account's token only.
+func serviceAccountKubeconfig(t *testing.T, env *kubetest.Env, ns string, role *rbacv1.Role) (string, *kubernetes.Clientset) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := env.Clientset.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "batchlatch", Namespace: ns}},
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	token := env.TokenFor(t, ns, "batchlatch")
+	restConfig := env.RESTConfigForToken(token)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: restConfig.Host, CertificateAuthority: restConfig.CAFile, CertificateAuthorityData: restConfig.CAData}
+	kc.AuthInfos["batchlatch"] = &clientcmdapi.AuthInfo{Token: token}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "batchlatch", Namespace: ns}
+	kc.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cs
+}
+
+// runsWithRole goes through a callback, a restart and a leader election
+// with nothing but role's permissions, and checks a call outside it fails.
+func runsWithRole(t *testing.T, env *kubetest.Env, ns string, role *rbacv1.Role) {
+	kubeconfig, sa := serviceAccountKubeconfig(t, env, ns, role)
+	args := []string{"--state", "configmap", "--interval", "100ms"} // namespace from the kubeconfig
+	svc := start(t, kubeEnv(kubeconfig), args...)
+	waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+	if code, data := svc.post("", callback("ml", "nightly", "u1", "Failed", time.Now())); code != 200 {
+		t.Fatalf("callback: %d %s\n%s", code, data, svc.stderr)
+	}
+	svc.waitForEntries(3*time.Second, "an ERROR entry", func(e []stdoutEntry) bool { return count(e, "ERROR") > 0 })
+	svc.stop()
+	again := start(t, kubeEnv(kubeconfig), args...)
+	waitHTTP(t, again, "/readyz", 200, 20*time.Second)
+	if f := again.failures(); len(f.Failures) != 1 {
+		t.Fatalf("after restart: %+v", f)
+	}
+	again.stop()
+	leaderTest(t, kubeconfig, ns)
+	if strings.Contains(svc.stderr.String()+again.stderr.String(), "forbidden") {
+		t.Errorf("a request was forbidden:\n%s\n%s", svc.stderr, again.stderr)
+	}
+
+	ctx := context.Background()
+	for what, call := range map[string]func() error{
+		"list configmaps":      func() error { _, err := sa.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); return err },
+		"get another cm":       func() error { _, err := sa.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{}); return err },
+		"delete the state":     func() error { return sa.CoreV1().ConfigMaps(ns).Delete(ctx, "batchlatch-state", metav1.DeleteOptions{}) },
+		"read secrets":         func() error { _, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"another namespace cm": func() error { _, err := sa.CoreV1().ConfigMaps("default").Get(ctx, "batchlatch-state", metav1.GetOptions{}); return err },
+	} {
+		if err := call(); !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want forbidden", what, err)
+		}
+	}
+}
+
+func TestLeastPrivilegeRoleIsEnough(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	runsWithRole(t, env, ns, leastPrivilegeRole(ns))
+}
