@@ -49,13 +49,22 @@ type wireResult struct {
 // DecodeResult reads and validates one callback body. The error is a
 // *FieldError for anything the sender got wrong.
 func DecodeResult(r io.Reader) (Result, error) {
-	dec := json.NewDecoder(r)
-	var w wireResult
-	if err := dec.Decode(&w); err != nil {
-		return Result{}, decodeError(err)
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return Result{}, &FieldError{Message: "read body: " + err.Error()}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Result{}, &FieldError{Message: "malformed JSON: unexpected data after the object"}
+	w, err := decodeWire(body)
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		// Argo quotes {{workflow.failures}} with Go's strconv.Quote, which
+		// writes DEL and some other runes as \xHH or \UHHHHHHHH: not JSON.
+		// Such a callback would be refused on every retry, so repair it.
+		if repaired, ok := repairGoEscapes(body); ok {
+			w, err = decodeWire(repaired)
+		}
+	}
+	if err != nil {
+		return Result{}, decodeError(err)
 	}
 	res := w.Result
 	failures, err := decodeFailures(w.Failures)
@@ -69,7 +78,72 @@ func DecodeResult(r io.Reader) (Result, error) {
 	return res, nil
 }
 
+var errTrailingData = errors.New("unexpected data after the object")
+
+func decodeWire(body []byte) (wireResult, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var w wireResult
+	if err := dec.Decode(&w); err != nil {
+		return wireResult{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return wireResult{}, errTrailingData
+	}
+	return w, nil
+}
+
+// repairGoEscapes rewrites the escapes Go's strconv.Quote uses but JSON
+// lacks (\xHH, \UHHHHHHHH, \a, \v) into JSON ones. It reports whether it
+// changed anything.
+func repairGoEscapes(body []byte) ([]byte, bool) {
+	var out bytes.Buffer
+	changed := false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' || i+1 >= len(body) {
+			out.WriteByte(c)
+			continue
+		}
+		next := body[i+1]
+		switch {
+		case next == 'x' && i+3 < len(body) && isHex(body[i+2:i+4]):
+			out.WriteString(`\u00`)
+			out.Write(body[i+2 : i+4])
+			i += 3
+			changed = true
+		case next == 'U' && i+9 < len(body) && isHex(body[i+2:i+10]):
+			var r rune
+			fmt.Sscanf(string(body[i+2:i+10]), "%x", &r)
+			quoted, _ := json.Marshal(string(r))
+			out.Write(quoted[1 : len(quoted)-1])
+			i += 9
+			changed = true
+		case next == 'a' || next == 'v':
+			fmt.Fprintf(&out, `\u%04x`, map[byte]int{'a': 7, 'v': 11}[next])
+			i++
+			changed = true
+		default: // a JSON escape (\\ included): keep both bytes
+			out.WriteByte(c)
+			out.WriteByte(next)
+			i++
+		}
+	}
+	return out.Bytes(), changed
+}
+
+func isHex(b []byte) bool {
+	for _, c := range b {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
 func decodeError(err error) error {
+	if errors.Is(err, errTrailingData) {
+		return &FieldError{Message: "malformed JSON: unexpected data after the object"}
+	}
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
 		// Fields of the embedded Result are reported as "Result.<field>".

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,4 +136,25 @@ func FuzzDecodeResult(f *testing.F) {
 		}
 		_ = r.FinishedAt(time.Now())
 	})
+}
+
+// Argo quotes {{workflow.failures}} with strconv.Quote, whose \x escapes are
+// not JSON; such a body must still be accepted, or every retry would fail.
+func TestDecodeResultRepairsGoQuotedFailures(t *testing.T) {
+	inner, _ := json.Marshal([]Failure{{DisplayName: "step", Message: "del\x7f \"quoted\" \\u001b é \U000E0001 \u0085"}})
+	body := `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":` + strconv.Quote(string(inner)) + `}`
+	if !strings.Contains(body, `\x7f`) {
+		t.Fatalf("test body lacks the Go escape: %s", body)
+	}
+	r, err := DecodeResult(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Failures) != 1 || r.Failures[0].Message != "del\x7f \"quoted\" \\u001b é \U000E0001 \u0085" {
+		t.Fatalf("failures = %q", r.Failures)
+	}
+	// A body that is broken in another way still names the problem.
+	if _, err := DecodeResult(strings.NewReader(`{"namespace":"ml\x"}`)); err == nil {
+		t.Fatal("broken escape accepted")
+	}
 }
