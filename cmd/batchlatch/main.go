@@ -78,7 +78,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer store.Close()
 
-	sink, err := openSink(ctx, cfg, getenv, stdout, alarmMetrics, logger)
+	sinkKind := cfg.Sink
+	if sinkKind == "auto" {
+		sinkKind = "stdout"
+		if cfg.Project != "" {
+			sinkKind = "cloudlogging"
+		}
+	}
+	sink, err := openSink(ctx, cfg, sinkKind, stdout, alarmMetrics, logger)
 	if err != nil {
 		return err
 	}
@@ -101,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	logger.Info("listening", "addr", listener.Addr().String(), "state", kind, "sink", cfg.Sink, "interval", cfg.Interval)
+	logger.Info("listening", "addr", listener.Addr().String(), "state", kind, "sink", sinkKind, "interval", cfg.Interval.String())
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(listener) }()
@@ -277,14 +284,7 @@ func runAsLeader(ctx context.Context, cfg Config, k kube, identity string, logge
 	}
 }
 
-func openSink(ctx context.Context, cfg Config, getenv func(string) string, stdout io.Writer, metrics *alarm.Metrics, logger *slog.Logger) (alarm.Sink, error) {
-	kind := cfg.Sink
-	if kind == "auto" {
-		kind = "stdout"
-		if cfg.Project != "" {
-			kind = "cloudlogging"
-		}
-	}
+func openSink(ctx context.Context, cfg Config, kind string, stdout io.Writer, metrics *alarm.Metrics, logger *slog.Logger) (alarm.Sink, error) {
 	if kind == "stdout" {
 		return alarm.NewStdoutSink(stdout, metrics), nil
 	}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need, builds
+# (or reuses) the cluster binaries and helm, then runs every Go test,
+# including the ones against a real kube-apiserver + etcd on 127.0.0.1.
+#
+#   hack/test.sh               everything
+#   hack/test.sh ./state/...   only some packages (extra args go to 'go test')
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# openssl and curl: certificates and readiness checks of the test cluster.
+missing=()
+for tool in openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if ((${#missing[@]})); then
+	echo "test.sh: installing ${missing[*]}" >&2
+	if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+	else sudo apt-get update -qq && sudo apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+fi
+
+# Build or reuse the cached cluster binaries and helm (minutes cold, seconds warm).
+hack/kube-env.sh build
+if [ -x hack/helm.sh ]; then hack/helm.sh >/dev/null; fi
+
+# No test may reach Google: a Cloud Logging client that ever probes the
+# metadata server hits a closed loopback port instead.
+export GCE_METADATA_HOST=127.0.0.1:1
+
+go vet ./...
+if (($#)); then
+	go test -count=1 "$@"
+else
+	go test -count=1 ./...
+fi
