@@ -412,3 +412,66 @@ func TestLeastPrivilegeRoleIsEnough(t *testing.T) {
 	ns := env.NewNamespace(t)
 	runsWithRole(t, env, ns, leastPrivilegeRole(ns))
 }
+
+// child is the batchlatch command in a process of its own, to be killed.
+type child struct {
+	cmd    *exec.Cmd
+	url    string
+	stdout *syncBuffer
+	stderr *syncBuffer
+}
+
+func startChild(t *testing.T, extraEnv []string, args ...string) *child {
+	t.Helper()
+	addr := freePort(t)
+	argv, _ := json.Marshal(append([]string{"--listen", addr}, args...))
+	c := &child{cmd: exec.Command(os.Args[0]), url: "http://" + addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	c.cmd.Env = append(append(os.Environ(), childEnv+"="+string(argv)), extraEnv...)
+	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill(); c.cmd.Wait() })
+	waitURL(t, c.url+"/readyz", 200, 30*time.Second)
+	return c
+}
+
+func TestLeaderKilledIsReplacedWithinTheLease(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	const lease = 3 * time.Second
+	args := []string{"--state", "configmap", "--namespace", ns, "--interval", "100ms", "--leader-elect", "--lease-duration", lease.String()}
+	a := startChild(t, []string{"KUBECONFIG=" + env.Kubeconfig, "POD_NAME=replica-a"}, args...)
+	b := startChild(t, []string{"KUBECONFIG=" + env.Kubeconfig, "POD_NAME=replica-b"}, args...)
+	resp, err := http.Post(a.url+"/api/v1/results", "application/json", strings.NewReader(callback("ml", "nightly", "u1", "Failed", time.Now())))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("callback: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	lines := func(c *child) int { return strings.Count(c.stdout.String(), "\n") }
+	deadline := time.Now().Add(10 * time.Second)
+	for lines(a)+lines(b) < 5 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	leader, follower := a, b
+	if lines(b) > lines(a) {
+		leader, follower = b, a
+	}
+	if lines(follower) != 0 || lines(leader) == 0 {
+		t.Fatalf("entries: leader %d, follower %d; want exactly one writer", lines(leader), lines(follower))
+	}
+
+	// SIGKILL: the Lease is not released; the other replica must wait it out.
+	leader.cmd.Process.Signal(syscall.SIGKILL)
+	killed := time.Now()
+	for lines(follower) == 0 && time.Since(killed) < 3*lease {
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(killed)
+	t.Logf("takeover %s after SIGKILL (lease %s)", took.Round(time.Millisecond), lease)
+	// The lease runs from the leader's last renewal, so the takeover comes
+	// within one lease duration, plus one retry period of the follower.
+	if lines(follower) == 0 || took > lease+lease/5+2*time.Second {
+		t.Fatalf("follower wrote %d entries %s after the leader was killed; want some within %s", lines(follower), took, lease)
+	}
+}
