@@ -19,7 +19,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"severity"}),
 		SinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "batchlatch_sink_errors_total",
-			Help: "Entries the sink failed to write, by sink.",
+			Help: "Failed writes, by sink: an entry for stdout, a write request (one or more bundled entries) for cloudlogging.",
 		}, []string{"sink"}),
 		FailingJobs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "batchlatch_failing_jobs",

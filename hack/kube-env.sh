@@ -550,4 +550,6 @@ main() {
 	esac
 }
 
-main "$@"
+# On one line: bash reads a script as it runs it, so a build that takes
+# minutes must not read on into a file edited meanwhile.
+main "$@"; exit

@@ -323,19 +323,6 @@ func TestAPIServerOutage(t *testing.T) {
 	}
 }
 
-// leastPrivilegeRole is all the service may do in its namespace.
-func leastPrivilegeRole(ns string) *rbacv1.Role {
-	return &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "batchlatch", Namespace: ns},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"batchlatch-state"}, Verbs: []string{"get", "update"}},
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"batchlatch-leader"}, Verbs: []string{"get", "update"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		},
-	}
-}
-
 // serviceAccountKubeconfig binds role to a new ServiceAccount and writes a
 // kubeconfig that authenticates with that account's token only.
 func serviceAccountKubeconfig(t *testing.T, env *kubetest.Env, ns string, role *rbacv1.Role) (string, *kubernetes.Clientset) {
@@ -410,7 +397,8 @@ func runsWithRole(t *testing.T, env *kubetest.Env, ns string, role *rbacv1.Role)
 func TestLeastPrivilegeRoleIsEnough(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	runsWithRole(t, env, ns, leastPrivilegeRole(ns))
+	// The Role the Helm chart installs, with its default values.
+	runsWithRole(t, env, ns, chartRole(t, ns))
 }
 
 // child is the batchlatch command in a process of its own, to be killed.
