@@ -11,6 +11,9 @@
 # not reachable from CI) and cached outside the repo, keyed by version, in
 # ${BATCHLATCH_TOOLS_DIR:-$HOME/.cache/batchlatch-tools}.
 #
+# DIR/env holds KUBECONFIG, APISERVER_URL, ADMIN_TOKEN, CA_FILE, the PIDs...
+# as KEY=VALUE lines: 'set -a; . DIR/env; set +a' exports them.
+#
 # Everything listens on 127.0.0.1 only. There are no controllers: deleted
 # namespaces stay Terminating and pods never run.
 #
