@@ -382,11 +382,16 @@ func runsWithRole(t *testing.T, env *kubetest.Env, ns string, role *rbacv1.Role)
 
 	ctx := context.Background()
 	for what, call := range map[string]func() error{
-		"list configmaps":      func() error { _, err := sa.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); return err },
-		"get another cm":       func() error { _, err := sa.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{}); return err },
-		"delete the state":     func() error { return sa.CoreV1().ConfigMaps(ns).Delete(ctx, "batchlatch-state", metav1.DeleteOptions{}) },
-		"read secrets":         func() error { _, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); return err },
-		"another namespace cm": func() error { _, err := sa.CoreV1().ConfigMaps("default").Get(ctx, "batchlatch-state", metav1.GetOptions{}); return err },
+		"list configmaps": func() error { _, err := sa.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); return err },
+		"get another cm":  func() error { _, err := sa.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{}); return err },
+		"delete the state": func() error {
+			return sa.CoreV1().ConfigMaps(ns).Delete(ctx, "batchlatch-state", metav1.DeleteOptions{})
+		},
+		"read secrets": func() error { _, err := sa.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); return err },
+		"another namespace cm": func() error {
+			_, err := sa.CoreV1().ConfigMaps("default").Get(ctx, "batchlatch-state", metav1.GetOptions{})
+			return err
+		},
 	} {
 		if err := call(); !apierrors.IsForbidden(err) {
 			t.Errorf("%s: %v, want forbidden", what, err)

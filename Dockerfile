@@ -1,0 +1,22 @@
+# The batchlatch image: a static binary on distroless, running as nonroot
+# (65532, as the Helm chart's securityContext expects).
+#
+#   docker build -t ghcr.io/batchlatch/batchlatch:dev .
+#   docker buildx build --platform linux/amd64,linux/arm64 -t ... .
+
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS
+ARG TARGETARCH
+WORKDIR /src
+# Dependencies first: this layer stays cached while only the code changes.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -ldflags='-s -w' -o /out/batchlatch ./cmd/batchlatch
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/batchlatch /batchlatch
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/batchlatch"]
