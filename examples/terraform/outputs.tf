@@ -1,0 +1,9 @@
+output "metric_type" {
+  description = "Type of the log-based metric, for charts and other policies."
+  value       = "logging.googleapis.com/user/${google_logging_metric.failing.name}"
+}
+
+output "alert_policy" {
+  description = "Resource name of the alert policy (projects/<project>/alertPolicies/<id>)."
+  value       = google_monitoring_alert_policy.failing.name
+}

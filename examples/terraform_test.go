@@ -1,0 +1,1038 @@
+package examples_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+
+	"github.com/batchlatch/batchlatch/alarm"
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+const terraformDir = "terraform"
+
+// Facts the policy's timing rests on (FACTS.md, Cloud Monitoring).
+const (
+	// A log-based metric can lag this far behind its entries.
+	maxIngestionLag = 10 * time.Minute
+	// AlertStrategy.autoClose is at least this.
+	minAutoClose = 30 * time.Minute
+	// Setting evaluationMissingData needs a duration of at least this; every
+	// duration is a multiple of it.
+	minMissingDataDuration = time.Minute
+)
+
+const (
+	testProject   = "my-project"
+	logMetricType = "google_logging_metric"
+	policyType    = "google_monitoring_alert_policy"
+)
+
+// tfModule is the Terraform configuration of examples/terraform, parsed with
+// HCL (there is no terraform binary here) and evaluated by the test with the
+// handful of Terraform functions it uses.
+type tfModule struct {
+	variables map[string]*hclsyntax.Block
+	locals    []*hclsyntax.Attribute
+	resources []*hclsyntax.Block
+	outputs   []*hclsyntax.Block
+	others    []*hclsyntax.Block // terraform, provider
+}
+
+func loadTerraform(t *testing.T) *tfModule {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(terraformDir, "*.tf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+	}
+	for _, want := range []string{"main.tf", "variables.tf", "outputs.tf", "versions.tf"} {
+		if !slices.Contains(names, want) {
+			t.Fatalf("%s/%s is missing (have %v)", terraformDir, want, names)
+		}
+	}
+	m := &tfModule{variables: map[string]*hclsyntax.Block{}}
+	parser := hclparse.NewParser()
+	for _, p := range paths {
+		f, diags := parser.ParseHCLFile(p)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", p, diags)
+		}
+		body := f.Body.(*hclsyntax.Body)
+		if len(body.Attributes) != 0 {
+			t.Fatalf("%s: unexpected top-level attributes", p)
+		}
+		for _, b := range body.Blocks {
+			switch b.Type {
+			case "variable":
+				if _, dup := m.variables[b.Labels[0]]; dup {
+					t.Fatalf("%s: variable %q declared twice", p, b.Labels[0])
+				}
+				m.variables[b.Labels[0]] = b
+			case "locals":
+				for _, a := range sortedAttrs(b.Body) {
+					m.locals = append(m.locals, a)
+				}
+			case "resource":
+				m.resources = append(m.resources, b)
+			case "output":
+				m.outputs = append(m.outputs, b)
+			case "terraform", "provider":
+				m.others = append(m.others, b)
+			default:
+				// data sources, modules...: teach the test about them first.
+				t.Fatalf("%s: block %q is not evaluated by this test", p, b.Type)
+			}
+		}
+	}
+	return m
+}
+
+func sortedAttrs(body *hclsyntax.Body) []*hclsyntax.Attribute {
+	attrs := make([]*hclsyntax.Attribute, 0, len(body.Attributes))
+	for _, a := range body.Attributes {
+		attrs = append(attrs, a)
+	}
+	slices.SortFunc(attrs, func(a, b *hclsyntax.Attribute) int { return strings.Compare(a.Name, b.Name) })
+	return attrs
+}
+
+// tfFunctions are the Terraform functions the configuration may use.
+var tfFunctions = map[string]function.Function{
+	"can":        tryfunc.CanFunc,
+	"concat":     stdlib.ConcatFunc,
+	"contains":   stdlib.ContainsFunc,
+	"regex":      stdlib.RegexFunc,
+	"replace":    stdlib.ReplaceFunc, // Terraform's also takes /regex/; plain strings behave the same
+	"tonumber":   stdlib.MakeToFunc(cty.Number),
+	"trimsuffix": stdlib.TrimSuffixFunc,
+	"try":        tryfunc.TryFunc,
+}
+
+// varValues evaluates the variables: each default, or the given value,
+// converted to the declared type. Variables without a default must be given.
+func (m *tfModule) varValues(t *testing.T, given map[string]cty.Value) map[string]cty.Value {
+	t.Helper()
+	vals := map[string]cty.Value{}
+	for name, b := range m.variables {
+		ty := cty.DynamicPseudoType
+		if a, ok := b.Body.Attributes["type"]; ok {
+			var diags hcl.Diagnostics
+			if ty, diags = typeexpr.TypeConstraint(a.Expr); diags.HasErrors() {
+				t.Fatalf("variable %q: type: %v", name, diags)
+			}
+		}
+		v, ok := given[name]
+		if !ok {
+			a, has := b.Body.Attributes["default"]
+			if !has {
+				t.Fatalf("variable %q has no default and the test gives no value", name)
+			}
+			var diags hcl.Diagnostics
+			if v, diags = a.Expr.Value(nil); diags.HasErrors() {
+				t.Fatalf("variable %q: default: %v", name, diags)
+			}
+		}
+		converted, err := convert.Convert(v, ty)
+		if err != nil {
+			t.Fatalf("variable %q: value %#v is not a %s: %v", name, v, ty.FriendlyName(), err)
+		}
+		vals[name] = converted
+	}
+	for name := range given {
+		if _, ok := m.variables[name]; !ok {
+			t.Fatalf("the test sets variable %q, which is not declared", name)
+		}
+	}
+	return vals
+}
+
+// evalContext is what Terraform would evaluate the configuration with for
+// these variables: var, local, the resources' own attributes (computed ones,
+// id and name where not set, unknown) and the functions.
+func (m *tfModule) evalContext(t *testing.T, given map[string]cty.Value) *hcl.EvalContext {
+	t.Helper()
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(m.varValues(t, given))},
+		Functions: tfFunctions,
+	}
+	// Locals and resources may refer to each other: evaluate in passes until
+	// everything is known.
+	locals := map[string]cty.Value{}
+	resources := map[string]map[string]map[string]cty.Value{} // type → name → attribute
+	publish := func() {
+		ctx.Variables["local"] = cty.ObjectVal(locals)
+		for typ, byName := range resources {
+			objs := map[string]cty.Value{}
+			for name, attrs := range byName {
+				objs[name] = cty.ObjectVal(attrs)
+			}
+			ctx.Variables[typ] = cty.ObjectVal(objs)
+		}
+	}
+	for {
+		publish()
+		var pending hcl.Diagnostics
+		progress := false
+		for _, a := range m.locals {
+			if _, done := locals[a.Name]; done {
+				continue
+			}
+			v, diags := a.Expr.Value(ctx)
+			if diags.HasErrors() {
+				pending = append(pending, diags...)
+				continue
+			}
+			locals[a.Name], progress = v, true
+		}
+		for _, b := range m.resources {
+			typ, name := b.Labels[0], b.Labels[1]
+			if resources[typ][name] != nil {
+				continue
+			}
+			attrs := map[string]cty.Value{"id": cty.UnknownVal(cty.String)}
+			ok := true
+			for _, a := range sortedAttrs(b.Body) {
+				switch a.Name {
+				case "depends_on":
+					continue
+				case "count", "for_each", "provider":
+					t.Fatalf("%s.%s: %s is not evaluated by this test", typ, name, a.Name)
+				}
+				v, diags := a.Expr.Value(ctx)
+				if diags.HasErrors() {
+					pending, ok = append(pending, diags...), false
+					break
+				}
+				attrs[a.Name] = v
+			}
+			if !ok {
+				continue
+			}
+			if _, set := attrs["name"]; !set {
+				attrs["name"] = cty.UnknownVal(cty.String)
+			}
+			if resources[typ] == nil {
+				resources[typ] = map[string]map[string]cty.Value{}
+			}
+			resources[typ][name], progress = attrs, true
+		}
+		if len(pending) == 0 {
+			publish()
+			return ctx
+		}
+		if !progress {
+			t.Fatalf("cannot evaluate the configuration: %v", pending)
+		}
+	}
+}
+
+// tfBlock is an evaluated block: its attributes and nested blocks.
+type tfBlock struct {
+	t      *testing.T
+	path   string
+	labels []string
+	attrs  map[string]cty.Value
+	blocks map[string][]*tfBlock
+	// dependsOn holds the references in depends_on, as "type.name".
+	dependsOn []string
+}
+
+func evalBlock(t *testing.T, path string, b *hclsyntax.Block, ctx *hcl.EvalContext) *tfBlock {
+	t.Helper()
+	out := &tfBlock{t: t, path: path, labels: b.Labels, attrs: map[string]cty.Value{}, blocks: map[string][]*tfBlock{}}
+	for _, a := range sortedAttrs(b.Body) {
+		if a.Name == "depends_on" {
+			tuple, ok := a.Expr.(*hclsyntax.TupleConsExpr)
+			if !ok {
+				t.Fatalf("%s.depends_on is not a list", path)
+			}
+			for _, e := range tuple.Exprs {
+				tr, diags := hcl.AbsTraversalForExpr(e)
+				if diags.HasErrors() || len(tr) != 2 {
+					t.Fatalf("%s.depends_on: %v", path, diags)
+				}
+				out.dependsOn = append(out.dependsOn, tr.RootName()+"."+tr[1].(hcl.TraverseAttr).Name)
+			}
+			continue
+		}
+		v, diags := a.Expr.Value(ctx)
+		if diags.HasErrors() {
+			t.Fatalf("%s.%s: %v", path, a.Name, diags)
+		}
+		out.attrs[a.Name] = v
+	}
+	for _, nested := range b.Body.Blocks {
+		out.blocks[nested.Type] = append(out.blocks[nested.Type], evalBlock(t, path+"."+nested.Type, nested, ctx))
+	}
+	return out
+}
+
+func (b *tfBlock) has(name string) bool { _, ok := b.attrs[name]; return ok }
+
+func (b *tfBlock) str(name string) string {
+	b.t.Helper()
+	v, ok := b.attrs[name]
+	if !ok {
+		b.t.Fatalf("%s.%s is not set", b.path, name)
+	}
+	if !v.IsKnown() || v.IsNull() || v.Type() != cty.String {
+		b.t.Fatalf("%s.%s = %#v, want a known string", b.path, name, v)
+	}
+	return v.AsString()
+}
+
+func (b *tfBlock) num(name string) float64 {
+	b.t.Helper()
+	v, ok := b.attrs[name]
+	if !ok || !v.IsKnown() || v.IsNull() || v.Type() != cty.Number {
+		b.t.Fatalf("%s.%s = %#v, want a known number", b.path, name, v)
+	}
+	f, _ := v.AsBigFloat().Float64()
+	return f
+}
+
+func (b *tfBlock) strings(name string) []string {
+	b.t.Helper()
+	v, ok := b.attrs[name]
+	if !ok || !v.IsKnown() || v.IsNull() || !(v.Type().IsListType() || v.Type().IsTupleType()) {
+		b.t.Fatalf("%s.%s = %#v, want a known list", b.path, name, v)
+	}
+	var out []string
+	for _, e := range v.AsValueSlice() {
+		if e.Type() != cty.String || !e.IsKnown() {
+			b.t.Fatalf("%s.%s: element %#v is not a known string", b.path, name, e)
+		}
+		out = append(out, e.AsString())
+	}
+	return out
+}
+
+func (b *tfBlock) stringMap(name string) map[string]string {
+	b.t.Helper()
+	v, ok := b.attrs[name]
+	if !ok || !v.IsKnown() || v.IsNull() || !(v.Type().IsObjectType() || v.Type().IsMapType()) {
+		b.t.Fatalf("%s.%s = %#v, want a known map", b.path, name, v)
+	}
+	out := map[string]string{}
+	for k, e := range v.AsValueMap() {
+		if e.Type() != cty.String || !e.IsKnown() {
+			b.t.Fatalf("%s.%s[%q] is not a known string", b.path, name, k)
+		}
+		out[k] = e.AsString()
+	}
+	return out
+}
+
+func (b *tfBlock) duration(name string) time.Duration {
+	b.t.Helper()
+	s := b.str(name)
+	if !regexp.MustCompile(`^[0-9]+s$`).MatchString(s) {
+		b.t.Fatalf("%s.%s = %q, want seconds like \"120s\" (the API's Duration format)", b.path, name, s)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return d
+}
+
+// block returns the only nested block of that type.
+func (b *tfBlock) block(typ string) *tfBlock {
+	b.t.Helper()
+	if n := len(b.blocks[typ]); n != 1 {
+		b.t.Fatalf("%s has %d %s blocks, want 1", b.path, n, typ)
+	}
+	return b.blocks[typ][0]
+}
+
+// evaluated is the whole configuration evaluated for some variables.
+type evaluated struct {
+	ctx       *hcl.EvalContext
+	resources map[string]*tfBlock // "type.name"
+	outputs   map[string]*tfBlock
+}
+
+func (m *tfModule) eval(t *testing.T, given map[string]cty.Value) evaluated {
+	t.Helper()
+	if _, ok := given["project"]; !ok {
+		given["project"] = cty.StringVal(testProject)
+	}
+	ctx := m.evalContext(t, given)
+	e := evaluated{ctx: ctx, resources: map[string]*tfBlock{}, outputs: map[string]*tfBlock{}}
+	for _, b := range m.resources {
+		key := b.Labels[0] + "." + b.Labels[1]
+		e.resources[key] = evalBlock(t, key, b, ctx)
+	}
+	for _, b := range m.outputs {
+		e.outputs[b.Labels[0]] = evalBlock(t, "output."+b.Labels[0], b, ctx)
+	}
+	for _, b := range m.others {
+		evalBlock(t, b.Type, b, ctx)
+	}
+	return e
+}
+
+// only returns the only resource of that type.
+func (e evaluated) only(t *testing.T, typ string) (string, *tfBlock) {
+	t.Helper()
+	var key string
+	for k := range e.resources {
+		if strings.HasPrefix(k, typ+".") {
+			if key != "" {
+				t.Fatalf("more than one %s: %s and %s", typ, key, k)
+			}
+			key = k
+		}
+	}
+	if key == "" {
+		t.Fatalf("no %s resource", typ)
+	}
+	return key, e.resources[key]
+}
+
+// Facts of the Go code the Terraform must agree with, read from its source.
+
+// goSource parses one file of the module.
+func goSource(t *testing.T, path string) *ast.File {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", path), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// sinkResource reads alarm/cloudlogging.go: the monitored resource type the
+// Cloud Logging sink writes with, and the pattern of log IDs it accepts.
+func sinkResource(t *testing.T) (resourceType string, logID *regexp.Regexp) {
+	t.Helper()
+	f := goSource(t, "alarm/cloudlogging.go")
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.CompositeLit:
+			sel, ok := n.Type.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "MonitoredResource" {
+				return true
+			}
+			for _, el := range n.Elts {
+				if kv, ok := el.(*ast.KeyValueExpr); ok {
+					if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Type" {
+						if lit, ok := kv.Value.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+							resourceType, _ = strconv.Unquote(lit.Value)
+						}
+					}
+				}
+			}
+		case *ast.ValueSpec:
+			if len(n.Names) == 1 && n.Names[0].Name == "logIDPattern" && len(n.Values) == 1 {
+				if call, ok := n.Values[0].(*ast.CallExpr); ok && len(call.Args) == 1 {
+					if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						s, _ := strconv.Unquote(lit.Value)
+						logID = regexp.MustCompile(s)
+					}
+				}
+			}
+		}
+		return true
+	})
+	if resourceType == "" || logID == nil {
+		t.Fatalf("alarm/cloudlogging.go: no MonitoredResource{Type: \"...\"} literal (%q) or logIDPattern (%v): update the test", resourceType, logID)
+	}
+	return resourceType, logID
+}
+
+// defaultInterval reads cmd/batchlatch/config.go: the default of the
+// --interval flag, the time between two entries of a failing job.
+func defaultInterval(t *testing.T) time.Duration {
+	t.Helper()
+	units := map[string]time.Duration{"Second": time.Second, "Minute": time.Minute}
+	var eval func(ast.Expr) (time.Duration, bool)
+	eval = func(e ast.Expr) (time.Duration, bool) {
+		switch e := e.(type) {
+		case *ast.SelectorExpr:
+			if x, ok := e.X.(*ast.Ident); ok && x.Name == "time" {
+				d, ok := units[e.Sel.Name]
+				return d, ok
+			}
+		case *ast.BasicLit:
+			if n, err := strconv.Atoi(e.Value); err == nil && e.Kind == token.INT {
+				return time.Duration(n), true
+			}
+		case *ast.BinaryExpr:
+			x, okX := eval(e.X)
+			y, okY := eval(e.Y)
+			return x * y, okX && okY && e.Op == token.MUL
+		case *ast.ParenExpr:
+			return eval(e.X)
+		}
+		return 0, false
+	}
+	var interval time.Duration
+	ast.Inspect(goSource(t, "cmd/batchlatch/config.go"), func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) != 4 {
+			return true
+		}
+		if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "DurationVar" {
+			return true
+		}
+		if lit, ok := call.Args[1].(*ast.BasicLit); ok && lit.Value == `"interval"` {
+			d, ok := eval(call.Args[2])
+			if !ok {
+				t.Fatalf("cmd/batchlatch/config.go: cannot evaluate the --interval default %T: update the test", call.Args[2])
+			}
+			interval = d
+		}
+		return true
+	})
+	if interval <= 0 {
+		t.Fatal("cmd/batchlatch/config.go: no DurationVar for --interval: update the test")
+	}
+	return interval
+}
+
+// A Cloud Logging filter the test can evaluate: clauses "path=value" joined
+// by AND, the value a quoted string or a bare word/number.
+type filterClause struct{ path, value string }
+
+var filterClauseRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[A-Za-z0-9_.\-]+)\s*`)
+
+func parseFilter(t *testing.T, filter string) []filterClause {
+	t.Helper()
+	var out []filterClause
+	rest := filter
+	for {
+		m := filterClauseRE.FindStringSubmatch(rest)
+		if m == nil {
+			t.Fatalf("filter %q: cannot read %q: the test evaluates only path=value clauses joined by AND; extend it", filter, rest)
+		}
+		value := m[2]
+		if strings.HasPrefix(value, `"`) {
+			var err error
+			if value, err = strconv.Unquote(value); err != nil {
+				t.Fatalf("filter %q: %v", filter, err)
+			}
+		}
+		out = append(out, filterClause{m[1], value})
+		rest = rest[len(m[0]):]
+		if strings.TrimSpace(rest) == "" {
+			return out
+		}
+		and := regexp.MustCompile(`^\s*AND\s+`).FindString(rest)
+		if and == "" {
+			t.Fatalf("filter %q: want AND before %q", filter, rest)
+		}
+		rest = rest[len(and):]
+	}
+}
+
+func clauseValue(t *testing.T, clauses []filterClause, path string) string {
+	t.Helper()
+	var found []string
+	for _, c := range clauses {
+		if c.path == path {
+			found = append(found, c.value)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("filter has %d clauses on %s (%v), want 1", len(found), path, found)
+	}
+	return found[0]
+}
+
+// lookup resolves a dotted LogEntry field path in an entry shaped like the
+// LogEntry JSON.
+func lookup(entry map[string]any, path string) (any, bool) {
+	var cur any = entry
+	for _, seg := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[strings.Trim(seg, `"`)]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func matches(entry map[string]any, clauses []filterClause) bool {
+	for _, c := range clauses {
+		v, ok := lookup(entry, c.path)
+		if !ok {
+			return false
+		}
+		switch v := v.(type) {
+		case string:
+			if v != c.value {
+				return false
+			}
+		case float64:
+			want, err := strconv.ParseFloat(c.value, 64)
+			if err != nil || v != want {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// logEntry is the LogEntry the Cloud Logging sink makes of e (see
+// alarm/cloudlogging.go: the log, the k8s_container resource of the job's
+// namespace, the entry's labels, the payload as JSON).
+func logEntry(t *testing.T, e alarm.Entry, project, logName, resourceType string) map[string]any {
+	t.Helper()
+	var payload map[string]any
+	if err := json.Unmarshal([]byte(mustJSON(t, e.Payload)), &payload); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]any{}
+	for k, v := range e.Labels {
+		labels[k] = v
+	}
+	return map[string]any{
+		"logName":     "projects/" + project + "/logs/" + url.PathEscape(logName),
+		"severity":    string(e.Severity),
+		"labels":      labels,
+		"jsonPayload": payload,
+		"resource": map[string]any{
+			"type":   resourceType,
+			"labels": map[string]any{"project_id": project, "namespace_name": e.Labels[alarm.LabelNamespace]},
+		},
+	}
+}
+
+// captureSink keeps what the loop writes.
+type captureSink struct {
+	mu      sync.Mutex
+	entries []alarm.Entry
+}
+
+func (s *captureSink) Write(_ context.Context, e alarm.Entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entries = append(s.entries, e)
+	return nil
+}
+
+func (s *captureSink) Close(context.Context) error { return nil }
+
+func (s *captureSink) bySeverity() map[alarm.Severity][]alarm.Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[alarm.Severity][]alarm.Entry{}
+	for _, e := range s.entries {
+		out[e.Severity] = append(out[e.Severity], e)
+	}
+	return out
+}
+
+// loopEntries runs batchlatch's alarm loop over two jobs, ml/nightly failing
+// and ml/daily just recovered, until it has written an ERROR, a NOTICE and an
+// INFO entry.
+func loopEntries(t *testing.T) map[alarm.Severity][]alarm.Entry {
+	t.Helper()
+	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	ctx := context.Background()
+	now := time.Now().UTC()
+	for i, r := range []api.Result{
+		{Namespace: "ml", WorkflowName: "nightly-1", UID: "n1", CronWorkflow: "nightly", Phase: wfv1.WorkflowFailed},
+		{Namespace: "ml", WorkflowName: "daily-1", UID: "d1", CronWorkflow: "daily", Phase: wfv1.WorkflowError},
+		{Namespace: "ml", WorkflowName: "daily-2", UID: "d2", CronWorkflow: "daily", Phase: wfv1.WorkflowSucceeded},
+	} {
+		if _, err := store.Record(ctx, r, now.Add(time.Duration(i-3)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &captureSink{}
+	loop := alarm.NewLoop(store, sink, alarm.LoopConfig{Interval: 10 * time.Millisecond, RecoveryWindow: time.Hour},
+		alarm.NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); loop.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := sink.bySeverity()
+		if len(got[alarm.SeverityError]) > 1 && len(got[alarm.SeverityNotice]) > 0 && len(got[alarm.SeverityInfo]) > 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop wrote %v, want ERROR, NOTICE and INFO entries", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTerraformMetricMatchesEntries(t *testing.T) {
+	m := loadTerraform(t)
+	e := m.eval(t, map[string]cty.Value{})
+	_, metric := e.only(t, logMetricType)
+	resourceType, logID := sinkResource(t)
+
+	// The log is batchlatch's default; the variable accepts what batchlatch accepts.
+	if got := e.ctx.Variables["var"].GetAttr("log_name").AsString(); got != alarm.DefaultLogName {
+		t.Errorf("variable log_name defaults to %q, batchlatch writes to %q", got, alarm.DefaultLogName)
+	}
+	for _, name := range []string{"batchlatch", "team/batchlatch", "a.b-c_d", "", "has space", "ümlaut", strings.Repeat("x", 511), strings.Repeat("x", 512)} {
+		accepted := validationPasses(t, m, "log_name", cty.StringVal(name))
+		if want := logID.MatchString(name); accepted != want {
+			t.Errorf("log_name %q: the variable's validation says %v, batchlatch says %v", name, accepted, want)
+		}
+	}
+
+	// The filter names exactly what the sink writes while a job fails.
+	filter := metric.str("filter")
+	clauses := parseFilter(t, filter)
+	if got, want := clauseValue(t, clauses, "logName"), "projects/"+testProject+"/logs/"+alarm.DefaultLogName; got != want {
+		t.Errorf("filter logName = %q, want %q", got, want)
+	}
+	if got := clauseValue(t, clauses, "severity"); got != string(alarm.SeverityError) {
+		t.Errorf("filter severity = %q, want %q", got, alarm.SeverityError)
+	}
+	if got := clauseValue(t, clauses, "jsonPayload."+alarm.FieldFailing); got != "1" {
+		t.Errorf("filter jsonPayload.%s = %q, want 1", alarm.FieldFailing, got)
+	}
+	if got := clauseValue(t, clauses, "resource.type"); got != resourceType {
+		t.Errorf("filter resource.type = %q, the sink writes %q", got, resourceType)
+	}
+	if len(clauses) != 4 {
+		t.Errorf("filter has clauses %v, want only logName, resource.type, severity and jsonPayload.%s", clauses, alarm.FieldFailing)
+	}
+	// A log name with a slash is URL-encoded in logName.
+	slashed := parseFilter(t, m.eval(t, map[string]cty.Value{"log_name": cty.StringVal("team/batchlatch")}).resources[mustKey(t, e, logMetricType)].str("filter"))
+	if got := clauseValue(t, slashed, "logName"); got != "projects/"+testProject+"/logs/team%2Fbatchlatch" {
+		t.Errorf("log_name team/batchlatch: logName = %q, want the log ID URL-encoded", got)
+	}
+
+	// Against the entries batchlatch's loop writes: every ERROR entry of a
+	// failing job counts; the NOTICE and INFO entries after a recovery do not,
+	// so nothing is counted once the job succeeded.
+	entries := loopEntries(t)
+	for sev, list := range entries {
+		for _, en := range list {
+			le := logEntry(t, en, testProject, alarm.DefaultLogName, resourceType)
+			if got, want := matches(le, clauses), sev == alarm.SeverityError; got != want {
+				t.Errorf("%s entry %q: filter matches = %v, want %v", sev, en.Payload.Message, got, want)
+			}
+		}
+	}
+	errEntry := entries[alarm.SeverityError][0]
+	le := logEntry(t, errEntry, testProject, alarm.DefaultLogName, resourceType)
+	otherLog := logEntry(t, errEntry, testProject, "other", resourceType)
+	if matches(otherLog, clauses) {
+		t.Error("the filter matches ERROR entries of other logs")
+	}
+
+	// The metric: a DELTA INT64 counter with one label per entry label.
+	md := metric.block("metric_descriptor")
+	if md.str("metric_kind") != "DELTA" || md.str("value_type") != "INT64" {
+		t.Errorf("metric_descriptor %s %s, want DELTA INT64 (a counter)", md.str("metric_kind"), md.str("value_type"))
+	}
+	if metric.has("value_extractor") || len(metric.blocks["bucket_options"]) != 0 {
+		t.Error("a counter has no value_extractor or bucket_options")
+	}
+	var descriptorLabels []string
+	for _, l := range md.blocks["labels"] {
+		descriptorLabels = append(descriptorLabels, l.str("key"))
+		if l.has("value_type") && l.str("value_type") != "STRING" {
+			t.Errorf("label %s: value_type %s, want STRING", l.str("key"), l.str("value_type"))
+		}
+	}
+	wantLabels := []string{alarm.LabelNamespace, alarm.LabelJob}
+	if !sameSet(descriptorLabels, wantLabels) {
+		t.Errorf("metric labels = %v, want %v", descriptorLabels, wantLabels)
+	}
+	extractors := metric.stringMap("label_extractors")
+	extractRE := regexp.MustCompile(`^EXTRACT\(([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|"[^"]+"))*)\)$`)
+	for _, key := range wantLabels {
+		ex, ok := extractors[key]
+		if !ok {
+			t.Errorf("label_extractors has no %q", key)
+			continue
+		}
+		mm := extractRE.FindStringSubmatch(ex)
+		if mm == nil {
+			t.Errorf("label_extractors[%q] = %q, want EXTRACT(<field path>)", key, ex)
+			continue
+		}
+		got, _ := lookup(le, mm[1])
+		if want := errEntry.Labels[key]; got != want || want == "" {
+			t.Errorf("label_extractors[%q] = %s extracts %v from an ERROR entry, want %q (its label %s)", key, ex, got, want, key)
+		}
+		if !strings.HasPrefix(mm[1], "labels.") {
+			t.Errorf("label_extractors[%q] = %s: extract the entry label, which every sink sets", key, ex)
+		}
+	}
+	if len(extractors) != len(wantLabels) {
+		t.Errorf("label_extractors = %v, want only %v", extractors, wantLabels)
+	}
+}
+
+func mustKey(t *testing.T, e evaluated, typ string) string {
+	t.Helper()
+	key, _ := e.only(t, typ)
+	return key
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// validationPasses evaluates every validation block of variable name with
+// the variable set to v.
+func validationPasses(t *testing.T, m *tfModule, name string, v cty.Value) bool {
+	t.Helper()
+	b, ok := m.variables[name]
+	if !ok {
+		t.Fatalf("no variable %q", name)
+	}
+	given := map[string]cty.Value{"project": cty.StringVal(testProject), name: v}
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(m.varValues(t, given))},
+		Functions: tfFunctions,
+	}
+	for _, vb := range b.Body.Blocks {
+		if vb.Type != "validation" {
+			continue
+		}
+		cond, diags := vb.Body.Attributes["condition"].Expr.Value(ctx)
+		if diags.HasErrors() {
+			// Terraform reports an error in a condition as a failed validation too.
+			return false
+		}
+		if cond.Type() != cty.Bool || !cond.True() {
+			return false
+		}
+	}
+	return true
+}
+
+func TestTerraformAlertPolicy(t *testing.T) {
+	m := loadTerraform(t)
+	resourceType, _ := sinkResource(t)
+	interval := defaultInterval(t)
+	channels := cty.ListVal([]cty.Value{cty.StringVal("projects/" + testProject + "/notificationChannels/123")})
+
+	for _, tc := range []struct {
+		groupBy string
+		want    []string
+	}{
+		{"job", []string{"metric.label." + alarm.LabelNamespace, "metric.label." + alarm.LabelJob}},
+		{"namespace", []string{"metric.label." + alarm.LabelNamespace}},
+	} {
+		t.Run("group_by="+tc.groupBy, func(t *testing.T) {
+			given := map[string]cty.Value{"group_by": cty.StringVal(tc.groupBy), "notification_channels": channels}
+			e := m.eval(t, given)
+			metricKey, metric := e.only(t, logMetricType)
+			_, policy := e.only(t, policyType)
+
+			if policy.str("project") != testProject || metric.str("project") != testProject {
+				t.Errorf("project: policy %q, metric %q, want var.project", policy.str("project"), metric.str("project"))
+			}
+			// Creating the policy right after the metric can 404: at least
+			// never before it.
+			if !slices.Contains(policy.dependsOn, metricKey) {
+				t.Errorf("policy depends_on = %v, want %s", policy.dependsOn, metricKey)
+			}
+			if got := policy.strings("notification_channels"); !slices.Equal(got, []string{"projects/" + testProject + "/notificationChannels/123"}) {
+				t.Errorf("notification_channels = %v, want var.notification_channels", got)
+			}
+			if len(policy.blocks["conditions"]) != 1 {
+				t.Fatalf("policy has %d conditions, want 1", len(policy.blocks["conditions"]))
+			}
+			ct := policy.block("conditions").block("condition_threshold")
+
+			clauses := parseFilter(t, ct.str("filter"))
+			if got, want := clauseValue(t, clauses, "metric.type"), "logging.googleapis.com/user/"+metric.str("name"); got != want {
+				t.Errorf("condition filter metric.type = %q, want %q", got, want)
+			}
+			if got := clauseValue(t, clauses, "resource.type"); got != resourceType {
+				t.Errorf("condition filter resource.type = %q, the sink writes %q", got, resourceType)
+			}
+
+			agg := ct.block("aggregations")
+			alignment := agg.duration("alignment_period")
+			if alignment < 2*interval {
+				t.Errorf("alignment_period %s < twice the write interval %s: one late or skipped entry empties the window", alignment, interval)
+			}
+			if alignment < maxIngestionLag+2*interval {
+				t.Errorf("alignment_period %s < ingestion lag %s + two write intervals: a late metric looks like a recovery, the incident closes and a second one opens for the same streak", alignment, maxIngestionLag)
+			}
+			if alignment%time.Minute != 0 {
+				t.Errorf("alignment_period %s is not whole minutes", alignment)
+			}
+			switch a := agg.str("per_series_aligner"); a {
+			case "ALIGN_DELTA", "ALIGN_SUM":
+			default:
+				// ALIGN_COUNT counts points, including the zero a counter
+				// writes after its last non-zero minute.
+				t.Errorf("per_series_aligner = %s, want ALIGN_DELTA or ALIGN_SUM (the number of entries)", a)
+			}
+			if r := agg.str("cross_series_reducer"); r != "REDUCE_SUM" {
+				t.Errorf("cross_series_reducer = %s, want REDUCE_SUM (adds up the series of several writer pods)", r)
+			}
+			groupBy := agg.strings("group_by_fields")
+			if !slices.Equal(groupBy, tc.want) {
+				t.Errorf("group_by_fields = %v, want %v", groupBy, tc.want)
+			}
+			for _, f := range groupBy {
+				if strings.Contains(f, "pod") {
+					t.Errorf("group_by_fields has %s: each writer pod would make its own incident", f)
+				}
+				if label, ok := strings.CutPrefix(f, "metric.label."); ok {
+					if !slices.ContainsFunc(metric.block("metric_descriptor").blocks["labels"], func(l *tfBlock) bool { return l.str("key") == label }) {
+						t.Errorf("group_by_fields has %s, which the metric does not have", f)
+					}
+				}
+			}
+
+			if c := ct.str("comparison"); c != "COMPARISON_GT" || ct.num("threshold_value") != 0 {
+				t.Errorf("%s %v, want COMPARISON_GT 0 (any ERROR entry in the window)", c, ct.num("threshold_value"))
+			}
+			duration := ct.duration("duration")
+			if duration%minMissingDataDuration != 0 {
+				t.Errorf("duration %s is not a multiple of %s", duration, minMissingDataDuration)
+			}
+			if !ct.has("evaluation_missing_data") {
+				t.Error("evaluation_missing_data is not set: the incident would stay open until auto_close after a success")
+			} else {
+				if md := ct.str("evaluation_missing_data"); md != "EVALUATION_MISSING_DATA_INACTIVE" {
+					t.Errorf("evaluation_missing_data = %s, want INACTIVE: no ERROR entries means not failing", md)
+				}
+				if duration < minMissingDataDuration {
+					t.Errorf("duration %s: evaluation_missing_data needs at least %s", duration, minMissingDataDuration)
+				}
+			}
+			if tr := ct.blocks["trigger"]; len(tr) > 0 && (tr[0].has("percent") || tr[0].num("count") != 1) {
+				t.Error("trigger must be count = 1: each series is its own incident")
+			}
+			if autoClose := policy.block("alert_strategy").duration("auto_close"); autoClose < minAutoClose {
+				t.Errorf("auto_close %s < the minimum %s", autoClose, minAutoClose)
+			}
+
+			doc := policy.block("documentation")
+			if doc.str("mime_type") != "text/markdown" {
+				t.Errorf("documentation mime_type = %q", doc.str("mime_type"))
+			}
+			content := doc.str("content")
+			for _, want := range []string{"/api/v1/failures", "${metric.label." + alarm.LabelNamespace + "}"} {
+				if !strings.Contains(content, want) {
+					t.Errorf("documentation lacks %q", want)
+				}
+			}
+			// Monitoring's variables are ${metric.label.KEY}: only labels the
+			// metric has, and no Terraform interpolation left over.
+			for _, mm := range regexp.MustCompile(`\$\{([^}]*)\}`).FindAllStringSubmatch(content, -1) {
+				label, ok := strings.CutPrefix(mm[1], "metric.label.")
+				if !ok || !slices.Contains([]string{alarm.LabelNamespace, alarm.LabelJob}, label) {
+					t.Errorf("documentation has ${%s}: not a label of the metric", mm[1])
+				}
+			}
+
+			if got := e.outputs["metric_type"].str("value"); got != "logging.googleapis.com/user/"+metric.str("name") {
+				t.Errorf("output metric_type = %q", got)
+			}
+		})
+	}
+
+	t.Run("variable validation", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			value cty.Value
+			ok    bool
+		}{
+			{"group_by", cty.StringVal("job"), true},
+			{"group_by", cty.StringVal("namespace"), true},
+			{"group_by", cty.StringVal("pod"), false},
+			{"alignment_period", cty.StringVal("720s"), true},
+			{"alignment_period", cty.StringVal("120s"), true},
+			{"alignment_period", cty.StringVal("60s"), false},
+			{"alignment_period", cty.StringVal("150s"), false},
+			{"alignment_period", cty.StringVal("12m"), false},
+			{"alignment_period", cty.StringVal("s"), false},
+		} {
+			if got := validationPasses(t, m, tc.name, tc.value); got != tc.ok {
+				t.Errorf("%s = %s: validation passes = %v, want %v", tc.name, tc.value.GoString(), got, tc.ok)
+			}
+		}
+	})
+}
+
+func TestTerraformFormatted(t *testing.T) {
+	// terraform fmt is not available; hclwrite's formatter is what it runs.
+	paths, _ := filepath.Glob(filepath.Join(terraformDir, "*.tf"))
+	for _, p := range paths {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(hclwrite.Format(src)); got != string(src) {
+			t.Errorf("%s is not formatted as terraform fmt would:\n%s", p, diffLines(string(src), got))
+		}
+	}
+}
+
+func diffLines(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out []string
+	for i := 0; i < len(al) || i < len(bl); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			out = append(out, fmt.Sprintf("line %d:\n- %q\n+ %q", i+1, x, y))
+		}
+		if len(out) > 5 {
+			break
+		}
+	}
+	return strings.Join(out, "\n")
+}
