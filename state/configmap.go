@@ -206,14 +206,17 @@ func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
 	s.loadedAt = time.Now()
 }
 
+// decodeJob reads a stored value; the job's identity comes from its key.
 func decodeJob(key, value string) (Job, error) {
+	k := ParseKey(key)
+	if k.Namespace == "" {
+		return Job{}, fmt.Errorf("%w: key %q names no namespace", ErrCorrupt, key)
+	}
 	var j Job
 	if err := json.Unmarshal([]byte(value), &j); err != nil {
 		return Job{}, fmt.Errorf("%w: key %s: %v", ErrCorrupt, key, err)
 	}
-	if (Key{Namespace: j.Namespace, Name: j.Name}).String() != key {
-		return Job{}, fmt.Errorf("%w: key %s holds job %s", ErrCorrupt, key, j.Key())
-	}
+	j.Namespace, j.Name = k.Namespace, k.Name
 	return j, nil
 }
 

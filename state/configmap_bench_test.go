@@ -424,75 +424,68 @@ func runCallbacks(b *testing.B, fx *callbackFixture, clients int) {
 
 // Job shapes, every job of a shape the same number of bytes.
 
-// realisticJob is job i as stored after many runs: 16 recent uids, the last
-// run Failed with one failed node (a 120-character message) when failing,
-// and the streak before it.
+// replay is the job as the store keeps it after the results of runs, each a
+// phase, of CronWorkflow cron (one run an hour, each with a uid), built by
+// the store's own transition so the shapes follow the encoding.
+func replay(namespace, cron string, i int, withUID bool, phases ...wfv1.WorkflowPhase) state.Job {
+	var job state.Job
+	start := benchCreated.Add(-time.Duration(len(phases)) * time.Hour)
+	for r, phase := range phases {
+		created := start.Add(time.Duration(r) * time.Hour)
+		res := api.Result{
+			Namespace:       namespace,
+			WorkflowName:    cron + "-" + strconv.FormatInt(created.Unix(), 10),
+			CronWorkflow:    cron,
+			Phase:           phase,
+			CreatedAt:       created.Format(time.RFC3339),
+			DurationSeconds: 754.218377,
+		}
+		if withUID {
+			res.UID = fmt.Sprintf("3b9d2f4c-%04x-4a1b-9c2d-%012x", r, i)
+		}
+		if phase != wfv1.WorkflowSucceeded {
+			res.Failures = []api.Failure{{
+				DisplayName:  "train-model(0)",
+				Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
+				TemplateName: "train-model",
+				Phase:        "Failed",
+				PodName:      res.WorkflowName + "-train-model-1234567890",
+				FinishedAt:   created.Format(time.RFC3339),
+			}}
+		}
+		job, _ = state.Apply(job, r > 0, res, created.Add(13*time.Minute))
+	}
+	return job
+}
+
+func repeat(phase wfv1.WorkflowPhase, n int) []wfv1.WorkflowPhase {
+	out := make([]wfv1.WorkflowPhase, n)
+	for i := range out {
+		out[i] = phase
+	}
+	return out
+}
+
+// realisticJob is job i after many runs: a streak of 5 failures that ended,
+// then, when failing, a new streak of 7 failed runs (a failed node with a
+// 120-character message each).
 func realisticJob(i int, failing bool) state.Job {
-	cron := cronName(i)
-	runs := make([]string, 16)
-	for r := range runs {
-		runs[r] = fmt.Sprintf("3b9d2f4c-%04x-4a1b-9c2d-%012x", r, i)
+	phases := append(append(repeat(wfv1.WorkflowSucceeded, 10), repeat(wfv1.WorkflowFailed, 5)...), repeat(wfv1.WorkflowSucceeded, 3)...)
+	if failing {
+		phases = append(phases, repeat(wfv1.WorkflowFailed, 7)...)
 	}
-	last := benchCreated.Add(-time.Hour)
-	wf := workflowName(cron, uint64(i))
-	streakSince := last.Add(-30 * 24 * time.Hour)
-	streakUntil := streakSince.Add(5 * time.Hour)
-	recovered := streakUntil.Add(time.Minute)
-	j := state.Job{
-		Namespace:    benchNamespace,
-		Name:         cron,
-		LastResultAt: last,
-		LastWorkflow: wf,
-		LastUID:      runs[len(runs)-1],
-		LastPhase:    wfv1.WorkflowSucceeded,
-		RecentRuns:   runs,
-	}
-	if !failing {
-		return j
-	}
-	since := last.Add(-7 * time.Hour)
-	j.FailingSince = &since
-	j.ConsecutiveFailures = 7
-	j.LastPhase = wfv1.WorkflowFailed
-	j.LastFailures = []api.Failure{{
-		DisplayName:  "train-model(0)",
-		Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
-		TemplateName: "train-model",
-		Phase:        "Failed",
-		PodName:      wf + "-train-model-1234567890",
-		FinishedAt:   last.Format(time.RFC3339),
-	}}
-	j.LastStreak = &api.Streak{Since: streakSince, Until: streakUntil, Seconds: streakUntil.Sub(streakSince).Seconds(), Failures: 5}
-	j.RecoveredAt = &recovered
-	return j
+	return replay(benchNamespace, cronName(i), i, true, phases...)
 }
 
-// minimalHealthyJob is the smallest job a real callback can leave: a
-// succeeded run of a short-named CronWorkflow sent without a uid (deduplicated
-// by workflow name).
+// minimalHealthyJob is the smallest job a real callback can leave: one
+// succeeded run of a short-named CronWorkflow sent without a uid.
 func minimalHealthyJob(i int) state.Job {
-	cron := fmt.Sprintf("j%04d", i)
-	wf := cron + "-" + strconv.FormatInt(benchCreated.Unix(), 10)
-	return state.Job{
-		Namespace:    "ml",
-		Name:         cron,
-		LastResultAt: benchCreated,
-		LastWorkflow: wf,
-		LastPhase:    wfv1.WorkflowSucceeded,
-		RecentRuns:   []string{"name:" + wf},
-	}
+	return replay("ml", fmt.Sprintf("j%04d", i), i, false, wfv1.WorkflowSucceeded)
 }
 
-// minimalFailingJob is the smallest failing job with a workflow uid.
+// minimalFailingJob is a job after its first failed run (with a uid and a failed node).
 func minimalFailingJob(i int) state.Job {
-	j := minimalHealthyJob(i)
-	since := benchCreated
-	j.FailingSince = &since
-	j.ConsecutiveFailures = 1
-	j.LastPhase = wfv1.WorkflowFailed
-	j.LastUID = fmt.Sprintf("3b9d2f4c-0000-4a1b-9c2d-%012x", i)
-	j.RecentRuns = []string{j.LastUID}
-	return j
+	return replay("ml", fmt.Sprintf("j%04d", i), i, true, wfv1.WorkflowFailed)
 }
 
 // encodeJobs is the ConfigMap data of jobs 0..n-1 of a shape, as the store

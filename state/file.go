@@ -45,6 +45,8 @@ func OpenFileStore(path string) (*FileStore, error) {
 		return nil, fmt.Errorf("state file %s is not valid (fix or move it away): %w", path, err)
 	}
 	for k, j := range f.Jobs {
+		key := ParseKey(k)
+		j.Namespace, j.Name = key.Namespace, key.Name
 		s.jobs[k] = j
 	}
 	return s, nil

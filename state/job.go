@@ -3,6 +3,8 @@
 package state
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -39,23 +41,28 @@ func KeyOf(r api.Result) Key { return Key{Namespace: r.Namespace, Name: r.JobNam
 
 // Job is the stored state of one job. State is timestamps, not booleans: a
 // job is failing while FailingSince is set.
+//
+// The JSON form is what the stores write, one value per job: short field
+// names, times to the second, run identities hashed, because one ConfigMap
+// holds 1 MiB for all jobs. Namespace and Name are not in it: the stores
+// keep them in the key (see Key.String).
 type Job struct {
-	Namespace           string             `json:"namespace"`
-	Name                string             `json:"job"`
+	Namespace           string             `json:"-"`
+	Name                string             `json:"-"`
 	FailingSince        *time.Time         `json:"failingSince,omitempty"`
-	ConsecutiveFailures int                `json:"consecutiveFailures,omitempty"`
-	LastResultAt        time.Time          `json:"lastResultAt"`
-	LastWorkflow        string             `json:"lastWorkflow"`
-	LastUID             string             `json:"lastUID,omitempty"`
-	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
-	LastFailures        []api.Failure      `json:"lastFailures,omitempty"`
+	ConsecutiveFailures int                `json:"failedRuns,omitempty"`
+	LastResultAt        time.Time          `json:"lastAt"`
+	LastWorkflow        string             `json:"workflow"`
+	LastUID             string             `json:"uid,omitempty"`
+	LastPhase           wfv1.WorkflowPhase `json:"phase"`
+	LastFailures        []api.Failure      `json:"failedSteps,omitempty"`
 	LastStreak          *api.Streak        `json:"lastStreak,omitempty"`
 	// RecoveredAt is when the success that ended LastStreak was received: the
 	// recovery window runs from here, even for a callback that came late.
 	RecoveredAt *time.Time `json:"recoveredAt,omitempty"`
-	// RecentRuns holds the dedup keys of the latest runs, newest last, so that
-	// a redelivered callback changes nothing.
-	RecentRuns []string `json:"recentRuns,omitempty"`
+	// RecentRuns holds hashes of the latest runs' dedup keys, newest last, so
+	// that a redelivered callback changes nothing.
+	RecentRuns []string `json:"runs,omitempty"`
 }
 
 // Key is the job's key.
@@ -121,9 +128,9 @@ func (o Outcome) Changed() bool { return !o.Duplicate }
 
 // Limits that keep one job's record small (a ConfigMap holds 1 MiB in all).
 const (
-	recentRunsKept      = 16
-	failuresKept        = 3
-	failureMessageBytes = 256
+	recentRunsKept      = 8
+	failuresKept        = 2
+	failureMessageBytes = 200
 )
 
 // Apply is the transition: the job after result r, received at receivedAt.
@@ -134,7 +141,7 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	if !existing {
 		job = Job{Namespace: key.Namespace, Name: key.Name}
 	}
-	run := r.DedupKey()
+	run := runHash(r.DedupKey())
 	for _, seen := range job.RecentRuns {
 		if seen == run {
 			return job, Outcome{Transition: Unchanged, Duplicate: true}
@@ -143,7 +150,9 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	next := job
 	next.RecentRuns = append(append(make([]string, 0, recentRunsKept), lastN(job.RecentRuns, recentRunsKept-1)...), run)
 
-	finished := r.FinishedAt(receivedAt)
+	// Stored times have whole seconds; compute with what will be stored.
+	receivedAt = receivedAt.Truncate(time.Second)
+	finished := r.FinishedAt(receivedAt).Truncate(time.Second)
 	if existing && finished.Before(job.LastResultAt) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
 		// but the current state belongs to the newer result.
@@ -182,6 +191,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	return next, Outcome{Transition: Recovered}
 }
 
+// runHash is a short stand-in for a run's dedup key: 48 bits of SHA-256 make
+// a collision among a job's few recent runs negligible, in 8 bytes instead of
+// a 36-byte uid.
+func runHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return base64.RawURLEncoding.EncodeToString(sum[:6])
+}
+
 func lastN(s []string, n int) []string {
 	if len(s) > n {
 		return s[len(s)-n:]
@@ -197,8 +214,13 @@ func trimFailures(failures []api.Failure) []api.Failure {
 	}
 	kept := make([]api.Failure, 0, min(len(failures), failuresKept))
 	for _, f := range failures[:min(len(failures), failuresKept)] {
-		f.Message = truncate(f.Message, failureMessageBytes)
-		kept = append(kept, f)
+		// Which step failed, why, and the pod whose logs tell more; the rest
+		// is in Argo.
+		kept = append(kept, api.Failure{
+			DisplayName: truncate(f.DisplayName, failureMessageBytes),
+			Message:     truncate(f.Message, failureMessageBytes),
+			PodName:     truncate(f.PodName, failureMessageBytes),
+		})
 	}
 	return kept
 }
