@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/batchlatch/batchlatch/api"
 )
@@ -88,6 +89,14 @@ type op struct {
 type opDone struct {
 	rec Recorded
 	err error
+}
+
+// TuneClient sets what a ConfigMapStore's client needs: client-go's default
+// of 5 QPS would throttle a burst of callbacks.
+func TuneClient(c *rest.Config) *rest.Config {
+	c = rest.CopyConfig(c)
+	c.QPS, c.Burst = 50, 100
+	return c
 }
 
 // NewConfigMapStore returns a store on ConfigMap name, reached through client
@@ -251,6 +260,7 @@ func (s *ConfigMapStore) submit(ctx context.Context, o *op) (Recorded, error) {
 // commitLoop takes every operation queued while the previous update was in
 // flight and commits them together.
 func (s *ConfigMapStore) commitLoop(ctx context.Context) {
+	lastBatch := 0
 	for {
 		var batch []*op
 		select {
@@ -259,17 +269,45 @@ func (s *ConfigMapStore) commitLoop(ctx context.Context) {
 		case o := <-s.ops:
 			batch = append(batch, o)
 		}
-	drain:
-		for len(batch) < s.maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break drain
-			}
-		}
+		batch = s.gather(batch, lastBatch > 1)
+		lastBatch = len(batch)
 		s.commit(ctx, batch)
 	}
+}
+
+// lingerUnderLoad is how long a batch waits for more operations when the
+// previous batch held several: the callers it just answered are then about
+// to send their next callbacks, which would otherwise make a batch of their
+// own and leave the committer alternating between two half-full batches.
+const lingerUnderLoad = 2 * time.Millisecond
+
+// gather adds to batch what is queued, and under load what arrives within
+// lingerUnderLoad, up to maxBatch.
+func (s *ConfigMapStore) gather(batch []*op, underLoad bool) []*op {
+	var linger <-chan time.Time
+	if underLoad {
+		timer := time.NewTimer(lingerUnderLoad)
+		defer timer.Stop()
+		linger = timer.C
+	}
+	for len(batch) < s.maxBatch {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+			continue
+		default:
+		}
+		if linger == nil {
+			return batch
+		}
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-linger:
+			return batch
+		}
+	}
+	return batch
 }
 
 // maxConflictRetries bounds the re-applications of one batch.

@@ -37,6 +37,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -242,7 +243,7 @@ func newCallbackFixture(tb testing.TB, opts state.ConfigMapOptions) *callbackFix
 	tb.Helper()
 	env := kubetest.Get(tb)
 	ns := env.NewNamespace(tb)
-	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	cms := tunedClient(tb, env).CoreV1().ConfigMaps(ns)
 	prefill(tb, cms, benchJobs)
 	if _, jobs, _ := storedState(tb, cms); jobs != benchJobs {
 		tb.Fatalf("prefill stored %d jobs, want %d", jobs, benchJobs)
@@ -652,4 +653,13 @@ func startToReady(b *testing.B, cms corev1client.ConfigMapInterface, want int) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total)/float64(b.N)/float64(time.Millisecond), "ms-to-ready")
+}
+
+// tunedClient is a client configured as the service configures its own.
+func tunedClient(tb testing.TB, env *kubetest.Env) kubernetes.Interface {
+	cs, err := kubernetes.NewForConfig(state.TuneClient(env.RESTConfig()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cs
 }

@@ -192,8 +192,7 @@ func connectKube(cfg Config, getenv func(string) string) (kube, error) {
 	if err != nil {
 		return kube{}, fmt.Errorf("find the Kubernetes API server (KUBECONFIG, ~/.kube/config or in-cluster): %w", err)
 	}
-	// client-go's default of 5 QPS would throttle a burst of callbacks.
-	restConfig.QPS, restConfig.Burst = 50, 100
+	restConfig = state.TuneClient(restConfig)
 	restConfig.UserAgent = "batchlatch"
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
