@@ -1,11 +1,8 @@
 package examples_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,7 +20,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	argoconfig "github.com/argoproj/argo-workflows/v3/config"
@@ -54,31 +50,12 @@ func loadDefaults(t *testing.T) *wfv1.Workflow {
 	t.Helper()
 	data := readFile(t, defaultsFile)
 	var cm *corev1.ConfigMap
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for i := 0; ; i++ {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
-		asJSON, err := yaml.YAMLToJSONStrict(doc)
-		if err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
-		if string(bytes.TrimSpace(asJSON)) == "null" {
-			continue // only comments
-		}
-		var tm metav1.TypeMeta
-		if err := json.Unmarshal(asJSON, &tm); err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
-		if gvk := tm.GroupVersionKind(); gvk != corev1.SchemeGroupVersion.WithKind("ConfigMap") || cm != nil {
+	for i, doc := range yamlDocuments(t, data) {
+		if gvk := doc.kind; gvk != corev1.SchemeGroupVersion.WithKind("ConfigMap") || cm != nil {
 			t.Fatalf("document %d: %s must hold exactly one ConfigMap, found %v", i, defaultsFile, gvk)
 		}
 		cm = &corev1.ConfigMap{}
-		if err := yaml.UnmarshalStrict(doc, cm); err != nil {
+		if err := yaml.UnmarshalStrict(doc.yaml, cm); err != nil {
 			t.Fatalf("document %d (ConfigMap): strict decode: %v", i, err)
 		}
 	}

@@ -64,28 +64,9 @@ func loadManifests(t *testing.T) manifests {
 		t.Fatal(err)
 	}
 	var m manifests
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for i := 0; ; i++ {
-		doc, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
-		asJSON, err := yaml.YAMLToJSONStrict(doc)
-		if err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
-		if string(bytes.TrimSpace(asJSON)) == "null" {
-			continue // only comments
-		}
-		var tm metav1.TypeMeta
-		if err := json.Unmarshal(asJSON, &tm); err != nil {
-			t.Fatalf("document %d: %v", i, err)
-		}
+	for i, doc := range yamlDocuments(t, data) {
 		var target any
-		switch gvk := tm.GroupVersionKind(); gvk {
+		switch gvk := doc.kind; gvk {
 		case wfv1.SchemeGroupVersion.WithKind("CronWorkflow"):
 			if m.cron != nil {
 				t.Fatalf("document %d: a second CronWorkflow", i)
@@ -104,14 +85,49 @@ func loadManifests(t *testing.T) manifests {
 		default:
 			t.Fatalf("document %d: unexpected kind %v", i, gvk)
 		}
-		if err := yaml.UnmarshalStrict(doc, target); err != nil {
-			t.Fatalf("document %d (%s): strict decode: %v", i, tm.Kind, err)
+		if err := yaml.UnmarshalStrict(doc.yaml, target); err != nil {
+			t.Fatalf("document %d (%s): strict decode: %v", i, doc.kind.Kind, err)
 		}
 	}
 	if m.cron == nil || m.account == nil || m.role == nil || m.binding == nil {
 		t.Fatalf("%s must hold a CronWorkflow, a ServiceAccount, a Role and a RoleBinding; got %+v", manifestFile, m)
 	}
 	return m
+}
+
+// yamlDocument is one document of a multi-document YAML file, with its kind.
+type yamlDocument struct {
+	kind schema.GroupVersionKind
+	yaml []byte
+}
+
+// yamlDocuments splits data into its documents, skipping those with only
+// comments; each must be valid YAML without duplicate keys.
+func yamlDocuments(t *testing.T, data []byte) []yamlDocument {
+	t.Helper()
+	var docs []yamlDocument
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for i := 0; ; i++ {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		asJSON, err := yaml.YAMLToJSONStrict(doc)
+		if err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		if string(bytes.TrimSpace(asJSON)) == "null" {
+			continue // only comments
+		}
+		var tm metav1.TypeMeta
+		if err := json.Unmarshal(asJSON, &tm); err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		docs = append(docs, yamlDocument{kind: tm.GroupVersionKind(), yaml: doc})
+	}
 }
 
 func findTemplate(t *testing.T, spec *wfv1.WorkflowSpec, name string) *wfv1.Template {

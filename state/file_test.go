@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -62,36 +61,14 @@ func applyInputs() []api.Result {
 }
 
 func TestFileStoreConcurrentRecordsLoseNothing(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
 	s, _ := OpenFileStore(path)
-	const jobs, runsPerJob = 4, 25
-	var wg sync.WaitGroup
-	for j := 0; j < jobs; j++ {
-		for r := 0; r < runsPerJob; r++ {
-			wg.Go(func() {
-				// Same finish time for all: none is stale, each must count.
-				res := run(fmt.Sprintf("job%d", j), fmt.Sprintf("run%d", r), wfv1.WorkflowFailed, 0)
-				if _, err := s.Record(ctx, res, at(100)); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-	}
-	wg.Wait()
+	recordConcurrently(t, []Store{s}, 4, 8, 16)
 	reopened, err := OpenFileStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _ := reopened.List(ctx)
-	if len(all) != jobs {
-		t.Fatalf("%d jobs, want %d", len(all), jobs)
-	}
-	for _, j := range all {
-		if j.ConsecutiveFailures != runsPerJob {
-			t.Errorf("%s: %d failures, want %d", j.Key(), j.ConsecutiveFailures, runsPerJob)
-		}
-	}
+	wantCounts(t, reopened, 4, 8)
 }
 
 func TestFileStoreRefusesCorruptFile(t *testing.T) {
