@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/robfig/cron/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -425,16 +424,7 @@ func TestWorkflowDefaultsCallbackReachesServer(t *testing.T) {
 	_, _, defaultPost := defaultHook(t, &defaults.Spec)
 	ref := secretHeader(t, defaultPost.HTTP)
 
-	schedules := cwf.Spec.GetSchedulesWithTimezone(context.Background())
-	if len(schedules) == 0 {
-		t.Fatal("the CronWorkflow has no schedule")
-	}
-	schedule, err := cron.ParseStandard(schedules[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	tick1 := schedule.Next(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
-	tick2 := schedule.Next(tick1)
+	tick1, tick2 := twoTicks(t, cwf)
 	ag := newServer(t, ref, tick2.Add(time.Hour))
 
 	// callback merges the defaults into wf, as the controller does, and

@@ -543,13 +543,10 @@ func finishedAt(t *testing.T, p common.Parameters) time.Time {
 	return created.Add(time.Duration(secs * float64(time.Second))).UTC().Truncate(time.Second)
 }
 
-func TestCallbackReachesServer(t *testing.T) {
-	m := loadManifests(t)
-	cwf := m.cron
-	_, tmpl := exitHandler(t, cwf)
-	ref := secretHeader(t, tmpl.HTTP)
-
-	// The ticks of the example's schedule, as the cron controller computes them.
+// twoTicks are two consecutive ticks of cwf's schedule, as the cron
+// controller computes them.
+func twoTicks(t *testing.T, cwf *wfv1.CronWorkflow) (time.Time, time.Time) {
+	t.Helper()
 	schedules := cwf.Spec.GetSchedulesWithTimezone(context.Background())
 	if len(schedules) == 0 {
 		t.Fatal("the CronWorkflow has no schedule")
@@ -559,7 +556,17 @@ func TestCallbackReachesServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	tick1 := schedule.Next(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
-	tick2 := schedule.Next(tick1)
+	return tick1, schedule.Next(tick1)
+}
+
+func TestCallbackReachesServer(t *testing.T) {
+	m := loadManifests(t)
+	cwf := m.cron
+	_, tmpl := exitHandler(t, cwf)
+	ref := secretHeader(t, tmpl.HTTP)
+
+	// The ticks of the example's schedule, as the cron controller computes them.
+	tick1, tick2 := twoTicks(t, cwf)
 
 	const token = "s3cr3t-token"
 	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
