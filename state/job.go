@@ -151,7 +151,6 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	next.RecentRuns = append(append(make([]string, 0, recentRunsKept), lastN(job.RecentRuns, recentRunsKept-1)...), run)
 
 	// Stored times have whole seconds; compute with what will be stored.
-	receivedAt = receivedAt.Truncate(time.Second)
 	finished := r.FinishedAt(receivedAt).Truncate(time.Second)
 	if existing && finished.Before(job.LastResultAt) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
@@ -184,7 +183,8 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 		Seconds:  finished.Sub(*job.FailingSince).Seconds(),
 		Failures: job.ConsecutiveFailures,
 	}
-	recoveredAt := receivedAt.UTC()
+	// Rounded up, so the recovery window is never cut short.
+	recoveredAt := receivedAt.UTC().Add(time.Second - time.Nanosecond).Truncate(time.Second)
 	next.RecoveredAt = &recoveredAt
 	next.FailingSince = nil
 	next.ConsecutiveFailures = 0

@@ -63,7 +63,8 @@ func TestEndToEndFileStateStdoutSink(t *testing.T) {
 	}
 	errorsAtRecovery := count(entries, "ERROR")
 	entries = svc.waitForEntries(3*time.Second, "INFO entries during the recovery window", func(e []stdoutEntry) bool { return count(e, "INFO") >= 2 })
-	time.Sleep(1500 * time.Millisecond) // past the 1s recovery window
+	// Past the 1s recovery window, which starts at the next whole second.
+	time.Sleep(2200 * time.Millisecond)
 	settled := len(svc.entries())
 	time.Sleep(300 * time.Millisecond)
 	entries = svc.entries()
