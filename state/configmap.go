@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -178,11 +179,16 @@ func (s *ConfigMapStore) refresh(ctx context.Context) error {
 }
 
 // adopt makes cm the last object seen, decoding only the values that changed.
+// A response that is older than the object already seen (a read that was
+// overtaken by an update) is ignored.
 func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var old map[string]string
 	if s.cm != nil {
+		if olderVersion(cm.ResourceVersion, s.cm.ResourceVersion) {
+			return
+		}
 		old = s.cm.Data
 	}
 	for key := range s.jobs {
@@ -213,6 +219,15 @@ func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
 	}
 	s.cm = cm
 	s.loadedAt = time.Now()
+}
+
+// olderVersion reports whether resourceVersion a is older than b. Resource
+// versions are opaque to clients in general, but etcd-backed API servers
+// issue increasing integers; anything else is never called older.
+func olderVersion(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x < y
 }
 
 // decodeJob reads a stored value; the job's identity comes from its key.
