@@ -470,3 +470,26 @@ func TestLeaderKilledIsReplacedWithinTheLease(t *testing.T) {
 		t.Fatalf("follower wrote %d entries %s after the leader was killed; want some within %s", lines(follower), took, lease)
 	}
 }
+
+func TestStartsWhileAPIServerIsDown(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	env.StopAPIServer(t)
+	// The process starts, serves, is not ready, and keeps trying.
+	svc := start(t, kubeEnv(env.Kubeconfig), "--state", "configmap", "--namespace", ns, "--interval", "100ms")
+	if code, _ := svc.get("/healthz"); code != 200 {
+		t.Fatalf("healthz while the API server is down: %d", code)
+	}
+	waitHTTP(t, svc, "/readyz", 503, 10*time.Second)
+	code, data := svc.post("", callback("ml", "nightly", "u1", "Failed", time.Now()))
+	if code != 503 {
+		t.Fatalf("callback before the state is loaded: %d %s", code, data)
+	}
+
+	env.StartAPIServer(t)
+	waitHTTP(t, svc, "/readyz", 200, 30*time.Second)
+	if code, data := svc.post("", callback("ml", "nightly", "u1", "Failed", time.Now())); code != 200 {
+		t.Fatalf("after the API server came up: %d %s", code, data)
+	}
+	svc.waitForEntries(3*time.Second, "an ERROR entry", func(e []stdoutEntry) bool { return count(e, "ERROR") > 0 })
+}
