@@ -503,8 +503,15 @@ func (s *ConfigMapStore) List(ctx context.Context) ([]Job, error) {
 	return out, nil
 }
 
-// Ready implements Store: the ConfigMap can be read from the API server now.
+// Ready implements Store: the API server answered for the ConfigMap within
+// the last RefreshAfter, or answers now.
 func (s *ConfigMapStore) Ready(ctx context.Context) error {
+	s.mu.Lock()
+	recent := s.cm != nil && time.Since(s.loadedAt) <= s.refreshAfter
+	s.mu.Unlock()
+	if recent {
+		return nil
+	}
 	return s.refresh(ctx)
 }
 
