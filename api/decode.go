@@ -46,13 +46,9 @@ type wireResult struct {
 	Failures json.RawMessage `json:"failures,omitempty"`
 }
 
-// DecodeResult reads and validates one callback body. The error is a
+// DecodeResult decodes and validates one callback body. The error is a
 // *FieldError for anything the sender got wrong.
-func DecodeResult(r io.Reader) (Result, error) {
-	body, err := io.ReadAll(r)
-	if err != nil {
-		return Result{}, &FieldError{Message: "read body: " + err.Error()}
-	}
+func DecodeResult(body []byte) (Result, error) {
 	w, err := decodeWire(body)
 	var syntaxErr *json.SyntaxError
 	if errors.As(err, &syntaxErr) {

@@ -15,7 +15,7 @@ const argoBody = `{"namespace":"ml","workflowName":"nightly-29011200","uid":"5f1
  "labels":{"workflows.argoproj.io/cron-workflow":"nightly"},"annotations":{"a":"b"},"unknownField":[1,2]}`
 
 func TestDecodeResultArgoBody(t *testing.T) {
-	r, err := DecodeResult(strings.NewReader(argoBody))
+	r, err := DecodeResult([]byte(argoBody))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,13 +34,13 @@ func TestDecodeResultArgoBody(t *testing.T) {
 func TestDecodeResultFailuresForms(t *testing.T) {
 	for _, failures := range []string{`"null"`, `null`, `""`, `"[]"`, `[]`} {
 		body := `{"namespace":"ml","workflowName":"w","phase":"Succeeded","failures":` + failures + `}`
-		r, err := DecodeResult(strings.NewReader(body))
+		r, err := DecodeResult([]byte(body))
 		if err != nil || len(r.Failures) != 0 {
 			t.Errorf("failures %s: %+v, %v", failures, r.Failures, err)
 		}
 	}
 	body := `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":[{"displayName":"x"}]}`
-	if r, err := DecodeResult(strings.NewReader(body)); err != nil || len(r.Failures) != 1 {
+	if r, err := DecodeResult([]byte(body)); err != nil || len(r.Failures) != 1 {
 		t.Errorf("plain array: %+v, %v", r.Failures, err)
 	}
 }
@@ -92,7 +92,7 @@ func TestDecodeResultRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeResult(strings.NewReader(tt.body))
+			_, err := DecodeResult([]byte(tt.body))
 			var fe *FieldError
 			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err = %v, want a FieldError", err)
@@ -117,7 +117,7 @@ func FuzzDecodeResult(f *testing.F) {
 	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Running"}`)
 	f.Add(`{"failures":"[[[["}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		r, err := DecodeResult(strings.NewReader(body))
+		r, err := DecodeResult([]byte(body))
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
@@ -146,7 +146,7 @@ func TestDecodeResultRepairsGoQuotedFailures(t *testing.T) {
 	if !strings.Contains(body, `\x7f`) {
 		t.Fatalf("test body lacks the Go escape: %s", body)
 	}
-	r, err := DecodeResult(strings.NewReader(body))
+	r, err := DecodeResult([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestDecodeResultRepairsGoQuotedFailures(t *testing.T) {
 		t.Fatalf("failures = %q", r.Failures)
 	}
 	// A body that is broken in another way still names the problem.
-	if _, err := DecodeResult(strings.NewReader(`{"namespace":"ml\x"}`)); err == nil {
+	if _, err := DecodeResult([]byte(`{"namespace":"ml\x"}`)); err == nil {
 		t.Fatal("broken escape accepted")
 	}
 }

@@ -452,7 +452,7 @@ func TestWorkflowDefaultsCallbackReachesServer(t *testing.T) {
 		failures: []failedNodeStatus{{DisplayName: "train", Message: "Error (exit code 1)", TemplateName: "train", Phase: string(wfv1.NodeFailed)}},
 	}
 	body1, params1 := callback(t, run1)
-	decoded, err := api.DecodeResult(strings.NewReader(body1.Body))
+	decoded, err := api.DecodeResult([]byte(body1.Body))
 	if err != nil {
 		t.Fatalf("DecodeResult: %v\n%s", err, body1.Body)
 	}

@@ -633,7 +633,7 @@ func TestCallbackReachesServer(t *testing.T) {
 	if want := mustJSON(t, run1.failures); failuresString != want {
 		t.Fatalf("failures = %s, want %s", failuresString, want)
 	}
-	decoded, err := api.DecodeResult(strings.NewReader(body1.Body))
+	decoded, err := api.DecodeResult([]byte(body1.Body))
 	if err != nil {
 		t.Fatalf("DecodeResult: %v\n%s", err, body1.Body)
 	}

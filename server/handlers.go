@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -88,7 +87,7 @@ func readResult(c *gin.Context) (api.Result, error) {
 		}
 		return api.Result{}, &api.FieldError{Message: "read body: " + err.Error()}
 	}
-	return api.DecodeResult(bytes.NewReader(body))
+	return api.DecodeResult(body)
 }
 
 func handleListFailures(store state.Store, now func() time.Time) gin.HandlerFunc {
