@@ -257,14 +257,22 @@ func TestApplyBoundsStoredSize(t *testing.T) {
 	}
 }
 
+// Apply must not write into its input's slices: two results applied to the
+// same job (as a conflict retry re-applies a batch) must not see each other.
 func TestApplyDoesNotAliasInput(t *testing.T) {
 	base, _ := Apply(Job{}, false, run("nightly", "a", wfv1.WorkflowFailed, 0), at(9))
+	// Spare capacity: an in-place append would land in shared memory.
 	base.RecentRuns = append(make([]string, 0, 32), base.RecentRuns...)
-	before := strings.Join(base.RecentRuns, ",")
-	_, _ = Apply(base, true, run("nightly", "b", wfv1.WorkflowFailed, 1), at(9))
-	_, _ = Apply(base, true, run("nightly", "c", wfv1.WorkflowFailed, 1), at(9))
-	if got := strings.Join(base.RecentRuns, ","); got != before {
-		t.Errorf("input modified: %s, was %s", got, before)
+	withB, _ := Apply(base, true, run("nightly", "b", wfv1.WorkflowFailed, 1), at(9))
+	withC, _ := Apply(base, true, run("nightly", "c", wfv1.WorkflowFailed, 1), at(9))
+	if last := withB.RecentRuns[len(withB.RecentRuns)-1]; last != runHash("b") {
+		t.Errorf("applying c to the same base changed b's job: last run %s, want %s", last, runHash("b"))
+	}
+	if last := withC.RecentRuns[len(withC.RecentRuns)-1]; last != runHash("c") {
+		t.Errorf("last run %s, want %s", last, runHash("c"))
+	}
+	if len(base.RecentRuns) != 1 {
+		t.Errorf("base changed: %v", base.RecentRuns)
 	}
 }
 
