@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,9 +124,28 @@ func TestConfigMapStoreGroupCommitLosesNothing(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	s := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	before := resourceVersion(t, env, ns)
 	recordConcurrently(t, []Store{s}, 8, 40, 32)
 	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{})
 	wantCounts(t, fresh, 8, 40)
+	// The etcd revision counts every write of the cluster (the API server's
+	// own leases too): far fewer than one per callback means they were grouped.
+	if writes := resourceVersion(t, env, ns) - before; writes > 8*40/4 {
+		t.Errorf("%d writes for %d callbacks: not grouped", writes, 8*40)
+	}
+}
+
+func resourceVersion(t *testing.T, env *kubetest.Env, ns string) uint64 {
+	t.Helper()
+	cm, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), "batchlatch-state", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, err := strconv.ParseUint(cm.ResourceVersion, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rv
 }
 
 func TestConfigMapStoreTwoReplicasEqualOne(t *testing.T) {
