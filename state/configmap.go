@@ -445,14 +445,19 @@ func answerAll(batch []*op, d opDone) {
 	}
 }
 
+// recentlyLoaded reports whether the API server answered for the ConfigMap
+// within refreshAfter.
+func (s *ConfigMapStore) recentlyLoaded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cm != nil && time.Since(s.loadedAt) <= s.refreshAfter
+}
+
 // fresh returns the cached jobs, refreshing them first when they are older
 // than refreshAfter. When the API server cannot be reached it serves the last
 // known state; before anything was loaded it returns ErrUnavailable.
 func (s *ConfigMapStore) fresh(ctx context.Context) (map[string]Job, map[string]string, error) {
-	s.mu.Lock()
-	stale := s.cm == nil || time.Since(s.loadedAt) > s.refreshAfter
-	s.mu.Unlock()
-	if stale {
+	if !s.recentlyLoaded() {
 		if err := s.refresh(ctx); err != nil {
 			s.logger.Debug("refresh state; serving the last known", "err", err)
 		}
@@ -506,10 +511,7 @@ func (s *ConfigMapStore) List(ctx context.Context) ([]Job, error) {
 // Ready implements Store: the API server answered for the ConfigMap within
 // the last RefreshAfter, or answers now.
 func (s *ConfigMapStore) Ready(ctx context.Context) error {
-	s.mu.Lock()
-	recent := s.cm != nil && time.Since(s.loadedAt) <= s.refreshAfter
-	s.mu.Unlock()
-	if recent {
+	if s.recentlyLoaded() {
 		return nil
 	}
 	return s.refresh(ctx)
