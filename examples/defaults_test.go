@@ -27,7 +27,6 @@ import (
 	"github.com/argoproj/argo-workflows/v3/workflow/templateresolution"
 	"github.com/argoproj/argo-workflows/v3/workflow/validate"
 
-	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -452,23 +451,7 @@ func TestWorkflowDefaultsCallbackReachesServer(t *testing.T) {
 		failures: []failedNodeStatus{{DisplayName: "train", Message: "Error (exit code 1)", TemplateName: "train", Phase: string(wfv1.NodeFailed)}},
 	}
 	body1, params1 := callback(t, run1)
-	decoded, err := api.DecodeResult([]byte(body1.Body))
-	if err != nil {
-		t.Fatalf("DecodeResult: %v\n%s", err, body1.Body)
-	}
-	want := api.Result{
-		Namespace:       cwf.Namespace,
-		WorkflowName:    wf1.Name,
-		UID:             string(wf1.UID),
-		Phase:           wfv1.WorkflowFailed,
-		CreatedAt:       wf1.CreationTimestamp.Format(time.RFC3339),
-		DurationSeconds: run1.elapsed.Seconds(),
-		Labels:          wf1.Labels,
-		Annotations:     wf1.Annotations,
-	}
-	if got, want := mustJSON(t, decoded), mustJSON(t, want); got != want {
-		t.Fatalf("decoded callback:\n got %s\nwant %s", got, want)
-	}
+	decoded := decodesTo(t, body1.Body, runResult(wf1, wfv1.WorkflowFailed, run1.elapsed.Seconds()))
 	if decoded.JobName() != cwf.Name {
 		t.Fatalf("job from the body = %q, want %q from label %s", decoded.JobName(), cwf.Name, common.LabelKeyCronWorkflow)
 	}

@@ -543,6 +543,33 @@ func finishedAt(t *testing.T, p common.Parameters) time.Time {
 	return created.Add(time.Duration(secs * float64(time.Second))).UTC().Truncate(time.Second)
 }
 
+// runResult is the api.Result that every callback about run wf carries.
+func runResult(wf *wfv1.Workflow, phase wfv1.WorkflowPhase, durationSeconds float64) api.Result {
+	return api.Result{
+		Namespace:       wf.Namespace,
+		WorkflowName:    wf.Name,
+		UID:             string(wf.UID),
+		Phase:           phase,
+		CreatedAt:       wf.CreationTimestamp.Format(time.RFC3339),
+		DurationSeconds: durationSeconds,
+		Labels:          wf.Labels,
+		Annotations:     wf.Annotations,
+	}
+}
+
+// decodesTo decodes a rendered body as the server does and requires want.
+func decodesTo(t *testing.T, body string, want api.Result) api.Result {
+	t.Helper()
+	decoded, err := api.DecodeResult([]byte(body))
+	if err != nil {
+		t.Fatalf("DecodeResult: %v\n%s", err, body)
+	}
+	if got, want := mustJSON(t, decoded), mustJSON(t, want); got != want {
+		t.Fatalf("decoded callback:\n got %s\nwant %s", got, want)
+	}
+	return decoded
+}
+
 // twoTicks are two consecutive ticks of cwf's schedule, as the cron
 // controller computes them.
 func twoTicks(t *testing.T, cwf *wfv1.CronWorkflow) (time.Time, time.Time) {
@@ -633,31 +660,16 @@ func TestCallbackReachesServer(t *testing.T) {
 	if want := mustJSON(t, run1.failures); failuresString != want {
 		t.Fatalf("failures = %s, want %s", failuresString, want)
 	}
-	decoded, err := api.DecodeResult([]byte(body1.Body))
-	if err != nil {
-		t.Fatalf("DecodeResult: %v\n%s", err, body1.Body)
-	}
-	wantResult := api.Result{
-		Namespace:       cwf.Namespace,
-		WorkflowName:    wf1.Name,
-		UID:             string(wf1.UID),
-		CronWorkflow:    cwf.Name,
-		Phase:           wfv1.WorkflowFailed,
-		ScheduledTime:   tick1.Format(time.RFC3339),
-		CreatedAt:       wf1.CreationTimestamp.Format(time.RFC3339),
-		DurationSeconds: 754.218377,
-		Labels:          wf1.Labels,
-		Annotations:     wf1.Annotations,
-	}
+	wantResult := runResult(wf1, wfv1.WorkflowFailed, 754.218377)
+	wantResult.CronWorkflow = cwf.Name
+	wantResult.ScheduledTime = tick1.Format(time.RFC3339)
 	for _, f := range run1.failures {
 		wantResult.Failures = append(wantResult.Failures, api.Failure{
 			DisplayName: f.DisplayName, Message: f.Message, TemplateName: f.TemplateName,
 			Phase: f.Phase, PodName: f.PodName, FinishedAt: f.FinishedAt.UTC().Format(time.RFC3339),
 		})
 	}
-	if got, want := mustJSON(t, decoded), mustJSON(t, wantResult); got != want {
-		t.Fatalf("decoded callback:\n got %s\nwant %s", got, want)
-	}
+	decoded := decodesTo(t, body1.Body, wantResult)
 	if decoded.Labels[common.LabelKeyCronWorkflow] != cwf.Name {
 		t.Fatalf("labels = %v, want %s=%s", decoded.Labels, common.LabelKeyCronWorkflow, cwf.Name)
 	}
