@@ -67,12 +67,16 @@ type Streak struct {
 
 // ResultResponse answers POST /api/v1/results.
 type ResultResponse struct {
-	// Duplicate is true when a result with the same workflow uid was already
-	// recorded; nothing changed.
+	// Duplicate is true when this outcome of the workflow (same uid, both
+	// failed or both succeeded) was already recorded; nothing changed.
 	Duplicate bool `json:"duplicate"`
 	// Stale is true when the result finished before the job's latest known
 	// result; the current state did not change.
 	Stale bool `json:"stale"`
+	// Retry is true when another outcome of the same workflow (same uid) was
+	// recorded before: `argo retry` ran it again, and this newer outcome
+	// counts.
+	Retry bool `json:"retry"`
 	Job   Job  `json:"job"`
 }
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"regexp"
 	"strings"
 	"time"
 
@@ -46,9 +44,10 @@ type wireResult struct {
 	Failures json.RawMessage `json:"failures,omitempty"`
 }
 
-// DecodeResult decodes and validates one callback body. The error is a
+// DecodeResult decodes and validates one callback body, received at
+// receivedAt (the bound for the times it carries). The error is a
 // *FieldError for anything the sender got wrong.
-func DecodeResult(body []byte) (Result, error) {
+func DecodeResult(body []byte, receivedAt time.Time) (Result, error) {
 	w, err := decodeWire(body)
 	var syntaxErr *json.SyntaxError
 	if errors.As(err, &syntaxErr) {
@@ -56,11 +55,15 @@ func DecodeResult(body []byte) (Result, error) {
 		// writes DEL and some other runes as \xHH or \UHHHHHHHH: not JSON.
 		// Such a callback would be refused on every retry, so repair it.
 		if repaired, ok := repairGoEscapes(body); ok {
-			w, err = decodeWire(repaired)
+			body = repaired
+			w, err = decodeWire(body)
 		}
 	}
 	if err != nil {
 		return Result{}, decodeError(err)
+	}
+	if err := checkKeys(body, resultShape, ""); err != nil {
+		return Result{}, err
 	}
 	res := w.Result
 	failures, err := decodeFailures(w.Failures)
@@ -68,7 +71,7 @@ func DecodeResult(body []byte) (Result, error) {
 		return Result{}, err
 	}
 	res.Failures = failures
-	if err := res.Validate(); err != nil {
+	if err := res.Validate(receivedAt); err != nil {
 		return Result{}, err
 	}
 	return res, nil
@@ -147,7 +150,11 @@ func decodeError(err error) error {
 		if field == "" {
 			return &FieldError{Message: fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)}
 		}
-		return &FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", jsonKind(typeErr.Type.Kind().String()), typeErr.Value)}
+		kind := jsonKind(typeErr.Type.Kind().String())
+		if number, ok := strings.CutPrefix(typeErr.Value, "number "); ok && kind == "a number" {
+			return &FieldError{Field: field, Message: fmt.Sprintf("%s is out of range", Quote(number))}
+		}
+		return &FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", kind, typeErr.Value)}
 	}
 	if errors.Is(err, io.EOF) {
 		return &FieldError{Message: "malformed JSON: the body is empty"}
@@ -194,62 +201,42 @@ func decodeFailures(raw json.RawMessage) ([]Failure, error) {
 	if err := json.Unmarshal(inner, &failures); err != nil {
 		return nil, &FieldError{Field: "failures", Message: "must hold a JSON array of failed nodes (Argo's {{workflow.failures}}): " + err.Error()}
 	}
+	if err := checkKeys(inner, failuresShape, "failures"); err != nil {
+		return nil, err
+	}
 	return failures, nil
 }
 
-var (
-	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-)
+// maxUIDLength bounds the uid: Kubernetes uids are 36 characters.
+const maxUIDLength = 128
 
-// Limits on what one result may carry; they keep a job's stored state small.
-const (
-	maxUIDLength  = 128
-	maxNameLength = 253
-)
-
-// Validate checks a decoded result and names the first offending field.
-func (r Result) Validate() error {
-	if r.Namespace == "" {
-		return &FieldError{Field: "namespace", Message: "is required"}
-	}
-	if len(r.Namespace) > 63 || !dns1123Label.MatchString(r.Namespace) {
-		return &FieldError{Field: "namespace", Message: fmt.Sprintf("%q is not a Kubernetes namespace name (a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters)", r.Namespace)}
+// Validate checks a decoded result, received at receivedAt, and names the
+// first offending field.
+func (r Result) Validate(receivedAt time.Time) error {
+	if err := ValidateNamespace("namespace", r.Namespace); err != nil {
+		return err
 	}
 	if r.WorkflowName == "" {
 		return &FieldError{Field: "workflowName", Message: "is required"}
 	}
-	if len(r.WorkflowName) > maxNameLength || !dns1123Subdomain.MatchString(r.WorkflowName) {
-		return &FieldError{Field: "workflowName", Message: fmt.Sprintf("%q is not a Kubernetes object name", r.WorkflowName)}
+	if len(r.WorkflowName) > MaxNameLength || !dns1123Subdomain.MatchString(r.WorkflowName) {
+		return &FieldError{Field: "workflowName", Message: fmt.Sprintf("%s is not a Kubernetes object name", Quote(r.WorkflowName))}
 	}
 	if r.Phase == "" {
 		return &FieldError{Field: "phase", Message: "is required; accepted values: " + acceptedPhaseList()}
 	}
 	if !PhaseAccepted(r.Phase) {
-		return &FieldError{Field: "phase", Message: fmt.Sprintf("%q is not a finished workflow's phase; accepted values: %s", r.Phase, acceptedPhaseList())}
+		return &FieldError{Field: "phase", Message: fmt.Sprintf("%s is not a finished workflow's phase; accepted values: %s", Quote(string(r.Phase)), acceptedPhaseList())}
 	}
 	if len(r.UID) > maxUIDLength {
 		return &FieldError{Field: "uid", Message: fmt.Sprintf("is longer than %d characters", maxUIDLength)}
 	}
 	if job, field := r.jobAndSource(); job != "" {
-		if len(job) > maxNameLength || !dns1123Subdomain.MatchString(job) {
-			return &FieldError{Field: field, Message: fmt.Sprintf("%q is not a Kubernetes object name", job)}
+		if err := ValidateJobName(field, r.Namespace, job); err != nil {
+			return err
 		}
 	}
-	if r.CreatedAt != "" {
-		if _, err := time.Parse(time.RFC3339, r.CreatedAt); err != nil {
-			return &FieldError{Field: "createdAt", Message: fmt.Sprintf("%q is not an RFC 3339 time", r.CreatedAt)}
-		}
-	}
-	if r.ScheduledTime != "" {
-		if _, err := time.Parse(time.RFC3339, r.ScheduledTime); err != nil {
-			return &FieldError{Field: "scheduledTime", Message: fmt.Sprintf("%q is not an RFC 3339 time", r.ScheduledTime)}
-		}
-	}
-	if r.DurationSeconds < 0 || math.IsNaN(r.DurationSeconds) || math.IsInf(r.DurationSeconds, 0) {
-		return &FieldError{Field: "durationSeconds", Message: "must be a non-negative number"}
-	}
-	return nil
+	return r.validateTimes(receivedAt)
 }
 
 // PhaseAccepted reports whether p is one of AcceptedPhases.
@@ -302,9 +289,10 @@ func (r Result) DedupKey() string {
 }
 
 // FinishedAt is when the run ended: createdAt plus its duration when the body
-// has them, else when the result was received.
+// has them, else when the result was received. Validate bounds both, so the
+// sum cannot overflow.
 func (r Result) FinishedAt(receivedAt time.Time) time.Time {
-	created, err := time.Parse(time.RFC3339, r.CreatedAt)
+	created, err := ParseTime(r.CreatedAt)
 	if err != nil {
 		return receivedAt.UTC()
 	}

@@ -9,13 +9,16 @@ import (
 	"time"
 )
 
+// received is when the test callbacks arrive: an hour after argoBody's run.
+var received = time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)
+
 const argoBody = `{"namespace":"ml","workflowName":"nightly-29011200","uid":"5f1c-1","cronWorkflow":"nightly",
  "phase":"Failed","scheduledTime":"2026-11-24T02:00:00Z","createdAt":"2026-11-24T02:00:00Z",
  "durationSeconds":12.5,"failures":"[{\"displayName\":\"train\",\"message\":\"OOMKilled\",\"templateName\":\"train\",\"phase\":\"Failed\",\"podName\":\"nightly-29011200-train-1\",\"finishedAt\":\"2026-11-24T02:00:12Z\"}]",
  "labels":{"workflows.argoproj.io/cron-workflow":"nightly"},"annotations":{"a":"b"},"unknownField":[1,2]}`
 
 func TestDecodeResultArgoBody(t *testing.T) {
-	r, err := DecodeResult([]byte(argoBody))
+	r, err := DecodeResult([]byte(argoBody), received)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,13 +37,13 @@ func TestDecodeResultArgoBody(t *testing.T) {
 func TestDecodeResultFailuresForms(t *testing.T) {
 	for _, failures := range []string{`"null"`, `null`, `""`, `"[]"`, `[]`} {
 		body := `{"namespace":"ml","workflowName":"w","phase":"Succeeded","failures":` + failures + `}`
-		r, err := DecodeResult([]byte(body))
+		r, err := DecodeResult([]byte(body), received)
 		if err != nil || len(r.Failures) != 0 {
 			t.Errorf("failures %s: %+v, %v", failures, r.Failures, err)
 		}
 	}
 	body := `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":[{"displayName":"x"}]}`
-	if r, err := DecodeResult([]byte(body)); err != nil || len(r.Failures) != 1 {
+	if r, err := DecodeResult([]byte(body), received); err != nil || len(r.Failures) != 1 {
 		t.Errorf("plain array: %+v, %v", r.Failures, err)
 	}
 }
@@ -79,7 +82,7 @@ func TestDecodeResultRejects(t *testing.T) {
 		{"Running", `{"namespace":"ml","workflowName":"w","phase":"Running"}`, "phase", "Succeeded, Failed, Error"},
 		{"unknown phase", `{"namespace":"ml","workflowName":"w","phase":"failed"}`, "phase", "accepted values"},
 		{"duration wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":"12"}`, "durationSeconds", "number"},
-		{"negative duration", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":-1}`, "durationSeconds", "non-negative"},
+		{"negative duration", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":-1}`, "durationSeconds", "from 0 to"},
 		{"bad createdAt", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"yesterday"}`, "createdAt", "RFC 3339"},
 		{"bad scheduledTime", `{"namespace":"ml","workflowName":"w","phase":"Failed","scheduledTime":"now"}`, "scheduledTime", "RFC 3339"},
 		{"labels wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":["a"]}`, "labels", "object"},
@@ -89,10 +92,31 @@ func TestDecodeResultRejects(t *testing.T) {
 		{"bad cronWorkflow", `{"namespace":"ml","workflowName":"w","phase":"Failed","cronWorkflow":"Night ly"}`, "cronWorkflow", "object name"},
 		{"bad cron label", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":"a/b"}}`, "labels.workflows.argoproj.io/cron-workflow", "object name"},
 		{"uid too long", `{"namespace":"ml","workflowName":"w","phase":"Failed","uid":"` + strings.Repeat("u", 129) + `"}`, "uid", "longer"},
+		// A job key ("namespace.job") must fit a ConfigMap key: 253 characters.
+		{"job key too long", `{"namespace":"` + strings.Repeat("n", 63) + `","workflowName":"w","phase":"Failed","cronWorkflow":"` + strings.Repeat("j", 190) + `"}`, "cronWorkflow", "at most 189 characters in this namespace"},
+		{"job key too long from a label", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":"` + strings.Repeat("j", 251) + `"}}`, "labels.workflows.argoproj.io/cron-workflow", "over the limit of 253"},
+		// Times from another clock are bounded.
+		{"createdAt in the future", `{"namespace":"ml","workflowName":"w","phase":"Succeeded","createdAt":"2099-01-01T00:00:00Z"}`, "createdAt", "in the future"},
+		{"createdAt just past the skew", `{"namespace":"ml","workflowName":"w","phase":"Succeeded","createdAt":"2026-11-24T03:05:01Z"}`, "createdAt", "in the future"},
+		{"finish past the skew", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00Z","durationSeconds":3901}`, "durationSeconds", "in the future"},
+		{"duration that overflows", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00Z","durationSeconds":1e10}`, "durationSeconds", "from 0 to 2592000"},
+		{"duration out of float range", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":1e309}`, "durationSeconds", `"1e309" is out of range`},
+		{"createdAt from another century", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"1970-01-01T00:00:00Z"}`, "createdAt", "before the callback was received"},
+		{"offset +24:00", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00+24:00"}`, "createdAt", "RFC 3339"},
+		{"offset +00:60", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00+00:60"}`, "createdAt", "RFC 3339"},
+		{"scheduledTime offset +24:00", `{"namespace":"ml","workflowName":"w","phase":"Failed","scheduledTime":"2026-11-24T02:00:00+24:00"}`, "scheduledTime", "RFC 3339"},
+		// Keys that two JSON readers could take differently.
+		{"namespace twice", `{"namespace":"ml","workflowName":"w","phase":"Failed","namespace":"prod"}`, "namespace", "twice"},
+		{"phase twice", `{"namespace":"ml","workflowName":"w","phase":"Succeeded","phase":"Failed"}`, "phase", "twice"},
+		{"label twice", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"a":"1","a":"2"}}`, "labels.a", "twice"},
+		{"key twice inside failures", `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":"[{\"message\":\"a\",\"message\":\"b\"}]"}`, "failures[0].message", "twice"},
+		{"key in another case", `{"Namespace":"ml","workflowName":"w","phase":"Failed"}`, "Namespace", `did you mean "namespace"`},
+		{"key in another case, Kelvin sign", "{\"namespace\":\"ml\",\"wor\u212AflowName\":\"w\",\"phase\":\"Failed\"}", "wor\u212AflowName", `did you mean "workflowName"`},
+		{"failure key in another case", `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":[{"MESSAGE":"x"}]}`, "failures[0].MESSAGE", `did you mean "message"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeResult([]byte(tt.body))
+			_, err := DecodeResult([]byte(tt.body), received)
 			var fe *FieldError
 			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err = %v, want a FieldError", err)
@@ -116,8 +140,18 @@ func FuzzDecodeResult(f *testing.F) {
 	f.Add(`{"namespace":"a","workflowName":"b","phase":"Failed","labels":{"workflows.argoproj.io/workflow-template":"t"}}`)
 	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Running"}`)
 	f.Add(`{"failures":"[[[["}`)
+	// Hostile bodies found by trying the service as an attacker would.
+	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Succeeded","createdAt":"2099-01-01T00:00:00Z"}`)
+	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00Z","durationSeconds":1e10}`)
+	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":1e309}`)
+	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00+24:00"}`)
+	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Failed","namespace":"prod"}`)
+	f.Add(`{"Namespace":"ml","workflowName":"w","phase":"Failed"}`)
+	f.Add(`{"namespace":"` + strings.Repeat("n", 63) + `","workflowName":"w","phase":"Failed","cronWorkflow":"` + strings.Repeat("j", 250) + `"}`)
+	f.Add(`{"namespace":"` + strings.Repeat("A", 60000) + `","workflowName":"w","phase":"Failed"}`)
+	f.Add(`{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"a":"1","a":"2"}}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		r, err := DecodeResult([]byte(body))
+		r, err := DecodeResult([]byte(body), received)
 		if err != nil {
 			var fe *FieldError
 			if !errors.As(err, &fe) {
@@ -125,7 +159,7 @@ func FuzzDecodeResult(f *testing.F) {
 			}
 			return
 		}
-		if err := r.Validate(); err != nil {
+		if err := r.Validate(received); err != nil {
 			t.Fatalf("accepted an invalid result: %v", err)
 		}
 		if r.Namespace == "" || r.WorkflowName == "" || !PhaseAccepted(r.Phase) {
@@ -134,7 +168,9 @@ func FuzzDecodeResult(f *testing.F) {
 		if strings.Contains(r.Namespace, ".") {
 			t.Fatalf("namespace with a dot accepted: %q", r.Namespace)
 		}
-		_ = r.FinishedAt(time.Now())
+		if finished := r.FinishedAt(received); finished.After(received.Add(MaxClockSkew)) || finished.Before(received.Add(-MaxResultAge)) {
+			t.Fatalf("finish time %s accepted for a callback received at %s", finished, received)
+		}
 	})
 }
 
@@ -146,7 +182,7 @@ func TestDecodeResultRepairsGoQuotedFailures(t *testing.T) {
 	if !strings.Contains(body, `\x7f`) {
 		t.Fatalf("test body lacks the Go escape: %s", body)
 	}
-	r, err := DecodeResult([]byte(body))
+	r, err := DecodeResult([]byte(body), received)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +190,40 @@ func TestDecodeResultRepairsGoQuotedFailures(t *testing.T) {
 		t.Fatalf("failures = %q", r.Failures)
 	}
 	// A body that is broken in another way still names the problem.
-	if _, err := DecodeResult([]byte(`{"namespace":"ml\x"}`)); err == nil {
+	if _, err := DecodeResult([]byte(`{"namespace":"ml\x"}`), received); err == nil {
 		t.Fatal("broken escape accepted")
+	}
+}
+
+func TestDecodeResultTimesWithinBounds(t *testing.T) {
+	for _, tt := range []struct{ createdAt, duration string }{
+		{"2026-11-24T03:04:59Z", "0"},         // a fast clock, within the skew
+		{"2026-11-24T02:00:00Z", "3899.5"},    // ends 4m59.5s after receipt
+		{"2026-11-24T07:30:00+05:30", "60"},   // another offset, same instant as 02:00Z
+		{"2026-11-23T18:00:00-08:00", "3600"}, // a negative offset
+		{"2025-11-24T03:00:00Z", "2592000"},   // a year old, the longest run
+	} {
+		body := `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"` + tt.createdAt + `","durationSeconds":` + tt.duration + `}`
+		if _, err := DecodeResult([]byte(body), received); err != nil {
+			t.Errorf("createdAt %s + %ss refused: %v", tt.createdAt, tt.duration, err)
+		}
+	}
+}
+
+// An error message echoes at most the start of a hostile value.
+func TestErrorsDoNotEchoHugeValues(t *testing.T) {
+	huge := strings.Repeat("A", 60000)
+	for _, body := range []string{
+		`{"namespace":"` + huge + `","workflowName":"w","phase":"Failed"}`,
+		`{"namespace":"ml","workflowName":"` + huge + `","phase":"Failed"}`,
+		`{"namespace":"ml","workflowName":"w","phase":"` + huge + `"}`,
+		`{"namespace":"ml","workflowName":"w","phase":"Failed","cronWorkflow":"` + huge + `"}`,
+		`{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"` + huge + `"}`,
+		`{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":1` + strings.Repeat("0", 400) + `}`,
+	} {
+		_, err := DecodeResult([]byte(body), received)
+		if err == nil || len(err.Error()) > 400 {
+			t.Errorf("error of %d bytes: %.200s", len(err.Error()), err)
+		}
 	}
 }

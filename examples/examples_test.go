@@ -557,10 +557,12 @@ func runResult(wf *wfv1.Workflow, phase wfv1.WorkflowPhase, durationSeconds floa
 	}
 }
 
-// decodesTo decodes a rendered body as the server does and requires want.
+// decodesTo decodes a rendered body as the server does, received a minute
+// after the run ended, and requires want.
 func decodesTo(t *testing.T, body string, want api.Result) api.Result {
 	t.Helper()
-	decoded, err := api.DecodeResult([]byte(body))
+	receivedAt := want.FinishedAt(time.Time{}).Add(time.Minute)
+	decoded, err := api.DecodeResult([]byte(body), receivedAt)
 	if err != nil {
 		t.Fatalf("DecodeResult: %v\n%s", err, body)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -38,13 +39,16 @@ func requireToken(token string) gin.HandlerFunc {
 func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, now func() time.Time) gin.HandlerFunc {
 	logger = logger.With("component", "results")
 	return func(c *gin.Context) {
-		result, err := readResult(c)
+		receivedAt := now()
+		result, err := readResult(c, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("rejected").Inc()
 			abortWithError(c, err)
 			return
 		}
-		rec, err := store.Record(c.Request.Context(), result, now())
+		ctx, cancel := context.WithTimeout(c.Request.Context(), recordTimeout)
+		defer cancel()
+		rec, err := store.Record(ctx, result, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("error").Inc()
 			logger.Warn("record result", "err", err, "namespace", result.Namespace, "workflow", result.WorkflowName)
@@ -57,6 +61,8 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 			outcome = "duplicate"
 		case rec.Outcome.Stale:
 			outcome = "stale"
+		case rec.Outcome.Retry:
+			outcome = "retry-" + outcome
 		}
 		metrics.Results.WithLabelValues(outcome).Inc()
 		if t := rec.Outcome.Transition; t == state.StartedFailing || t == state.Recovered {
@@ -67,14 +73,20 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 		c.JSON(http.StatusOK, api.ResultResponse{
 			Duplicate: rec.Outcome.Duplicate,
 			Stale:     rec.Outcome.Stale,
+			Retry:     rec.Outcome.Retry,
 			Job:       rec.Job.View(now()),
 		})
 	}
 }
 
+// recordTimeout bounds how long a callback waits for its result to be
+// stored (conflicts with other replicas are retried meanwhile): below the
+// shipped exit handler's timeoutSeconds (20), so that it gets an answer.
+const recordTimeout = 15 * time.Second
+
 // readResult checks the content type, reads at most MaxBodyBytes and decodes
-// the callback body.
-func readResult(c *gin.Context) (api.Result, error) {
+// the callback body, received at receivedAt.
+func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
 	mediaType, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mediaType != "application/json" {
 		return api.Result{}, errUnsupportedMedia
@@ -87,12 +99,17 @@ func readResult(c *gin.Context) (api.Result, error) {
 		}
 		return api.Result{}, &api.FieldError{Message: "read body: " + err.Error()}
 	}
-	return api.DecodeResult(body)
+	return api.DecodeResult(body, receivedAt)
 }
 
 func handleListFailures(store state.Store, now func() time.Time) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		jobs, err := listJobs(c.Request.Context(), store, c.Query("namespace"))
+		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		jobs, err := listJobs(c.Request.Context(), store, namespace)
 		if err != nil {
 			abortWithError(c, err)
 			return
@@ -109,7 +126,12 @@ func handleListFailures(store state.Store, now func() time.Time) gin.HandlerFunc
 // handleListJobs serves both /jobs and /jobs/{namespace}.
 func handleListJobs(store state.Store, now func() time.Time) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		jobs, err := listJobs(c.Request.Context(), store, c.Param("namespace"))
+		namespace, err := optionalNamespace("{namespace}", c.Param("namespace"))
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		jobs, err := listJobs(c.Request.Context(), store, namespace)
 		if err != nil {
 			abortWithError(c, err)
 			return
@@ -140,7 +162,12 @@ func listJobs(ctx context.Context, store state.Store, namespace string) ([]state
 
 func handleGetJob(store state.Store, now func() time.Time) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		job, err := store.Get(c.Request.Context(), pathKey(c))
+		key, err := pathKey(c)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		job, err := store.Get(c.Request.Context(), key)
 		if err != nil {
 			abortWithError(c, err)
 			return
@@ -152,7 +179,11 @@ func handleGetJob(store state.Store, now func() time.Time) gin.HandlerFunc {
 func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
 	logger = logger.With("component", "jobs")
 	return func(c *gin.Context) {
-		key := pathKey(c)
+		key, err := pathKey(c)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
 		if err := store.Delete(c.Request.Context(), key); err != nil {
 			abortWithError(c, err)
 			return
@@ -162,13 +193,32 @@ func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
 	}
 }
 
-// pathKey is the job named by /jobs/{namespace}/{job}.
-func pathKey(c *gin.Context) state.Key {
-	name := c.Param("job")
-	if name == namespaceJob {
-		name = ""
+// pathKey is the job named by /jobs/{namespace}/{job}, checked with the
+// rules a callback's body is checked with, so that no path reaches one job
+// under another's name.
+func pathKey(c *gin.Context) (state.Key, error) {
+	namespace, name := c.Param("namespace"), c.Param("job")
+	if err := api.ValidateNamespace("{namespace}", namespace); err != nil {
+		return state.Key{}, err
 	}
-	return state.Key{Namespace: c.Param("namespace"), Name: name}
+	if name == namespaceJob {
+		return state.Key{Namespace: namespace}, nil
+	}
+	if name == "" {
+		return state.Key{}, &api.FieldError{Field: "{job}", Message: fmt.Sprintf("is required: a CronWorkflow name, or %q for the namespace as a whole", namespaceJob)}
+	}
+	if err := api.ValidateJobName("{job}", namespace, name); err != nil {
+		return state.Key{}, err
+	}
+	return state.Key{Namespace: namespace, Name: name}, nil
+}
+
+// optionalNamespace checks a namespace that narrows a list, if one is given.
+func optionalNamespace(field, namespace string) (string, error) {
+	if namespace == "" {
+		return "", nil
+	}
+	return namespace, api.ValidateNamespace(field, namespace)
 }
 
 func handleHealthz() gin.HandlerFunc {

@@ -304,3 +304,86 @@ func TestStoreUnavailableIs503WithRetryAfter(t *testing.T) {
 		t.Error("kicked for a result that was not stored")
 	}
 }
+
+// Path segments are checked like the body's fields: no path reaches one job
+// under another's name ("a.b/c" and "a/b.c" share the stored key "a.b.c").
+func TestPathsAreValidatedLikeBodies(t *testing.T) {
+	f := newFixture(t, "")
+	body := `{"namespace":"a","workflowName":"w","uid":"u","cronWorkflow":"b.c","phase":"Failed","createdAt":"2026-11-24T04:00:00Z"}`
+	if code, data := f.post(body); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	tests := []struct{ method, path, field string }{
+		{"DELETE", "/api/v1/jobs/a.b/c", "{namespace}"},
+		{"GET", "/api/v1/jobs/a.b/c", "{namespace}"},
+		{"GET", "/api/v1/jobs/a.b.c/-", "{namespace}"},
+		{"GET", "/api/v1/jobs/A/b.c", "{namespace}"},
+		{"GET", "/api/v1/jobs/a.b", "{namespace}"},
+		{"GET", "/api/v1/jobs/" + strings.Repeat("a", 64), "{namespace}"},
+		{"GET", "/api/v1/jobs/a/B.C", "{job}"},
+		{"GET", "/api/v1/jobs/a/b_c", "{job}"},
+		{"DELETE", "/api/v1/jobs/a/" + strings.Repeat("j", 252), "{job}"}, // "a." + 252 > 253
+		{"GET", "/api/v1/failures?namespace=a.b", "namespace"},
+		{"GET", "/api/v1/failures?namespace=" + strings.Repeat("x", 60000), "namespace"},
+	}
+	for _, tt := range tests {
+		code, _, data := f.do(tt.method, tt.path, "", "", true)
+		got := decode[api.ErrorBody](t, data)
+		if code != 400 || got.Error.Field != tt.field || len(data) > 500 {
+			t.Errorf("%s %.80s: %d %.300s; want 400 naming %s", tt.method, tt.path, code, data, tt.field)
+		}
+	}
+	// The job is still there, under its own name only.
+	if code, _, data := f.do("GET", "/api/v1/jobs/a/b.c", "", "", false); code != 200 {
+		t.Fatalf("GET a/b.c: %d %s", code, data)
+	}
+	if code, _, _ := f.do("DELETE", "/api/v1/jobs/a/b.c", "", "", true); code != 204 {
+		t.Fatalf("DELETE a/b.c: %d", code)
+	}
+}
+
+// `argo retry` reruns a failed workflow under the same uid; its success ends
+// the streak, however early createdAt + the retry's duration falls.
+func TestArgoRetryRecovers(t *testing.T) {
+	f := newFixture(t, "")
+	created := now.Add(-3 * time.Hour)
+	failed := fmt.Sprintf(`{"namespace":"ml","workflowName":"nightly-1","uid":"u1","cronWorkflow":"nightly","phase":"Failed","createdAt":%q,"durationSeconds":7200}`, created.Format(time.RFC3339))
+	if code, data := f.post(failed); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	// The exit handler's retry re-renders the body: another duration.
+	again := strings.Replace(failed, "7200", "7201.5", 1)
+	code, data := f.post(again)
+	if got := decode[api.ResultResponse](t, data); code != 200 || !got.Duplicate || got.Job.ConsecutiveFailures != 1 {
+		t.Fatalf("redelivered failure: %d %s", code, data)
+	}
+	retried := fmt.Sprintf(`{"namespace":"ml","workflowName":"nightly-1","uid":"u1","cronWorkflow":"nightly","phase":"Succeeded","createdAt":%q,"durationSeconds":60}`, created.Format(time.RFC3339))
+	code, data = f.post(retried)
+	got := decode[api.ResultResponse](t, data)
+	if code != 200 || got.Duplicate || got.Stale || !got.Retry || got.Job.Failing || got.Job.LastStreak == nil || got.Job.LastStreak.Failures != 1 {
+		t.Fatalf("retry's success: %d %s", code, data)
+	}
+	if f.kicker.kicks.Load() != 2 {
+		t.Errorf("kicks = %d, want 2 (failing, recovered)", f.kicker.kicks.Load())
+	}
+}
+
+// A result from the future would make every real result of its job stale.
+func TestFutureResultIsRefused(t *testing.T) {
+	f := newFixture(t, "")
+	for _, tt := range []struct{ body, field string }{
+		{`{"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2099-01-01T00:00:00Z"}`, "createdAt"},
+		{`{"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T04:00:00Z","durationSeconds":1e10}`, "durationSeconds"},
+		{`{"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T04:00:00Z","durationSeconds":3901}`, "durationSeconds"},
+	} {
+		code, data := f.post(tt.body)
+		if got := decode[api.ErrorBody](t, data); code != 400 || got.Error.Field != tt.field {
+			t.Errorf("%d %s; want 400 naming %s", code, data, tt.field)
+		}
+		assertNoJobs(t, f.store)
+	}
+	// Within the skew: accepted, and a later real failure is not stale.
+	if code, data := f.post(`{"namespace":"ml","workflowName":"w1","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T05:04:00Z"}`); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+}

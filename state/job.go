@@ -36,6 +36,18 @@ func ParseKey(s string) Key {
 	return Key{Namespace: ns, Name: name}
 }
 
+// Validate reports whether a store can hold the key, as a *api.FieldError
+// naming the field of the result the key came from. Every entry point checks
+// its input with the same rules before a store sees it; the stores check
+// again, so that no path around that turns into a store error that would
+// fail other callers.
+func (k Key) Validate() error {
+	if err := api.ValidateNamespace("namespace", k.Namespace); err != nil {
+		return err
+	}
+	return api.ValidateJobName("job", k.Namespace, k.Name)
+}
+
 // KeyOf is the job a result belongs to.
 func KeyOf(r api.Result) Key { return Key{Namespace: r.Namespace, Name: r.JobName()} }
 
@@ -117,10 +129,14 @@ const (
 // Outcome is what Apply did with a result.
 type Outcome struct {
 	Transition Transition
-	// Duplicate: the run was already recorded (at-least-once delivery).
+	// Duplicate: this outcome of the run was already recorded (at-least-once
+	// delivery).
 	Duplicate bool
 	// Stale: the run finished before the job's latest known result.
 	Stale bool
+	// Retry: another outcome of the same run was recorded before; this one
+	// came from `argo retry` and is the newer.
+	Retry bool
 }
 
 // Changed reports whether the job record must be written.
@@ -136,28 +152,66 @@ const (
 // Apply is the transition: the job after result r, received at receivedAt.
 // existing is false for a job never seen before. Apply is pure: it never
 // modifies its arguments' shared slices.
+//
+// A run is identified by its dedup key and its outcome, failed or succeeded:
+// the same outcome delivered again is a duplicate however the body was
+// re-rendered, while a different outcome of the same run is `argo retry`
+// (Argo keeps the uid) and counts. A retry is never stale: Argo resets the
+// run's start on a retry, so createdAt plus the duration can fall before the
+// outcome it replaces; it is ordered as received instead.
 func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Outcome) {
 	key := KeyOf(r)
 	if !existing {
 		job = Job{Namespace: key.Namespace, Name: key.Name}
 	}
-	run := runHash(r.DedupKey())
-	for _, seen := range job.RecentRuns {
-		if seen == run {
-			return job, Outcome{Transition: Unchanged, Duplicate: true}
-		}
+	run := runHash(r.DedupKey(), r.Failed())
+	seen, retry := job.seen(r)
+	if seen {
+		return job, Outcome{Transition: Unchanged, Duplicate: true}
 	}
 	next := job
 	next.RecentRuns = append(append(make([]string, 0, recentRunsKept), lastN(job.RecentRuns, recentRunsKept-1)...), run)
 
 	// Stored times have whole seconds; compute with what will be stored.
 	finished := r.FinishedAt(receivedAt).Truncate(time.Second)
+	if retry {
+		finished = latest(receivedAt.UTC().Truncate(time.Second), job.LastResultAt)
+	}
 	if existing && finished.Before(job.LastResultAt) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
 		// but the current state belongs to the newer result.
 		return next, Outcome{Transition: Unchanged, Stale: true}
 	}
+	transition := apply(&next, job, r, finished, receivedAt)
+	return next, Outcome{Transition: transition, Retry: retry}
+}
 
+// seen reports whether this outcome of r's run was recorded already, and
+// whether the other outcome was (r is then a retry's).
+func (j Job) seen(r api.Result) (seen, retry bool) {
+	dedup := r.DedupKey()
+	same, other := runHash(dedup, r.Failed()), runHash(dedup, !r.Failed())
+	legacy := legacyRunHash(dedup)
+	for _, h := range j.RecentRuns {
+		switch h {
+		case same:
+			return true, false
+		case other:
+			retry = true
+		case legacy:
+			// Recorded before outcomes were told apart: the outcome is known
+			// only for the job's latest run.
+			if r.UID != j.LastUID || r.WorkflowName != j.LastWorkflow || r.Failed() == (j.LastPhase != wfv1.WorkflowSucceeded) {
+				return true, false
+			}
+			retry = true
+		}
+	}
+	return false, retry
+}
+
+// apply moves next, a copy of job, to result r that finished at finished.
+func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Transition {
 	next.LastResultAt = finished
 	next.LastWorkflow = r.WorkflowName
 	next.LastUID = r.UID
@@ -168,14 +222,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 		if job.FailingSince == nil {
 			since := finished
 			next.FailingSince = &since
-			return next, Outcome{Transition: StartedFailing}
+			return StartedFailing
 		}
-		return next, Outcome{Transition: StillFailing}
+		return StillFailing
 	}
 
 	next.LastFailures = nil
 	if job.FailingSince == nil {
-		return next, Outcome{Transition: Unchanged}
+		return Unchanged
 	}
 	next.LastStreak = &api.Streak{
 		Since:    *job.FailingSince,
@@ -188,15 +242,34 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	next.RecoveredAt = &recoveredAt
 	next.FailingSince = nil
 	next.ConsecutiveFailures = 0
-	return next, Outcome{Transition: Recovered}
+	return Recovered
 }
 
-// runHash is a short stand-in for a run's dedup key: 48 bits of SHA-256 make
-// a collision among a job's few recent runs negligible, in 8 bytes instead of
-// a 36-byte uid.
-func runHash(key string) string {
-	sum := sha256.Sum256([]byte(key))
+// runHash is a short stand-in for one outcome of a run: 48 bits of SHA-256
+// make a collision among a job's few recent runs negligible, in 8 bytes
+// instead of a 36-byte uid.
+func runHash(dedupKey string, failed bool) string {
+	outcome := "succeeded"
+	if failed {
+		outcome = "failed"
+	}
+	return shortHash(dedupKey + "\x00" + outcome)
+}
+
+// legacyRunHash is how runs were recorded before their outcomes were told
+// apart; stored jobs still hold such hashes.
+func legacyRunHash(dedupKey string) string { return shortHash(dedupKey) }
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return base64.RawURLEncoding.EncodeToString(sum[:6])
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func lastN(s []string, n int) []string {

@@ -26,6 +26,11 @@ func run(cron, uid string, phase wfv1.WorkflowPhase, hours int) api.Result {
 	}
 }
 
+func withDuration(r api.Result, seconds float64) api.Result {
+	r.DurationSeconds = seconds
+	return r
+}
+
 func at(hours int) time.Time { return t0.Add(time.Duration(hours) * time.Hour) }
 
 // applyAll runs results through Apply against a map, as a store would.
@@ -185,6 +190,60 @@ func TestApply(t *testing.T) {
 			},
 		},
 		{
+			name: "argo retry: a success of the failed workflow (same uid) ends the streak",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "b", wfv1.WorkflowFailed, 5),
+				// Argo resets startedAt on a retry: createdAt plus the retry's
+				// duration ends long before the failure it replaces.
+				withDuration(run("nightly", "b", wfv1.WorkflowSucceeded, 0), 600),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}, {Transition: Recovered, Retry: true}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				j := jobs[nightly]
+				wantHealthy(t, j)
+				// Ordered as received: the success came after the failures.
+				want := api.Streak{Since: at(0), Until: at(100), Seconds: 100 * 3600, Failures: 2}
+				if j.LastStreak == nil || *j.LastStreak != want {
+					t.Errorf("LastStreak = %+v, want %+v", j.LastStreak, want)
+				}
+				if j.LastPhase != wfv1.WorkflowSucceeded || !j.LastResultAt.Equal(at(100)) {
+					t.Errorf("last = %s at %s", j.LastPhase, j.LastResultAt)
+				}
+			},
+		},
+		{
+			name: "at-least-once: one outcome delivered again, re-rendered, is a duplicate",
+			results: []api.Result{
+				withDuration(run("nightly", "a", wfv1.WorkflowFailed, 0), 12.5),
+				withDuration(run("nightly", "a", wfv1.WorkflowFailed, 0), 14),
+				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+				withDuration(run("nightly", "b", wfv1.WorkflowSucceeded, 1), 3),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: Recovered}, {Transition: Unchanged, Duplicate: true}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
+		},
+		{
+			name: "a retried workflow that fails again, as Failed or Error, is the same failed run",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "a", wfv1.WorkflowError, 2),
+				run("nightly", "a", wfv1.WorkflowFailed, 3),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: Unchanged, Duplicate: true}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(0), 1) },
+		},
+		{
+			name: "a redelivered failure after its retry succeeded does not reopen the streak",
+			results: []api.Result{
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "a", wfv1.WorkflowSucceeded, 1),
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Recovered, Retry: true}, {Transition: Unchanged, Duplicate: true}},
+			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
+		},
+		{
 			name: "a new streak after a recovery starts afresh",
 			results: []api.Result{
 				run("nightly", "a", wfv1.WorkflowFailed, 0),
@@ -265,11 +324,11 @@ func TestApplyDoesNotAliasInput(t *testing.T) {
 	base.RecentRuns = append(make([]string, 0, 32), base.RecentRuns...)
 	withB, _ := Apply(base, true, run("nightly", "b", wfv1.WorkflowFailed, 1), at(9))
 	withC, _ := Apply(base, true, run("nightly", "c", wfv1.WorkflowFailed, 1), at(9))
-	if last := withB.RecentRuns[len(withB.RecentRuns)-1]; last != runHash("b") {
-		t.Errorf("applying c to the same base changed b's job: last run %s, want %s", last, runHash("b"))
+	if last := withB.RecentRuns[len(withB.RecentRuns)-1]; last != runHash("b", true) {
+		t.Errorf("applying c to the same base changed b's job: last run %s, want %s", last, runHash("b", true))
 	}
-	if last := withC.RecentRuns[len(withC.RecentRuns)-1]; last != runHash("c") {
-		t.Errorf("last run %s, want %s", last, runHash("c"))
+	if last := withC.RecentRuns[len(withC.RecentRuns)-1]; last != runHash("c", true) {
+		t.Errorf("last run %s, want %s", last, runHash("c", true))
 	}
 	if len(base.RecentRuns) != 1 {
 		t.Errorf("base changed: %v", base.RecentRuns)
@@ -295,5 +354,30 @@ func wantHealthy(t *testing.T, j Job) {
 	t.Helper()
 	if j.Failing() || j.ConsecutiveFailures != 0 {
 		t.Errorf("job %s: failingSince %v, failures %d; want healthy", j.Key(), j.FailingSince, j.ConsecutiveFailures)
+	}
+}
+
+// Jobs stored before outcomes were told apart hold hashes of the bare dedup
+// key: those runs stay duplicates, and a retry of the latest one still counts.
+func TestApplyReadsLegacyRunHashes(t *testing.T) {
+	since := at(1)
+	legacy := Job{
+		Namespace: "ml", Name: "nightly", FailingSince: &since, ConsecutiveFailures: 2,
+		LastResultAt: at(1), LastWorkflow: "nightly-b", LastUID: "b", LastPhase: wfv1.WorkflowFailed,
+		RecentRuns: []string{legacyRunHash("a"), legacyRunHash("b")},
+	}
+	for _, tt := range []struct {
+		name string
+		r    api.Result
+		want Outcome
+	}{
+		{"the latest failure again", run("nightly", "b", wfv1.WorkflowFailed, 1), Outcome{Transition: Unchanged, Duplicate: true}},
+		{"an older run again", run("nightly", "a", wfv1.WorkflowSucceeded, 0), Outcome{Transition: Unchanged, Duplicate: true}},
+		{"a retry of the latest run", run("nightly", "b", wfv1.WorkflowSucceeded, 1), Outcome{Transition: Recovered, Retry: true}},
+		{"a new run", run("nightly", "c", wfv1.WorkflowFailed, 2), Outcome{Transition: StillFailing}},
+	} {
+		if _, got := Apply(legacy, true, tt.r, at(100)); got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
 	}
 }
