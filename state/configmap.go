@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -84,8 +85,13 @@ type op struct {
 	result     api.Result
 	receivedAt time.Time
 	key        Key
-	done       chan opDone
+	// deadline is the caller's: conflicts are retried until it passes.
+	deadline time.Time
+	done     chan opDone
 }
+
+// defaultOpTimeout bounds an operation whose caller set no deadline.
+const defaultOpTimeout = 30 * time.Second
 
 type opDone struct {
 	rec Recorded
@@ -257,6 +263,11 @@ func (s *ConfigMapStore) Delete(ctx context.Context, key Key) error {
 
 func (s *ConfigMapStore) submit(ctx context.Context, o *op) (Recorded, error) {
 	o.done = make(chan opDone, 1)
+	if deadline, ok := ctx.Deadline(); ok {
+		o.deadline = deadline
+	} else {
+		o.deadline = time.Now().Add(defaultOpTimeout)
+	}
 	select {
 	case s.ops <- o:
 	case <-ctx.Done():
@@ -325,13 +336,31 @@ func (s *ConfigMapStore) gather(batch []*op, underLoad bool) []*op {
 	return batch
 }
 
-// maxConflictRetries bounds the re-applications of one batch.
-const maxConflictRetries = 20
+// Backoff between re-applications of a batch after a conflict: another
+// replica wrote first, and both committers re-reading at once would collide
+// again.
+const (
+	conflictBackoffMin = 4 * time.Millisecond
+	conflictBackoffMax = 250 * time.Millisecond
+)
 
-// commit applies batch to the latest object and updates it, retrying on
-// conflicts; every operation is answered.
+// commit applies batch to the latest object and updates it; every operation
+// is answered.
+//
+// A conflict (another replica wrote first) is re-applied to a fresh read,
+// after a jittered backoff, for as long as the operations' deadlines allow;
+// an operation whose deadline passes is answered ErrUnavailable and leaves
+// the batch. An update that the API server refuses for what it would hold
+// (too large, invalid) is retried in halves, so that only the operation at
+// fault fails: one item's failure never fails the others in its batch.
 func (s *ConfigMapStore) commit(ctx context.Context, batch []*op) {
+	backoff := conflictBackoffMin
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if batch = dropExpired(batch, time.Now()); len(batch) == 0 {
+				return
+			}
+		}
 		s.mu.Lock()
 		base := s.cm
 		s.mu.Unlock()
@@ -352,25 +381,76 @@ func (s *ConfigMapStore) commit(ctx context.Context, batch []*op) {
 		callCtx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		updated, err := s.client.Update(callCtx, next, metav1.UpdateOptions{})
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			s.adopt(updated)
 			answer(batch, answers)
 			return
-		}
-		if apierrors.IsConflict(err) && attempt < maxConflictRetries {
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			// Another replica wrote first, or the object was deleted under
+			// us (the refresh recreates it): re-apply to a fresh read.
+			if attempt > 0 {
+				wait := backoff/2 + rand.N(backoff/2)
+				backoff = min(2*backoff, conflictBackoffMax)
+				select {
+				case <-ctx.Done():
+					answerAll(batch, opDone{err: fmt.Errorf("%w: store closed", ErrUnavailable)})
+					return
+				case <-time.After(wait):
+				}
+			}
 			continue
-		}
-		if apierrors.IsNotFound(err) && attempt < maxConflictRetries {
-			continue // deleted under us: the refresh recreates it
-		}
-		if apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsInvalid(err) {
+		case refusedContent(err) && len(batch) > 1:
+			half := len(batch) / 2
+			s.commit(ctx, batch[:half])
+			s.commit(ctx, batch[half:])
+			return
+		case refusedContent(err) && tooLarge(err):
 			err = fmt.Errorf("%w: update configmap %s: %v", ErrFull, s.name, err)
-		} else {
+		case refusedContent(err):
+			err = fmt.Errorf("update configmap %s: the API server refused it: %v", s.name, err)
+		default:
 			err = fmt.Errorf("%w: update configmap %s: %v", ErrUnavailable, s.name, err)
 		}
 		answerAll(batch, opDone{err: err})
 		return
 	}
+}
+
+// dropExpired answers the operations whose deadline has passed and returns
+// the others.
+func dropExpired(batch []*op, now time.Time) []*op {
+	kept := batch[:0:0]
+	for _, o := range batch {
+		if now.After(o.deadline) {
+			o.done <- opDone{err: fmt.Errorf("%w: deadline passed while other writers kept the ConfigMap busy", ErrUnavailable)}
+			continue
+		}
+		kept = append(kept, o)
+	}
+	return kept
+}
+
+// refusedContent reports whether the API server refused an update for what
+// the object would hold, rather than for when or how it was sent.
+func refusedContent(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err)
+}
+
+// tooLarge reports whether a refused update was too large.
+func tooLarge(err error) bool {
+	if apierrors.IsRequestEntityTooLargeError(err) {
+		return true
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Details != nil {
+		for _, cause := range status.Status().Details.Causes {
+			if cause.Type == metav1.CauseTypeTooLong {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // applyBatch computes the object after batch, and each operation's answer.
@@ -387,6 +467,12 @@ func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev
 	answers := make([]opDone, len(batch))
 	changed := false
 	for i, o := range batch {
+		// Checked before the operation joins the update: a key the
+		// ConfigMap cannot hold would make the API server refuse them all.
+		if err := o.key.Validate(); err != nil {
+			answers[i] = opDone{err: err}
+			continue
+		}
 		key := o.key.String()
 		value, exists := next.Data[key]
 		if o.kind == opDelete {

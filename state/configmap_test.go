@@ -9,12 +9,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 )
 
@@ -148,17 +151,19 @@ func resourceVersion(t *testing.T, env *kubetest.Env, ns string) uint64 {
 	return rv
 }
 
+// Two replicas under load (32 clients on each) conflict all the time: every
+// callback still succeeds and counts once.
 func TestConfigMapStoreTwoReplicasEqualOne(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	a := newConfigMapStore(t, env, ns, ConfigMapOptions{})
 	b := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	recordConcurrently(t, []Store{a, b}, 6, 30, 16)
+	recordConcurrently(t, []Store{a, b}, 32, 25, 64)
 	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	wantCounts(t, fresh, 6, 30)
+	wantCounts(t, fresh, 32, 25)
 
 	// A redelivery to the other replica is a duplicate there too.
-	r := run("job0", "run0-29", wfv1.WorkflowFailed, 0)
+	r := run("job0", "run0-24", wfv1.WorkflowFailed, 0)
 	rec, err := b.Record(context.Background(), r, at(100))
 	if err != nil || !rec.Outcome.Duplicate {
 		t.Fatalf("redelivery: %+v, %v", rec.Outcome, err)
@@ -298,5 +303,148 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 	waitReady(t, late, 30*time.Second)
 	if all, _ := late.List(ctx); len(all) != 1 || all[0].ConsecutiveFailures != 2 {
 		t.Fatalf("late store: %v", all)
+	}
+}
+
+// One operation that the ConfigMap cannot hold never fails the others that
+// share its update: keys over 253 characters, sent straight to the store
+// (the API refuses them earlier), among concurrent valid callbacks.
+func TestConfigMapStoreBadKeyFailsAlone(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	s := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	const jobs, runs, clients = 16, 10, 32
+	badErrs := make(chan error, 40)
+	var bad sync.WaitGroup
+	for i := range cap(badErrs) {
+		bad.Go(func() {
+			r := run(strings.Repeat("j", 251), fmt.Sprintf("long-%d", i), wfv1.WorkflowFailed, 0)
+			_, err := s.Record(context.Background(), r, at(100))
+			badErrs <- err
+		})
+	}
+	recordConcurrently(t, []Store{s}, jobs, runs, clients)
+	bad.Wait()
+	close(badErrs)
+	for err := range badErrs {
+		var fe *api.FieldError
+		if !errors.As(err, &fe) || fe.Field != "job" {
+			t.Errorf("over-long key: %v, want a FieldError naming the job", err)
+		}
+	}
+	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	wantCounts(t, fresh, jobs, runs)
+}
+
+// An update the API server refuses for its size is retried in halves, so
+// that every operation that fits is stored and only the others fail.
+func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	// Our own bound off (4 MiB), so that the API server's limit refuses.
+	s := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 4 << 20, RefreshAfter: time.Millisecond})
+	if _, err := s.Record(ctx, run("seed", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	cm, _ := cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
+	jobSize := len(cm.Data["ml.seed"]) // every job below has this size
+	const fit = 5
+	cm.Data["filler"] = strings.Repeat("x", MaxConfigMapData-(1+fit)*jobSize-jobSize/2)
+	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.List(ctx) // adopt the filler
+
+	// Sixteen new jobs at once, so that they share updates.
+	errs := make([]error, 16)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range errs {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = s.Record(ctx, run(fmt.Sprintf("jb%02d", i), "a", wfv1.WorkflowFailed, 0), at(1))
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	acknowledged := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			acknowledged++
+		case !errors.Is(err, ErrFull):
+			t.Errorf("jb%02d: %v, want success or ErrFull", i, err)
+		}
+	}
+	cm, _ = cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
+	stored := len(cm.Data) - 2 // seed and filler
+	if acknowledged != fit || stored != fit {
+		t.Fatalf("%d acknowledged and %d stored, want the %d that fit", acknowledged, stored, fit)
+	}
+}
+
+// Another writer that keeps the ConfigMap busy makes every update conflict
+// for a while: the store re-applies on fresh reads until the caller's
+// deadline, rather than giving up after a fixed number of tries.
+func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	s := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	busy, stopBusy := context.WithCancel(context.Background())
+	defer stopBusy()
+	var writers sync.WaitGroup
+	var writes atomic.Int64
+	for i := range 8 {
+		writers.Go(func() {
+			// A merge patch carries no resourceVersion: it never conflicts
+			// itself, and each one moves the object on.
+			for n := 0; busy.Err() == nil; n++ {
+				patch := fmt.Sprintf(`{"data":{"other-writer":"%d-%d"}}`, i, n)
+				if _, err := cms.Patch(busy, "batchlatch-state", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err == nil {
+					writes.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+
+	// A caller whose deadline passes meanwhile is answered, as unavailable.
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	began := time.Now()
+	if _, err := s.Record(short, run("hourly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil && !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Record past its deadline: %v, want ErrUnavailable", err)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("Record with a 200ms deadline took %s", took)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recorded := make(chan error, 1)
+	go func() {
+		_, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1))
+		recorded <- err
+	}()
+	var err error
+	select {
+	case err = <-recorded:
+		t.Logf("recorded while the other writer ran (%d writes so far)", writes.Load())
+	case <-time.After(2 * time.Second):
+		t.Logf("the other writer stops after %d writes", writes.Load())
+		stopBusy()
+		err = <-recorded
+	}
+	stopBusy()
+	writers.Wait()
+	if err != nil {
+		t.Fatalf("Record: %v", err)
+	}
+	if j, err := s.Get(context.Background(), Key{Namespace: "ml", Name: "nightly"}); err != nil || j.ConsecutiveFailures != 1 {
+		t.Fatalf("stored: %+v, %v", j, err)
 	}
 }

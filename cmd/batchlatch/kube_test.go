@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -492,4 +493,94 @@ func TestStartsWhileAPIServerIsDown(t *testing.T) {
 		t.Fatalf("after the API server came up: %d %s", code, data)
 	}
 	svc.waitForEntries(3*time.Second, "an ERROR entry", func(e []stdoutEntry) bool { return count(e, "ERROR") > 0 })
+}
+
+// Two replicas sharing the ConfigMap, many clients on each, with callbacks
+// whose job key no ConfigMap can hold mixed in: every valid callback gets a
+// 2xx and counts once, every over-long one a 400 naming the field.
+func TestTwoReplicasUnderLoadAnswerOnly2xx(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	args := []string{"--state", "configmap", "--namespace", ns, "--interval", "1h"}
+	replicas := []*instance{start(t, kubeEnv(env.Kubeconfig), args...), start(t, kubeEnv(env.Kubeconfig), args...)}
+	for _, r := range replicas {
+		waitHTTP(t, r, "/readyz", 200, 20*time.Second)
+	}
+	const jobs, runs, clientsPerReplica, overLong = 24, 10, 16, 150
+	created := time.Now().Add(-time.Hour)
+	type post struct {
+		body      string
+		wantField string // "" for a valid callback
+	}
+	posts := make(chan post)
+	type answer struct {
+		post
+		code int
+		data []byte
+	}
+	answers := make(chan answer, jobs*runs+overLong)
+	var clients sync.WaitGroup
+	for _, r := range replicas {
+		for range clientsPerReplica {
+			clients.Go(func() {
+				for p := range posts {
+					resp, err := http.Post(r.url+"/api/v1/results", "application/json", strings.NewReader(p.body))
+					if err != nil {
+						answers <- answer{post: p, data: []byte(err.Error())}
+						continue
+					}
+					data, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					answers <- answer{post: p, code: resp.StatusCode, data: data}
+				}
+			})
+		}
+	}
+	// A 63-character namespace, a 200-character CronWorkflow: each is a
+	// valid name, but "<namespace>.<job>" is over 253 characters.
+	longNamespace, longJob := strings.Repeat("n", 63), strings.Repeat("j", 200)
+	sentLong := 0
+	for run := range runs {
+		for job := range jobs {
+			posts <- post{body: callback("ml", fmt.Sprintf("job%d", job), fmt.Sprintf("u%d-%d", job, run), "Failed", created)}
+			if sentLong < overLong {
+				posts <- post{body: callback(longNamespace, longJob, fmt.Sprintf("long-%d", sentLong), "Failed", created), wantField: "cronWorkflow"}
+				sentLong++
+			}
+		}
+	}
+	close(posts)
+	clients.Wait()
+	close(answers)
+	valid, refused := 0, 0
+	for a := range answers {
+		if a.wantField == "" {
+			valid++
+			if a.code != 200 {
+				t.Errorf("valid callback: %d %s", a.code, a.data)
+			}
+			continue
+		}
+		refused++
+		var body api.ErrorBody
+		if json.Unmarshal(a.data, &body); a.code != 400 || body.Error.Field != a.wantField {
+			t.Errorf("over-long callback: %d %s, want 400 naming %s", a.code, a.data, a.wantField)
+		}
+	}
+	if valid != jobs*runs || refused != overLong {
+		t.Fatalf("%d valid and %d over-long answers, want %d and %d", valid, refused, jobs*runs, overLong)
+	}
+	// What is stored, read straight from the API server.
+	cm, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), "batchlatch-state", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for job := range jobs {
+		if value := cm.Data[fmt.Sprintf("ml.job%d", job)]; !strings.Contains(value, fmt.Sprintf(`"failedRuns":%d,`, runs)) {
+			t.Errorf("job%d: %s, want %d failed runs", job, value, runs)
+		}
+	}
+	if len(cm.Data) != jobs {
+		t.Errorf("%d keys stored, want %d", len(cm.Data), jobs)
+	}
 }
