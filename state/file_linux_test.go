@@ -1,0 +1,87 @@
+//go:build linux
+
+package state
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"golang.org/x/sys/unix"
+)
+
+// mountTmpfs mounts a small tmpfs on a fresh directory, as CI's root can;
+// elsewhere the test is skipped.
+func mountTmpfs(t *testing.T, flags uintptr, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", flags, "size="+size); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mount tmpfs (CI runs as root): %v", err)
+		}
+		t.Skipf("mount tmpfs: %v (needs root)", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+func TestFileStoreNotReadyOnReadOnlyFileSystem(t *testing.T) {
+	ctx := context.Background()
+	dir := mountTmpfs(t, unix.MS_RDONLY, "1m")
+	s, err := OpenFileStore(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("read-only: Ready = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("read-only: Record = %v, want ErrUnavailable", err)
+	}
+}
+
+func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
+	ctx := context.Background()
+	dir := mountTmpfs(t, 0, "512k")
+	s, err := OpenFileStore(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("room left: Ready = %v", err)
+	}
+
+	filler := filepath.Join(dir, "filler")
+	f, _ := os.Create(filler)
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the disk: %v", err)
+			}
+			break
+		}
+	}
+	f.Close()
+	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("full: Ready = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("full: Record = %v, want ErrUnavailable", err)
+	}
+
+	os.Remove(filler)
+	if err := s.Ready(ctx); err != nil {
+		t.Errorf("room again: Ready = %v", err)
+	}
+	if rec, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
+		t.Errorf("room again: Record = %+v, %v", rec.Job, err)
+	}
+}
