@@ -1,12 +1,16 @@
 package main
 
 import (
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/batchlatch/batchlatch/api"
 )
 
 // Config is every setting of the service. Each flag --some-flag can also be
@@ -34,6 +38,14 @@ type Config struct {
 	WriteTimeout   time.Duration
 	ShutdownGrace  time.Duration
 	LogLevel       string
+
+	// The Argo watcher (see "What if the exit handler never runs?").
+	WatchArgo         bool
+	ArgoNamespaces    []string // empty: all
+	MissedGrace       time.Duration
+	ReconcileInterval time.Duration
+	MaxRuntime        time.Duration // 0: off
+	ForgetAfter       time.Duration
 }
 
 // envPrefix starts the environment variable of every flag.
@@ -68,6 +80,23 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "bound on one Cloud Logging write, retries included")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long shutdown waits for requests in flight and the final flush")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&cfg.WatchArgo, "watch-argo", false, "watch Argo CronWorkflows and Workflows for runs that never report: missed ticks, unsubmittable runs, lost callbacks, stuck runs, deleted CronWorkflows")
+	fs.Func("argo-namespaces", "comma-separated namespaces the Argo watcher reads (default all)", func(v string) error {
+		cfg.ArgoNamespaces = nil
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				if err := api.ValidateNamespace("--argo-namespaces", ns); err != nil {
+					return err
+				}
+				cfg.ArgoNamespaces = append(cfg.ArgoNamespaces, ns)
+			}
+		}
+		return nil
+	})
+	fs.DurationVar(&cfg.MissedGrace, "missed-grace", 10*time.Minute, "a tick with no run this long after it is a missed run (annotation batchlatch.io/missed-grace overrides it)")
+	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often the Argo watcher looks for completed runs whose callback never came")
+	fs.DurationVar(&cfg.MaxRuntime, "max-runtime", 0, "a run still running this long is stuck (0: off; annotation batchlatch.io/max-runtime overrides it)")
+	fs.DurationVar(&cfg.ForgetAfter, "forget-after", 10*time.Minute, "a deleted CronWorkflow's job is forgotten this long after the deletion")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: batchlatch [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -103,7 +132,10 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	return cfg, cfg.validate()
+	if err := cfg.validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, cfg.resolve(getenv)
 }
 
 func (c Config) validate() error {
@@ -131,5 +163,54 @@ func (c Config) validate() error {
 	if c.LeaseDuration < 2*time.Second {
 		errs = append(errs, fmt.Errorf("--lease-duration: must be at least 2s, got %s", c.LeaseDuration))
 	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("--%s: must be positive, got %s", name, d))
+		}
+	}
+	positive("missed-grace", c.MissedGrace)
+	positive("reconcile-interval", c.ReconcileInterval)
+	positive("forget-after", c.ForgetAfter)
+	if c.MaxRuntime < 0 {
+		errs = append(errs, fmt.Errorf("--max-runtime: must not be negative (0 is off), got %s", c.MaxRuntime))
+	}
 	return errors.Join(errs...)
+}
+
+// resolve settles what the flags leave to the environment, once, right after
+// parsing: the state and sink kinds ("auto") and the pod name. The own
+// namespace needs the kubeconfig and is settled by connectKube.
+func (c *Config) resolve(getenv func(string) string) error {
+	if c.State == "auto" {
+		c.State = "file"
+		if inCluster(getenv) {
+			c.State = "configmap"
+		}
+	}
+	if c.Sink == "auto" {
+		c.Sink = "stdout"
+		if c.Project != "" {
+			c.Sink = "cloudlogging"
+		}
+	}
+	if c.PodName == "" {
+		c.PodName = getenv("POD_NAME")
+	}
+	if c.PodName == "" {
+		// Two processes on one host must not share a leader identity.
+		host, _ := os.Hostname()
+		c.PodName = host + "-" + rand.Text()[:8]
+	}
+	if c.LeaderElect && c.State != "configmap" {
+		return errors.New("--leader-elect: needs --state configmap (replicas must share their state)")
+	}
+	return nil
+}
+
+// needsKube reports whether the service talks to the Kubernetes API.
+func (c Config) needsKube() bool { return c.State == "configmap" || c.WatchArgo }
+
+// inCluster reports whether the process runs in a Kubernetes pod.
+func inCluster(getenv func(string) string) bool {
+	return getenv("KUBERNETES_SERVICE_HOST") != ""
 }

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -62,30 +62,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	alarmMetrics := alarm.NewMetrics(reg)
 	serverMetrics := server.NewMetrics(reg)
 
-	kind := stateKind(cfg, getenv)
-	if cfg.LeaderElect && kind != "configmap" {
-		return errors.New("--leader-elect: needs --state configmap (replicas must share their state)")
-	}
 	var k kube
-	if kind == "configmap" {
-		if k, err = connectKube(cfg, getenv); err != nil {
+	if cfg.needsKube() {
+		if k, err = connectKube(&cfg, getenv); err != nil {
 			return err
 		}
 	}
-	store, err := openStore(cfg, kind, k, logger)
+	store, err := openStore(cfg, k, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
-	sinkKind := cfg.Sink
-	if sinkKind == "auto" {
-		sinkKind = "stdout"
-		if cfg.Project != "" {
-			sinkKind = "cloudlogging"
-		}
-	}
-	sink, err := openSink(ctx, cfg, sinkKind, stdout, alarmMetrics, logger)
+	sink, err := openSink(ctx, cfg, stdout, alarmMetrics, logger)
 	if err != nil {
 		return err
 	}
@@ -108,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
-	logger.Info("listening", "addr", listener.Addr().String(), "state", kind, "sink", sinkKind, "interval", cfg.Interval.String())
+	logger.Info("listening", "addr", listener.Addr().String(), "state", cfg.State, "sink", cfg.Sink, "interval", cfg.Interval.String())
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(listener) }()
@@ -116,8 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	var loopDone sync.WaitGroup
 	if cfg.LeaderElect {
-		identity := leaderIdentity(cfg, getenv)
-		loopDone.Go(func() { runAsLeader(loopCtx, cfg, k, identity, logger, loop.Run) })
+		loopDone.Go(func() { runAsLeader(loopCtx, cfg, k, logger, loop.Run) })
 	} else {
 		loopDone.Go(func() { loop.Run(loopCtx) })
 	}
@@ -167,22 +155,18 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	}))
 }
 
-// inCluster reports whether the process runs in a Kubernetes pod.
-func inCluster(getenv func(string) string) bool {
-	return getenv("KUBERNETES_SERVICE_HOST") != ""
-}
-
 // kube is how the service reaches the Kubernetes API: for the ConfigMap store
 // and leader election.
 type kube struct {
 	client    kubernetes.Interface
+	config    *rest.Config
 	namespace string
 }
 
 // connectKube finds the API server the way kubectl does (KUBECONFIG, then
 // ~/.kube/config, then the in-cluster service account). It does not contact
 // the server: an unreachable one only delays readiness.
-func connectKube(cfg Config, getenv func(string) string) (kube, error) {
+func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if path := getenv("KUBECONFIG"); path != "" {
 		rules.Precedence = filepath.SplitList(path)
@@ -198,28 +182,16 @@ func connectKube(cfg Config, getenv func(string) string) (kube, error) {
 	if err != nil {
 		return kube{}, err
 	}
-	namespace := cfg.Namespace
-	if namespace == "" {
-		if namespace, _, err = clientConfig.Namespace(); err != nil || namespace == "" {
+	if cfg.Namespace == "" {
+		if cfg.Namespace, _, err = clientConfig.Namespace(); err != nil || cfg.Namespace == "" {
 			return kube{}, fmt.Errorf("--namespace: not set and not found in the kubeconfig or the pod: %v", err)
 		}
 	}
-	return kube{client: client, namespace: namespace}, nil
+	return kube{client: client, config: restConfig, namespace: cfg.Namespace}, nil
 }
 
-// stateKind resolves --state auto.
-func stateKind(cfg Config, getenv func(string) string) string {
-	if cfg.State != "auto" {
-		return cfg.State
-	}
-	if inCluster(getenv) {
-		return "configmap"
-	}
-	return "file"
-}
-
-func openStore(cfg Config, kind string, k kube, logger *slog.Logger) (state.Store, error) {
-	if kind == "file" {
+func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
+	if cfg.State == "file" {
 		store, err := state.OpenFileStore(cfg.StateFile)
 		if err != nil {
 			return nil, fmt.Errorf("--state-file: %w", err)
@@ -231,23 +203,11 @@ func openStore(cfg Config, kind string, k kube, logger *slog.Logger) (state.Stor
 	return state.NewConfigMapStore(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, state.ConfigMapOptions{}, logger), nil
 }
 
-// leaderIdentity is the pod name, else the hostname with a random suffix
-// (two processes on one host must not share an identity).
-func leaderIdentity(cfg Config, getenv func(string) string) string {
-	if cfg.PodName != "" {
-		return cfg.PodName
-	}
-	if pod := getenv("POD_NAME"); pod != "" {
-		return pod
-	}
-	host, _ := os.Hostname()
-	return host + "-" + rand.Text()[:8]
-}
-
 // runAsLeader runs fn while this replica holds the Lease, campaigning again
 // whenever it loses it, until ctx is done. On shutdown it releases the Lease
 // so that another replica takes over at once.
-func runAsLeader(ctx context.Context, cfg Config, k kube, identity string, logger *slog.Logger, fn func(context.Context)) {
+func runAsLeader(ctx context.Context, cfg Config, k kube, logger *slog.Logger, fn func(context.Context)) {
+	identity := cfg.PodName
 	logger = logger.With("component", "leader-election", "identity", identity)
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: cfg.LeaseName, Namespace: k.namespace},
@@ -283,8 +243,8 @@ func runAsLeader(ctx context.Context, cfg Config, k kube, identity string, logge
 	}
 }
 
-func openSink(ctx context.Context, cfg Config, kind string, stdout io.Writer, metrics *alarm.Metrics, logger *slog.Logger) (alarm.Sink, error) {
-	if kind == "stdout" {
+func openSink(ctx context.Context, cfg Config, stdout io.Writer, metrics *alarm.Metrics, logger *slog.Logger) (alarm.Sink, error) {
+	if cfg.Sink == "stdout" {
 		return alarm.NewStdoutSink(stdout, metrics), nil
 	}
 	return alarm.NewCloudLoggingSink(ctx, alarm.CloudLoggingConfig{

@@ -105,9 +105,19 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if defaults.Listen != ":8080" || defaults.State != "auto" || defaults.StateFile != "batchlatch-state.json" || defaults.Sink != "auto" ||
+	// "auto" is resolved once, right after parsing: no cluster, no project.
+	if defaults.Listen != ":8080" || defaults.State != "file" || defaults.StateFile != "batchlatch-state.json" || defaults.Sink != "stdout" ||
 		defaults.Interval != time.Minute || defaults.RecoveryWindow != 30*time.Minute || defaults.ConfigMap != "batchlatch-state" || defaults.LogName != "batchlatch" {
 		t.Fatalf("defaults: %+v", defaults)
+	}
+	if defaults.WatchArgo || defaults.MissedGrace != 10*time.Minute || defaults.ReconcileInterval != 5*time.Minute || defaults.MaxRuntime != 0 || defaults.ForgetAfter != 10*time.Minute || defaults.PodName == "" {
+		t.Fatalf("watcher defaults: %+v", defaults)
+	}
+	inPod, err := parseConfig([]string{"--argo-namespaces", "ml, etl"}, func(k string) string {
+		return map[string]string{"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAME": "batchlatch-0", "BATCHLATCH_PROJECT": "p"}[k]
+	}, os.Stderr)
+	if err != nil || inPod.State != "configmap" || inPod.Sink != "cloudlogging" || inPod.PodName != "batchlatch-0" || strings.Join(inPod.ArgoNamespaces, "|") != "ml|etl" {
+		t.Fatalf("in a pod: %+v, %v", inPod, err)
 	}
 
 	for _, tt := range []struct {
@@ -121,6 +131,9 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 		{nil, map[string]string{"BATCHLATCH_INTERVAL": "soon"}, "BATCHLATCH_INTERVAL"},
 		{[]string{"--no-such-flag"}, nil, "no-such-flag"},
 		{[]string{"stray"}, nil, "unexpected arguments"},
+		{[]string{"--argo-namespaces", "ml,Bad_NS"}, nil, "--argo-namespaces"},
+		{[]string{"--missed-grace", "0s"}, nil, "--missed-grace"},
+		{[]string{"--max-runtime", "-1m"}, nil, "--max-runtime"},
 	} {
 		_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, &strings.Builder{})
 		if err == nil || !strings.Contains(err.Error(), tt.mention) {
