@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,23 @@ import (
 
 // AcceptedPhases are the values {{workflow.status}} can take in an exit handler.
 var AcceptedPhases = []wfv1.WorkflowPhase{wfv1.WorkflowSucceeded, wfv1.WorkflowFailed, wfv1.WorkflowError}
+
+// Phases of the failures that a watcher reports for runs that never reported
+// themselves. A callback cannot send them.
+const (
+	// PhaseMissed: a tick passed with no run.
+	PhaseMissed wfv1.WorkflowPhase = "Missed"
+	// PhaseSpecError and PhaseSubmissionError: the CronWorkflow's condition
+	// of that name kept the controller from creating the tick's run.
+	PhaseSpecError       wfv1.WorkflowPhase = "SpecError"
+	PhaseSubmissionError wfv1.WorkflowPhase = "SubmissionError"
+	// PhaseStuck: a run still running past its maximum runtime.
+	PhaseStuck wfv1.WorkflowPhase = "Stuck"
+)
+
+// ObservedPhases are what a watcher may report: the exit handler's phases
+// and the synthetic failures.
+var ObservedPhases = append(append([]wfv1.WorkflowPhase{}, AcceptedPhases...), PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck)
 
 // ErrInvalid marks every error caused by bad input; errors.Is(err, ErrInvalid)
 // holds for each *FieldError.
@@ -210,9 +228,19 @@ func decodeFailures(raw json.RawMessage) ([]Failure, error) {
 // maxUIDLength bounds the uid: Kubernetes uids are 36 characters.
 const maxUIDLength = 128
 
-// Validate checks a decoded result, received at receivedAt, and names the
+// Validate checks a decoded callback, received at receivedAt, and names the
 // first offending field.
 func (r Result) Validate(receivedAt time.Time) error {
+	return r.validate(receivedAt, AcceptedPhases)
+}
+
+// ValidateObserved checks a result a watcher made from what it observed at
+// observedAt: the same rules, with the synthetic phases allowed.
+func (r Result) ValidateObserved(observedAt time.Time) error {
+	return r.validate(observedAt, ObservedPhases)
+}
+
+func (r Result) validate(receivedAt time.Time, phases []wfv1.WorkflowPhase) error {
 	if err := ValidateNamespace("namespace", r.Namespace); err != nil {
 		return err
 	}
@@ -225,7 +253,7 @@ func (r Result) Validate(receivedAt time.Time) error {
 	if r.Phase == "" {
 		return &FieldError{Field: "phase", Message: "is required; accepted values: " + acceptedPhaseList()}
 	}
-	if !PhaseAccepted(r.Phase) {
+	if !slices.Contains(phases, r.Phase) {
 		return &FieldError{Field: "phase", Message: fmt.Sprintf("%s is not a finished workflow's phase; accepted values: %s", Quote(string(r.Phase)), acceptedPhaseList())}
 	}
 	if len(r.UID) > maxUIDLength {
@@ -257,8 +285,19 @@ func acceptedPhaseList() string {
 	return strings.Join(names, ", ")
 }
 
-// Failed reports whether the run failed (Failed or Error).
+// Failed reports whether the run failed (Failed or Error, or a synthetic
+// failure).
 func (r Result) Failed() bool { return r.Phase != wfv1.WorkflowSucceeded }
+
+// Synthetic reports whether a watcher made the result up for a run that did
+// not report: a later result of the same run supersedes it.
+func (r Result) Synthetic() bool {
+	switch r.Phase {
+	case PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck:
+		return true
+	}
+	return false
+}
 
 // JobName is the job the result belongs to: the CronWorkflow, else the
 // WorkflowTemplate it came from, else "" (the namespace as a whole).

@@ -5,6 +5,7 @@ package state
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -137,6 +138,9 @@ type Outcome struct {
 	// Retry: another outcome of the same run was recorded before; this one
 	// came from `argo retry` and is the newer.
 	Retry bool
+	// Supersedes: a synthetic failure (Missed, Stuck, …) stood for this run,
+	// which has now reported itself.
+	Supersedes bool
 }
 
 // Changed reports whether the job record must be written.
@@ -159,22 +163,27 @@ const (
 // (Argo keeps the uid) and counts. A retry is never stale: Argo resets the
 // run's start on a retry, so createdAt plus the duration can fall before the
 // outcome it replaces; it is ordered as received instead.
+//
+// A synthetic failure (a watcher's Missed, Stuck, …) stands for a run that
+// did not report. When that run reports after all, its result supersedes the
+// synthetic one: a failure is the same failed run (it is not counted again),
+// a success ends the streak.
 func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Outcome) {
 	key := KeyOf(r)
 	if !existing {
 		job = Job{Namespace: key.Namespace, Name: key.Name}
 	}
-	run := runHash(r.DedupKey(), r.Failed())
-	seen, retry := job.seen(r)
-	if seen {
+	m := job.match(r)
+	if m.seen {
 		return job, Outcome{Transition: Unchanged, Duplicate: true}
 	}
 	next := job
+	run := runHash(r.DedupKey(), outcomeOf(r))
 	next.RecentRuns = append(append(make([]string, 0, recentRunsKept), lastN(job.RecentRuns, recentRunsKept-1)...), run)
 
 	// Stored times have whole seconds; compute with what will be stored.
 	finished := r.FinishedAt(receivedAt).Truncate(time.Second)
-	if retry {
+	if m.retry || m.supersedes {
 		finished = latest(receivedAt.UTC().Truncate(time.Second), job.LastResultAt)
 	}
 	if existing && finished.Before(job.LastResultAt) {
@@ -182,40 +191,80 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 		// but the current state belongs to the newer result.
 		return next, Outcome{Transition: Unchanged, Stale: true}
 	}
-	transition := apply(&next, job, r, finished, receivedAt)
-	return next, Outcome{Transition: transition, Retry: retry}
-}
-
-// seen reports whether this outcome of r's run was recorded already, and
-// whether the other outcome was (r is then a retry's).
-func (j Job) seen(r api.Result) (seen, retry bool) {
-	dedup := r.DedupKey()
-	same, other := runHash(dedup, r.Failed()), runHash(dedup, !r.Failed())
-	legacy := legacyRunHash(dedup)
-	for _, h := range j.RecentRuns {
-		switch h {
-		case same:
-			return true, false
-		case other:
-			retry = true
-		case legacy:
-			// Recorded before outcomes were told apart: the outcome is known
-			// only for the job's latest run.
-			if r.UID != j.LastUID || r.WorkflowName != j.LastWorkflow || r.Failed() == (j.LastPhase != wfv1.WorkflowSucceeded) {
-				return true, false
-			}
-			retry = true
-		}
+	if m.supersedes && r.Failed() && job.Failing() {
+		// The run that a synthetic failure stood for failed: same run, its
+		// own result tells what broke.
+		setLast(&next, r, finished)
+		next.LastFailures = trimFailures(r.Failures)
+		return next, Outcome{Transition: StillFailing, Supersedes: true}
 	}
-	return false, retry
+	transition := apply(&next, job, r, finished, receivedAt)
+	return next, Outcome{Transition: transition, Retry: m.retry, Supersedes: m.supersedes}
 }
 
-// apply moves next, a copy of job, to result r that finished at finished.
-func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Transition {
+// match is what a job's recent runs say of a result.
+type match struct {
+	seen       bool // this outcome of the run was recorded already
+	retry      bool // the run's other outcome was: r comes from `argo retry`
+	supersedes bool // a synthetic failure stood for r's run
+}
+
+// The outcomes a run is recorded with.
+const (
+	outcomeFailed    = "failed"
+	outcomeSucceeded = "succeeded"
+	outcomeSynthetic = "synthetic"
+)
+
+func outcomeOf(r api.Result) string {
+	switch {
+	case r.Synthetic():
+		return outcomeSynthetic
+	case r.Failed():
+		return outcomeFailed
+	}
+	return outcomeSucceeded
+}
+
+func (j Job) match(r api.Result) match {
+	dedup := r.DedupKey()
+	has := func(h string) bool { return slices.Contains(j.RecentRuns, h) }
+	if r.Synthetic() {
+		// The run's own result, or the same synthetic one, came already.
+		return match{seen: has(runHash(dedup, outcomeSynthetic)) || has(runHash(dedup, outcomeFailed)) || has(runHash(dedup, outcomeSucceeded))}
+	}
+	if has(runHash(dedup, outcomeOf(r))) {
+		return match{seen: true}
+	}
+	var m match
+	other := outcomeFailed
+	if r.Failed() {
+		other = outcomeSucceeded
+	}
+	m.retry = has(runHash(dedup, other))
+	m.supersedes = has(runHash(dedup, outcomeSynthetic)) || has(runHash("name:"+r.WorkflowName, outcomeSynthetic))
+	if has(legacyRunHash(dedup)) {
+		// Recorded before outcomes were told apart: the outcome is known
+		// only for the job's latest run.
+		if r.UID != j.LastUID || r.WorkflowName != j.LastWorkflow || r.Failed() == (j.LastPhase != wfv1.WorkflowSucceeded) {
+			return match{seen: true}
+		}
+		m.retry = true
+	}
+	return m
+}
+
+// setLast records r, finished at finished, as the job's latest result.
+func setLast(next *Job, r api.Result, finished time.Time) {
 	next.LastResultAt = finished
 	next.LastWorkflow = r.WorkflowName
 	next.LastUID = r.UID
 	next.LastPhase = r.Phase
+}
+
+// apply moves next, a copy of job, to result r that finished at finished.
+func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Transition {
+	setLast(next, r, finished)
 	if r.Failed() {
 		next.LastFailures = trimFailures(r.Failures)
 		next.ConsecutiveFailures = job.ConsecutiveFailures + 1
@@ -248,11 +297,7 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 // runHash is a short stand-in for one outcome of a run: 48 bits of SHA-256
 // make a collision among a job's few recent runs negligible, in 8 bytes
 // instead of a 36-byte uid.
-func runHash(dedupKey string, failed bool) string {
-	outcome := "succeeded"
-	if failed {
-		outcome = "failed"
-	}
+func runHash(dedupKey, outcome string) string {
 	return shortHash(dedupKey + "\x00" + outcome)
 }
 

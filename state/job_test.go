@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,28 @@ func run(cron, uid string, phase wfv1.WorkflowPhase, hours int) api.Result {
 		CreatedAt:       t0.Add(time.Duration(hours) * time.Hour).Format(time.RFC3339),
 		DurationSeconds: 0,
 	}
+}
+
+// missed is a watcher's result for the tick at t0+hours of cron, which made
+// no run: it stands for the run named after the tick.
+func missed(cron string, hours int) api.Result {
+	return api.Result{
+		Namespace: "ml", WorkflowName: fmt.Sprintf("%s-tick-%d", cron, hours), CronWorkflow: cron,
+		Phase: api.PhaseMissed, CreatedAt: at(hours).Format(time.RFC3339),
+	}
+}
+
+// stuck is a watcher's result for r's run, still running when the result
+// is received.
+func stuck(r api.Result) api.Result {
+	r.Phase = api.PhaseStuck
+	r.CreatedAt = ""
+	return r
+}
+
+func named(r api.Result, workflow string) api.Result {
+	r.WorkflowName = workflow
+	return r
 }
 
 func withDuration(r api.Result, seconds float64) api.Result {
@@ -244,6 +267,55 @@ func TestApply(t *testing.T) {
 			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
 		},
 		{
+			name: "a missed tick is one failure, never counted twice; a later success ends it",
+			results: []api.Result{
+				missed("nightly", 0),
+				missed("nightly", 0),
+				missed("nightly", 24),
+				run("nightly", "c", wfv1.WorkflowSucceeded, 48),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing}, {Transition: Recovered}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				if s := jobs[nightly].LastStreak; s == nil || s.Failures != 2 {
+					t.Errorf("streak = %+v, want 2 missed ticks", s)
+				}
+			},
+		},
+		{
+			name: "a run that shows up late for a missed tick is the same run",
+			results: []api.Result{
+				missed("nightly", 0),
+				named(run("nightly", "late", wfv1.WorkflowFailed, 0), "nightly-tick-0"),
+			},
+			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing, Supersedes: true}},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				wantFailing(t, jobs[nightly], at(0), 1)
+				if jobs[nightly].LastPhase != wfv1.WorkflowFailed || jobs[nightly].LastUID != "late" {
+					t.Errorf("last = %s %s, want the run's own result", jobs[nightly].LastPhase, jobs[nightly].LastUID)
+				}
+			},
+		},
+		{
+			name: "a stuck run that then fails is one failed run; its success would end the streak",
+			results: []api.Result{
+				stuck(run("nightly", "a", wfv1.WorkflowFailed, 0)),
+				stuck(run("nightly", "a", wfv1.WorkflowFailed, 0)),
+				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				stuck(run("nightly", "a", wfv1.WorkflowFailed, 0)),
+				stuck(run("nightly", "b", wfv1.WorkflowFailed, 1)),
+				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+			},
+			wantOutcomes: []Outcome{
+				{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing, Supersedes: true},
+				{Transition: Unchanged, Duplicate: true}, {Transition: StillFailing}, {Transition: Recovered, Supersedes: true},
+			},
+			check: func(t *testing.T, jobs map[Key]Job) {
+				if s := jobs[nightly].LastStreak; s == nil || s.Failures != 2 {
+					t.Errorf("streak = %+v, want 2 runs", s)
+				}
+			},
+		},
+		{
 			name: "a new streak after a recovery starts afresh",
 			results: []api.Result{
 				run("nightly", "a", wfv1.WorkflowFailed, 0),
@@ -324,11 +396,11 @@ func TestApplyDoesNotAliasInput(t *testing.T) {
 	base.RecentRuns = append(make([]string, 0, 32), base.RecentRuns...)
 	withB, _ := Apply(base, true, run("nightly", "b", wfv1.WorkflowFailed, 1), at(9))
 	withC, _ := Apply(base, true, run("nightly", "c", wfv1.WorkflowFailed, 1), at(9))
-	if last := withB.RecentRuns[len(withB.RecentRuns)-1]; last != runHash("b", true) {
-		t.Errorf("applying c to the same base changed b's job: last run %s, want %s", last, runHash("b", true))
+	if last := withB.RecentRuns[len(withB.RecentRuns)-1]; last != runHash("b", outcomeFailed) {
+		t.Errorf("applying c to the same base changed b's job: last run %s, want %s", last, runHash("b", outcomeFailed))
 	}
-	if last := withC.RecentRuns[len(withC.RecentRuns)-1]; last != runHash("c", true) {
-		t.Errorf("last run %s, want %s", last, runHash("c", true))
+	if last := withC.RecentRuns[len(withC.RecentRuns)-1]; last != runHash("c", outcomeFailed) {
+		t.Errorf("last run %s, want %s", last, runHash("c", outcomeFailed))
 	}
 	if len(base.RecentRuns) != 1 {
 		t.Errorf("base changed: %v", base.RecentRuns)
