@@ -132,3 +132,15 @@ func healthyEntry(j state.Job, now time.Time) Entry {
 	p.Message = fmt.Sprintf("%s is healthy since %s", jobTitle(j), j.LastStreak.Until.Format(time.RFC3339))
 	return entryFor(j, SeverityInfo, p, now)
 }
+
+// forgottenEntry is the NOTICE entry written once when a job is forgotten
+// (its CronWorkflow was deleted): failing 0, so a policy that reads the
+// failing field sees it healthy and no incident is left open.
+func forgottenEntry(j state.Job, reason string, now time.Time) Entry {
+	p := basePayload(j)
+	p.Message = fmt.Sprintf("%s forgotten: %s", jobTitle(j), reason)
+	if j.Failing() {
+		p.Message += fmt.Sprintf(" (it was failing: %d failed run(s) since %s)", j.ConsecutiveFailures, j.FailingSince.Format(time.RFC3339))
+	}
+	return entryFor(j, SeverityNotice, p, now)
+}

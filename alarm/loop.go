@@ -142,6 +142,11 @@ func (l *Loop) pass(ctx context.Context, p *pass, onlyChanges bool) {
 	}
 }
 
+// Forgotten writes the one NOTICE entry of a job that was forgotten, and why.
+func (l *Loop) Forgotten(ctx context.Context, j state.Job, reason string) {
+	l.write(ctx, forgottenEntry(j, reason, l.now()))
+}
+
 func (l *Loop) write(ctx context.Context, e Entry) {
 	if err := l.sink.Write(ctx, e); err != nil {
 		l.logger.Warn("write entry", "err", err, "namespace", e.Payload.Namespace, "job", e.Payload.Job)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,5 +214,24 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := sink.take(); len(got) != 0 {
 		t.Fatalf("entries after the recovery window: %+v", got)
+	}
+}
+
+// A job forgotten while failing (its CronWorkflow was deleted) gets one
+// NOTICE with failing 0 that says why, and no ERROR entries after it.
+func TestLoopForgottenJobGetsOneNotice(t *testing.T) {
+	clk := &clock{t: since.Add(time.Hour)}
+	jobs := &memJobs{}
+	loop, sink, _ := startLoop(t, jobs, time.Hour, clk)
+	job := failingJob("nightly", 3)
+	loop.Forgotten(context.Background(), job, "its CronWorkflow was deleted more than 10m0s ago")
+	entries := sink.take()
+	if len(entries) != 1 {
+		t.Fatalf("entries %+v", entries)
+	}
+	e := entries[0]
+	if e.Severity != SeverityNotice || e.Payload.Failing != 0 || e.Labels[LabelJob] != "nightly" ||
+		!strings.Contains(e.Payload.Message, "ml/nightly forgotten: its CronWorkflow was deleted") || !strings.Contains(e.Payload.Message, "3 failed run(s)") {
+		t.Fatalf("entry %+v", e)
 	}
 }

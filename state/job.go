@@ -202,6 +202,10 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	return next, Outcome{Transition: transition, Retry: m.retry, Supersedes: m.supersedes}
 }
 
+// Knows reports whether this outcome of r's run is recorded already: Apply
+// would answer it as a duplicate.
+func (j Job) Knows(r api.Result) bool { return j.match(r).seen }
+
 // match is what a job's recent runs say of a result.
 type match struct {
 	seen       bool // this outcome of the run was recorded already
