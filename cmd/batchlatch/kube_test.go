@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -582,5 +585,142 @@ func TestTwoReplicasUnderLoadAnswerOnly2xx(t *testing.T) {
 	}
 	if len(cm.Data) != jobs {
 		t.Errorf("%d keys stored, want %d", len(cm.Data), jobs)
+	}
+}
+
+// The Argo watcher runs with nothing but the chart's Role and the RBAC its
+// argo.watch values add: a ClusterRole for all namespaces, or a Role in each
+// listed one. It picks up a completed run whose callback never came.
+func TestLeastPrivilegeArgoWatcher(t *testing.T) {
+	env := kubetest.Get(t)
+	env.InstallArgoCRDs(t)
+	for _, allNamespaces := range []bool{false, true} {
+		t.Run(fmt.Sprintf("all namespaces %v", allNamespaces), func(t *testing.T) {
+			ns, watched := env.NewNamespace(t), env.NewNamespace(t)
+			ctx := context.Background()
+			kubeconfig, sa := serviceAccountKubeconfig(t, env, ns, chartRole(t, ns))
+			values := "argo:\n  watch:\n    enabled: true\n    namespaces: [" + watched + "]\n"
+			args := []string{"--state", "configmap", "--watch-argo", "--reconcile-interval", "200ms", "--argo-namespaces", watched}
+			if allNamespaces {
+				values = "argo:\n  watch:\n    enabled: true\n"
+				args = args[:len(args)-2]
+			}
+			render := mustTemplate(t, "batchlatch", ns, values)
+			bindChartArgoRBAC(t, env, render, ns, watched, allNamespaces)
+
+			argo, err := argoclient.NewForConfig(env.RESTConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cwf, err := argo.ArgoprojV1alpha1().CronWorkflows(watched).Create(ctx, &wfv1.CronWorkflow{
+				ObjectMeta: metav1.ObjectMeta{Name: "nightly"},
+				Spec:       wfv1.CronWorkflowSpec{Schedules: []string{"0 0 1 1 *"}, WorkflowSpec: wfv1.WorkflowSpec{Entrypoint: "main"}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ended := time.Now().Add(-2 * time.Minute)
+			wf, err := argo.ArgoprojV1alpha1().Workflows(watched).Create(ctx, &wfv1.Workflow{
+				ObjectMeta: metav1.ObjectMeta{Name: "nightly-1795485600", Labels: map[string]string{
+					"workflows.argoproj.io/cron-workflow": cwf.Name, "workflows.argoproj.io/phase": "Failed", "workflows.argoproj.io/completed": "true"}},
+				Spec: cwf.Spec.WorkflowSpec,
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wf.Status = wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, Message: "lost callback", StartedAt: metav1.NewTime(ended.Add(-time.Minute)), FinishedAt: metav1.NewTime(ended)}
+			if _, err := argo.ArgoprojV1alpha1().Workflows(watched).Update(ctx, wf, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+
+			svc := start(t, kubeEnv(kubeconfig), args...)
+			waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				code, data := svc.get("/api/v1/jobs/" + watched + "/nightly")
+				var j api.Job
+				if code == 200 && json.Unmarshal(data, &j) == nil && j.Failing && j.LastUID == string(wf.UID) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("lost callback not picked up: %d %s\n%s", code, data, svc.stderr)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if strings.Contains(svc.stderr.String(), "forbidden") {
+				t.Errorf("a request was forbidden:\n%s", svc.stderr)
+			}
+			saArgo, err := argoclient.NewForConfig(env.RESTConfigForToken(env.TokenFor(t, ns, "batchlatch")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for what, call := range map[string]func() error{
+				"delete a workflow": func() error {
+					return saArgo.ArgoprojV1alpha1().Workflows(watched).Delete(ctx, wf.Name, metav1.DeleteOptions{})
+				},
+				"update a cronworkflow": func() error {
+					_, err := saArgo.ArgoprojV1alpha1().CronWorkflows(watched).Update(ctx, cwf, metav1.UpdateOptions{})
+					return err
+				},
+				"read secrets where it watches": func() error {
+					_, err := sa.CoreV1().Secrets(watched).List(ctx, metav1.ListOptions{})
+					return err
+				},
+			} {
+				if err := call(); !apierrors.IsForbidden(err) {
+					t.Errorf("%s: %v, want forbidden", what, err)
+				}
+			}
+			if !allNamespaces {
+				if _, err := saArgo.ArgoprojV1alpha1().Workflows(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+					t.Errorf("list workflows outside the listed namespaces: %v, want forbidden", err)
+				}
+			}
+		})
+	}
+}
+
+// bindChartArgoRBAC creates the Argo watcher's RBAC objects exactly as the
+// chart rendered them, bound to the test's ServiceAccount in ns.
+func bindChartArgoRBAC(t *testing.T, env *kubetest.Env, render chartRender, ns, watched string, cluster bool) {
+	t.Helper()
+	ctx := context.Background()
+	sa := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "batchlatch", Namespace: ns}}
+	if cluster {
+		role := renderedObject[rbacv1.ClusterRole](t, render, "ClusterRole")
+		role.Name = ns + "-argo" // one per test: cluster-scoped
+		if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+			RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name}, Subjects: sa}
+		if _, err := env.Clientset.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			env.Clientset.RbacV1().ClusterRoleBindings().Delete(ctx, role.Name, metav1.DeleteOptions{})
+			env.Clientset.RbacV1().ClusterRoles().Delete(ctx, role.Name, metav1.DeleteOptions{})
+		})
+		return
+	}
+	var role *rbacv1.Role
+	for _, obj := range render.all("Role") {
+		if obj.GetNamespace() == watched {
+			role = new(rbacv1.Role)
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, role); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if role == nil {
+		t.Fatalf("the chart renders no Role in %s", watched)
+	}
+	if _, err := env.Clientset.RbacV1().Roles(watched).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: watched},
+		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name}, Subjects: sa}
+	if _, err := env.Clientset.RbacV1().RoleBindings(watched).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

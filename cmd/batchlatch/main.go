@@ -19,10 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
@@ -32,6 +34,7 @@ import (
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
+	argowatch "github.com/batchlatch/batchlatch/watch/argo"
 )
 
 func main() {
@@ -86,6 +89,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{Token: token})
 
+	// What only one replica does (with --leader-elect, the leader): write
+	// entries and, with --watch-argo, watch Argo.
+	background := []func(context.Context){loop.Run}
+	if cfg.WatchArgo {
+		watcher, err := newArgoWatcher(cfg, k, store, loop, logger)
+		if err != nil {
+			return err
+		}
+		background = append(background, watcher.Run)
+	}
+	runBackground := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for _, fn := range background {
+			wg.Go(func() { fn(ctx) })
+		}
+		wg.Wait()
+	}
+
 	listener, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -105,9 +126,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	var loopDone sync.WaitGroup
 	if cfg.LeaderElect {
-		loopDone.Go(func() { runAsLeader(loopCtx, cfg, k, logger, loop.Run) })
+		loopDone.Go(func() { runAsLeader(loopCtx, cfg, k, logger, runBackground) })
 	} else {
-		loopDone.Go(func() { loop.Run(loopCtx) })
+		loopDone.Go(func() { runBackground(loopCtx) })
 	}
 
 	select {
@@ -257,6 +278,26 @@ func openSink(ctx context.Context, cfg Config, stdout io.Writer, metrics *alarm.
 		OwnNamespace:  cfg.Namespace,
 		WriteTimeout:  cfg.WriteTimeout,
 	}, metrics, logger)
+}
+
+// newArgoWatcher builds the Argo source on the service's Kubernetes
+// connection: Argo's clientset for CronWorkflows, metadata only for Workflows.
+func newArgoWatcher(cfg Config, k kube, store state.Store, loop *alarm.Loop, logger *slog.Logger) (*argowatch.Watcher, error) {
+	argo, err := argoclient.NewForConfig(k.config)
+	if err != nil {
+		return nil, fmt.Errorf("--watch-argo: %w", err)
+	}
+	meta, err := metadata.NewForConfig(k.config)
+	if err != nil {
+		return nil, fmt.Errorf("--watch-argo: %w", err)
+	}
+	return argowatch.New(argo, meta, store, argowatch.Config{
+		Namespaces:        cfg.ArgoNamespaces,
+		MissedGrace:       cfg.MissedGrace,
+		ReconcileInterval: cfg.ReconcileInterval,
+		MaxRuntime:        cfg.MaxRuntime,
+		ForgetAfter:       cfg.ForgetAfter,
+	}, argowatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten}, logger), nil
 }
 
 // readToken reads the bearer token writes must carry; no file means no token.

@@ -1,0 +1,231 @@
+package argowatch
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/schedule"
+)
+
+// The decisions here are pure functions of what the informers hold, the
+// job's stored state and a clock; the watcher's loop does the I/O.
+
+// cron is what the decisions need of a CronWorkflow.
+type cron struct {
+	Namespace, Name string
+	Created         time.Time
+	// SpecChangedAt is when the spec last changed (from managedFields):
+	// ticks before it belong to an older schedule. Zero when unknown.
+	SpecChangedAt time.Time
+	Schedule      schedule.Schedule
+	ScheduleErr   error
+	Suspended     bool
+	Stopped       bool // status.phase Stopped: its stopStrategy was met
+	When          string
+	Forbid        bool // concurrencyPolicy Forbid
+	// Condition is a SpecError or SubmissionError condition that is set.
+	Condition  *condition
+	Grace      time.Duration
+	MaxRuntime time.Duration // 0: off
+}
+
+type condition struct {
+	Phase   wfv1.WorkflowPhase // api.PhaseSpecError or api.PhaseSubmissionError
+	Message string
+}
+
+// run is what the decisions need of one of its Workflows, all from the
+// Workflow's metadata.
+type run struct {
+	Name, UID   string
+	Phase       wfv1.WorkflowPhase // from the phase label; "" when unknown
+	Created     time.Time
+	ScheduledAt time.Time // the scheduled-time annotation; zero when absent
+	Completed   bool      // the completed label
+}
+
+// finished reports whether the run has ended: its completed label or, for a
+// run terminated by concurrencyPolicy Replace that Argo may leave labelled
+// completed=false, its phase.
+func (r run) finished() bool {
+	switch r.Phase {
+	case wfv1.WorkflowSucceeded, wfv1.WorkflowFailed, wfv1.WorkflowError:
+		return true
+	}
+	return r.Completed
+}
+
+// ticksLookedAt bounds how many past ticks one evaluation considers: after a
+// long outage the latest ones are what matters (Argo itself starts at most
+// the latest missed tick).
+const ticksLookedAt = 10
+
+// whenVerdict tells what the decisions can make of spec.when: "" or a
+// literal true runs every tick, a literal false none; anything else needs
+// Argo's template and expression evaluation, which the watcher does not
+// attempt: it reports no missed ticks for such a CronWorkflow and says so.
+func whenVerdict(when string) (runs, known bool) {
+	switch strings.ToLower(strings.TrimSpace(when)) {
+	case "", "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// due returns the synthetic results due for c at now: its missed or
+// unsubmittable ticks and its stuck runs. job is c's stored job, nil when
+// there is none. Re-evaluating returns the same results (deduplicated by
+// the store), so a tick or a stuck run is never counted twice.
+func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
+	var results []api.Result
+	if c.MaxRuntime > 0 {
+		for _, r := range runs {
+			if !r.finished() && now.Sub(r.Created) > c.MaxRuntime {
+				results = append(results, stuckResult(c, r, now))
+			}
+		}
+	}
+	if c.Suspended || c.Stopped || c.ScheduleErr != nil {
+		return results
+	}
+	if runsEveryTick, known := whenVerdict(c.When); !runsEveryTick || !known {
+		return results
+	}
+	lower := c.Created
+	if c.SpecChangedAt.After(lower) {
+		lower = c.SpecChangedAt
+	}
+	ticks, _ := c.Schedule.Ticks(lower, now, ticksLookedAt)
+	for _, tick := range ticks {
+		if covered(c, runs, job, tick) {
+			continue
+		}
+		switch {
+		case c.Condition != nil:
+			results = append(results, tickResult(c, tick, c.Condition.Phase, c.Condition.Message, tick))
+		case !now.Before(tick.Add(c.Grace)):
+			msg := fmt.Sprintf("no run for the %s tick (%s): none %s after it", tick.UTC().Format("15:04 UTC"), tick.UTC().Format(time.RFC3339), c.Grace)
+			results = append(results, tickResult(c, tick, api.PhaseMissed, msg, tick.Add(c.Grace)))
+		}
+	}
+	return results
+}
+
+// covered reports whether tick was run, or needs no run of its own: a
+// Workflow for it exists, a run of it or a later tick has reported, or (with
+// concurrencyPolicy Forbid) a run was still active at the tick.
+func covered(c cron, runs []run, job *state.Job, tick time.Time) bool {
+	name := runName(c.Name, tick)
+	for _, r := range runs {
+		if r.Name == name || (!r.ScheduledAt.IsZero() && !r.ScheduledAt.Before(tick)) {
+			return true
+		}
+		if c.Forbid && r.Created.Before(tick) && !r.finished() {
+			return true
+		}
+	}
+	if job == nil || job.LastResultAt.IsZero() || isSyntheticPhase(job.LastPhase) {
+		return false
+	}
+	endedAfter := !job.LastResultAt.Before(tick)
+	if scheduled, ok := scheduledTick(c.Name, job.LastWorkflow); ok {
+		// A run of this tick or a later one reported; with Forbid, an
+		// earlier run that ended after the tick kept it from running.
+		return !scheduled.Before(tick) || c.Forbid && endedAfter
+	}
+	// A run not named after a tick (argo submit --from cronwf/…) covers the
+	// ticks before it ended.
+	return endedAfter
+}
+
+func isSyntheticPhase(p wfv1.WorkflowPhase) bool {
+	return api.Result{Phase: p}.Synthetic()
+}
+
+// runName is the name Argo gives the Workflow of cron's tick.
+func runName(cron string, tick time.Time) string {
+	return cron + "-" + strconv.FormatInt(tick.Unix(), 10)
+}
+
+var tickSuffix = regexp.MustCompile(`-([0-9]{9,11})$`)
+
+// scheduledTick reads the tick from the name of one of cron's Workflows.
+func scheduledTick(cron, workflow string) (time.Time, bool) {
+	if !strings.HasPrefix(workflow, cron+"-") {
+		return time.Time{}, false
+	}
+	m := tickSuffix.FindStringSubmatch(workflow)
+	if m == nil || len(workflow) != len(cron)+len(m[0]) {
+		return time.Time{}, false
+	}
+	unix, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(unix, 0), true
+}
+
+// tickResult is a synthetic failure of the run cron's tick should have made.
+// It stands for that run (same name), so the run's own result, if it comes
+// late, supersedes it.
+func tickResult(c cron, tick time.Time, phase wfv1.WorkflowPhase, message string, at time.Time) api.Result {
+	return api.Result{
+		Namespace:       c.Namespace,
+		WorkflowName:    runName(c.Name, tick),
+		CronWorkflow:    c.Name,
+		Phase:           phase,
+		ScheduledTime:   tick.UTC().Format(time.RFC3339),
+		CreatedAt:       tick.UTC().Format(time.RFC3339),
+		DurationSeconds: at.Sub(tick).Seconds(),
+		Failures:        []api.Failure{{DisplayName: c.Name, Message: message, Phase: string(phase)}},
+	}
+}
+
+// stuckResult is a synthetic failure of run r, still running at now.
+func stuckResult(c cron, r run, now time.Time) api.Result {
+	running := now.Sub(r.Created).Truncate(time.Second)
+	return api.Result{
+		Namespace:    c.Namespace,
+		WorkflowName: r.Name,
+		UID:          r.UID,
+		CronWorkflow: c.Name,
+		Phase:        api.PhaseStuck,
+		Failures: []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck),
+			Message: fmt.Sprintf("still running after %s, past its max runtime of %s", running, c.MaxRuntime)}},
+	}
+}
+
+// reconcileHorizon: a completed run created this long before the job's
+// latest result is not read again; it cannot be the latest, and its callback
+// had a day to come.
+const reconcileHorizon = 24 * time.Hour
+
+// lost returns c's finished runs whose result the job has not seen and that
+// could still change it; handled holds the uids already read.
+func lost(c cron, runs []run, job *state.Job, handled map[string]bool) []run {
+	var out []run
+	for _, r := range runs {
+		if !r.finished() || handled[r.UID] || r.UID == "" {
+			continue
+		}
+		if job != nil {
+			if r.Created.Before(job.LastResultAt.Add(-reconcileHorizon)) {
+				continue
+			}
+			if job.Knows(api.Result{Namespace: c.Namespace, CronWorkflow: c.Name, WorkflowName: r.Name, UID: r.UID, Phase: r.Phase}) {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,181 @@
+package argowatch
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/schedule"
+)
+
+var t0 = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+
+func minutes(n int) time.Time { return t0.Add(time.Duration(n) * time.Minute) }
+
+func everyMinute(t *testing.T) cron {
+	t.Helper()
+	s, err := schedule.Parse([]string{"* * * * *"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cron{Namespace: "ml", Name: "nightly", Created: t0, Schedule: s, Grace: 2 * time.Minute}
+}
+
+func names(results []api.Result) string {
+	var out []string
+	for _, r := range results {
+		out = append(out, string(r.Phase)+":"+r.WorkflowName)
+	}
+	return strings.Join(out, " ")
+}
+
+func tickName(n int) string { return runName("nightly", minutes(n)) }
+
+func TestDueMissedTicks(t *testing.T) {
+	base := everyMinute(t)
+	now := minutes(5) // ticks 1..5; 1..3 are past the 2m grace
+	failedJob := func(workflow string, phase wfv1.WorkflowPhase, at time.Time) *state.Job {
+		return &state.Job{Namespace: "ml", Name: "nightly", LastWorkflow: workflow, LastPhase: phase, LastResultAt: at}
+	}
+	tests := []struct {
+		name   string
+		change func(c *cron)
+		runs   []run
+		job    *state.Job
+		want   string
+	}{
+		{name: "no run at all", want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "a run for a tick covers it (by name)", runs: []run{{Name: tickName(2), Phase: wfv1.WorkflowSucceeded, Created: minutes(2)}},
+			want: "Missed:" + tickName(1) + " Missed:" + tickName(3)},
+		{name: "a run for a later tick covers the earlier ones (by annotation)", runs: []run{{Name: "nightly-x", Created: minutes(3), ScheduledAt: minutes(3)}}},
+		{name: "suspended", change: func(c *cron) { c.Suspended = true }},
+		{name: "stopped by its stopStrategy", change: func(c *cron) { c.Stopped = true }},
+		{name: "when is false", change: func(c *cron) { c.When = " false " }},
+		{name: "when cannot be evaluated", change: func(c *cron) { c.When = "{{= cronworkflow.failed < 3 }}" }},
+		{name: "when is true", change: func(c *cron) { c.When = "true" }, want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "created after the ticks", change: func(c *cron) { c.Created = minutes(3) }},
+		{name: "schedule changed: ticks before it are the old schedule's", change: func(c *cron) { c.SpecChangedAt = minutes(2) }, want: "Missed:" + tickName(3)},
+		{name: "a longer grace", change: func(c *cron) { c.Grace = 4 * time.Minute }, want: "Missed:" + tickName(1)},
+		{name: "a stored result of a later tick covers", job: failedJob(tickName(2), wfv1.WorkflowFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
+		{name: "the watcher's own result covers nothing", job: failedJob(tickName(2), api.PhaseMissed, minutes(4)),
+			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "Forbid: a run active at the tick", change: func(c *cron) { c.Forbid = true },
+			runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}}},
+		{name: "Forbid: a run that ended after the tick", change: func(c *cron) { c.Forbid = true },
+			job: failedJob(runName("nightly", t0), wfv1.WorkflowSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
+		{name: "Allow: a run of an earlier tick does not cover", runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}},
+			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "SubmissionError: every uncovered tick, without waiting for the grace",
+			change: func(c *cron) {
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded"}
+			},
+			want: "SubmissionError:" + tickName(1) + " SubmissionError:" + tickName(2) + " SubmissionError:" + tickName(3) + " SubmissionError:" + tickName(4) + " SubmissionError:" + tickName(5)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			if tt.change != nil {
+				tt.change(&c)
+			}
+			got := due(c, tt.runs, tt.job, now)
+			if names(got) != tt.want {
+				t.Errorf("due:\n got %s\nwant %s", names(got), tt.want)
+			}
+			for _, r := range got {
+				if err := r.ValidateObserved(now); err != nil {
+					t.Errorf("%s: invalid result: %v", r.WorkflowName, err)
+				}
+			}
+		})
+	}
+}
+
+func TestMissedResultNamesTheTick(t *testing.T) {
+	got := due(everyMinute(t), nil, nil, minutes(3))
+	if len(got) != 1 {
+		t.Fatalf("due = %s", names(got))
+	}
+	r := got[0]
+	want := api.Result{Namespace: "ml", WorkflowName: tickName(1), CronWorkflow: "nightly", Phase: api.PhaseMissed}
+	if r.Namespace != want.Namespace || r.WorkflowName != want.WorkflowName || r.CronWorkflow != want.CronWorkflow || r.Phase != want.Phase || r.UID != "" {
+		t.Fatalf("result %+v", r)
+	}
+	// Ordered at tick + grace, when it became a missed run.
+	if !r.FinishedAt(time.Time{}).Equal(minutes(3)) {
+		t.Errorf("finished at %s, want %s", r.FinishedAt(time.Time{}), minutes(3))
+	}
+	if msg := r.Failures[0].Message; !strings.Contains(msg, "02:01 UTC tick") {
+		t.Errorf("message %q does not name the tick", msg)
+	}
+}
+
+func TestDueStuckRuns(t *testing.T) {
+	c := everyMinute(t)
+	c.Suspended = true // stuck runs are reported all the same
+	c.MaxRuntime = time.Hour
+	now := minutes(120)
+	runs := []run{
+		{Name: "nightly-a", UID: "a", Created: minutes(0), Phase: wfv1.WorkflowRunning},
+		{Name: "nightly-b", UID: "b", Created: minutes(30), Phase: ""},
+		{Name: "nightly-c", UID: "c", Created: minutes(0), Phase: wfv1.WorkflowFailed, Completed: false}, // terminated by Replace
+		{Name: "nightly-d", UID: "d", Created: minutes(90), Phase: wfv1.WorkflowRunning},
+	}
+	got := due(c, runs, nil, now)
+	if names(got) != "Stuck:nightly-a Stuck:nightly-b" {
+		t.Fatalf("due = %s", names(got))
+	}
+	if got[0].UID != "a" || !strings.Contains(got[0].Failures[0].Message, "past its max runtime of 1h0m0s") {
+		t.Errorf("stuck result %+v", got[0])
+	}
+	c.MaxRuntime = 0
+	if got := due(c, runs, nil, now); len(got) != 0 {
+		t.Errorf("max runtime off: %s", names(got))
+	}
+}
+
+func TestLostRuns(t *testing.T) {
+	c := everyMinute(t)
+	known, _ := state.Apply(state.Job{}, false, api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-k", UID: "k", Phase: wfv1.WorkflowFailed}, minutes(50))
+	runs := []run{
+		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowFailed, Completed: true},    // its callback came
+		{Name: "nightly-l", UID: "l", Created: minutes(45), Phase: wfv1.WorkflowFailed, Completed: true},    // lost
+		{Name: "nightly-r", UID: "r", Created: minutes(46), Phase: wfv1.WorkflowFailed},                     // terminated by Replace, still labelled completed=false
+		{Name: "nightly-n", UID: "n", Created: minutes(47), Phase: wfv1.WorkflowRunning},                    // not finished
+		{Name: "nightly-h", UID: "h", Created: minutes(48), Phase: wfv1.WorkflowSucceeded, Completed: true}, // read already
+		{Name: "nightly-o", UID: "o", Created: minutes(50).Add(-25 * time.Hour), Phase: wfv1.WorkflowFailed, Completed: true},
+		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowSucceeded, Completed: true}, // retried: the other outcome
+	}
+	got := lost(c, runs, &known, map[string]bool{"h": true})
+	var uids []string
+	for _, r := range got {
+		uids = append(uids, r.Name+"/"+string(r.Phase))
+	}
+	if strings.Join(uids, " ") != "nightly-l/Failed nightly-r/Failed nightly-k/Succeeded" {
+		t.Fatalf("lost = %v", uids)
+	}
+	if got := lost(c, runs[:2], nil, nil); len(got) != 2 {
+		t.Fatalf("no job yet: every finished run is lost: %v", got)
+	}
+}
+
+func TestScheduledTick(t *testing.T) {
+	for _, tt := range []struct {
+		workflow string
+		ok       bool
+	}{
+		{"nightly-1795485600", true},
+		{"nightly-x-1795485600", false},
+		{"nightly-abcde", false},
+		{"nightly", false},
+		{"other-1795485600", false},
+	} {
+		tick, ok := scheduledTick("nightly", tt.workflow)
+		if ok != tt.ok || ok && tick.Unix() != 1795485600 {
+			t.Errorf("scheduledTick(%q) = %s, %v", tt.workflow, tick, ok)
+		}
+	}
+}

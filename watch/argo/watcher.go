@@ -1,0 +1,477 @@
+// Package argowatch reads Argo's own objects to catch the runs that never
+// report through the exit handler: missed ticks, CronWorkflows whose runs
+// cannot be submitted, completed runs whose callback was lost, runs stuck
+// past their maximum runtime, and deleted CronWorkflows. What it sees
+// becomes results that go through the same transition as callbacks.
+package argowatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/argoproj/argo-workflows/v3/pkg/apis/workflow"
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/argoproj/argo-workflows/v3/pkg/client/informers/externalversions"
+	wflisters "github.com/argoproj/argo-workflows/v3/pkg/client/listers/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/schedule"
+)
+
+// Annotations on a CronWorkflow that override the watcher's defaults for it.
+const (
+	AnnotationMissedGrace = "batchlatch.io/missed-grace"
+	AnnotationMaxRuntime  = "batchlatch.io/max-runtime"
+)
+
+// Config holds the watcher's settings.
+type Config struct {
+	// Namespaces to watch; empty: all.
+	Namespaces []string
+	// MissedGrace: a tick with no run this long after it is missed.
+	MissedGrace time.Duration
+	// ReconcileInterval: how often completed runs are checked for lost
+	// callbacks.
+	ReconcileInterval time.Duration
+	// MaxRuntime: a run still running this long is stuck; 0 is off.
+	MaxRuntime time.Duration
+	// ForgetAfter: a deleted CronWorkflow's job is forgotten this long after.
+	ForgetAfter time.Duration
+	// EvaluateEvery: how often ticks and runtimes are checked (default a
+	// quarter of MissedGrace, between 100ms and 30s).
+	EvaluateEvery time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Hooks tell the rest of the service what the watcher did.
+type Hooks struct {
+	// Kick: a job started failing (its first entry should go out at once).
+	Kick func()
+	// Forgot: a deleted CronWorkflow's job was forgotten.
+	Forgot func(ctx context.Context, job state.Job, reason string)
+}
+
+// settleTime: a completed run is read for a lost callback only this long
+// after it finished, so that a callback in flight is not raced.
+const settleTime = time.Minute
+
+// Watcher is the Argo source. Run it on one replica (the leader) or on all:
+// every result it makes is deduplicated by what it is about (the tick, the
+// run's uid), so running it twice counts nothing twice.
+type Watcher struct {
+	argo   versioned.Interface
+	store  state.Store
+	cfg    Config
+	hooks  Hooks
+	logger *slog.Logger
+
+	crons []wflisters.CronWorkflowLister
+	runs  []cache.SharedIndexInformer
+	start []func(<-chan struct{})
+	sync  []cache.InformerSynced
+
+	mu      sync.Mutex
+	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
+	handled map[string]bool         // uids of completed runs already read
+}
+
+// byCron indexes Workflows by "<namespace>/<cronworkflow>".
+const byCron = "cron"
+
+// New returns a watcher reading Argo's objects through argo (CronWorkflows,
+// and a full Workflow only for a completed run whose result is unknown) and
+// meta (Workflows' metadata only: their status can be megabytes).
+func New(argo versioned.Interface, meta metadata.Interface, store state.Store, cfg Config, hooks Hooks, logger *slog.Logger) *Watcher {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.EvaluateEvery <= 0 {
+		cfg.EvaluateEvery = min(max(cfg.MissedGrace/4, 100*time.Millisecond), 30*time.Second)
+	}
+	w := &Watcher{
+		argo: argo, store: store, cfg: cfg, hooks: hooks,
+		logger:  logger.With("component", "argo-watcher"),
+		deleted: map[state.Key]time.Time{},
+		handled: map[string]bool{},
+	}
+	namespaces := cfg.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	workflows := wfv1.SchemeGroupVersion.WithResource(workflow.WorkflowPlural)
+	for _, ns := range namespaces {
+		cronFactory := externalversions.NewSharedInformerFactoryWithOptions(argo, 0, externalversions.WithNamespace(ns))
+		cronInformer := cronFactory.Argoproj().V1alpha1().CronWorkflows()
+		cronInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.cronAdded(obj) },
+			DeleteFunc: func(obj any) { w.cronDeleted(obj) },
+		})
+		w.crons = append(w.crons, cronInformer.Lister())
+		w.sync = append(w.sync, cronInformer.Informer().HasSynced)
+		w.start = append(w.start, cronFactory.Start)
+
+		// Only Workflows made by a CronWorkflow, and only their metadata.
+		metaFactory := metadatainformer.NewFilteredSharedInformerFactory(meta, 0, ns, func(o *metav1.ListOptions) {
+			o.LabelSelector = common.LabelKeyCronWorkflow
+		})
+		runInformer := metaFactory.ForResource(workflows).Informer()
+		_ = runInformer.SetTransform(dropManagedFields)
+		_ = runInformer.AddIndexers(cache.Indexers{byCron: func(obj any) ([]string, error) {
+			m, ok := obj.(*metav1.PartialObjectMetadata)
+			if !ok {
+				return nil, nil
+			}
+			return []string{m.Namespace + "/" + m.Labels[common.LabelKeyCronWorkflow]}, nil
+		}})
+		w.runs = append(w.runs, runInformer)
+		w.sync = append(w.sync, runInformer.HasSynced)
+		w.start = append(w.start, metaFactory.Start)
+	}
+	return w
+}
+
+// dropManagedFields keeps the informer's copies small.
+func dropManagedFields(obj any) (any, error) {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		m.ManagedFields = nil
+	}
+	return obj, nil
+}
+
+// Run watches until ctx is done: it evaluates ticks and runtimes every
+// EvaluateEvery and looks for lost callbacks at start and every
+// ReconcileInterval.
+func (w *Watcher) Run(ctx context.Context) {
+	for _, start := range w.start {
+		start(ctx.Done())
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
+		return
+	}
+	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
+	w.Reconcile(ctx)
+	w.Evaluate(ctx)
+	evaluate := time.NewTicker(w.cfg.EvaluateEvery)
+	defer evaluate.Stop()
+	reconcile := time.NewTicker(w.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-evaluate.C:
+			w.Evaluate(ctx)
+		case <-reconcile.C:
+			w.Reconcile(ctx)
+		}
+	}
+}
+
+func (w *Watcher) cronAdded(obj any) {
+	if cwf, ok := obj.(*wfv1.CronWorkflow); ok {
+		w.mu.Lock()
+		delete(w.deleted, state.Key{Namespace: cwf.Namespace, Name: cwf.Name})
+		w.mu.Unlock()
+	}
+}
+
+func (w *Watcher) cronDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if cwf, ok := obj.(*wfv1.CronWorkflow); ok {
+		w.mu.Lock()
+		w.deleted[state.Key{Namespace: cwf.Namespace, Name: cwf.Name}] = w.cfg.Now()
+		w.mu.Unlock()
+	}
+}
+
+// watched is one CronWorkflow with its runs.
+type watched struct {
+	cron cron
+	runs []run
+}
+
+func (w *Watcher) snapshot(now time.Time) []watched {
+	var out []watched
+	for i, lister := range w.crons {
+		cwfs, err := lister.List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, cwf := range cwfs {
+			c := w.cronOf(cwf)
+			objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cwf.Namespace+"/"+cwf.Name)
+			var runs []run
+			for _, obj := range objs {
+				if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.DeletionTimestamp == nil {
+					runs = append(runs, runOf(m))
+				}
+			}
+			out = append(out, watched{cron: c, runs: runs})
+		}
+	}
+	_ = now
+	return out
+}
+
+// jobs reads every stored job once per pass, by key.
+func (w *Watcher) jobs(ctx context.Context) (map[state.Key]state.Job, error) {
+	list, err := w.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[state.Key]state.Job, len(list))
+	for _, j := range list {
+		out[j.Key()] = j
+	}
+	return out, nil
+}
+
+// Evaluate records what is due now: missed and unsubmittable ticks, stuck
+// runs, and forgets the jobs of CronWorkflows deleted long enough ago.
+func (w *Watcher) Evaluate(ctx context.Context) {
+	now := w.cfg.Now()
+	jobs, err := w.jobs(ctx)
+	if err != nil {
+		w.logger.Warn("list jobs; evaluating later", "err", err)
+		return
+	}
+	for _, cw := range w.snapshot(now) {
+		var job *state.Job
+		if j, ok := jobs[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}]; ok {
+			job = &j
+		}
+		for _, r := range due(cw.cron, cw.runs, job, now) {
+			w.record(ctx, r, now)
+		}
+	}
+	w.forget(ctx, jobs, now)
+}
+
+// Reconcile records the results of completed runs whose callback never came.
+func (w *Watcher) Reconcile(ctx context.Context) {
+	now := w.cfg.Now()
+	jobs, err := w.jobs(ctx)
+	if err != nil {
+		w.logger.Warn("list jobs; reconciling later", "err", err)
+		return
+	}
+	present := map[string]bool{}
+	for _, cw := range w.snapshot(now) {
+		for _, r := range cw.runs {
+			present[r.UID] = true
+		}
+		var job *state.Job
+		if j, ok := jobs[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}]; ok {
+			job = &j
+		}
+		w.mu.Lock()
+		candidates := lost(cw.cron, cw.runs, job, w.handled)
+		w.mu.Unlock()
+		for _, r := range candidates {
+			w.reconcileRun(ctx, cw.cron, r, now)
+		}
+	}
+	w.mu.Lock()
+	for uid := range w.handled {
+		if !present[uid] {
+			delete(w.handled, uid)
+		}
+	}
+	w.mu.Unlock()
+}
+
+func (w *Watcher) reconcileRun(ctx context.Context, c cron, r run, now time.Time) {
+	wf, err := w.argo.ArgoprojV1alpha1().Workflows(c.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
+	if err != nil {
+		w.logger.Warn("read completed workflow", "err", err, "namespace", c.Namespace, "workflow", r.Name)
+		return
+	}
+	if string(wf.UID) != r.UID || !wf.Status.Fulfilled() {
+		return
+	}
+	if finished := wf.Status.FinishedAt.Time; !finished.IsZero() && now.Sub(finished) < settleTime {
+		return // its callback may be on its way
+	}
+	result := resultOf(wf, now)
+	w.record(ctx, result, now)
+	w.mu.Lock()
+	w.handled[r.UID] = true
+	w.mu.Unlock()
+}
+
+// record validates a result made from a watched object, as a callback's is,
+// and applies it.
+func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
+	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "workflow", r.WorkflowName, "phase", r.Phase)
+	if err := r.ValidateObserved(now); err != nil {
+		log.Warn("ignoring a watched object that no result can be made of", "err", err)
+		return
+	}
+	rec, err := w.store.Record(ctx, r, now)
+	if err != nil {
+		log.Warn("record", "err", err)
+		return
+	}
+	if rec.Outcome.Duplicate || rec.Outcome.Stale {
+		return
+	}
+	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
+	if t := rec.Outcome.Transition; (t == state.StartedFailing || t == state.Recovered) && w.hooks.Kick != nil {
+		w.hooks.Kick()
+	}
+}
+
+func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {
+	w.mu.Lock()
+	var due []state.Key
+	for key, at := range w.deleted {
+		if now.Sub(at) >= w.cfg.ForgetAfter {
+			due = append(due, key)
+		}
+	}
+	w.mu.Unlock()
+	for _, key := range due {
+		job, ok := jobs[key]
+		if ok {
+			if err := w.store.Delete(ctx, key); err != nil && !errors.Is(err, state.ErrNotFound) {
+				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name)
+				continue
+			}
+			reason := fmt.Sprintf("its CronWorkflow was deleted more than %s ago", w.cfg.ForgetAfter)
+			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "reason", reason)
+			if w.hooks.Forgot != nil {
+				w.hooks.Forgot(ctx, job, reason)
+			}
+		}
+		w.mu.Lock()
+		delete(w.deleted, key)
+		w.mu.Unlock()
+	}
+}
+
+// cronOf reads what the decisions need of a CronWorkflow, with the
+// annotations' overrides (a bad one is logged and the default kept).
+func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
+	exprs := cwf.Spec.Schedules
+	if cwf.Spec.Schedule != "" {
+		exprs = []string{cwf.Spec.Schedule}
+	}
+	sched, err := schedule.Parse(exprs, cwf.Spec.Timezone)
+	c := cron{
+		Namespace:     cwf.Namespace,
+		Name:          cwf.Name,
+		Created:       cwf.CreationTimestamp.Time,
+		SpecChangedAt: specChangedAt(cwf.ManagedFields),
+		Schedule:      sched,
+		ScheduleErr:   err,
+		Suspended:     cwf.Spec.Suspend,
+		Stopped:       cwf.Status.Phase == wfv1.StoppedPhase,
+		When:          cwf.Spec.When,
+		Forbid:        cwf.Spec.ConcurrencyPolicy == wfv1.ForbidConcurrent,
+		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace),
+		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime),
+	}
+	for _, cond := range cwf.Status.Conditions {
+		if cond.Status != metav1.ConditionTrue {
+			continue
+		}
+		switch cond.Type {
+		case wfv1.ConditionTypeSpecError:
+			c.Condition = &condition{Phase: api.PhaseSpecError, Message: cond.Message}
+		case wfv1.ConditionTypeSubmissionError:
+			c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: cond.Message}
+		}
+	}
+	return c
+}
+
+// maxAnnotatedDuration bounds an annotation's duration: it comes from
+// whoever may edit the CronWorkflow.
+const maxAnnotatedDuration = 30 * 24 * time.Hour
+
+func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time.Duration) time.Duration {
+	v, ok := cwf.Annotations[key]
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxAnnotatedDuration {
+		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "annotation", key, "value", api.Quote(v))
+		return def
+	}
+	return d
+}
+
+// specChangedAt is the latest time a field manager changed the spec.
+func specChangedAt(fields []metav1.ManagedFieldsEntry) time.Time {
+	var latest time.Time
+	for _, f := range fields {
+		if f.Time != nil && f.FieldsV1 != nil && bytes.Contains(f.FieldsV1.Raw, []byte(`"f:spec"`)) && f.Time.After(latest) {
+			latest = f.Time.Time
+		}
+	}
+	return latest
+}
+
+func runOf(m *metav1.PartialObjectMetadata) run {
+	r := run{
+		Name:      m.Name,
+		UID:       string(m.UID),
+		Phase:     wfv1.WorkflowPhase(m.Labels[common.LabelKeyPhase]),
+		Created:   m.CreationTimestamp.Time,
+		Completed: m.Labels[common.LabelKeyCompleted] == "true",
+	}
+	if t, err := time.Parse(time.RFC3339, m.Annotations[common.AnnotationKeyCronWfScheduledTime]); err == nil {
+		r.ScheduledAt = t
+	}
+	return r
+}
+
+// resultOf is the result a completed Workflow's exit handler would have
+// sent, with its failed nodes as Argo's {{workflow.failures}} lists them.
+func resultOf(wf *wfv1.Workflow, now time.Time) api.Result {
+	r := api.Result{
+		Namespace:     wf.Namespace,
+		WorkflowName:  wf.Name,
+		UID:           string(wf.UID),
+		CronWorkflow:  wf.Labels[common.LabelKeyCronWorkflow],
+		Phase:         wf.Status.Phase,
+		ScheduledTime: wf.Annotations[common.AnnotationKeyCronWfScheduledTime],
+		CreatedAt:     wf.CreationTimestamp.UTC().Format(time.RFC3339),
+	}
+	finished := wf.Status.FinishedAt.Time
+	if finished.IsZero() || finished.After(now) {
+		finished = now
+	}
+	r.DurationSeconds = max(finished.Sub(wf.CreationTimestamp.Time).Seconds(), 0)
+	for _, node := range wf.Status.Nodes {
+		if node.Phase == wfv1.NodeFailed || node.Phase == wfv1.NodeError {
+			r.Failures = append(r.Failures, api.Failure{
+				DisplayName: node.DisplayName, Message: node.Message, TemplateName: node.TemplateName,
+				Phase: string(node.Phase), FinishedAt: node.FinishedAt.UTC().Format(time.RFC3339),
+			})
+		}
+	}
+	sort.Slice(r.Failures, func(i, k int) bool { return r.Failures[i].FinishedAt < r.Failures[k].FinishedAt })
+	if len(r.Failures) == 0 && r.Phase != wfv1.WorkflowSucceeded && wf.Status.Message != "" {
+		r.Failures = []api.Failure{{DisplayName: wf.Name, Message: wf.Status.Message, Phase: string(wf.Status.Phase)}}
+	}
+	return r
+}

@@ -1,0 +1,426 @@
+package argowatch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/metadata"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+func TestMain(m *testing.M) { kubetest.Main(m) }
+
+// clock is a settable clock: the tests look at the CronWorkflows' ticks from
+// the future instead of waiting for them.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// fixture is a watched namespace on the real API server with Argo's CRDs.
+type fixture struct {
+	t     *testing.T
+	ns    string
+	argo  versioned.Interface
+	meta  metadata.Interface
+	clock *clock
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := kubetest.Get(t)
+	env.InstallArgoCRDs(t)
+	argo, err := versioned.NewForConfig(env.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := metadata.NewForConfig(env.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, ns: env.NewNamespace(t), argo: argo, meta: meta, clock: &clock{now: time.Now()}}
+}
+
+func fileStore(t *testing.T) state.Store {
+	t.Helper()
+	s, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// watch runs a watcher on store until the test ends.
+func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) *Watcher {
+	f.t.Helper()
+	cfg.Namespaces = []string{f.ns}
+	cfg.Now = f.clock.Now
+	if cfg.MissedGrace == 0 {
+		cfg.MissedGrace = 10 * time.Second
+	}
+	if cfg.ReconcileInterval == 0 {
+		cfg.ReconcileInterval = 100 * time.Millisecond
+	}
+	if cfg.ForgetAfter == 0 {
+		cfg.ForgetAfter = time.Hour
+	}
+	cfg.EvaluateEvery = 50 * time.Millisecond
+	w := New(f.argo, f.meta, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	f.t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+func (f *fixture) cron(name, schedule string, mutate func(*wfv1.CronWorkflow)) *wfv1.CronWorkflow {
+	f.t.Helper()
+	cwf := &wfv1.CronWorkflow{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: wfv1.CronWorkflowSpec{
+			Schedules:    []string{schedule},
+			WorkflowSpec: wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Suspend: &wfv1.SuspendTemplate{}}}},
+		},
+	}
+	if mutate != nil {
+		mutate(cwf)
+	}
+	created, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Create(context.Background(), cwf, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	// Status is no subresource in Argo's CRDs: a plain update sets it.
+	if cwf.Status.Phase != "" || len(cwf.Status.Conditions) > 0 {
+		created.Status = cwf.Status
+		if created, err = f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), created, metav1.UpdateOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	return created
+}
+
+// run creates the Workflow of cwf's tick as the controller would, with the
+// given status.
+func (f *fixture) run(cwf *wfv1.CronWorkflow, tick time.Time, status wfv1.WorkflowStatus) *wfv1.Workflow {
+	f.t.Helper()
+	completed := "false"
+	if status.Fulfilled() {
+		completed = "true"
+	}
+	wf := &wfv1.Workflow{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: runName(cwf.Name, tick),
+			Labels: map[string]string{
+				common.LabelKeyCronWorkflow: cwf.Name,
+				common.LabelKeyPhase:        string(status.Phase),
+				common.LabelKeyCompleted:    completed,
+			},
+			Annotations: map[string]string{common.AnnotationKeyCronWfScheduledTime: tick.UTC().Format(time.RFC3339)},
+		},
+		Spec: cwf.Spec.WorkflowSpec,
+	}
+	created, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Create(context.Background(), wf, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	created.Status = status
+	if created, err = f.argo.ArgoprojV1alpha1().Workflows(f.ns).Update(context.Background(), created, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	return created
+}
+
+// waitJob polls the store until ok holds for the job.
+func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok func(state.Job) bool) state.Job {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		j, err := store.Get(context.Background(), key)
+		if err == nil && ok(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: job %+v (%v)", what, j, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// settle gives a watcher some evaluations and reconciles.
+func settle() { time.Sleep(500 * time.Millisecond) }
+
+func ticksOf(t *testing.T, cwf *wfv1.CronWorkflow, until time.Time) []time.Time {
+	t.Helper()
+	c := (&Watcher{cfg: Config{}, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(cwf)
+	ticks, _ := c.Schedule.Ticks(cwf.CreationTimestamp.Time, until, 100)
+	return ticks
+}
+
+func TestMissedTicksCountOnceAndASuccessEndsThem(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "* * * * *", nil)
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	created := cwf.CreationTimestamp.Time
+	f.clock.Set(created.Add(3*time.Minute + 30*time.Second))
+	missed := ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second))
+	if len(missed) < 3 {
+		t.Fatalf("ticks %v", missed)
+	}
+	f.watch(store, Config{}, Hooks{})
+	j := waitJob(t, store, key, "missed ticks", func(j state.Job) bool { return j.ConsecutiveFailures == len(missed) })
+	if j.LastPhase != api.PhaseMissed || j.LastWorkflow != runName("nightly", missed[len(missed)-1]) || !j.FailingSince.Equal(missed[0].Add(10*time.Second)) {
+		t.Fatalf("job %+v", j)
+	}
+
+	// Another watcher (a restart, or a second replica) counts nothing twice.
+	f.watch(store, Config{}, Hooks{})
+	settle()
+	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != len(missed) {
+		t.Fatalf("after a second watcher: %d failures, want %d", j.ConsecutiveFailures, len(missed))
+	}
+
+	// The next tick runs and succeeds; its callback ends the streak.
+	next := missed[len(missed)-1].Add(time.Minute)
+	wf := f.run(cwf, next, wfv1.WorkflowStatus{Phase: wfv1.WorkflowSucceeded, StartedAt: metav1.NewTime(next), FinishedAt: metav1.NewTime(next.Add(5 * time.Second))})
+	f.clock.Set(next.Add(30 * time.Second))
+	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: wf.Name, UID: string(wf.UID), Phase: wfv1.WorkflowSucceeded,
+		CreatedAt: next.UTC().Format(time.RFC3339), DurationSeconds: 5}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	j, _ = store.Get(context.Background(), key)
+	if j.Failing() || j.LastStreak == nil || j.LastStreak.Failures != len(missed) {
+		t.Fatalf("after the success: %+v", j)
+	}
+}
+
+func TestNeverMissed(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	f.cron("suspended", "* * * * *", func(c *wfv1.CronWorkflow) { c.Spec.Suspend = true })
+	f.cron("stopped", "* * * * *", func(c *wfv1.CronWorkflow) { c.Status.Phase = wfv1.StoppedPhase })
+	f.cron("when-false", "* * * * *", func(c *wfv1.CronWorkflow) { c.Spec.When = "false" })
+	f.cron("when-expression", "* * * * *", func(c *wfv1.CronWorkflow) { c.Spec.When = "{{= cronworkflow.failed < 3 }}" })
+	f.cron("control", "* * * * *", nil) // the same, but nothing keeps it from missing
+	f.clock.Set(time.Now().Add(5 * time.Minute))
+	f.watch(store, Config{}, Hooks{})
+	waitJob(t, store, state.Key{Namespace: f.ns, Name: "control"}, "control job missed", func(j state.Job) bool { return j.Failing() })
+	settle()
+	jobs, _ := store.List(context.Background())
+	if len(jobs) != 1 {
+		t.Fatalf("jobs %v: only the control job should have missed ticks", jobs)
+	}
+}
+
+// A schedule change moves the start of the ticks that count: the spec's
+// last change is read from managedFields.
+func TestScheduleChangeIsReadFromManagedFields(t *testing.T) {
+	f := newFixture(t)
+	cwf := f.cron("nightly", "0 0 1 1 *", nil)
+	time.Sleep(1100 * time.Millisecond) // managedFields have whole seconds
+	cwf.Spec.Schedules = []string{"* * * * *"}
+	updated, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), cwf, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(updated)
+	if !c.SpecChangedAt.After(updated.CreationTimestamp.Time) {
+		t.Fatalf("spec changed at %s, created at %s", c.SpecChangedAt, updated.CreationTimestamp)
+	}
+}
+
+func TestUnsubmittableRunsFailWithTheConditionsMessage(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	for _, tt := range []struct {
+		name  string
+		typ   wfv1.ConditionType
+		phase wfv1.WorkflowPhase
+	}{
+		{"quota", wfv1.ConditionTypeSubmissionError, api.PhaseSubmissionError},
+		{"invalid", wfv1.ConditionTypeSpecError, api.PhaseSpecError},
+	} {
+		f.cron(tt.name, "* * * * *", func(c *wfv1.CronWorkflow) {
+			c.Status.Conditions = wfv1.Conditions{{Type: tt.typ, Status: metav1.ConditionTrue, Message: "refused: " + tt.name}}
+		})
+	}
+	f.clock.Set(time.Now().Add(70 * time.Second)) // one tick, within the grace
+	f.watch(store, Config{MissedGrace: time.Hour}, Hooks{})
+	for _, name := range []string{"quota", "invalid"} {
+		j := waitJob(t, store, state.Key{Namespace: f.ns, Name: name}, name, func(j state.Job) bool { return j.Failing() })
+		if len(j.LastFailures) != 1 || j.LastFailures[0].Message != "refused: "+name {
+			t.Errorf("%s: %+v", name, j)
+		}
+		if name == "quota" && j.LastPhase != api.PhaseSubmissionError || name == "invalid" && j.LastPhase != api.PhaseSpecError {
+			t.Errorf("%s: phase %s", name, j.LastPhase)
+		}
+	}
+}
+
+func TestLostCallbacksArePickedUp(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "0 0 1 1 *", nil) // no tick during the test
+	ended := time.Now().Add(-2 * time.Minute)
+	failed := f.run(cwf, ended.Add(-time.Hour).Truncate(time.Minute), wfv1.WorkflowStatus{
+		Phase: wfv1.WorkflowFailed, StartedAt: metav1.NewTime(ended.Add(-time.Minute)), FinishedAt: metav1.NewTime(ended),
+		Nodes: wfv1.Nodes{
+			"n1": {ID: "n1", Name: "nightly.train", DisplayName: "train", TemplateName: "train", Phase: wfv1.NodeFailed, Message: "OOMKilled", FinishedAt: metav1.NewTime(ended)},
+			"n0": {ID: "n0", Name: "nightly", DisplayName: "nightly", Phase: wfv1.NodeSucceeded},
+		},
+	})
+	f.watch(store, Config{}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	j := waitJob(t, store, key, "lost failure", func(j state.Job) bool { return j.Failing() })
+	if j.LastUID != string(failed.UID) || len(j.LastFailures) != 1 || j.LastFailures[0].Message != "OOMKilled" || j.ConsecutiveFailures != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	// The callback comes after all: a duplicate.
+	late := api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: failed.Name, UID: string(failed.UID), Phase: wfv1.WorkflowFailed}
+	if rec, err := store.Record(context.Background(), late, time.Now()); err != nil || !rec.Outcome.Duplicate {
+		t.Fatalf("late callback: %+v, %v", rec.Outcome, err)
+	}
+
+	// concurrencyPolicy Replace terminates the run without its exit handler
+	// and may leave it labelled completed=false.
+	tick := ended.Add(-30 * time.Minute).Truncate(time.Minute)
+	replaced := f.run(cwf, tick, wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, Message: "Stopped with strategy 'Terminate'",
+		StartedAt: metav1.NewTime(tick), FinishedAt: metav1.NewTime(ended)})
+	replaced.Labels[common.LabelKeyCompleted] = "false"
+	if _, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Update(context.Background(), replaced, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j = waitJob(t, store, key, "replaced run", func(j state.Job) bool { return j.ConsecutiveFailures == 2 })
+	if j.LastUID != string(replaced.UID) || j.LastFailures[0].Message != "Stopped with strategy 'Terminate'" {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func TestStuckRunThenItsOwnResult(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "0 0 1 1 *", func(c *wfv1.CronWorkflow) {
+		c.Annotations = map[string]string{AnnotationMaxRuntime: "1m"}
+	})
+	started := time.Now()
+	wf := f.run(cwf, started.Truncate(time.Minute), wfv1.WorkflowStatus{Phase: wfv1.WorkflowRunning, StartedAt: metav1.NewTime(started)})
+	f.clock.Set(started.Add(2 * time.Minute))
+	f.watch(store, Config{}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	j := waitJob(t, store, key, "stuck", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseStuck || j.LastUID != string(wf.UID) {
+		t.Fatalf("job %+v", j)
+	}
+
+	// The run ends, failed; its callback is lost. Its own result replaces
+	// Stuck, and it is still one failed run.
+	wf.Status.Phase = wfv1.WorkflowFailed
+	wf.Status.FinishedAt = metav1.NewTime(started)
+	wf.Status.Message = "deadline exceeded"
+	wf.Labels[common.LabelKeyPhase] = string(wfv1.WorkflowFailed)
+	wf.Labels[common.LabelKeyCompleted] = "true"
+	if _, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Update(context.Background(), wf, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j = waitJob(t, store, key, "the run's own result", func(j state.Job) bool { return j.LastPhase == wfv1.WorkflowFailed })
+	if j.ConsecutiveFailures != 1 || j.LastFailures[0].Message != "deadline exceeded" {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func TestDeletedCronWorkflowIsForgotten(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	f.cron("nightly", "0 0 1 1 *", nil)
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: "nightly-1", UID: "u1", Phase: wfv1.WorkflowFailed}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var forgot atomic.Int32
+	var reason atomic.Value
+	f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, why string) {
+		forgot.Add(1)
+		reason.Store(why)
+	}})
+	settle()
+	if err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Delete(context.Background(), "nightly", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	if _, err := store.Get(context.Background(), key); err != nil {
+		t.Fatalf("forgotten before --forget-after: %v", err)
+	}
+	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := store.Get(context.Background(), key); errors.Is(err, state.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("job not forgotten")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	settle()
+	if forgot.Load() != 1 {
+		t.Fatalf("Forgot called %d times, want once", forgot.Load())
+	}
+	if why, _ := reason.Load().(string); why == "" {
+		t.Fatal("no reason")
+	}
+}
+
+// Two replicas, each with its own store on one ConfigMap and its own
+// watcher: every decision is deduplicated, so the counts are exact.
+func TestTwoWatchersCountExactly(t *testing.T) {
+	f := newFixture(t)
+	env := kubetest.Get(t)
+	own := env.NewNamespace(t)
+	var stores []state.Store
+	for range 2 {
+		s := state.NewConfigMapStore(env.Clientset.CoreV1().ConfigMaps(own), "batchlatch-state", state.ConfigMapOptions{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	cwf := f.cron("nightly", "* * * * *", nil)
+	f.clock.Set(cwf.CreationTimestamp.Add(5*time.Minute + 30*time.Second))
+	missed := ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second))
+	for _, s := range stores {
+		f.watch(s, Config{}, Hooks{})
+	}
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	waitJob(t, stores[0], key, "missed ticks", func(j state.Job) bool { return j.ConsecutiveFailures >= len(missed) })
+	settle()
+	for _, s := range stores {
+		if j, _ := s.Get(context.Background(), key); j.ConsecutiveFailures != len(missed) {
+			t.Fatalf("%d failures, want exactly %d", j.ConsecutiveFailures, len(missed))
+		}
+	}
+}
