@@ -128,6 +128,13 @@ affinity:
             matchLabels:
               app.kubernetes.io/name: latch
 priorityClassName: batchlatch-test
+argo:
+  watch:
+    enabled: true
+    missedGrace: 15m
+    reconcileInterval: 2m
+    maxRuntime: 3h
+    forgetAfter: 1h
 `,
 	},
 	{
@@ -453,12 +460,18 @@ func TestChartTemplate(t *testing.T) {
 		t.Parallel()
 		r := mustTemplate(t, "prod", "monitoring", chartValues[1].values)
 		// existingSecret: the chart makes no Secret.
-		want := []string{"Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
+		want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
 		if got := renderedKinds(r); !slices.Equal(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		for _, o := range r.objs {
-			if o.GetKind() != "ServiceAccount" && o.GetName() != "prod-latch" {
+			// The Argo watcher's ClusterRole is cluster-scoped: its name
+			// carries the release namespace.
+			if o.GetKind() == "ClusterRole" || o.GetKind() == "ClusterRoleBinding" {
+				if o.GetName() != "monitoring-prod-latch-argo" {
+					t.Errorf("%s named %q", o.GetKind(), o.GetName())
+				}
+			} else if o.GetKind() != "ServiceAccount" && o.GetName() != "prod-latch" {
 				t.Errorf("%s named %q, want prod-latch", o.GetKind(), o.GetName())
 			}
 			if o.GetLabels()["app.kubernetes.io/name"] != "latch" {
@@ -472,7 +485,8 @@ func TestChartTemplate(t *testing.T) {
 		d := renderedObject[appsv1.Deployment](t, r, "Deployment")
 		pod := d.Spec.Template.Spec
 		c := pod.Containers[0]
-		for _, arg := range []string{"--project=my-project", "--cluster=prod-1", "--location=europe-west1", "--sink=cloudlogging", "--lease-name=prod-leader", "--configmap=prod-state"} {
+		for _, arg := range []string{"--project=my-project", "--cluster=prod-1", "--location=europe-west1", "--sink=cloudlogging", "--lease-name=prod-leader", "--configmap=prod-state",
+			"--watch-argo=true", "--missed-grace=15m", "--reconcile-interval=2m", "--max-runtime=3h", "--forget-after=1h"} {
 			if !slices.Contains(c.Args, arg) {
 				t.Errorf("args %q lack %s", c.Args, arg)
 			}
