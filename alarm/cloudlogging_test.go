@@ -184,7 +184,7 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 	recovered.FailingSince, recovered.ConsecutiveFailures = nil, 0
 	recovered.LastPhase = wfv1.WorkflowSucceeded
 	recovered.LastStreak = &api.Streak{Since: until.Add(-2 * time.Hour), Until: until, Seconds: 7200, Failures: 2}
-	written := []Entry{failingEntry(failing, now), recoveredEntry(recovered, now), healthyEntry(recovered, now.Add(time.Second))}
+	written := []Entry{failingEntry(failing, nil, now), recoveredEntry(recovered, now), healthyEntry(recovered, now.Add(time.Second))}
 	for _, e := range written {
 		if err := sink.Write(context.Background(), e); err != nil {
 			t.Fatal(err)
@@ -398,7 +398,7 @@ func TestCloudLoggingSinkWriteTimeoutBoundsRetries(t *testing.T) {
 	sink := clSink(t, srv, cfg, metrics, nil)
 	srv.SetError(codes.Unavailable)
 
-	if err := sink.Write(context.Background(), failingEntry(clFailingJob("ml", "nightly"), time.Now())); err != nil {
+	if err := sink.Write(context.Background(), failingEntry(clFailingJob("ml", "nightly"), nil, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	clWait(t, 5*time.Second, "a rejected request", func() bool { _, r, _ := srv.Stats(); return r >= 1 })
@@ -428,7 +428,7 @@ func TestCloudLoggingSinkCloseHonoursContext(t *testing.T) {
 	sink := clSink(t, srv, cfg, metrics, nil)
 	srv.SetError(codes.Unavailable)
 
-	e := failingEntry(clFailingJob("ml", "nightly"), time.Now())
+	e := failingEntry(clFailingJob("ml", "nightly"), nil, time.Now())
 	if err := sink.Write(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 		{DisplayName: "other", Message: "exit code 2", Phase: "Failed"},
 	}
 	// A short message, but a huge failure.
-	failureOnly := failingEntry(huge, now)
+	failureOnly := failingEntry(huge, nil, now)
 	failureOnly.Labels[LabelNamespace], failureOnly.Payload.Namespace = "failure", "failure"
 	failureOnly.Payload.Message = "short message"
 	// Many small failures: the list itself is over the limit.
@@ -480,7 +480,7 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 	for range 2000 {
 		many.LastFailures = append(many.LastFailures, api.Failure{DisplayName: "d", Message: strings.Repeat("m", 200), Phase: "Failed"})
 	}
-	written := []Entry{failingEntry(huge, now), failureOnly, failingEntry(many, now)}
+	written := []Entry{failingEntry(huge, nil, now), failureOnly, failingEntry(many, nil, now)}
 	for _, e := range written {
 		if err := sink.Write(context.Background(), e); err != nil {
 			t.Fatal(err)
@@ -545,7 +545,7 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 }
 
 func TestFitPayload(t *testing.T) {
-	p := failingEntry(clFailingJob("ml", "nightly"), time.Now()).Payload
+	p := failingEntry(clFailingJob("ml", "nightly"), nil, time.Now()).Payload
 	st, err := fitPayload(p, maxPayloadBytes)
 	if err != nil {
 		t.Fatal(err)
@@ -594,7 +594,7 @@ func BenchmarkCloudLoggingSinkWrite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := failingEntry(clFailingJob("ml", "nightly"), time.Now())
+	e := failingEntry(clFailingJob("ml", "nightly"), nil, time.Now())
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()

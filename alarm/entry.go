@@ -59,6 +59,8 @@ type Payload struct {
 	Failures            []api.Failure `json:"failures,omitempty"`
 	// LastStreak is set on the entries written after a recovery.
 	LastStreak *api.Streak `json:"lastStreak,omitempty"`
+	// Schedule is set for a job a watcher reads: when it should run.
+	Schedule *api.Schedule `json:"schedule,omitempty"`
 }
 
 // Sink receives entries. Implementations are safe for concurrent use.
@@ -97,9 +99,11 @@ func entryFor(j state.Job, sev Severity, p Payload, now time.Time) Entry {
 	}
 }
 
-// failingEntry is the ERROR entry written every interval while j fails.
-func failingEntry(j state.Job, now time.Time) Entry {
+// failingEntry is the ERROR entry written every interval while j fails;
+// sched is its schedule, nil for a job no watcher reads.
+func failingEntry(j state.Job, sched *api.Schedule, now time.Time) Entry {
 	p := basePayload(j)
+	p.Schedule = sched
 	p.Failing = 1
 	p.FailingSince = j.FailingSince
 	p.ConsecutiveFailures = j.ConsecutiveFailures

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -24,6 +25,7 @@ type Loop struct {
 	logger         *slog.Logger
 	metrics        *Metrics
 	now            func() time.Time
+	schedules      api.ScheduleOf
 	kick           chan struct{}
 }
 
@@ -33,6 +35,9 @@ type LoopConfig struct {
 	RecoveryWindow time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Schedules adds watched jobs' schedules to their ERROR entries; nil:
+	// none.
+	Schedules api.ScheduleOf
 }
 
 // NewLoop makes a loop that reads jobs and writes to sink.
@@ -40,6 +45,10 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
+	}
+	schedules := cfg.Schedules
+	if schedules == nil {
+		schedules = func(string, string, time.Time) *api.Schedule { return nil }
 	}
 	return &Loop{
 		jobs:           jobs,
@@ -49,6 +58,7 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 		logger:         logger.With("component", "alarm"),
 		metrics:        metrics,
 		now:            now,
+		schedules:      schedules,
 		kick:           make(chan struct{}, 1),
 	}
 }
@@ -110,7 +120,7 @@ func (l *Loop) pass(ctx context.Context, p *pass, onlyChanges bool) {
 				continue
 			}
 			p.announcedFailing[key] = *j.FailingSince
-			l.write(ctx, failingEntry(j, now))
+			l.write(ctx, failingEntry(j, l.schedules(j.Namespace, j.Name, now), now))
 		case j.LastStreak != nil && j.RecoveredAt != nil && now.Sub(*j.RecoveredAt) < l.recoveryWindow:
 			delete(p.announcedFailing, key)
 			if !p.announcedRecovery[key].Equal(*j.RecoveredAt) {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -233,5 +233,28 @@ func TestLoopForgottenJobGetsOneNotice(t *testing.T) {
 	if e.Severity != SeverityNotice || e.Payload.Failing != 0 || e.Labels[LabelJob] != "nightly" ||
 		!strings.Contains(e.Payload.Message, "ml/nightly forgotten: its CronWorkflow was deleted") || !strings.Contains(e.Payload.Message, "3 failed run(s)") {
 		t.Fatalf("entry %+v", e)
+	}
+}
+
+// A watched job's ERROR entries say when it should run.
+func TestLoopFailingEntryCarriesTheSchedule(t *testing.T) {
+	clk := &clock{t: since.Add(time.Hour)}
+	jobs := &memJobs{}
+	jobs.set(failingJob("nightly", 1), failingJob("manual", 1))
+	next := since.Add(24 * time.Hour)
+	sink := &recordingSink{}
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Hour, Now: clk.Now, Schedules: func(ns, name string, _ time.Time) *api.Schedule {
+		if name != "nightly" {
+			return nil
+		}
+		return &api.Schedule{Kind: "CronWorkflow", Schedules: []string{"0 2 * * *"}, Timezone: "UTC", NextTick: &next}
+	}}, NewMetrics(prometheus.NewRegistry()), testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go loop.Run(ctx)
+	for _, e := range waitFor(t, sink, 2, 5*time.Second) {
+		if got := e.Payload.Schedule; (e.Payload.Job == "nightly") != (got != nil && got.NextTick.Equal(next)) {
+			t.Errorf("%s: schedule %+v", e.Payload.Job, got)
+		}
 	}
 }

@@ -54,7 +54,29 @@ type Job struct {
 	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
 	LastFailures        []Failure          `json:"lastFailures,omitempty"`
 	LastStreak          *Streak            `json:"lastStreak,omitempty"`
+	// Schedule is set for a job a watcher reads (--watch-argo): when it
+	// should run.
+	Schedule *Schedule `json:"schedule,omitempty"`
 }
+
+// Schedule says when a watched job should run.
+type Schedule struct {
+	// Kind is what the job is: "CronWorkflow".
+	Kind      string   `json:"kind"`
+	Schedules []string `json:"schedules"`
+	Timezone  string   `json:"timezone"`
+	// NextTick is the next time it should run; absent while it never will
+	// (suspended, stopped, an impossible schedule).
+	NextTick  *time.Time `json:"nextTick,omitempty"`
+	Suspended bool       `json:"suspended,omitempty"`
+	Stopped   bool       `json:"stopped,omitempty"`
+	// Note says why missed ticks are not reported, when they are not.
+	Note string `json:"note,omitempty"`
+}
+
+// ScheduleOf returns the schedule of the job namespace/name at now, or nil
+// for a job no watcher reads.
+type ScheduleOf func(namespace, name string, now time.Time) *Schedule
 
 // Streak is a finished failure streak: from the first failed run to the
 // success that ended it.

@@ -36,7 +36,15 @@ func requireToken(token string) gin.HandlerFunc {
 	}
 }
 
-func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, now func() time.Time) gin.HandlerFunc {
+// view is a job as the API shows it at now, with its schedule when a
+// watcher reads it.
+func view(j state.Job, now time.Time, schedules api.ScheduleOf) api.Job {
+	v := j.View(now)
+	v.Schedule = schedules(j.Namespace, j.Name, now)
+	return v
+}
+
+func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
 	logger = logger.With("component", "results")
 	return func(c *gin.Context) {
 		receivedAt := now()
@@ -74,7 +82,7 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 			Duplicate: rec.Outcome.Duplicate,
 			Stale:     rec.Outcome.Stale,
 			Retry:     rec.Outcome.Retry,
-			Job:       rec.Job.View(now()),
+			Job:       view(rec.Job, now(), schedules),
 		})
 	}
 }
@@ -102,7 +110,7 @@ func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
 	return api.DecodeResult(body, receivedAt)
 }
 
-func handleListFailures(store state.Store, now func() time.Time) gin.HandlerFunc {
+func handleListFailures(store state.Store, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
 		if err != nil {
@@ -117,14 +125,14 @@ func handleListFailures(store state.Store, now func() time.Time) gin.HandlerFunc
 		at := now()
 		out := api.FailureList{Failures: []api.Job{}}
 		for _, j := range state.Failing(jobs) {
-			out.Failures = append(out.Failures, j.View(at))
+			out.Failures = append(out.Failures, view(j, at, schedules))
 		}
 		c.JSON(http.StatusOK, out)
 	}
 }
 
 // handleListJobs serves both /jobs and /jobs/{namespace}.
-func handleListJobs(store state.Store, now func() time.Time) gin.HandlerFunc {
+func handleListJobs(store state.Store, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		namespace, err := optionalNamespace("{namespace}", c.Param("namespace"))
 		if err != nil {
@@ -139,7 +147,7 @@ func handleListJobs(store state.Store, now func() time.Time) gin.HandlerFunc {
 		at := now()
 		out := api.JobList{Jobs: make([]api.Job, 0, len(jobs))}
 		for _, j := range jobs {
-			out.Jobs = append(out.Jobs, j.View(at))
+			out.Jobs = append(out.Jobs, view(j, at, schedules))
 		}
 		c.JSON(http.StatusOK, out)
 	}
@@ -160,7 +168,7 @@ func listJobs(ctx context.Context, store state.Store, namespace string) ([]state
 	return inNamespace, nil
 }
 
-func handleGetJob(store state.Store, now func() time.Time) gin.HandlerFunc {
+func handleGetJob(store state.Store, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key, err := pathKey(c)
 		if err != nil {
@@ -172,7 +180,7 @@ func handleGetJob(store state.Store, now func() time.Time) gin.HandlerFunc {
 			abortWithError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, job.View(now()))
+		c.JSON(http.StatusOK, view(job, now(), schedules))
 	}
 }
 

@@ -14,11 +14,11 @@ import (
 func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) {
 	auth := requireToken(cfg.Token)
 
-	r.POST("/api/v1/results", auth, handleRecordResult(logger, store, kicker, metrics, cfg.Now))
-	r.GET("/api/v1/failures", handleListFailures(store, cfg.Now))
-	r.GET("/api/v1/jobs", handleListJobs(store, cfg.Now))
-	r.GET("/api/v1/jobs/:namespace", handleListJobs(store, cfg.Now))
-	r.GET("/api/v1/jobs/:namespace/:job", handleGetJob(store, cfg.Now))
+	r.POST("/api/v1/results", auth, handleRecordResult(logger, store, kicker, metrics, cfg.Now, cfg.Schedules))
+	r.GET("/api/v1/failures", handleListFailures(store, cfg.Now, cfg.Schedules))
+	r.GET("/api/v1/jobs", handleListJobs(store, cfg.Now, cfg.Schedules))
+	r.GET("/api/v1/jobs/:namespace", handleListJobs(store, cfg.Now, cfg.Schedules))
+	r.GET("/api/v1/jobs/:namespace/:job", handleGetJob(store, cfg.Now, cfg.Schedules))
 	r.DELETE("/api/v1/jobs/:namespace/:job", auth, handleDeleteJob(logger, store))
 
 	r.GET("/healthz", handleHealthz())

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -31,6 +32,8 @@ type Config struct {
 	Token string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Schedules adds watched jobs' schedules to their views; nil: none.
+	Schedules api.ScheduleOf
 }
 
 // MaxBodyBytes bounds a callback body: Argo's body is a few KiB.
@@ -40,6 +43,9 @@ const MaxBodyBytes = 64 << 10
 func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Schedules == nil {
+		cfg.Schedules = func(string, string, time.Time) *api.Schedule { return nil }
 	}
 	engine := gin.New()
 	engine.HandleMethodNotAllowed = true

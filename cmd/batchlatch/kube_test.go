@@ -640,6 +640,11 @@ func TestLeastPrivilegeArgoWatcher(t *testing.T) {
 				code, data := svc.get("/api/v1/jobs/" + watched + "/nightly")
 				var j api.Job
 				if code == 200 && json.Unmarshal(data, &j) == nil && j.Failing && j.LastUID == string(wf.UID) {
+					// A watched job's view says when it should run.
+					nextNewYear := time.Date(time.Now().UTC().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC)
+					if s := j.Schedule; s == nil || s.Kind != "CronWorkflow" || s.Timezone != "UTC" || s.NextTick == nil || !s.NextTick.Equal(nextNewYear) {
+						t.Errorf("schedule in the job's view: %s", data)
+					}
 					break
 				}
 				if time.Now().After(deadline) {

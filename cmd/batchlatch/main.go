@@ -82,21 +82,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	loop := alarm.NewLoop(store, sink, alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow}, alarmMetrics, logger)
+	// The sources besides callbacks, and what they add to the jobs' views.
+	var watcher *argowatch.Watcher
+	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow}
+	if cfg.WatchArgo {
+		if watcher, err = newArgoWatcher(cfg, k, store, logger); err != nil {
+			return err
+		}
+		loopCfg.Schedules = watcher.Schedule
+	}
+	loop := alarm.NewLoop(store, sink, loopCfg, alarmMetrics, logger)
+	if watcher != nil {
+		watcher.SetHooks(argowatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten})
+	}
 	token, err := readToken(cfg.TokenFile)
 	if err != nil {
 		return err
 	}
-	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{Token: token})
+	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{Token: token, Schedules: loopCfg.Schedules})
 
 	// What only one replica does (with --leader-elect, the leader): write
 	// entries and, with --watch-argo, watch Argo.
 	background := []func(context.Context){loop.Run}
-	if cfg.WatchArgo {
-		watcher, err := newArgoWatcher(cfg, k, store, loop, logger)
-		if err != nil {
-			return err
-		}
+	if watcher != nil {
 		background = append(background, watcher.Run)
 	}
 	runBackground := func(ctx context.Context) {
@@ -282,7 +290,7 @@ func openSink(ctx context.Context, cfg Config, stdout io.Writer, metrics *alarm.
 
 // newArgoWatcher builds the Argo source on the service's Kubernetes
 // connection: Argo's clientset for CronWorkflows, metadata only for Workflows.
-func newArgoWatcher(cfg Config, k kube, store state.Store, loop *alarm.Loop, logger *slog.Logger) (*argowatch.Watcher, error) {
+func newArgoWatcher(cfg Config, k kube, store state.Store, logger *slog.Logger) (*argowatch.Watcher, error) {
 	argo, err := argoclient.NewForConfig(k.config)
 	if err != nil {
 		return nil, fmt.Errorf("--watch-argo: %w", err)
@@ -297,7 +305,7 @@ func newArgoWatcher(cfg Config, k kube, store state.Store, loop *alarm.Loop, log
 		ReconcileInterval: cfg.ReconcileInterval,
 		MaxRuntime:        cfg.MaxRuntime,
 		ForgetAfter:       cfg.ForgetAfter,
-	}, argowatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten}, logger), nil
+	}, argowatch.Hooks{}, logger), nil
 }
 
 // readToken reads the bearer token writes must carry; no file means no token.

@@ -24,6 +24,8 @@ type cron struct {
 	// SpecChangedAt is when the spec last changed (from managedFields):
 	// ticks before it belong to an older schedule. Zero when unknown.
 	SpecChangedAt time.Time
+	Exprs         []string // the schedules as written
+	Timezone      string
 	Schedule      schedule.Schedule
 	ScheduleErr   error
 	Suspended     bool
@@ -228,4 +230,29 @@ func lost(c cron, runs []run, job *state.Job, handled map[string]bool) []run {
 		out = append(out, r)
 	}
 	return out
+}
+
+// scheduleView is what the job's REST view and entries say of c's schedule
+// at now: so that "when should it have run?" has an answer.
+func scheduleView(c cron, now time.Time) *api.Schedule {
+	v := &api.Schedule{Kind: "CronWorkflow", Schedules: c.Exprs, Timezone: c.Timezone, Suspended: c.Suspended, Stopped: c.Stopped}
+	if v.Timezone == "" {
+		v.Timezone = "UTC"
+	}
+	runsEveryTick, known := whenVerdict(c.When)
+	switch {
+	case c.ScheduleErr != nil:
+		v.Note = "the schedule cannot be read, so missed ticks are not reported: " + c.ScheduleErr.Error()
+	case !known:
+		v.Note = "spec.when is an expression batchlatch does not evaluate, so missed ticks are not reported"
+	case !runsEveryTick:
+		v.Note = "spec.when is false: no tick runs"
+	case c.Suspended || c.Stopped:
+	default:
+		if next := c.Schedule.Next(now); !next.IsZero() {
+			next = next.UTC()
+			v.NextTick = &next
+		}
+	}
+	return v
 }

@@ -179,3 +179,39 @@ func TestScheduledTick(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduleView(t *testing.T) {
+	now := minutes(0).Add(30 * time.Second)
+	base := everyMinute(t)
+	base.Exprs = []string{"* * * * *"}
+	next := minutes(1)
+	tests := []struct {
+		name   string
+		change func(c *cron)
+		want   api.Schedule
+	}{
+		{"the next tick", nil, api.Schedule{Kind: "CronWorkflow", Schedules: []string{"* * * * *"}, Timezone: "UTC", NextTick: &next}},
+		{"suspended", func(c *cron) { c.Suspended = true }, api.Schedule{Kind: "CronWorkflow", Schedules: []string{"* * * * *"}, Timezone: "UTC", Suspended: true}},
+		{"stopped", func(c *cron) { c.Stopped = true }, api.Schedule{Kind: "CronWorkflow", Schedules: []string{"* * * * *"}, Timezone: "UTC", Stopped: true}},
+		{"when is an expression", func(c *cron) { c.When = "{{= x }}" }, api.Schedule{Kind: "CronWorkflow", Schedules: []string{"* * * * *"}, Timezone: "UTC",
+			Note: "spec.when is an expression batchlatch does not evaluate, so missed ticks are not reported"}},
+		{"timezone", func(c *cron) { c.Timezone = "Europe/Berlin" }, api.Schedule{Kind: "CronWorkflow", Schedules: []string{"* * * * *"}, Timezone: "Europe/Berlin", NextTick: &next}},
+	}
+	for _, tt := range tests {
+		c := base
+		if tt.change != nil {
+			tt.change(&c)
+		}
+		got := scheduleView(c, now)
+		if got.Kind != tt.want.Kind || strings.Join(got.Schedules, ",") != strings.Join(tt.want.Schedules, ",") || got.Timezone != tt.want.Timezone ||
+			got.Suspended != tt.want.Suspended || got.Stopped != tt.want.Stopped || got.Note != tt.want.Note ||
+			(got.NextTick == nil) != (tt.want.NextTick == nil) || got.NextTick != nil && !got.NextTick.Equal(*tt.want.NextTick) {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+	bad := base
+	_, bad.ScheduleErr = schedule.Parse([]string{"61 * * * *"}, "")
+	if got := scheduleView(bad, now); got.NextTick != nil || !strings.Contains(got.Note, "cannot be read") {
+		t.Errorf("bad schedule: %+v", got)
+	}
+}

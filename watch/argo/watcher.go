@@ -88,6 +88,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
 	handled map[string]bool         // uids of completed runs already read
+	warned  sync.Map                // bad annotations already logged
 }
 
 // byCron indexes Workflows by "<namespace>/<cronworkflow>".
@@ -145,6 +146,9 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 	return w
 }
 
+// SetHooks replaces the hooks; call it before Run.
+func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
+
 // dropManagedFields keeps the informer's copies small.
 func dropManagedFields(obj any) (any, error) {
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
@@ -199,6 +203,17 @@ func (w *Watcher) cronDeleted(obj any) {
 		w.deleted[state.Key{Namespace: cwf.Namespace, Name: cwf.Name}] = w.cfg.Now()
 		w.mu.Unlock()
 	}
+}
+
+// Schedule is the schedule of a watched CronWorkflow at now, for the job's
+// view (an api.ScheduleOf); nil for a job the watcher does not read.
+func (w *Watcher) Schedule(namespace, name string, now time.Time) *api.Schedule {
+	for _, lister := range w.crons {
+		if cwf, err := lister.CronWorkflows(namespace).Get(name); err == nil {
+			return scheduleView(w.cronOf(cwf), now)
+		}
+	}
+	return nil
 }
 
 // watched is one CronWorkflow with its runs.
@@ -377,6 +392,8 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 	c := cron{
 		Namespace:     cwf.Namespace,
 		Name:          cwf.Name,
+		Exprs:         exprs,
+		Timezone:      cwf.Spec.Timezone,
 		Created:       cwf.CreationTimestamp.Time,
 		SpecChangedAt: specChangedAt(cwf.ManagedFields),
 		Schedule:      sched,
@@ -413,6 +430,10 @@ func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > maxAnnotatedDuration {
+		// Once per version of the object, not at every evaluation.
+		if _, seen := w.warned.LoadOrStore(string(cwf.UID)+"/"+cwf.ResourceVersion+"/"+key, true); seen {
+			return def
+		}
 		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "annotation", key, "value", api.Quote(v))
 		return def
 	}
