@@ -64,6 +64,14 @@ func (r run) finished() bool {
 	return r.Completed
 }
 
+// began is when the run was scheduled, else created.
+func (r run) began() time.Time {
+	if !r.ScheduledAt.IsZero() {
+		return r.ScheduledAt
+	}
+	return r.Created
+}
+
 // ticksLookedAt bounds how many past ticks one evaluation considers: after a
 // long outage the latest ones are what matters (Argo itself starts at most
 // the latest missed tick).
@@ -207,9 +215,11 @@ func stuckResult(c cron, r run, now time.Time) api.Result {
 }
 
 // reconcileHorizon: a completed run created this long before the job's
-// latest result is not read again; it cannot be the latest, and its callback
-// had a day to come.
-const reconcileHorizon = 24 * time.Hour
+// latest result is not read: its result would be stale unless it ran for
+// longer than that past a later run's result, and reading every old run the
+// store no longer remembers (it keeps the latest 8) would cost a full GET of
+// each at every start.
+const reconcileHorizon = time.Hour
 
 // lost returns c's finished runs whose result the job has not seen and that
 // could still change it; handled holds the uids already read.
@@ -220,7 +230,7 @@ func lost(c cron, runs []run, job *state.Job, handled map[string]bool) []run {
 			continue
 		}
 		if job != nil {
-			if r.Created.Before(job.LastResultAt.Add(-reconcileHorizon)) {
+			if r.began().Before(job.LastResultAt.Add(-reconcileHorizon)) {
 				continue
 			}
 			if job.Knows(api.Result{Namespace: c.Namespace, CronWorkflow: c.Name, WorkflowName: r.Name, UID: r.UID, Phase: r.Phase}) {

@@ -89,6 +89,8 @@ type Watcher struct {
 	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
 	handled map[string]bool         // uids of completed runs already read
 	warned  sync.Map                // bad annotations already logged
+
+	firstPass chan struct{} // closed once Run has synced, reconciled and evaluated
 }
 
 // byCron indexes Workflows by "<namespace>/<cronworkflow>".
@@ -106,9 +108,10 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 	}
 	w := &Watcher{
 		argo: argo, store: store, cfg: cfg, hooks: hooks,
-		logger:  logger.With("component", "argo-watcher"),
-		deleted: map[state.Key]time.Time{},
-		handled: map[string]bool{},
+		logger:    logger.With("component", "argo-watcher"),
+		deleted:   map[state.Key]time.Time{},
+		handled:   map[string]bool{},
+		firstPass: make(chan struct{}),
 	}
 	namespaces := cfg.Namespaces
 	if len(namespaces) == 0 {
@@ -146,6 +149,10 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 	return w
 }
 
+// FirstPass is closed once Run has listed everything, looked for lost
+// callbacks and evaluated every CronWorkflow.
+func (w *Watcher) FirstPass() <-chan struct{} { return w.firstPass }
+
 // SetHooks replaces the hooks; call it before Run.
 func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
 
@@ -170,6 +177,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
 	w.Reconcile(ctx)
 	w.Evaluate(ctx)
+	close(w.firstPass)
 	evaluate := time.NewTicker(w.cfg.EvaluateEvery)
 	defer evaluate.Stop()
 	reconcile := time.NewTicker(w.cfg.ReconcileInterval)
