@@ -1,11 +1,14 @@
 package argowatch
 
 import (
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
@@ -213,5 +216,30 @@ func TestScheduleView(t *testing.T) {
 	_, bad.ScheduleErr = schedule.Parse([]string{"61 * * * *"}, "")
 	if got := scheduleView(bad, now); got.NextTick != nil || !strings.Contains(got.Note, "cannot be read") {
 		t.Errorf("bad schedule: %+v", got)
+	}
+}
+
+// The annotations override the flags per CronWorkflow; a bad value keeps the
+// flag's (a watched object is input like a callback's body).
+func TestAnnotationsOverrideTheFlags(t *testing.T) {
+	w := &Watcher{cfg: Config{MissedGrace: 10 * time.Minute, MaxRuntime: 0}, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, tt := range []struct {
+		annotations       map[string]string
+		grace, maxRuntime time.Duration
+	}{
+		{nil, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "30m", AnnotationMaxRuntime: "2h"}, 30 * time.Minute, 2 * time.Hour},
+		{map[string]string{AnnotationMissedGrace: "soon", AnnotationMaxRuntime: "-1h"}, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "100000h"}, 10 * time.Minute, 0},
+	} {
+		cwf := &wfv1.CronWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: tt.annotations},
+			Spec: wfv1.CronWorkflowSpec{Schedule: "0 2 * * *", Timezone: "Europe/Berlin"}}
+		c := w.cronOf(cwf)
+		if c.Grace != tt.grace || c.MaxRuntime != tt.maxRuntime {
+			t.Errorf("%v: grace %s, max runtime %s; want %s, %s", tt.annotations, c.Grace, c.MaxRuntime, tt.grace, tt.maxRuntime)
+		}
+		if c.ScheduleErr != nil || strings.Join(c.Exprs, ",") != "0 2 * * *" || c.Timezone != "Europe/Berlin" {
+			t.Errorf("the deprecated schedule: %+v", c)
+		}
 	}
 }
