@@ -230,7 +230,7 @@ type watched struct {
 	runs []run
 }
 
-func (w *Watcher) snapshot(now time.Time) []watched {
+func (w *Watcher) snapshot() []watched {
 	var out []watched
 	for i, lister := range w.crons {
 		cwfs, err := lister.List(labels.Everything())
@@ -249,7 +249,6 @@ func (w *Watcher) snapshot(now time.Time) []watched {
 			out = append(out, watched{cron: c, runs: runs})
 		}
 	}
-	_ = now
 	return out
 }
 
@@ -266,6 +265,14 @@ func (w *Watcher) jobs(ctx context.Context) (map[state.Key]state.Job, error) {
 	return out, nil
 }
 
+// jobOf is c's stored job, nil when there is none.
+func jobOf(jobs map[state.Key]state.Job, c cron) *state.Job {
+	if j, ok := jobs[state.Key{Namespace: c.Namespace, Name: c.Name}]; ok {
+		return &j
+	}
+	return nil
+}
+
 // Evaluate records what is due now: missed and unsubmittable ticks, stuck
 // runs, and forgets the jobs of CronWorkflows deleted long enough ago.
 func (w *Watcher) Evaluate(ctx context.Context) {
@@ -275,12 +282,8 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		w.logger.Warn("list jobs; evaluating later", "err", err)
 		return
 	}
-	for _, cw := range w.snapshot(now) {
-		var job *state.Job
-		if j, ok := jobs[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}]; ok {
-			job = &j
-		}
-		for _, r := range due(cw.cron, cw.runs, job, now) {
+	for _, cw := range w.snapshot() {
+		for _, r := range due(cw.cron, cw.runs, jobOf(jobs, cw.cron), now) {
 			w.record(ctx, r, now)
 		}
 	}
@@ -296,16 +299,12 @@ func (w *Watcher) Reconcile(ctx context.Context) {
 		return
 	}
 	present := map[string]bool{}
-	for _, cw := range w.snapshot(now) {
+	for _, cw := range w.snapshot() {
 		for _, r := range cw.runs {
 			present[r.UID] = true
 		}
-		var job *state.Job
-		if j, ok := jobs[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}]; ok {
-			job = &j
-		}
 		w.mu.Lock()
-		candidates := lost(cw.cron, cw.runs, job, w.handled)
+		candidates := lost(cw.cron, cw.runs, jobOf(jobs, cw.cron), w.handled)
 		w.mu.Unlock()
 		for _, r := range candidates {
 			w.reconcileRun(ctx, cw.cron, r, now)
