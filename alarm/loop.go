@@ -78,77 +78,35 @@ func (l *Loop) Kick() {
 func (l *Loop) Run(ctx context.Context) {
 	ticker := time.NewTicker(l.interval)
 	defer ticker.Stop()
-	// What this run has announced: the streak start of each failing job, and
-	// the end of each streak it wrote the NOTICE for.
-	p := pass{announcedFailing: map[state.Key]time.Time{}, announcedRecovery: map[state.Key]time.Time{}}
-	l.pass(ctx, &p, false)
+	announced := Announced{}
+	l.pass(ctx, &announced, false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			l.pass(ctx, &p, false)
+			l.pass(ctx, &announced, false)
 		case <-l.kick:
-			l.pass(ctx, &p, true)
+			l.pass(ctx, &announced, true)
 		}
 	}
 }
 
-type pass struct {
-	announcedFailing  map[state.Key]time.Time
-	announcedRecovery map[state.Key]time.Time
-}
-
-// pass writes the entries due now. On a kick only changes not yet announced
-// are written, so a burst of callbacks does not multiply the interval entries.
-func (l *Loop) pass(ctx context.Context, p *pass, onlyChanges bool) {
+// pass lists the jobs, decides what is due and writes it: the I/O around Due.
+func (l *Loop) pass(ctx context.Context, announced *Announced, kicked bool) {
 	jobs, err := l.jobs.List(ctx)
 	if err != nil {
 		l.logger.Warn("list jobs", "err", err)
 		return
 	}
-	now := l.now()
-	failing := 0
-	seen := make(map[state.Key]bool, len(jobs))
-	for _, j := range jobs {
-		key := j.Key()
-		seen[key] = true
-		switch {
-		case j.Failing():
-			failing++
-			if onlyChanges && p.announcedFailing[key].Equal(*j.FailingSince) {
-				continue
-			}
-			p.announcedFailing[key] = *j.FailingSince
-			l.write(ctx, failingEntry(j, l.schedules(j.Namespace, j.Name, now), now))
-		case j.LastStreak != nil && j.RecoveredAt != nil && now.Sub(*j.RecoveredAt) < l.recoveryWindow:
-			delete(p.announcedFailing, key)
-			if !p.announcedRecovery[key].Equal(*j.RecoveredAt) {
-				p.announcedRecovery[key] = *j.RecoveredAt
-				l.write(ctx, recoveredEntry(j, now))
-				continue
-			}
-			if !onlyChanges {
-				l.write(ctx, healthyEntry(j, now))
-			}
-		default:
-			delete(p.announcedFailing, key)
-			delete(p.announcedRecovery, key)
-		}
+	entries, next := Due(jobs, *announced, l.now(), DueConfig{RecoveryWindow: l.recoveryWindow, Schedules: l.schedules, Kicked: kicked})
+	*announced = next
+	for _, e := range entries {
+		l.write(ctx, e)
 	}
-	for key := range p.announcedFailing {
-		if !seen[key] {
-			delete(p.announcedFailing, key)
-		}
-	}
-	for key := range p.announcedRecovery {
-		if !seen[key] {
-			delete(p.announcedRecovery, key)
-		}
-	}
-	if !onlyChanges {
+	if !kicked {
 		l.metrics.Passes.Inc()
-		l.metrics.FailingJobs.Set(float64(failing))
+		l.metrics.FailingJobs.Set(float64(len(state.Failing(jobs))))
 	}
 }
 
