@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -728,4 +729,101 @@ func bindChartArgoRBAC(t *testing.T, env *kubetest.Env, render chartRender, ns, 
 	if _, err := env.Clientset.RbacV1().RoleBindings(watched).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The per-job gauges follow the stored state on both replicas: fail, fail,
+// success, restart.
+func TestJobGaugesOnTwoReplicas(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	args := []string{"--state", "configmap", "--namespace", ns, "--interval", "1h"}
+	a := start(t, kubeEnv(env.Kubeconfig), args...)
+	b := start(t, kubeEnv(env.Kubeconfig), args...)
+	for _, r := range []*instance{a, b} {
+		waitHTTP(t, r, "/readyz", 200, 20*time.Second)
+	}
+	t0 := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	series := func(failing, failures int, since, last time.Time) []string {
+		sinceValue := "0"
+		if failing == 1 {
+			sinceValue = strconv.FormatInt(since.Unix(), 10)
+		}
+		return []string{
+			fmt.Sprintf(`batchlatch_job_failing{job="nightly",namespace="ml"} %d`, failing),
+			fmt.Sprintf(`batchlatch_job_consecutive_failures{job="nightly",namespace="ml"} %d`, failures),
+			`batchlatch_job_failing_since_timestamp_seconds{job="nightly",namespace="ml"} ` + sinceValue,
+			`batchlatch_job_last_result_timestamp_seconds{job="nightly",namespace="ml"} ` + strconv.FormatInt(last.Unix(), 10),
+		}
+	}
+	steps := []struct {
+		phase   string
+		created time.Time
+		want    []string
+	}{
+		{"Failed", t0, series(1, 1, t0.Add(12500*time.Millisecond).Truncate(time.Second), t0.Add(12500*time.Millisecond))},
+		{"Failed", t0.Add(time.Hour), series(1, 2, t0.Add(12500*time.Millisecond).Truncate(time.Second), t0.Add(time.Hour+12500*time.Millisecond))},
+		{"Succeeded", t0.Add(2 * time.Hour), series(0, 0, time.Time{}, t0.Add(2*time.Hour+12500*time.Millisecond))},
+	}
+	for i, step := range steps {
+		if code, data := a.post("", callback("ml", "nightly", fmt.Sprintf("u%d", i), step.phase, step.created)); code != 200 {
+			t.Fatalf("step %d: %d %s", i, code, data)
+		}
+		for _, r := range []*instance{a, b} {
+			waitMetrics(t, r, step.want)
+		}
+	}
+	// Rebuilt from the stored state at start.
+	b.stop()
+	again := start(t, kubeEnv(env.Kubeconfig), args...)
+	waitHTTP(t, again, "/readyz", 200, 20*time.Second)
+	waitMetrics(t, again, steps[2].want)
+}
+
+// waitMetrics polls /metrics until every line of want is in it (within the
+// ConfigMap store's one-second cache).
+func waitMetrics(t *testing.T, svc *instance, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, data := svc.get("/metrics")
+		text := normalizeFloats(string(data))
+		missing := ""
+		for _, line := range want {
+			if !strings.Contains(text, line+"\n") {
+				missing = line
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q:\n%s", missing, grepLines(text, "batchlatch_job_"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// normalizeFloats rewrites values such as 1.7954856e+09 as integers.
+func normalizeFloats(text string) string {
+	var out strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if i := strings.LastIndexByte(line, ' '); i > 0 && !strings.HasPrefix(line, "#") {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil && v == float64(int64(v)) {
+				line = line[:i+1] + strconv.FormatInt(int64(v), 10)
+			}
+		}
+		out.WriteString(line + "\n")
+	}
+	return out.String()
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

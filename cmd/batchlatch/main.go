@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer store.Close()
+	// Per-job gauges, read from the shared state at each scrape: every
+	// replica exports them, and they agree.
+	reg.MustRegister(alarm.NewJobGauges(store))
 
 	sink, err := openSink(ctx, cfg, stdout, alarmMetrics, logger)
 	if err != nil {

@@ -1,0 +1,84 @@
+package alarm
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Names of the per-job gauges: the Prometheus path's alert (a PromQL policy
+// on Google Managed Prometheus) reads them.
+const (
+	MetricJobFailing             = "batchlatch_job_failing"
+	MetricJobFailingSince        = "batchlatch_job_failing_since_timestamp_seconds"
+	MetricJobConsecutiveFailures = "batchlatch_job_consecutive_failures"
+	MetricJobLastResult          = "batchlatch_job_last_result_timestamp_seconds"
+)
+
+// JobGauges exports every stored job as gauges, labelled namespace and job
+// (LabelNamespace, LabelJob). They are read from the store at each scrape,
+// not kept: so they are the stored state at start, every replica's agree
+// with it (replicas share it; the ConfigMap store serves reads at most a
+// second old), a recovered job's series stay, at 0, and a forgotten job's
+// series go.
+type JobGauges struct {
+	jobs    Lister
+	timeout time.Duration
+	errors  prometheus.Counter
+
+	failing, failingSince, consecutive, lastResult *prometheus.Desc
+}
+
+// NewJobGauges returns the gauges of the jobs in jobs; register them with
+// prometheus.Registerer.MustRegister.
+func NewJobGauges(jobs Lister) *JobGauges {
+	labels := []string{LabelNamespace, LabelJob}
+	return &JobGauges{
+		jobs:    jobs,
+		timeout: 5 * time.Second,
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "batchlatch_job_gauges_errors_total",
+			Help: "Scrapes whose per-job gauges were left out because the state could not be read.",
+		}),
+		failing:      prometheus.NewDesc(MetricJobFailing, "1 while the job's latest run failed, else 0.", labels, nil),
+		failingSince: prometheus.NewDesc(MetricJobFailingSince, "When the job's failure streak began (the first failed run's finish time), Unix seconds; 0 while it is not failing.", labels, nil),
+		consecutive:  prometheus.NewDesc(MetricJobConsecutiveFailures, "Failed runs in a row; 0 while the job is not failing.", labels, nil),
+		lastResult:   prometheus.NewDesc(MetricJobLastResult, "When the job's latest known run finished, Unix seconds.", labels, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (g *JobGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.failing
+	ch <- g.failingSince
+	ch <- g.consecutive
+	ch <- g.lastResult
+	g.errors.Describe(ch)
+}
+
+// Collect implements prometheus.Collector. When the state cannot be read
+// the per-job series are left out of this scrape (a gap, which the shipped
+// PromQL policy bridges) and the error is counted.
+func (g *JobGauges) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
+	defer cancel()
+	jobs, err := g.jobs.List(ctx)
+	if err != nil {
+		g.errors.Inc()
+	}
+	for _, j := range jobs {
+		labels := []string{j.Namespace, j.Name}
+		failing, since := 0.0, 0.0
+		if j.Failing() {
+			failing, since = 1, float64(j.FailingSince.Unix())
+		}
+		ch <- prometheus.MustNewConstMetric(g.failing, prometheus.GaugeValue, failing, labels...)
+		ch <- prometheus.MustNewConstMetric(g.failingSince, prometheus.GaugeValue, since, labels...)
+		ch <- prometheus.MustNewConstMetric(g.consecutive, prometheus.GaugeValue, float64(j.ConsecutiveFailures), labels...)
+		ch <- prometheus.MustNewConstMetric(g.lastResult, prometheus.GaugeValue, float64(j.LastResultAt.Unix()), labels...)
+	}
+	g.errors.Collect(ch)
+}
+
+var _ prometheus.Collector = (*JobGauges)(nil)
