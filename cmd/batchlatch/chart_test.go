@@ -99,6 +99,10 @@ serviceMonitor:
   scrapeTimeout: 10s
   labels:
     release: prometheus
+podMonitoring:
+  enabled: true
+  interval: 20s
+  timeout: 15s
 resources:
   requests:
     cpu: 100m
@@ -460,7 +464,7 @@ func TestChartTemplate(t *testing.T) {
 		t.Parallel()
 		r := mustTemplate(t, "prod", "monitoring", chartValues[1].values)
 		// existingSecret: the chart makes no Secret.
-		want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
+		want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "PodMonitoring", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
 		if got := renderedKinds(r); !slices.Equal(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -477,6 +481,14 @@ func TestChartTemplate(t *testing.T) {
 			if o.GetLabels()["app.kubernetes.io/name"] != "latch" {
 				t.Errorf("%s: labels %v", o.GetKind(), o.GetLabels())
 			}
+		}
+		// Google Managed Prometheus scrapes every pod's /metrics.
+		pm := r.all("PodMonitoring")[0]
+		pmEndpoints, _, _ := unstructured.NestedSlice(pm.Object, "spec", "endpoints")
+		pmSelector, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+		if pm.GetAPIVersion() != "monitoring.googleapis.com/v1" || len(pmEndpoints) != 1 || pmSelector["app.kubernetes.io/name"] != "latch" ||
+			fmt.Sprint(pmEndpoints[0]) != "map[interval:20s path:/metrics port:http timeout:15s]" {
+			t.Errorf("PodMonitoring %s %v %v", pm.GetAPIVersion(), pmEndpoints, pmSelector)
 		}
 		sa := renderedObject[corev1.ServiceAccount](t, r, "ServiceAccount")
 		if sa.Name != "prod-sa" || sa.Annotations["iam.gke.io/gcp-service-account"] != "batchlatch@my-project.iam.gserviceaccount.com" {
@@ -571,9 +583,9 @@ func TestChartNotes(t *testing.T) {
 	ns := env.NewNamespace(t)
 	for _, v := range chartValues {
 		// It also maps every object to a resource of the cluster, which has
-		// no ServiceMonitor.
+		// no ServiceMonitor or PodMonitoring.
 		out, stderr, err := runHelmWithKubeconfig(t, env.Kubeconfig, "install", v.release, chartDir(t), "--dry-run=client", "--namespace", ns,
-			"-f", chartValuesFile(t, v.values), "--set", "serviceMonitor.enabled=false")
+			"-f", chartValuesFile(t, v.values), "--set", "serviceMonitor.enabled=false", "--set", "podMonitoring.enabled=false")
 		if err != nil {
 			t.Fatalf("%s: helm install --dry-run=client: %v\n%s", v.name, err, stderr)
 		}
@@ -855,8 +867,8 @@ func TestChartRestricted(t *testing.T) {
 			applied := 0
 			for _, o := range r.objs {
 				gvk := o.GroupVersionKind()
-				if gvk.Group == "monitoring.coreos.com" {
-					continue // no Prometheus Operator CRDs here; TestChartTemplate checks it
+				if gvk.Group == "monitoring.coreos.com" || gvk.Group == "monitoring.googleapis.com" {
+					continue // no Prometheus Operator or GMP CRDs here; TestChartTemplate checks them
 				}
 				mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 				if err != nil {
