@@ -198,6 +198,7 @@ func (s *CloudLoggingSink) Write(_ context.Context, e Entry) error {
 	}
 	entry := logging.Entry{
 		Timestamp: e.Time,
+		InsertID:  e.InsertID,
 		Severity:  logging.ParseSeverity(string(e.Severity)),
 		Labels:    maps.Clone(e.Labels),
 		Payload:   payload,

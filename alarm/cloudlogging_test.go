@@ -184,6 +184,7 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 	recovered.FailingSince, recovered.ConsecutiveFailures = nil, 0
 	recovered.LastPhase = wfv1.WorkflowSucceeded
 	recovered.LastStreak = &api.Streak{Since: until.Add(-2 * time.Hour), Until: until, Seconds: 7200, Failures: 2}
+	recovered.RecoveredAt = &now
 	written := []Entry{failingEntry(failing, nil, now), recoveredEntry(recovered, now), healthyEntry(recovered, now.Add(time.Second))}
 	for _, e := range written {
 		if err := sink.Write(context.Background(), e); err != nil {
@@ -209,6 +210,9 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got.Labels, want.Labels) {
 			t.Errorf("entry %d: labels %v, want %v", i, got.Labels, want.Labels)
+		}
+		if got.Proto.GetInsertId() != want.InsertID {
+			t.Errorf("entry %d: insertId %q, want %q", i, got.Proto.GetInsertId(), want.InsertID)
 		}
 		if got.Proto.GetResource() == nil {
 			t.Errorf("entry %d: no resource of its own: the job's namespace is not on the entry", i)

@@ -128,3 +128,39 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// A new leader cannot know which NOTICE its predecessor wrote: it writes
+// the same entry again (same timestamp, same insertId), which Cloud Logging
+// shows once. Across a leader change there is still one NOTICE per streak.
+func TestDueOneNoticePerStreakAcrossALeaderChange(t *testing.T) {
+	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
+	s.result(0, "a", wfv1.WorkflowFailed)
+	s.result(60, "b", wfv1.WorkflowSucceeded) // the old leader's NOTICE, at once
+	s.pass(61, false)
+	s.announced = Announced{} // a new leader, from the stored state alone
+	s.pass(62, false)
+	s.pass(63, false)
+	// A second streak and its recovery: a NOTICE of its own.
+	s.result(100, "c", wfv1.WorkflowFailed)
+	s.result(101, "d", wfv1.WorkflowSucceeded)
+
+	type identity struct {
+		at       time.Time
+		insertID string
+	}
+	shown := map[identity]bool{}
+	written := 0
+	for _, w := range s.written {
+		if w.entry.Severity != SeverityNotice {
+			continue
+		}
+		written++
+		if w.entry.InsertID == "" {
+			t.Fatalf("NOTICE without an insertId: %+v", w.entry)
+		}
+		shown[identity{w.entry.Time, w.entry.InsertID}] = true
+	}
+	if written != 3 || len(shown) != 2 {
+		t.Fatalf("%d NOTICEs written, %d shown; want 3 written (one again by the new leader) and 2 shown, one per streak", written, len(shown))
+	}
+}

@@ -4,6 +4,8 @@ package alarm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -39,6 +41,10 @@ const (
 type Entry struct {
 	Time     time.Time
 	Severity Severity
+	// InsertID, when set, makes the entry idempotent: Cloud Logging treats
+	// entries with the same timestamp and insertId as one, so the same
+	// entry written by two leaders shows once.
+	InsertID string
 	// Labels are the entry's labels: LabelNamespace and LabelJob.
 	Labels  map[string]string
 	Payload Payload
@@ -118,14 +124,20 @@ func failingEntry(j state.Job, sched *api.Schedule, now time.Time) Entry {
 	return entryFor(j, SeverityError, p, now)
 }
 
-// recoveredEntry is the NOTICE entry written once when a streak ends.
+// recoveredEntry is the NOTICE entry written once when a streak ends. Its
+// time is the recovery's and its insertId is derived from the job and the
+// recovery, so that a new leader that writes it again (it cannot know what
+// its predecessor wrote) writes the same entry, which Cloud Logging shows
+// once.
 func recoveredEntry(j state.Job, now time.Time) Entry {
 	p := basePayload(j)
 	p.LastStreak = j.LastStreak
 	streak := j.LastStreak
 	p.Message = fmt.Sprintf("%s recovered after %d failed runs, failing for %s",
 		jobTitle(j), streak.Failures, (time.Duration(streak.Seconds * float64(time.Second))).Truncate(time.Second))
-	return entryFor(j, SeverityNotice, p, now)
+	e := entryFor(j, SeverityNotice, p, *j.RecoveredAt)
+	e.InsertID = recoveryInsertID(j)
+	return e
 }
 
 // healthyEntry is the INFO entry with failing 0 written during the recovery
@@ -147,4 +159,10 @@ func forgottenEntry(j state.Job, reason string, now time.Time) Entry {
 		p.Message += fmt.Sprintf(" (it was failing: %d failed run(s) since %s)", j.ConsecutiveFailures, j.FailingSince.Format(time.RFC3339))
 	}
 	return entryFor(j, SeverityNotice, p, now)
+}
+
+// recoveryInsertID names one recovery of one job.
+func recoveryInsertID(j state.Job) string {
+	sum := sha256.Sum256([]byte(j.Key().String() + "@" + j.RecoveredAt.UTC().Format(time.RFC3339Nano)))
+	return "batchlatch-recovered-" + hex.EncodeToString(sum[:12])
 }

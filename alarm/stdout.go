@@ -10,7 +10,8 @@ import (
 
 // StdoutSink writes one JSON line per entry in the structured-logging format
 // that GKE's logging agent reads: "severity", "message", "time" and
-// "logging.googleapis.com/labels" are lifted into the entry, the rest becomes
+// "logging.googleapis.com/labels" and "logging.googleapis.com/insertId" are
+// lifted into the entry, the rest becomes
 // its JSON payload. The agent files the lines under the pod's own resource
 // and log, so a policy on these entries filters on the payload.
 type StdoutSink struct {
@@ -28,6 +29,7 @@ type stdoutLine struct {
 	Severity Severity          `json:"severity"`
 	Time     string            `json:"time"`
 	Labels   map[string]string `json:"logging.googleapis.com/labels,omitempty"`
+	InsertID string            `json:"logging.googleapis.com/insertId,omitempty"`
 	Payload
 }
 
@@ -37,6 +39,7 @@ func (s *StdoutSink) Write(_ context.Context, e Entry) error {
 		Severity: e.Severity,
 		Time:     e.Time.UTC().Format(time.RFC3339Nano),
 		Labels:   e.Labels,
+		InsertID: e.InsertID,
 		Payload:  e.Payload,
 	})
 	if err != nil {
