@@ -9,6 +9,15 @@ import (
 	"github.com/batchlatch/batchlatch/state"
 )
 
+// Defaults of --interval and --recovery-window. The shipped alert policy is
+// built on them (its window holds two intervals and the metric's ingestion
+// lag; the recovery window outlasts its window plus that lag): the examples'
+// tests tie them together.
+const (
+	DefaultInterval       = 60 * time.Second
+	DefaultRecoveryWindow = 30 * time.Minute
+)
+
 // Lister is the part of state.Store the loop reads.
 type Lister interface {
 	List(ctx context.Context) ([]state.Job, error)

@@ -475,56 +475,6 @@ func sinkResource(t *testing.T) (resourceType string, logID *regexp.Regexp) {
 	return resourceType, logID
 }
 
-// defaultInterval reads cmd/batchlatch/config.go: the default of the
-// --interval flag, the time between two entries of a failing job.
-func defaultInterval(t *testing.T) time.Duration {
-	t.Helper()
-	units := map[string]time.Duration{"Second": time.Second, "Minute": time.Minute}
-	var eval func(ast.Expr) (time.Duration, bool)
-	eval = func(e ast.Expr) (time.Duration, bool) {
-		switch e := e.(type) {
-		case *ast.SelectorExpr:
-			if x, ok := e.X.(*ast.Ident); ok && x.Name == "time" {
-				d, ok := units[e.Sel.Name]
-				return d, ok
-			}
-		case *ast.BasicLit:
-			if n, err := strconv.Atoi(e.Value); err == nil && e.Kind == token.INT {
-				return time.Duration(n), true
-			}
-		case *ast.BinaryExpr:
-			x, okX := eval(e.X)
-			y, okY := eval(e.Y)
-			return x * y, okX && okY && e.Op == token.MUL
-		case *ast.ParenExpr:
-			return eval(e.X)
-		}
-		return 0, false
-	}
-	var interval time.Duration
-	ast.Inspect(goSource(t, "cmd/batchlatch/config.go"), func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok || len(call.Args) != 4 {
-			return true
-		}
-		if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "DurationVar" {
-			return true
-		}
-		if lit, ok := call.Args[1].(*ast.BasicLit); ok && lit.Value == `"interval"` {
-			d, ok := eval(call.Args[2])
-			if !ok {
-				t.Fatalf("cmd/batchlatch/config.go: cannot evaluate the --interval default %T: update the test", call.Args[2])
-			}
-			interval = d
-		}
-		return true
-	})
-	if interval <= 0 {
-		t.Fatal("cmd/batchlatch/config.go: no DurationVar for --interval: update the test")
-	}
-	return interval
-}
-
 // A Cloud Logging filter the test can evaluate: clauses "path=value" joined
 // by AND, the value a quoted string or a bare word/number.
 type filterClause struct{ path, value string }
@@ -854,7 +804,7 @@ func validationPasses(t *testing.T, m *tfModule, name string, v cty.Value) bool 
 func TestTerraformAlertPolicy(t *testing.T) {
 	m := loadTerraform(t)
 	resourceType, _ := sinkResource(t)
-	interval := defaultInterval(t)
+	interval := alarm.DefaultInterval
 	channels := cty.ListVal([]cty.Value{cty.StringVal("projects/" + testProject + "/notificationChannels/123")})
 
 	for _, tc := range []struct {
@@ -904,6 +854,11 @@ func TestTerraformAlertPolicy(t *testing.T) {
 			}
 			if alignment%time.Minute != 0 {
 				t.Errorf("alignment_period %s is not whole minutes", alignment)
+			}
+			// After a success the entries with failing 0 last the window
+			// and 10 more minutes (the metric's ingestion lag).
+			if alarm.DefaultRecoveryWindow < alignment+maxIngestionLag {
+				t.Errorf("the recovery window %s < alignment_period %s + ingestion lag %s: the window empties before the last failing 1 entries are ingested", alarm.DefaultRecoveryWindow, alignment, maxIngestionLag)
 			}
 			switch a := agg.str("per_series_aligner"); a {
 			case "ALIGN_DELTA", "ALIGN_SUM":

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
 )
 
@@ -67,8 +68,8 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Sink, "sink", "auto", "where entries go: auto (cloudlogging when --project is set, else stdout), cloudlogging or stdout")
 	fs.StringVar(&cfg.Project, "project", "", "Google Cloud project the entries are written to")
 	fs.StringVar(&cfg.LogName, "log-name", "batchlatch", "Cloud Logging log name of the entries")
-	fs.DurationVar(&cfg.Interval, "interval", 60*time.Second, "how often an entry is written per failing job (half the alert's alignment period)")
-	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", 30*time.Minute, "how long after a recovery entries with failing 0 are written")
+	fs.DurationVar(&cfg.Interval, "interval", alarm.DefaultInterval, "how often an entry is written per failing job (half the alert's alignment period)")
+	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", alarm.DefaultRecoveryWindow, "how long after a recovery entries with failing 0 are written")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token that writes must carry (none: writes are open)")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one replica to write entries, through a Lease (needs --state configmap)")
 	fs.StringVar(&cfg.LeaseName, "lease-name", "batchlatch-leader", "Lease used for leader election")
