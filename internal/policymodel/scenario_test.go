@@ -201,3 +201,29 @@ func TestShippedPolicy(t *testing.T) {
 		t.Log("\n" + table(Shipped))
 	}
 }
+
+// The table in examples/README.md is the model's, so the two cannot drift:
+// BATCHLATCH_POLICY_TABLE=write rewrites it.
+func TestREADMETableIsTheModels(t *testing.T) {
+	const path = "../../examples/README.md"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- policymodel:shipped -->\n", "<!-- /policymodel:shipped -->"
+	before, rest, ok := strings.Cut(string(data), begin)
+	_, after, ok2 := strings.Cut(rest, end)
+	if !ok || !ok2 {
+		t.Fatalf("%s lacks the %q … %q markers", path, begin, end)
+	}
+	want := table(Shipped)
+	if os.Getenv("BATCHLATCH_POLICY_TABLE") == "write" {
+		if err := os.WriteFile(path, []byte(before+begin+want+end+after), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got, _, _ := strings.Cut(rest, end); got != want {
+		t.Errorf("the table in %s is not the model's; rerun with BATCHLATCH_POLICY_TABLE=write:\n%s", path, want)
+	}
+}
