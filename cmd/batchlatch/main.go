@@ -18,6 +18,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	// The IANA zones embedded, so schedules with a timezone read the same on
+	// any host or image (Argo's controller does the same).
+	_ "time/tzdata"
 
 	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/prometheus/client_golang/prometheus"
