@@ -59,13 +59,21 @@ type CloudLoggingConfig struct {
 	Project string
 	// LogName is the log ID; DefaultLogName when empty.
 	LogName string
-	// Cluster, Location, PodName, ContainerName and OwnNamespace are the
+	// Cluster, Location, Instance, ContainerName and OwnNamespace are the
 	// labels of the k8s_container monitored resource (location is the
 	// cluster's region or zone). Each entry's resource carries the failing
 	// job's namespace as namespace_name; OwnNamespace is the namespace of
-	// the entries about no job in particular.
+	// the entries about no job in particular (heartbeats).
+	//
+	// pod_name is Instance, the same for every replica (the Deployment's
+	// name), not the writing pod's: a log-based metric makes one time
+	// series per resource, and a leader change must not start a second
+	// series for each job, which the policy would have to reduce across
+	// (the old leader's last values would hold the incident). The writing
+	// pod is the entry label LabelWriter (PodName).
 	Cluster       string
 	Location      string
+	Instance      string
 	PodName       string
 	ContainerName string
 	OwnNamespace  string
@@ -173,7 +181,7 @@ func (s *CloudLoggingSink) resource(namespace string) *mrpb.MonitoredResource {
 			"location":       s.cfg.Location,
 			"cluster_name":   s.cfg.Cluster,
 			"namespace_name": namespace,
-			"pod_name":       s.cfg.PodName,
+			"pod_name":       s.cfg.Instance,
 			"container_name": s.cfg.ContainerName,
 		},
 	}
@@ -186,21 +194,18 @@ var errCloudLoggingClosed = errors.New("cloud logging: sink is closed")
 func (s *CloudLoggingSink) Write(_ context.Context, e Entry) error {
 	payload, err := fitPayload(e.Payload, maxPayloadBytes)
 	if err != nil {
-		s.metrics.SinkErrors.WithLabelValues(cloudLoggingSinkName).Inc()
+		s.metrics.sinkError(cloudLoggingSinkName)
 		return fmt.Errorf("cloud logging: payload: %w", err)
 	}
 	namespace := e.Labels[LabelNamespace]
-	if namespace == "" {
-		namespace = e.Payload.Namespace
-	}
-	if namespace == "" {
+	if namespace == "" { // a heartbeat
 		namespace = s.cfg.OwnNamespace
 	}
 	entry := logging.Entry{
 		Timestamp: e.Time,
 		InsertID:  e.InsertID,
 		Severity:  logging.ParseSeverity(string(e.Severity)),
-		Labels:    maps.Clone(e.Labels),
+		Labels:    withWriter(e.Labels, s.cfg.PodName),
 		Payload:   payload,
 		Resource:  s.resource(namespace),
 	}
@@ -208,7 +213,7 @@ func (s *CloudLoggingSink) Write(_ context.Context, e Entry) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		s.metrics.SinkErrors.WithLabelValues(cloudLoggingSinkName).Inc()
+		s.metrics.sinkError(cloudLoggingSinkName)
 		return errCloudLoggingClosed
 	}
 	s.logger.Log(entry)
@@ -252,7 +257,7 @@ func (s *CloudLoggingSink) Close(ctx context.Context) error {
 // onError is the client's OnError: one call per failed write request (which
 // may carry several entries) or per entry the client rejected itself.
 func (s *CloudLoggingSink) onError(err error) {
-	s.metrics.SinkErrors.WithLabelValues(cloudLoggingSinkName).Inc()
+	s.metrics.sinkError(cloudLoggingSinkName)
 	now := time.Now()
 	if !s.lastErrLog.IsZero() && now.Sub(s.lastErrLog) < errorLogEvery {
 		s.suppressed++
@@ -361,9 +366,21 @@ func fitPayload(p Payload, limit int) (*structpb.Struct, error) {
 // JSON names of the payload fields that fitPayload cuts or adds.
 const (
 	fieldMessage   = "message"
-	fieldFailures  = "failures"
+	fieldFailures  = "lastFailures"
 	fieldTruncated = "truncated"
 )
+
+// withWriter is labels plus LabelWriter.
+func withWriter(labels map[string]string, writer string) map[string]string {
+	out := maps.Clone(labels)
+	if out == nil {
+		out = map[string]string{}
+	}
+	if writer != "" {
+		out[LabelWriter] = writer
+	}
+	return out
+}
 
 // cutStringValue applies cutString to v when v is a string.
 func cutStringValue(v *structpb.Value, n int) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ func clConfig() CloudLoggingConfig {
 		Project:       clProject,
 		Cluster:       "test-cluster",
 		Location:      "europe-west1",
+		Instance:      "batchlatch",
 		PodName:       "batchlatch-6d5f-abcde",
 		ContainerName: "batchlatch",
 		OwnNamespace:  "monitoring",
@@ -208,8 +210,12 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 		if !got.Timestamp.Equal(want.Time) {
 			t.Errorf("entry %d: timestamp %v, want %v", i, got.Timestamp, want.Time)
 		}
-		if !reflect.DeepEqual(got.Labels, want.Labels) {
-			t.Errorf("entry %d: labels %v, want %v", i, got.Labels, want.Labels)
+		// The writing pod is a label; the resource names the instance, the
+		// same for every replica (one series per job across leaders).
+		wantLabels := maps.Clone(want.Labels)
+		wantLabels[LabelWriter] = "batchlatch-6d5f-abcde"
+		if !reflect.DeepEqual(got.Labels, wantLabels) {
+			t.Errorf("entry %d: labels %v, want %v", i, got.Labels, wantLabels)
 		}
 		if got.Proto.GetInsertId() != want.InsertID {
 			t.Errorf("entry %d: insertId %q, want %q", i, got.Proto.GetInsertId(), want.InsertID)
@@ -219,7 +225,7 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 		}
 		wantResource := map[string]string{
 			"project_id": clProject, "location": "europe-west1", "cluster_name": "test-cluster",
-			"namespace_name": want.Payload.Namespace, "pod_name": "batchlatch-6d5f-abcde", "container_name": "batchlatch",
+			"namespace_name": want.Payload.Namespace, "pod_name": "batchlatch", "container_name": "batchlatch",
 		}
 		if got.Resource.GetType() != "k8s_container" || !reflect.DeepEqual(got.Resource.GetLabels(), wantResource) {
 			t.Errorf("entry %d: resource %v, want k8s_container %v", i, got.Resource, wantResource)
@@ -243,9 +249,9 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 	want := map[string]any{
 		"namespace":              "ml",
 		"job":                    "nightly",
-		"workflow":               "nightly-1764900000",
-		"uid":                    failing.LastUID,
-		"phase":                  "Failed",
+		"lastWorkflow":           "nightly-1764900000",
+		"lastUID":                failing.LastUID,
+		"lastPhase":              "Failed",
 		FieldFailing:             1.0,
 		"failingSince":           failing.FailingSince.Format(time.RFC3339Nano),
 		FieldConsecutiveFailures: 3.0,
@@ -337,6 +343,12 @@ func TestCloudLoggingSinkRetriesUnavailable(t *testing.T) {
 	for _, e := range entries {
 		if e.LogName != "projects/"+clProject+"/logs/batchlatch-test" {
 			t.Fatalf("log name %q", e.LogName)
+		}
+		if e.Payload[FieldHeartbeat] == true {
+			if e.Resource.GetLabels()["namespace_name"] != "monitoring" || e.Severity != logtypepb.LogSeverity_INFO {
+				t.Fatalf("heartbeat %v", e)
+			}
+			continue
 		}
 		if e.Resource.GetLabels()["namespace_name"] != "ml" || e.Severity != logtypepb.LogSeverity_ERROR {
 			t.Fatalf("entry %v", e)
@@ -510,12 +522,12 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 	if len(msg) > messageBytes || len(msg) < messageBytes-8 {
 		t.Errorf("message cut to %d bytes, want about %d", len(msg), messageBytes)
 	}
-	if fs, _ := byNS["huge"].Payload["failures"].([]any); len(fs) != 2 {
+	if fs, _ := byNS["huge"].Payload[fieldFailures].([]any); len(fs) != 2 {
 		t.Errorf("huge: %d failures kept, want 2 (cut)", len(fs))
 	}
 	for _, ns := range []string{"huge", "failure"} {
 		p := byNS[ns].Payload
-		if p["job"] != "message" || p["uid"] != huge.LastUID || p[FieldFailing] != 1.0 || p[FieldConsecutiveFailures] != 3.0 {
+		if p["job"] != "message" || p["lastUID"] != huge.LastUID || p[FieldFailing] != 1.0 || p[FieldConsecutiveFailures] != 3.0 {
 			t.Errorf("%s: fields lost: %v", ns, p)
 		}
 	}
@@ -524,7 +536,7 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 	if p["message"] != "short message" {
 		t.Errorf("message %q changed although the failures alone were too big", p["message"])
 	}
-	fs, _ := p["failures"].([]any)
+	fs, _ := p[fieldFailures].([]any)
 	if len(fs) != 2 {
 		t.Fatalf("failures %d, want both kept (cut)", len(fs))
 	}
@@ -535,7 +547,7 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 		t.Errorf("second failure %v", fs[1])
 	}
 	// Many failures: as many as fit are kept.
-	kept, _ := byNS["many"].Payload["failures"].([]any)
+	kept, _ := byNS["many"].Payload[fieldFailures].([]any)
 	if len(kept) < 500 || len(kept) >= 2000 {
 		t.Errorf("kept %d of 2000 failures, want as many as fit (about 1000)", len(kept))
 	}
@@ -543,7 +555,7 @@ func TestCloudLoggingSinkTruncatesOversizedPayload(t *testing.T) {
 		t.Errorf("sink errors %v", n)
 	}
 	// The caller's entries are left alone.
-	if len(written[1].Payload.Failures[0].Message) < 1<<20 || len(written[2].Payload.Failures) != 2000 {
+	if len(written[1].Payload.LastFailures[0].Message) < 1<<20 || len(written[2].Payload.LastFailures) != 2000 {
 		t.Errorf("Write modified the caller's payload")
 	}
 }
@@ -559,7 +571,7 @@ func TestFitPayload(t *testing.T) {
 	}
 	// Huge strings everywhere: even the last resort fits.
 	big := strings.Repeat("x", 300<<10)
-	p = Payload{Message: big, Namespace: big, Job: big, Workflow: big, UID: big, Phase: big}
+	p = Payload{Message: big, JobView: &JobView{Namespace: big, Job: big, LastWorkflow: big, LastUID: big, LastPhase: wfv1.WorkflowPhase(big)}}
 	st, err = fitPayload(p, maxPayloadBytes)
 	if err != nil {
 		t.Fatal(err)

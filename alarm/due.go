@@ -16,11 +16,33 @@ type Announced struct {
 	Recovery map[state.Key]time.Time
 }
 
+// ReannounceRecoveries: a loop that starts (a restart, a new leader)
+// announces again the recoveries of this long before it started, because it
+// cannot know whether its predecessor wrote their recovery window (it may
+// have been down, or not leading, since). An incident older than that has
+// been closed by the shipped policy's auto_close, which the examples' tests
+// tie to this value.
+const ReannounceRecoveries = 24 * time.Hour
+
+// MaxWindowPasses bounds the passes a policy window is taken to hold, and
+// so the entries that announce one change (--policy-window / --interval).
+const MaxWindowPasses = 60
+
 // DueConfig holds what Due needs besides the jobs and the clock.
 type DueConfig struct {
+	// Interval is the time between passes.
+	Interval time.Duration
 	// RecoveryWindow: INFO entries with failing 0 are due this long after a
-	// recovery.
+	// recovery (or after Started, for a recovery announced again).
 	RecoveryWindow time.Duration
+	// PolicyWindow is the alert policy's alignment window: the first
+	// announcement of a streak or of a recovery is written as
+	// TransitionWeight entries, so that in any window that holds it the new
+	// value outnumbers the old (the policy reads the window's median). Zero:
+	// one entry.
+	PolicyWindow time.Duration
+	// Started is when this loop began writing (zero: long ago).
+	Started time.Time
 	// Schedules adds watched jobs' schedules to their ERROR entries; nil:
 	// none.
 	Schedules api.ScheduleOf
@@ -30,15 +52,50 @@ type DueConfig struct {
 	Kicked bool
 }
 
+// TransitionWeight is how many entries announce a new value of a job at
+// now, so that they outnumber the entries of the old value in any policy
+// window that holds them: one per pass the window can hold, plus two for
+// the passes and kicks at its edges; plus twice that for each earlier burst
+// of the old value that may still be in the window: the announcement of the
+// previous transition (at previous), and this loop's start-up announcement
+// of the old value (oldAtStart). Three transitions within one window may
+// therefore close or open an incident only when the window has passed.
+func (c DueConfig) TransitionWeight(now, previous time.Time, oldAtStart bool) int {
+	if c.PolicyWindow <= 0 || c.Interval <= 0 {
+		return 1
+	}
+	base := int(min(c.PolicyWindow/c.Interval, MaxWindowPasses)) + 2
+	weight := base
+	recent := c.PolicyWindow + c.Interval
+	if !previous.IsZero() && now.Sub(previous) < recent {
+		weight += 2 * base
+	}
+	if oldAtStart && !c.Started.IsZero() && now.Sub(c.Started) < recent {
+		weight += 2 * base
+	}
+	return weight
+}
+
+// reannounced: a recovery at recoveredAt is announced again by a loop that
+// started at c.Started.
+func (c DueConfig) reannounced(recoveredAt time.Time) bool {
+	return !c.Started.IsZero() && recoveredAt.Before(c.Started) && c.Started.Sub(recoveredAt) < ReannounceRecoveries
+}
+
 // Due is the decision of the alarm loop, a pure function of the jobs, what
 // was announced and the clock (as state.Apply is for results): the entries
 // due at now, and what is announced once they are written.
 //
-//   - a failing job: one ERROR entry (failing 1) every pass; on a kick only
-//     when its streak was not announced yet;
-//   - a job that recovered within the recovery window: one NOTICE, then an
-//     INFO entry (failing 0) every pass until the window ends;
-//   - any other job: nothing.
+//   - a failing job: one ERROR entry (failing 1) every pass; the first
+//     announcement of its streak (on a kick, or the first pass of a loop) is
+//     TransitionWeight entries;
+//   - a job that recovered within the recovery window: one NOTICE and
+//     TransitionWeight INFO entries (failing 0), then one INFO entry every
+//     pass until the window ends;
+//   - a recovery in the ReannounceRecoveries before the loop started, not
+//     announced by this loop: as if it had just recovered;
+//   - any other job: nothing;
+//   - every pass that is not a kick: one heartbeat.
 func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([]Entry, Announced) {
 	next := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}}
 	schedules := cfg.Schedules
@@ -46,19 +103,38 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 		schedules = func(string, string, time.Time) *api.Schedule { return nil }
 	}
 	var entries []Entry
+	failing := 0
 	for _, j := range jobs {
 		key := j.Key()
 		switch {
 		case j.Failing():
+			failing++
 			next.Failing[key] = *j.FailingSince
-			if cfg.Kicked && announced.Failing[key].Equal(*j.FailingSince) {
+			first := !announced.Failing[key].Equal(*j.FailingSince)
+			if cfg.Kicked && !first {
 				continue
 			}
-			entries = append(entries, failingEntry(j, schedules(j.Namespace, j.Name, now), now))
-		case j.LastStreak != nil && j.RecoveredAt != nil && now.Sub(*j.RecoveredAt) < cfg.RecoveryWindow:
+			e := failingEntry(j, schedules(j.Namespace, j.Name, now), now)
+			n := 1
+			if first {
+				var previous time.Time
+				if j.LastStreak != nil {
+					previous = j.LastStreak.Until
+				}
+				n = cfg.TransitionWeight(now, previous, !previous.IsZero() && cfg.reannounced(previous))
+			}
+			for range n {
+				entries = append(entries, e)
+			}
+		case recovering(j, now, cfg):
 			next.Recovery[key] = *j.RecoveredAt
 			if !announced.Recovery[key].Equal(*j.RecoveredAt) {
 				entries = append(entries, recoveredEntry(j, now))
+				e := healthyEntry(j, now)
+				since := j.LastStreak.Since
+				for range cfg.TransitionWeight(now, since, since.Before(cfg.Started)) {
+					entries = append(entries, e)
+				}
 				continue
 			}
 			if !cfg.Kicked {
@@ -66,7 +142,38 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 			}
 		}
 	}
+	if !cfg.Kicked {
+		entries = append(entries, heartbeatEntry(len(jobs), failing, now))
+	}
 	// Only the jobs failing or recovering now are remembered: one that comes
 	// back to either is a new streak or a new recovery.
 	return entries, next
+}
+
+// recovering: j's recovery window is running at now. It starts at the
+// recovery, or when the loop started for a recovery it announces again.
+func recovering(j state.Job, now time.Time, cfg DueConfig) bool {
+	if j.Failing() || j.LastStreak == nil || j.RecoveredAt == nil {
+		return false
+	}
+	from := *j.RecoveredAt
+	if cfg.reannounced(from) {
+		from = cfg.Started
+	}
+	return now.Sub(from) < cfg.RecoveryWindow
+}
+
+// Forget is what a loop writes when a job is forgotten: one NOTICE with
+// failing 0, and TransitionWeight INFO entries with failing 0 when the job
+// was failing, so that its incident closes as after a recovery.
+func Forget(j state.Job, reason string, now time.Time, cfg DueConfig) []Entry {
+	entries := []Entry{forgottenEntry(j, reason, now)}
+	if j.Failing() {
+		e := forgottenEntry(j, reason, now)
+		e.Severity = SeverityInfo
+		for range cfg.TransitionWeight(now, *j.FailingSince, j.FailingSince.Before(cfg.Started)) {
+			entries = append(entries, e)
+		}
+	}
+	return entries
 }

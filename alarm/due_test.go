@@ -1,6 +1,7 @@
 package alarm
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 // does with a fake clock, and keeps every entry with the minute it was due.
 type scenario struct {
 	t         *testing.T
+	cfg       DueConfig // zero: shippedDue
 	start     time.Time
 	job       state.Job
 	exists    bool
@@ -40,13 +42,28 @@ func (s *scenario) result(minute int, uid string, phase wfv1.WorkflowPhase) {
 }
 
 func (s *scenario) pass(minute int, kicked bool) {
-	entries, next := Due([]state.Job{s.job}, s.announced, s.at(minute), DueConfig{RecoveryWindow: 30 * time.Minute, Kicked: kicked})
+	cfg := s.cfg
+	if cfg.Interval == 0 {
+		cfg = shippedDue
+	}
+	cfg.Kicked = kicked
+	entries, next := Due([]state.Job{s.job}, s.announced, s.at(minute), cfg)
 	s.announced = next
 	for _, e := range entries {
 		s.written = append(s.written, timedEntry{minute, e})
 	}
 }
 
+// shippedDue is the loop's configuration with the defaults the shipped
+// policy is built on.
+var shippedDue = DueConfig{Interval: DefaultInterval, RecoveryWindow: DefaultRecoveryWindow, PolicyWindow: DefaultPolicyWindow}
+
+// The contract the shipped policy relies on, minute by minute over a
+// streak: every minute of the streak has a failing 1 entry, and its first
+// minute enough of them to outweigh a window; after the success, no failing
+// 1 entry, exactly one NOTICE, and failing 0 entries every minute for the
+// recovery window, at least the policy's window plus the metric's lag (10
+// minutes), its first minute weighted the same way.
 func TestDueEntryStreamOfAStreak(t *testing.T) {
 	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
 	// Failures at minutes 0, 60 and 120, the success at 180; a pass every
@@ -61,26 +78,31 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 
 	failingMinutes := map[int]int{}
 	healthyMinutes := map[int]int{}
+	heartbeats := map[int]int{}
 	notices := 0
 	for _, w := range s.written {
 		switch {
-		case w.entry.Severity == SeverityError && w.entry.Payload.Failing == 1:
+		case w.entry.Payload.Heartbeat:
+			heartbeats[w.minute]++
+		case w.entry.Severity == SeverityError && failingValue(w.entry) == 1:
 			failingMinutes[w.minute]++
-		case w.entry.Severity == SeverityNotice:
+		case w.entry.Severity == SeverityNotice && failingValue(w.entry) == 0:
 			notices++
 			if w.minute != 180 || w.entry.Payload.LastStreak == nil || w.entry.Payload.LastStreak.Failures != 3 {
 				t.Errorf("NOTICE at minute %d: %+v", w.minute, w.entry.Payload)
 			}
-		case w.entry.Severity == SeverityInfo && w.entry.Payload.Failing == 0:
+		case w.entry.Severity == SeverityInfo && failingValue(w.entry) == 0:
 			healthyMinutes[w.minute]++
 		default:
 			t.Errorf("unexpected entry at minute %d: %+v", w.minute, w.entry)
 		}
 	}
-	// Every minute of the streak has a failing 1 entry: one per pass, and
-	// the kick at its start adds one at once (the streak's first minute).
+	// The weight: a window's passes (12) and two more.
+	weight := int(DefaultPolicyWindow/DefaultInterval) + 2
+	// Every minute of the streak has a failing 1 entry: one per pass; the
+	// kick at its start writes the weight at once.
 	for minute := 0; minute < 180; minute++ {
-		if want := 1 + boolInt(minute == 0); failingMinutes[minute] != want {
+		if want := 1 + (weight * boolInt(minute == 0)); failingMinutes[minute] != want {
 			t.Errorf("minute %d of the streak: %d failing entries, want %d", minute, failingMinutes[minute], want)
 		}
 	}
@@ -94,15 +116,155 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 		t.Errorf("%d NOTICEs for one streak, want 1", notices)
 	}
 	// …then failing 0 every minute of the 30-minute recovery window (the
-	// NOTICE's own minute has the NOTICE), and nothing after it.
+	// weight at once), and nothing after it.
+	if DefaultRecoveryWindow < DefaultPolicyWindow+10*time.Minute {
+		t.Errorf("the recovery window %s is shorter than the policy's window plus the metric's lag", DefaultRecoveryWindow)
+	}
 	for minute := 180; minute < 210; minute++ {
-		if healthyMinutes[minute] != 1 {
-			t.Errorf("minute %d of the recovery window: %d failing 0 entries, want 1", minute, healthyMinutes[minute])
+		if want := 1 + weight*boolInt(minute == 180); healthyMinutes[minute] != want {
+			t.Errorf("minute %d of the recovery window: %d failing 0 entries, want %d", minute, healthyMinutes[minute], want)
 		}
 	}
 	for minute := 211; minute <= 240; minute++ {
 		if healthyMinutes[minute] != 0 {
 			t.Errorf("minute %d, after the recovery window: an entry", minute)
+		}
+	}
+	// One heartbeat per pass, none on the kicks.
+	for minute := 0; minute <= 240; minute++ {
+		if heartbeats[minute] != 1 {
+			t.Errorf("minute %d: %d heartbeats, want 1", minute, heartbeats[minute])
+		}
+	}
+}
+
+// window counts the entries with failing value v in the policy window
+// that ends with minute end: minutes (end-window, end].
+func (s *scenario) window(end int, v int) int {
+	n := 0
+	span := int(DefaultPolicyWindow / time.Minute)
+	for _, w := range s.written {
+		if w.minute > end-span && w.minute <= end && !w.entry.Payload.Heartbeat && failingValue(w.entry) == v {
+			n++
+		}
+	}
+	return n
+}
+
+// The weight's promise, counted on the entry stream: from the minute a
+// change of state is announced, every policy window that holds the
+// announcement has more entries of the new value than of the old, however
+// close the previous change, and across a leader change just before.
+func TestDueTransitionOutweighsTheWindow(t *testing.T) {
+	type step struct {
+		minute int
+		phase  wfv1.WorkflowPhase // "": a new leader takes over at minute
+	}
+	failed, succeeded := wfv1.WorkflowFailed, wfv1.WorkflowSucceeded
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"an hourly streak", []step{{0, failed}, {60, failed}, {120, succeeded}}},
+		{"fails again 5 minutes after a recovery", []step{{0, failed}, {60, succeeded}, {65, failed}, {120, succeeded}}},
+		{"recovers 3 minutes after the first failure", []step{{0, failed}, {3, succeeded}, {60, failed}, {61, succeeded}}},
+		{"a leader change 5 minutes before the success", []step{{0, failed}, {55, ""}, {60, succeeded}}},
+		{"a leader change 2 minutes before a failure after a recovery", []step{{0, failed}, {30, succeeded}, {38, ""}, {40, failed}, {90, succeeded}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
+			steps := map[int]wfv1.WorkflowPhase{}
+			leaders := map[int]bool{}
+			for _, st := range tc.steps {
+				if st.phase == "" {
+					leaders[st.minute] = true
+				} else {
+					steps[st.minute] = st.phase
+				}
+			}
+			var changes []int
+			for minute := 0; minute <= 150; minute++ {
+				if leaders[minute] {
+					s.announced = Announced{}
+					s.cfg = shippedDue
+					s.cfg.Started = s.at(minute)
+				}
+				if phase, ok := steps[minute]; ok {
+					wasFailing := s.exists && s.job.Failing()
+					s.result(minute, fmt.Sprint(minute), phase)
+					if s.job.Failing() != wasFailing {
+						changes = append(changes, minute)
+					}
+				}
+				s.pass(minute, false)
+			}
+			for k, c := range changes {
+				newValue := failingValue(s.entryAt(c))
+				last := c + int(DefaultPolicyWindow/time.Minute)
+				if k+1 < len(changes) {
+					last = min(last, changes[k+1]) // the next change's own windows
+				}
+				for end := c; end < last; end++ {
+					if news, olds := s.window(end, newValue), s.window(end, 1-newValue); news <= olds {
+						t.Errorf("window ending at minute %d, after the change at %d to failing %d: %d entries of the new value, %d of the old",
+							end, c, newValue, news, olds)
+					}
+				}
+			}
+		})
+	}
+}
+
+// entryAt is the last entry about the job written at minute.
+func (s *scenario) entryAt(minute int) Entry {
+	for i := len(s.written) - 1; i >= 0; i-- {
+		if w := s.written[i]; w.minute == minute && !w.entry.Payload.Heartbeat {
+			return w.entry
+		}
+	}
+	s.t.Fatalf("no entry at minute %d", minute)
+	return Entry{}
+}
+
+// A loop that starts (a restart, a new leader) announces again a recovery
+// of the day before it started: the NOTICE (the same entry, which Cloud
+// Logging shows once) and failing 0 for a recovery window from its start,
+// since it cannot know whether its predecessor wrote them. An older one is
+// left alone.
+func TestDueReannouncesRecentRecoveriesAtStart(t *testing.T) {
+	start := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	recovered := func(name string, ago time.Duration) state.Job {
+		at := start.Add(-ago)
+		return state.Job{Namespace: "ml", Name: name, LastPhase: wfv1.WorkflowSucceeded, RecoveredAt: &at,
+			LastStreak: &api.Streak{Since: at.Add(-time.Hour), Until: at, Seconds: 3600, Failures: 2}}
+	}
+	jobs := []state.Job{recovered("recent", 6*time.Hour), recovered("old", 25*time.Hour)}
+	cfg := shippedDue
+	cfg.Started = start
+	entries, announced := Due(jobs, Announced{}, start, cfg)
+	perJob := map[string][]Entry{}
+	for _, e := range entries {
+		if !e.Payload.Heartbeat {
+			perJob[e.Labels[LabelJob]] = append(perJob[e.Labels[LabelJob]], e)
+		}
+	}
+	recent := perJob["recent"]
+	if len(perJob["old"]) != 0 || len(recent) < 2 || recent[0].Severity != SeverityNotice || recent[0].InsertID != recoveryInsertID(jobs[0]) ||
+		!recent[0].Time.Equal(*jobs[0].RecoveredAt) || failingValue(recent[1]) != 0 {
+		t.Fatalf("entries at start: %v", perJob)
+	}
+	// failing 0 every pass until a recovery window after the start.
+	for _, at := range []time.Duration{time.Minute, DefaultRecoveryWindow - time.Minute, DefaultRecoveryWindow} {
+		cfg := cfg
+		entries, _ := Due(jobs, announced, start.Add(at), cfg)
+		n := 0
+		for _, e := range entries {
+			if e.Labels[LabelJob] == "recent" && failingValue(e) == 0 && e.Severity == SeverityInfo {
+				n++
+			}
+		}
+		if want := boolInt(at < DefaultRecoveryWindow); n != want {
+			t.Errorf("%s after the start: %d failing 0 entries, want %d", at, n, want)
 		}
 	}
 }
@@ -113,13 +275,21 @@ func TestDueDoesNotChangeItsInput(t *testing.T) {
 	job := state.Job{Namespace: "ml", Name: "nightly", FailingSince: &since, ConsecutiveFailures: 1, LastPhase: wfv1.WorkflowFailed}
 	before := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}}
 	entries, after := Due([]state.Job{job}, before, since.Add(time.Minute), DueConfig{})
-	if len(entries) != 1 || len(before.Failing) != 0 || !after.Failing[job.Key()].Equal(since) {
+	if len(entries) != 2 || !entries[1].Payload.Heartbeat || len(before.Failing) != 0 || !after.Failing[job.Key()].Equal(since) {
 		t.Fatalf("entries %d, before %v, after %v", len(entries), before, after)
 	}
 	// Kicked with the streak announced: nothing new is due.
 	if entries, _ := Due([]state.Job{job}, after, since.Add(90*time.Second), DueConfig{Kicked: true}); len(entries) != 0 {
 		t.Fatalf("a kick repeated the streak's entry: %+v", entries)
 	}
+}
+
+// failingValue is e's failing value, -1 when it has none.
+func failingValue(e Entry) int {
+	if v, ok := e.Payload.FailingValue(); ok {
+		return v
+	}
+	return -1
 }
 
 func boolInt(b bool) int {

@@ -26,18 +26,22 @@ const (
 const DefaultLogName = "batchlatch"
 
 // Names of the entry labels and of the payload fields that the shipped
-// log-based metric and alert policy read; the sinks and the Terraform tests
-// use these constants, so the two cannot drift apart.
+// log-based metrics and alert policies read; the sinks and the Terraform
+// tests use these constants, so the two cannot drift apart.
 const (
 	LabelNamespace = "namespace"
 	LabelJob       = "job"
+	// LabelWriter names the pod that wrote the entry (the resource names
+	// the instance, so that a leader change keeps one series per job).
+	LabelWriter = "writer"
 
 	FieldFailing             = "failing"
+	FieldHeartbeat           = "heartbeat"
 	FieldConsecutiveFailures = "consecutiveFailures"
 	FieldFailingSeconds      = "failingSeconds"
 )
 
-// Entry is one log entry about one job.
+// Entry is one log entry: about one job, or a heartbeat.
 type Entry struct {
 	Time     time.Time
 	Severity Severity
@@ -45,28 +49,36 @@ type Entry struct {
 	// entries with the same timestamp and insertId as one, so the same
 	// entry written by two leaders shows once.
 	InsertID string
-	// Labels are the entry's labels: LabelNamespace and LabelJob.
+	// Labels are the entry's labels: LabelNamespace and LabelJob for a job's
+	// entry, none for a heartbeat (the sinks add LabelWriter).
 	Labels  map[string]string
 	Payload Payload
 }
 
-// Payload is an entry's JSON payload. Field names match the Field* constants.
+// JobView is the job as GET /api/v1/jobs shows it: an entry's payload
+// carries the same fields under the same names.
+type JobView = api.Job
+
+// Payload is an entry's JSON payload: a message, the metric's value, and
+// the job's REST view inline.
 type Payload struct {
-	Message             string        `json:"message"`
-	Namespace           string        `json:"namespace"`
-	Job                 string        `json:"job"`
-	Workflow            string        `json:"workflow"`
-	UID                 string        `json:"uid,omitempty"`
-	Phase               string        `json:"phase"`
-	Failing             int           `json:"failing"`
-	FailingSince        *time.Time    `json:"failingSince,omitempty"`
-	ConsecutiveFailures int           `json:"consecutiveFailures"`
-	FailingSeconds      float64       `json:"failingSeconds"`
-	Failures            []api.Failure `json:"failures,omitempty"`
-	// LastStreak is set on the entries written after a recovery.
-	LastStreak *api.Streak `json:"lastStreak,omitempty"`
-	// Schedule is set for a job a watcher reads: when it should run.
-	Schedule *api.Schedule `json:"schedule,omitempty"`
+	Message string `json:"message"`
+	// Failing is the value the shipped log-based metric extracts: 1 while
+	// the job fails, 0 once it recovered; absent from a heartbeat. It hides
+	// the view's boolean "failing" (encoding/json: the shallower field wins).
+	Failing *int `json:"failing,omitempty"`
+	// Heartbeat is set on the entry each pass writes to say that batchlatch
+	// is up, leading and writing.
+	Heartbeat bool `json:"heartbeat,omitempty"`
+	*JobView
+}
+
+// FailingValue is the payload's failing value, and whether it has one.
+func (p Payload) FailingValue() (int, bool) {
+	if p.Failing == nil {
+		return 0, false
+	}
+	return *p.Failing, true
 }
 
 // Sink receives entries. Implementations are safe for concurrent use.
@@ -86,42 +98,31 @@ func jobTitle(j state.Job) string {
 	return j.Namespace + "/" + j.Name
 }
 
-func basePayload(j state.Job) Payload {
-	return Payload{
-		Namespace: j.Namespace,
-		Job:       j.Name,
-		Workflow:  j.LastWorkflow,
-		UID:       j.LastUID,
-		Phase:     string(j.LastPhase),
-	}
-}
-
-func entryFor(j state.Job, sev Severity, p Payload, now time.Time) Entry {
+// jobEntry is an entry about j with its REST view at now and the given
+// failing value.
+func jobEntry(j state.Job, sev Severity, failing int, sched *api.Schedule, now time.Time) Entry {
+	view := j.View(now)
+	view.Schedule = sched
+	view.FailingSeconds = j.FailingFor(now).Truncate(time.Second).Seconds()
 	return Entry{
 		Time:     now,
 		Severity: sev,
 		Labels:   map[string]string{LabelNamespace: j.Namespace, LabelJob: j.Name},
-		Payload:  p,
+		Payload:  Payload{Failing: &failing, JobView: &view},
 	}
 }
 
 // failingEntry is the ERROR entry written every interval while j fails;
 // sched is its schedule, nil for a job no watcher reads.
 func failingEntry(j state.Job, sched *api.Schedule, now time.Time) Entry {
-	p := basePayload(j)
-	p.Schedule = sched
-	p.Failing = 1
-	p.FailingSince = j.FailingSince
-	p.ConsecutiveFailures = j.ConsecutiveFailures
-	p.FailingSeconds = j.FailingFor(now).Truncate(time.Second).Seconds()
-	p.Failures = j.LastFailures
-	p.Message = fmt.Sprintf("%s is failing: %d failed run(s) in a row, failing for %s; last run %s ended %s",
+	e := jobEntry(j, SeverityError, 1, sched, now)
+	e.Payload.Message = fmt.Sprintf("%s is failing: %d failed run(s) in a row, failing for %s; last run %s ended %s",
 		jobTitle(j), j.ConsecutiveFailures, j.FailingFor(now).Truncate(time.Second), j.LastWorkflow, j.LastPhase)
 	if len(j.LastFailures) > 0 {
 		f := j.LastFailures[0]
-		p.Message += fmt.Sprintf(" (%s: %s)", f.DisplayName, f.Message)
+		e.Payload.Message += fmt.Sprintf(" (%s: %s)", f.DisplayName, f.Message)
 	}
-	return entryFor(j, SeverityError, p, now)
+	return e
 }
 
 // recoveredEntry is the NOTICE entry written once when a streak ends. Its
@@ -130,12 +131,10 @@ func failingEntry(j state.Job, sched *api.Schedule, now time.Time) Entry {
 // its predecessor wrote) writes the same entry, which Cloud Logging shows
 // once.
 func recoveredEntry(j state.Job, now time.Time) Entry {
-	p := basePayload(j)
-	p.LastStreak = j.LastStreak
+	e := jobEntry(j, SeverityNotice, 0, nil, *j.RecoveredAt)
 	streak := j.LastStreak
-	p.Message = fmt.Sprintf("%s recovered after %d failed runs, failing for %s",
+	e.Payload.Message = fmt.Sprintf("%s recovered after %d failed runs, failing for %s",
 		jobTitle(j), streak.Failures, (time.Duration(streak.Seconds * float64(time.Second))).Truncate(time.Second))
-	e := entryFor(j, SeverityNotice, p, *j.RecoveredAt)
 	e.InsertID = recoveryInsertID(j)
 	return e
 }
@@ -143,22 +142,35 @@ func recoveredEntry(j state.Job, now time.Time) Entry {
 // healthyEntry is the INFO entry with failing 0 written during the recovery
 // window, so that a policy which ignores missing data sees the job healthy.
 func healthyEntry(j state.Job, now time.Time) Entry {
-	p := basePayload(j)
-	p.LastStreak = j.LastStreak
-	p.Message = fmt.Sprintf("%s is healthy since %s", jobTitle(j), j.LastStreak.Until.Format(time.RFC3339))
-	return entryFor(j, SeverityInfo, p, now)
+	e := jobEntry(j, SeverityInfo, 0, nil, now)
+	e.Payload.Message = fmt.Sprintf("%s is healthy since %s", jobTitle(j), j.LastStreak.Until.Format(time.RFC3339))
+	return e
 }
 
 // forgottenEntry is the NOTICE entry written once when a job is forgotten
 // (its CronWorkflow was deleted): failing 0, so a policy that reads the
 // failing field sees it healthy and no incident is left open.
 func forgottenEntry(j state.Job, reason string, now time.Time) Entry {
-	p := basePayload(j)
-	p.Message = fmt.Sprintf("%s forgotten: %s", jobTitle(j), reason)
+	e := jobEntry(j, SeverityNotice, 0, nil, now)
+	e.Payload.Message = fmt.Sprintf("%s forgotten: %s", jobTitle(j), reason)
 	if j.Failing() {
-		p.Message += fmt.Sprintf(" (it was failing: %d failed run(s) since %s)", j.ConsecutiveFailures, j.FailingSince.Format(time.RFC3339))
+		e.Payload.Message += fmt.Sprintf(" (it was failing: %d failed run(s) since %s)", j.ConsecutiveFailures, j.FailingSince.Format(time.RFC3339))
 	}
-	return entryFor(j, SeverityNotice, p, now)
+	return e
+}
+
+// heartbeatEntry is the INFO entry each pass writes: the shipped absence
+// alert fires when they stop (batchlatch down, no leader, or its writes
+// failing).
+func heartbeatEntry(jobs, failing int, now time.Time) Entry {
+	return Entry{
+		Time:     now,
+		Severity: SeverityInfo,
+		Payload: Payload{
+			Message:   fmt.Sprintf("batchlatch is writing: %d job(s), %d failing", jobs, failing),
+			Heartbeat: true,
+		},
+	}
 }
 
 // recoveryInsertID names one recovery of one job.

@@ -9,13 +9,15 @@ import (
 	"github.com/batchlatch/batchlatch/state"
 )
 
-// Defaults of --interval and --recovery-window. The shipped alert policy is
-// built on them (its window holds two intervals and the metric's ingestion
-// lag; the recovery window outlasts its window plus that lag): the examples'
-// tests tie them together.
+// Defaults of --interval, --recovery-window and --policy-window. The
+// shipped alert policy is built on them (its alignment window is
+// DefaultPolicyWindow: the metric's ingestion lag plus two intervals; the
+// recovery window outlasts it plus that lag): the examples' tests tie them
+// together.
 const (
 	DefaultInterval       = 60 * time.Second
 	DefaultRecoveryWindow = 30 * time.Minute
+	DefaultPolicyWindow   = 12 * time.Minute
 )
 
 // Lister is the part of state.Store the loop reads.
@@ -31,6 +33,7 @@ type Loop struct {
 	sink           Sink
 	interval       time.Duration
 	recoveryWindow time.Duration
+	policyWindow   time.Duration
 	logger         *slog.Logger
 	metrics        *Metrics
 	now            func() time.Time
@@ -42,6 +45,8 @@ type Loop struct {
 type LoopConfig struct {
 	Interval       time.Duration
 	RecoveryWindow time.Duration
+	// PolicyWindow is the alert policy's alignment window (DueConfig).
+	PolicyWindow time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Schedules adds watched jobs' schedules to their ERROR entries; nil:
@@ -64,6 +69,7 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 		sink:           sink,
 		interval:       cfg.Interval,
 		recoveryWindow: cfg.RecoveryWindow,
+		policyWindow:   cfg.PolicyWindow,
 		logger:         logger.With("component", "alarm"),
 		metrics:        metrics,
 		now:            now,
@@ -87,29 +93,74 @@ func (l *Loop) Kick() {
 func (l *Loop) Run(ctx context.Context) {
 	ticker := time.NewTicker(l.interval)
 	defer ticker.Stop()
-	announced := Announced{}
-	l.pass(ctx, &announced, false)
+	w := writer{announced: Announced{}, started: l.now(), failures: l.metrics.SinkFailures()}
+	l.pass(ctx, &w, false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			l.pass(ctx, &announced, false)
+			l.pass(ctx, &w, false)
 		case <-l.kick:
-			l.pass(ctx, &announced, true)
+			l.pass(ctx, &w, true)
 		}
 	}
 }
 
+// writer is what one Run knows of what it wrote.
+type writer struct {
+	announced Announced
+	// started is when this run began writing, or when its writes resumed
+	// after failing: what it announced before may be lost.
+	started time.Time
+	// failures is the sinks' failure count at the last pass; failing is
+	// true while it grows.
+	failures uint64
+	failing  bool
+}
+
+// resumed reports whether the sink's writes failed since the last pass and
+// then stopped failing (sink errors surface asynchronously, within a write
+// timeout): from then on the run announces everything again, as a new
+// leader would, since the entries of the outage are lost.
+func (w *writer) resumed(failures uint64) bool {
+	grew := failures > w.failures
+	w.failures = failures
+	switch {
+	case grew:
+		w.failing = true
+	case w.failing:
+		w.failing = false
+		return true
+	}
+	return false
+}
+
+func (l *Loop) dueConfig(started time.Time, kicked bool) DueConfig {
+	return DueConfig{
+		Interval:       l.interval,
+		RecoveryWindow: l.recoveryWindow,
+		PolicyWindow:   l.policyWindow,
+		Started:        started,
+		Schedules:      l.schedules,
+		Kicked:         kicked,
+	}
+}
+
 // pass lists the jobs, decides what is due and writes it: the I/O around Due.
-func (l *Loop) pass(ctx context.Context, announced *Announced, kicked bool) {
+func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 	jobs, err := l.jobs.List(ctx)
 	if err != nil {
 		l.logger.Warn("list jobs", "err", err)
 		return
 	}
-	entries, next := Due(jobs, *announced, l.now(), DueConfig{RecoveryWindow: l.recoveryWindow, Schedules: l.schedules, Kicked: kicked})
-	*announced = next
+	now := l.now()
+	if !kicked && w.resumed(l.metrics.SinkFailures()) {
+		l.logger.Info("writes resumed after failing: announcing every job again")
+		w.announced, w.started = Announced{}, now
+	}
+	entries, next := Due(jobs, w.announced, now, l.dueConfig(w.started, kicked))
+	w.announced = next
 	for _, e := range entries {
 		l.write(ctx, e)
 	}
@@ -119,14 +170,16 @@ func (l *Loop) pass(ctx context.Context, announced *Announced, kicked bool) {
 	}
 }
 
-// Forgotten writes the one NOTICE entry of a job that was forgotten, and why.
+// Forgotten writes the entries of a job that was forgotten, and why (Forget).
 func (l *Loop) Forgotten(ctx context.Context, j state.Job, reason string) {
-	l.write(ctx, forgottenEntry(j, reason, l.now()))
+	for _, e := range Forget(j, reason, l.now(), l.dueConfig(time.Time{}, false)) {
+		l.write(ctx, e)
+	}
 }
 
 func (l *Loop) write(ctx context.Context, e Entry) {
 	if err := l.sink.Write(ctx, e); err != nil {
-		l.logger.Warn("write entry", "err", err, "namespace", e.Payload.Namespace, "job", e.Payload.Job)
+		l.logger.Warn("write entry", "err", err, "namespace", e.Labels[LabelNamespace], "job", e.Labels[LabelJob])
 		return
 	}
 	l.metrics.EntriesWritten.WithLabelValues(string(e.Severity)).Inc()

@@ -2,10 +2,12 @@ package alarm
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,17 +36,29 @@ func (m *memJobs) List(context.Context) ([]state.Job, error) {
 	return append([]state.Job(nil), m.jobs...), nil
 }
 
-// recordingSink keeps what it is given.
+// recordingSink keeps what it is given: the jobs' entries, and the
+// heartbeats apart.
 type recordingSink struct {
-	mu      sync.Mutex
-	entries []Entry
+	mu         sync.Mutex
+	entries    []Entry
+	heartbeats []Entry
 }
 
 func (s *recordingSink) Write(_ context.Context, e Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e.Payload.Heartbeat {
+		s.heartbeats = append(s.heartbeats, e)
+		return nil
+	}
 	s.entries = append(s.entries, e)
 	return nil
+}
+
+func (s *recordingSink) beats() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.heartbeats)
 }
 
 func (s *recordingSink) Close(context.Context) error { return nil }
@@ -133,8 +147,8 @@ func TestLoopWritesOneErrorPerFailingJobEveryInterval(t *testing.T) {
 		e = got[1]
 	}
 	p := e.Payload
-	if p.Failing != 1 || p.Namespace != "ml" || p.Workflow != "hourly-1" || p.UID != "uid-1" || p.Phase != "Failed" ||
-		p.ConsecutiveFailures != 1 || p.FailingSeconds != 7200 || !p.FailingSince.Equal(since) || len(p.Failures) != 1 {
+	if failing, ok := p.FailingValue(); !ok || failing != 1 || p.Namespace != "ml" || p.LastWorkflow != "hourly-1" || p.LastUID != "uid-1" || p.LastPhase != "Failed" ||
+		!p.JobView.Failing || p.ConsecutiveFailures != 1 || p.FailingSeconds != 7200 || !p.FailingSince.Equal(since) || len(p.LastFailures) != 1 {
 		t.Errorf("payload %+v", p)
 	}
 	if e.Labels[LabelNamespace] != "ml" || e.Labels[LabelJob] != "hourly" {
@@ -184,7 +198,7 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 			switch e.Severity {
 			case SeverityNotice:
 				notice++
-				if e.Payload.Failing != 0 || e.Payload.LastStreak == nil || e.Payload.LastStreak.Failures != 3 ||
+				if f, ok := e.Payload.FailingValue(); !ok || f != 0 || e.Payload.LastStreak == nil || e.Payload.LastStreak.Failures != 3 ||
 					e.Payload.Message != "ml/nightly recovered after 3 failed runs, failing for 3h0m0s" {
 					t.Errorf("notice %+v", e.Payload)
 				}
@@ -193,8 +207,8 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 					t.Fatal("INFO before NOTICE")
 				}
 				healthy++
-				if e.Payload.Failing != 0 {
-					t.Errorf("healthy entry with failing %d", e.Payload.Failing)
+				if f, ok := e.Payload.FailingValue(); !ok || f != 0 {
+					t.Errorf("healthy entry with failing %v", e.Payload.Failing)
 				}
 			case SeverityError:
 				if notice > 0 {
@@ -218,21 +232,34 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 }
 
 // A job forgotten while failing (its CronWorkflow was deleted) gets one
-// NOTICE with failing 0 that says why, and no ERROR entries after it.
+// NOTICE with failing 0 that says why, and the transition's weight of
+// failing 0 entries so that its incident closes; no ERROR entries after it.
+// A healthy job forgotten gets the NOTICE alone.
 func TestLoopForgottenJobGetsOneNotice(t *testing.T) {
 	clk := &clock{t: since.Add(time.Hour)}
 	jobs := &memJobs{}
-	loop, sink, _ := startLoop(t, jobs, time.Hour, clk)
+	sink := &recordingSink{}
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Minute, RecoveryWindow: 30 * time.Minute, PolicyWindow: 12 * time.Minute, Now: clk.Now},
+		NewMetrics(prometheus.NewRegistry()), testLogger())
 	job := failingJob("nightly", 3)
 	loop.Forgotten(context.Background(), job, "its CronWorkflow was deleted more than 10m0s ago")
 	entries := sink.take()
-	if len(entries) != 1 {
-		t.Fatalf("entries %+v", entries)
+	if want := 1 + 14; len(entries) != want {
+		t.Fatalf("%d entries, want %d: %+v", len(entries), want, entries)
 	}
-	e := entries[0]
-	if e.Severity != SeverityNotice || e.Payload.Failing != 0 || e.Labels[LabelJob] != "nightly" ||
-		!strings.Contains(e.Payload.Message, "ml/nightly forgotten: its CronWorkflow was deleted") || !strings.Contains(e.Payload.Message, "3 failed run(s)") {
-		t.Fatalf("entry %+v", e)
+	for i, e := range entries {
+		wantSeverity := SeverityInfo
+		if i == 0 {
+			wantSeverity = SeverityNotice
+		}
+		if f, ok := e.Payload.FailingValue(); e.Severity != wantSeverity || !ok || f != 0 || e.Labels[LabelJob] != "nightly" ||
+			!strings.Contains(e.Payload.Message, "ml/nightly forgotten: its CronWorkflow was deleted") || !strings.Contains(e.Payload.Message, "3 failed run(s)") {
+			t.Fatalf("entry %d: %+v", i, e)
+		}
+	}
+	loop.Forgotten(context.Background(), recoveredJob("old", since), "its CronWorkflow was deleted more than 10m0s ago")
+	if entries := sink.take(); len(entries) != 1 || entries[0].Severity != SeverityNotice {
+		t.Fatalf("a healthy job forgotten: %+v", entries)
 	}
 }
 
@@ -256,5 +283,77 @@ func TestLoopFailingEntryCarriesTheSchedule(t *testing.T) {
 		if got := e.Payload.Schedule; (e.Payload.Job == "nightly") != (got != nil && got.NextTick.Equal(next)) {
 			t.Errorf("%s: schedule %+v", e.Payload.Job, got)
 		}
+	}
+}
+
+// Every pass writes one heartbeat, which the absence alert watches; a kick
+// writes none (it is not a pass of the interval).
+func TestLoopHeartbeatEveryPass(t *testing.T) {
+	clk := &clock{t: since.Add(time.Hour)}
+	jobs := &memJobs{}
+	jobs.set(failingJob("nightly", 1), recoveredJob("old", since.Add(-24*time.Hour)))
+	loop, sink, metrics := startLoop(t, jobs, time.Hour, clk)
+	waitFor(t, sink, 1, time.Second)
+	loop.Kick()
+	time.Sleep(50 * time.Millisecond)
+	if n := sink.beats(); n != 1 || testutil.ToFloat64(metrics.Passes) != 1 {
+		t.Fatalf("%d heartbeats after the first pass and a kick, %v passes; want 1 and 1", n, testutil.ToFloat64(metrics.Passes))
+	}
+	sink.mu.Lock()
+	beat := sink.heartbeats[0]
+	sink.mu.Unlock()
+	if _, has := beat.Payload.FailingValue(); has || beat.Payload.JobView != nil || len(beat.Labels) != 0 || beat.Severity != SeverityInfo ||
+		beat.Payload.Message != "batchlatch is writing: 2 job(s), 1 failing" {
+		t.Fatalf("heartbeat %+v", beat)
+	}
+}
+
+// flakySink fails every write while down is set, as a Cloud Logging outage
+// does (counted in the metrics).
+type flakySink struct {
+	recordingSink
+	metrics *Metrics
+	down    atomic.Bool
+}
+
+func (s *flakySink) Write(ctx context.Context, e Entry) error {
+	if s.down.Load() {
+		s.metrics.sinkError("flaky")
+		return errors.New("unavailable")
+	}
+	return s.recordingSink.Write(ctx, e)
+}
+
+// Writes that fail and then resume lose what was announced meanwhile: the
+// loop announces everything again, as a new leader would, so that a job
+// that recovered during the outage gets its failing 0 entries (and its
+// incident closes) although its recovery window has passed.
+func TestLoopAnnouncesAgainWhenWritesResume(t *testing.T) {
+	recoveredAt := since.Add(3 * time.Hour)
+	clk := &clock{t: recoveredAt.Add(-time.Minute)}
+	jobs := &memJobs{}
+	jobs.set(failingJob("nightly", 3))
+	metrics := NewMetrics(prometheus.NewRegistry())
+	sink := &flakySink{metrics: metrics}
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: 20 * time.Millisecond, RecoveryWindow: 30 * time.Minute, PolicyWindow: 240 * time.Millisecond, Now: clk.Now}, metrics, testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { loop.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, &sink.recordingSink, 1, time.Second)
+
+	// The outage: the job recovers, and the writes fail past its recovery window.
+	sink.down.Store(true)
+	jobs.set(recoveredJob("nightly", recoveredAt.Add(-time.Minute)))
+	clk.Set(recoveredAt.Add(time.Minute))
+	time.Sleep(100 * time.Millisecond)
+	clk.Set(recoveredAt.Add(2 * time.Hour))
+	time.Sleep(100 * time.Millisecond)
+	sink.take()
+	sink.down.Store(false)
+
+	got := waitFor(t, &sink.recordingSink, 2, 2*time.Second)
+	if got[0].Severity != SeverityNotice || failingValue(got[1]) != 0 {
+		t.Fatalf("after the outage: %+v, want the NOTICE again and failing 0 entries", got[:2])
 	}
 }

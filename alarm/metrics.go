@@ -1,6 +1,10 @@
 package alarm
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics counts what the loop and the sinks do.
 type Metrics struct {
@@ -8,7 +12,20 @@ type Metrics struct {
 	SinkErrors     *prometheus.CounterVec
 	FailingJobs    prometheus.Gauge
 	Passes         prometheus.Counter
+
+	// sinkFailures is the total of SinkErrors, which the loop reads to
+	// notice that writes failed and then resumed.
+	sinkFailures atomic.Uint64
 }
+
+// sinkError counts a failed write of sink.
+func (m *Metrics) sinkError(sink string) {
+	m.SinkErrors.WithLabelValues(sink).Inc()
+	m.sinkFailures.Add(1)
+}
+
+// SinkFailures is how many writes failed so far, all sinks together.
+func (m *Metrics) SinkFailures() uint64 { return m.sinkFailures.Load() }
 
 // NewMetrics registers the alarm metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {

@@ -43,13 +43,13 @@ func (s *StdoutSink) Write(_ context.Context, e Entry) error {
 		Payload:  e.Payload,
 	})
 	if err != nil {
-		s.metrics.SinkErrors.WithLabelValues("stdout").Inc()
+		s.metrics.sinkError("stdout")
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.w.Write(append(line, '\n')); err != nil {
-		s.metrics.SinkErrors.WithLabelValues("stdout").Inc()
+		s.metrics.sinkError("stdout")
 		return err
 	}
 	return nil

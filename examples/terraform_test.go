@@ -9,6 +9,7 @@ import (
 	"go/token"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,6 +37,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/policymodel"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -70,6 +72,12 @@ type tfModule struct {
 }
 
 func loadTerraform(t *testing.T) *tfModule {
+	t.Helper()
+	return loadTerraformDir(t, terraformDir)
+}
+
+// loadTerraformDir parses the module in dir.
+func loadTerraformDir(t *testing.T, terraformDir string) *tfModule {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join(terraformDir, "*.tf"))
 	if err != nil {
@@ -137,6 +145,7 @@ var tfFunctions = map[string]function.Function{
 	"contains":   stdlib.ContainsFunc,
 	"regex":      stdlib.RegexFunc,
 	"replace":    stdlib.ReplaceFunc, // Terraform's also takes /regex/; plain strings behave the same
+	"join":       stdlib.JoinFunc,
 	"tonumber":   stdlib.MakeToFunc(cty.Number),
 	"trimsuffix": stdlib.TrimSuffixFunc,
 	"try":        tryfunc.TryFunc,
@@ -406,24 +415,6 @@ func (m *tfModule) eval(t *testing.T, given map[string]cty.Value) evaluated {
 	return e
 }
 
-// only returns the only resource of that type.
-func (e evaluated) only(t *testing.T, typ string) (string, *tfBlock) {
-	t.Helper()
-	var key string
-	for k := range e.resources {
-		if strings.HasPrefix(k, typ+".") {
-			if key != "" {
-				t.Fatalf("more than one %s: %s and %s", typ, key, k)
-			}
-			key = k
-		}
-	}
-	if key == "" {
-		t.Fatalf("no %s resource", typ)
-	}
-	return key, e.resources[key]
-}
-
 // Facts of the Go code the Terraform must agree with, read from its source.
 
 // goSource parses one file of the module.
@@ -475,29 +466,33 @@ func sinkResource(t *testing.T) (resourceType string, logID *regexp.Regexp) {
 	return resourceType, logID
 }
 
-// A Cloud Logging filter the test can evaluate: clauses "path=value" joined
-// by AND, the value a quoted string or a bare word/number.
-type filterClause struct{ path, value string }
+// A Cloud Logging filter the test can evaluate: clauses "path=value" (the
+// value a quoted string or a bare word, number or boolean) or "path:*" (the
+// field is present), joined by AND.
+type filterClause struct{ path, op, value string }
 
-var filterClauseRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|[A-Za-z0-9_.\-]+)\s*`)
+var filterClauseRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.]*)(=|:)("(?:[^"\\]|\\.)*"|[A-Za-z0-9_.\-*]+)\s*`)
 
 func parseFilter(t *testing.T, filter string) []filterClause {
 	t.Helper()
 	var out []filterClause
-	rest := filter
+	rest := strings.TrimSpace(filter)
 	for {
 		m := filterClauseRE.FindStringSubmatch(rest)
 		if m == nil {
-			t.Fatalf("filter %q: cannot read %q: the test evaluates only path=value clauses joined by AND; extend it", filter, rest)
+			t.Fatalf("filter %q: cannot read %q: the test evaluates only path=value and path:* clauses joined by AND; extend it", filter, rest)
 		}
-		value := m[2]
+		value := m[3]
 		if strings.HasPrefix(value, `"`) {
 			var err error
 			if value, err = strconv.Unquote(value); err != nil {
 				t.Fatalf("filter %q: %v", filter, err)
 			}
 		}
-		out = append(out, filterClause{m[1], value})
+		if m[2] == ":" && value != "*" {
+			t.Fatalf("filter %q: %s:%s: the test evaluates only path:* (presence); extend it", filter, m[1], value)
+		}
+		out = append(out, filterClause{m[1], m[2], value})
 		rest = rest[len(m[0]):]
 		if strings.TrimSpace(rest) == "" {
 			return out
@@ -510,18 +505,24 @@ func parseFilter(t *testing.T, filter string) []filterClause {
 	}
 }
 
+// clauseValue is the value of the only path=value clause on path.
 func clauseValue(t *testing.T, clauses []filterClause, path string) string {
 	t.Helper()
 	var found []string
 	for _, c := range clauses {
-		if c.path == path {
+		if c.path == path && c.op == "=" {
 			found = append(found, c.value)
 		}
 	}
 	if len(found) != 1 {
-		t.Fatalf("filter has %d clauses on %s (%v), want 1", len(found), path, found)
+		t.Fatalf("filter has %d clauses %s=… (%v), want 1", len(found), path, found)
 	}
 	return found[0]
+}
+
+// hasPresence reports whether the filter has the clause path:*.
+func hasPresence(clauses []filterClause, path string) bool {
+	return slices.Contains(clauses, filterClause{path, ":", "*"})
 }
 
 // lookup resolves a dotted LogEntry field path in an entry shaped like the
@@ -546,7 +547,14 @@ func matches(entry map[string]any, clauses []filterClause) bool {
 		if !ok {
 			return false
 		}
+		if c.op == ":" {
+			continue
+		}
 		switch v := v.(type) {
+		case bool:
+			if want, err := strconv.ParseBool(c.value); err != nil || v != want {
+				return false
+			}
 		case string:
 			if v != c.value {
 				return false
@@ -603,20 +611,16 @@ func (s *captureSink) Write(_ context.Context, e alarm.Entry) error {
 
 func (s *captureSink) Close(context.Context) error { return nil }
 
-func (s *captureSink) bySeverity() map[alarm.Severity][]alarm.Entry {
+func (s *captureSink) all() []alarm.Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[alarm.Severity][]alarm.Entry{}
-	for _, e := range s.entries {
-		out[e.Severity] = append(out[e.Severity], e)
-	}
-	return out
+	return slices.Clone(s.entries)
 }
 
 // loopEntries runs batchlatch's alarm loop over two jobs, ml/nightly failing
-// and ml/daily just recovered, until it has written an ERROR, a NOTICE and an
-// INFO entry.
-func loopEntries(t *testing.T) map[alarm.Severity][]alarm.Entry {
+// and ml/daily just recovered, until it has written ERROR entries, the
+// NOTICE, INFO entries with a failing value and heartbeats.
+func loopEntries(t *testing.T) []alarm.Entry {
 	t.Helper()
 	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
@@ -643,21 +647,45 @@ func loopEntries(t *testing.T) map[alarm.Severity][]alarm.Entry {
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := sink.bySeverity()
-		if len(got[alarm.SeverityError]) > 1 && len(got[alarm.SeverityNotice]) > 0 && len(got[alarm.SeverityInfo]) > 0 {
+		got := sink.all()
+		kinds := map[string]int{}
+		for _, e := range got {
+			switch {
+			case e.Payload.Heartbeat:
+				kinds["heartbeat"]++
+			case e.Payload.Failing != nil:
+				kinds[string(e.Severity)]++
+			}
+		}
+		if kinds["ERROR"] > 1 && kinds["NOTICE"] > 0 && kinds["INFO"] > 0 && kinds["heartbeat"] > 0 {
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the loop wrote %v, want ERROR, NOTICE and INFO entries", got)
+			t.Fatalf("the loop wrote %v, want ERROR, NOTICE and INFO entries about jobs, and heartbeats", kinds)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 }
 
+// checkLogClauses checks the clauses every metric's filter starts with:
+// batchlatch's log and the sink's resource type.
+func checkLogClauses(t *testing.T, clauses []filterClause, resourceType string) {
+	t.Helper()
+	if got, want := clauseValue(t, clauses, "logName"), "projects/"+testProject+"/logs/"+alarm.DefaultLogName; got != want {
+		t.Errorf("filter logName = %q, want %q", got, want)
+	}
+	if got := clauseValue(t, clauses, "resource.type"); got != resourceType {
+		t.Errorf("filter resource.type = %q, the sink writes %q", got, resourceType)
+	}
+}
+
+var extractRE = regexp.MustCompile(`^EXTRACT\(([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|"[^"]+"))*)\)$`)
+
 func TestTerraformMetricMatchesEntries(t *testing.T) {
 	m := loadTerraform(t)
 	e := m.eval(t, map[string]cty.Value{})
-	_, metric := e.only(t, logMetricType)
+	metric := e.get(t, logMetricType+".failing")
+	heartbeat := e.get(t, logMetricType+".heartbeat")
 	resourceType, logID := sinkResource(t)
 
 	// The log is batchlatch's default; the variable accepts what batchlatch accepts.
@@ -671,57 +699,94 @@ func TestTerraformMetricMatchesEntries(t *testing.T) {
 		}
 	}
 
-	// The filter names exactly what the sink writes while a job fails.
-	filter := metric.str("filter")
-	clauses := parseFilter(t, filter)
-	if got, want := clauseValue(t, clauses, "logName"), "projects/"+testProject+"/logs/"+alarm.DefaultLogName; got != want {
-		t.Errorf("filter logName = %q, want %q", got, want)
+	// The failing metric takes every entry that has a failing value; the
+	// heartbeat metric takes the heartbeats.
+	clauses := parseFilter(t, metric.str("filter"))
+	checkLogClauses(t, clauses, resourceType)
+	if !hasPresence(clauses, "jsonPayload."+alarm.FieldFailing) || len(clauses) != 3 {
+		t.Errorf("failing metric's filter has clauses %v, want only logName, resource.type and jsonPayload.%s:*", clauses, alarm.FieldFailing)
 	}
-	if got := clauseValue(t, clauses, "severity"); got != string(alarm.SeverityError) {
-		t.Errorf("filter severity = %q, want %q", got, alarm.SeverityError)
-	}
-	if got := clauseValue(t, clauses, "jsonPayload."+alarm.FieldFailing); got != "1" {
-		t.Errorf("filter jsonPayload.%s = %q, want 1", alarm.FieldFailing, got)
-	}
-	if got := clauseValue(t, clauses, "resource.type"); got != resourceType {
-		t.Errorf("filter resource.type = %q, the sink writes %q", got, resourceType)
-	}
-	if len(clauses) != 4 {
-		t.Errorf("filter has clauses %v, want only logName, resource.type, severity and jsonPayload.%s", clauses, alarm.FieldFailing)
+	beats := parseFilter(t, heartbeat.str("filter"))
+	checkLogClauses(t, beats, resourceType)
+	if got := clauseValue(t, beats, "jsonPayload."+alarm.FieldHeartbeat); got != "true" || len(beats) != 3 {
+		t.Errorf("heartbeat metric's filter has clauses %v, want only logName, resource.type and jsonPayload.%s=true", beats, alarm.FieldHeartbeat)
 	}
 	// A log name with a slash is URL-encoded in logName.
-	slashed := parseFilter(t, m.eval(t, map[string]cty.Value{"log_name": cty.StringVal("team/batchlatch")}).resources[mustKey(t, e, logMetricType)].str("filter"))
-	if got := clauseValue(t, slashed, "logName"); got != "projects/"+testProject+"/logs/team%2Fbatchlatch" {
-		t.Errorf("log_name team/batchlatch: logName = %q, want the log ID URL-encoded", got)
-	}
-
-	// Against the entries batchlatch's loop writes: every ERROR entry of a
-	// failing job counts; the NOTICE and INFO entries after a recovery do not,
-	// so nothing is counted once the job succeeded.
-	entries := loopEntries(t)
-	for sev, list := range entries {
-		for _, en := range list {
-			le := logEntry(t, en, testProject, alarm.DefaultLogName, resourceType)
-			if got, want := matches(le, clauses), sev == alarm.SeverityError; got != want {
-				t.Errorf("%s entry %q: filter matches = %v, want %v", sev, en.Payload.Message, got, want)
-			}
+	slashed := m.eval(t, map[string]cty.Value{"log_name": cty.StringVal("team/batchlatch")})
+	for _, key := range []string{logMetricType + ".failing", logMetricType + ".heartbeat"} {
+		if got := clauseValue(t, parseFilter(t, slashed.get(t, key).str("filter")), "logName"); got != "projects/"+testProject+"/logs/team%2Fbatchlatch" {
+			t.Errorf("%s, log_name team/batchlatch: logName = %q, want the log ID URL-encoded", key, got)
 		}
 	}
-	errEntry := entries[alarm.SeverityError][0]
-	le := logEntry(t, errEntry, testProject, alarm.DefaultLogName, resourceType)
-	otherLog := logEntry(t, errEntry, testProject, "other", resourceType)
-	if matches(otherLog, clauses) {
-		t.Error("the filter matches ERROR entries of other logs")
+
+	// The metric: a DELTA distribution of the failing values.
+	md := metric.block("metric_descriptor")
+	if md.str("metric_kind") != "DELTA" || md.str("value_type") != "DISTRIBUTION" {
+		t.Errorf("metric_descriptor %s %s, want DELTA DISTRIBUTION", md.str("metric_kind"), md.str("value_type"))
+	}
+	valuePath := ""
+	if mm := extractRE.FindStringSubmatch(metric.str("value_extractor")); mm == nil {
+		t.Errorf("value_extractor = %q, want EXTRACT(<field path>)", metric.str("value_extractor"))
+	} else {
+		valuePath = mm[1]
 	}
 
-	// The metric: a DELTA INT64 counter with one label per entry label.
-	md := metric.block("metric_descriptor")
-	if md.str("metric_kind") != "DELTA" || md.str("value_type") != "INT64" {
-		t.Errorf("metric_descriptor %s %s, want DELTA INT64 (a counter)", md.str("metric_kind"), md.str("value_type"))
+	// Against the entries batchlatch's loop writes.
+	entries := loopEntries(t)
+	var errEntry *alarm.Entry
+	for _, en := range entries {
+		le := logEntry(t, en, testProject, alarm.DefaultLogName, resourceType)
+		hasValue := en.Payload.Failing != nil
+		if got := matches(le, clauses); got != hasValue {
+			t.Errorf("%s entry %q: failing metric's filter matches = %v, want %v", en.Severity, en.Payload.Message, got, hasValue)
+		}
+		if got := matches(le, beats); got != en.Payload.Heartbeat {
+			t.Errorf("%s entry %q: heartbeat filter matches = %v, want %v", en.Severity, en.Payload.Message, got, en.Payload.Heartbeat)
+		}
+		if matches(logEntry(t, en, testProject, "other", resourceType), clauses) {
+			t.Error("the filter matches entries of other logs")
+		}
+		if !hasValue {
+			continue
+		}
+		// ERROR exactly while failing; the extracted value is the failing value.
+		if want := *en.Payload.Failing == 1; (en.Severity == alarm.SeverityError) != want {
+			t.Errorf("%s entry with failing %d", en.Severity, *en.Payload.Failing)
+		}
+		if got, ok := lookup(le, valuePath); !ok || got != float64(*en.Payload.Failing) {
+			t.Errorf("value_extractor %s extracts %v from %s entry %q, want %d", valuePath, got, en.Severity, en.Payload.Message, *en.Payload.Failing)
+		}
+		if en.Severity == alarm.SeverityError && errEntry == nil {
+			errEntry = &en
+		}
 	}
-	if metric.has("value_extractor") || len(metric.blocks["bucket_options"]) != 0 {
-		t.Error("a counter has no value_extractor or bucket_options")
+	if errEntry == nil {
+		t.Fatal("no ERROR entry")
 	}
+
+	// The 0s and the 1s fill finite buckets of their own, and the threshold
+	// lies in neither: between the 0s' upper bound and the 1s' lower bound,
+	// so a percentile interpolated inside a bucket is on the right side.
+	lb := metric.block("bucket_options").block("linear_buckets")
+	n, width, offset := lb.num("num_finite_buckets"), lb.num("width"), lb.num("offset")
+	bucket := func(v float64) (index int, lower, upper float64) {
+		if v < offset {
+			return 0, math.Inf(-1), offset
+		}
+		i := math.Floor((v-offset)/width) + 1
+		if i > n {
+			return int(n) + 1, offset + n*width, math.Inf(1)
+		}
+		return int(i), offset + (i-1)*width, offset + i*width
+	}
+	threshold := policymodel.Shipped.Threshold
+	i0, lo0, hi0 := bucket(0)
+	i1, lo1, hi1 := bucket(1)
+	if math.IsInf(lo0, 0) || math.IsInf(hi1, 0) || i0 == i1 || hi0 > threshold || lo1 <= threshold {
+		t.Errorf("linear_buckets %v×%v from %v: 0 in bucket %d [%v, %v), 1 in bucket %d [%v, %v); want finite buckets of their own with the threshold %v between them",
+			n, width, offset, i0, lo0, hi0, i1, lo1, hi1, threshold)
+	}
+
 	var descriptorLabels []string
 	for _, l := range md.blocks["labels"] {
 		descriptorLabels = append(descriptorLabels, l.str("key"))
@@ -733,8 +798,8 @@ func TestTerraformMetricMatchesEntries(t *testing.T) {
 	if !sameSet(descriptorLabels, wantLabels) {
 		t.Errorf("metric labels = %v, want %v", descriptorLabels, wantLabels)
 	}
+	le := logEntry(t, *errEntry, testProject, alarm.DefaultLogName, resourceType)
 	extractors := metric.stringMap("label_extractors")
-	extractRE := regexp.MustCompile(`^EXTRACT\(([A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|"[^"]+"))*)\)$`)
 	for _, key := range wantLabels {
 		ex, ok := extractors[key]
 		if !ok {
@@ -757,12 +822,77 @@ func TestTerraformMetricMatchesEntries(t *testing.T) {
 	if len(extractors) != len(wantLabels) {
 		t.Errorf("label_extractors = %v, want only %v", extractors, wantLabels)
 	}
+
+	// The heartbeat metric counts entries.
+	hmd := heartbeat.block("metric_descriptor")
+	if hmd.str("metric_kind") != "DELTA" || hmd.str("value_type") != "INT64" || heartbeat.has("value_extractor") || len(hmd.blocks["labels"]) != 0 {
+		t.Errorf("heartbeat metric %s %s, want a DELTA INT64 counter without labels", hmd.str("metric_kind"), hmd.str("value_type"))
+	}
 }
 
-func mustKey(t *testing.T, e evaluated, typ string) string {
+// policyOf reads the metric and the threshold condition as the model's Policy.
+func policyOf(t *testing.T, metric, policy *tfBlock) policymodel.Policy {
 	t.Helper()
-	key, _ := e.only(t, typ)
-	return key
+	ct := policy.block("conditions").block("condition_threshold")
+	agg := ct.block("aggregations")
+	var p policymodel.Policy
+	switch vt := metric.block("metric_descriptor").str("value_type"); vt {
+	case "INT64":
+		p.Metric = policymodel.Counter
+	case "DISTRIBUTION":
+		p.Metric = policymodel.Distribution
+	default:
+		t.Fatalf("value_type %s: not in the model", vt)
+	}
+	p.Window = agg.duration("alignment_period")
+	switch a := agg.str("per_series_aligner"); {
+	case a == "ALIGN_DELTA":
+		p.Aligner = policymodel.AlignDelta
+	case strings.HasPrefix(a, "ALIGN_PERCENTILE_"):
+		p.Aligner = policymodel.AlignPercentile
+		pct, err := strconv.Atoi(strings.TrimPrefix(a, "ALIGN_PERCENTILE_"))
+		if err != nil {
+			t.Fatalf("per_series_aligner %s", a)
+		}
+		p.Percentile = float64(pct)
+	default:
+		t.Fatalf("per_series_aligner %s: not in the model", a)
+	}
+	switch r := agg.str("cross_series_reducer"); r {
+	case "REDUCE_SUM":
+		p.Reducer = policymodel.ReduceSum
+	case "REDUCE_MAX":
+		p.Reducer = policymodel.ReduceMax
+	default:
+		t.Fatalf("cross_series_reducer %s: not in the model", r)
+	}
+	if c := ct.str("comparison"); c != "COMPARISON_GT" {
+		t.Fatalf("comparison %s: the model compares value > threshold", c)
+	}
+	p.Threshold = ct.num("threshold_value")
+	p.Duration = ct.duration("duration")
+	switch md := ct.str("evaluation_missing_data"); md {
+	case "EVALUATION_MISSING_DATA_INACTIVE":
+		p.MissingData = policymodel.MissingInactive
+	case "EVALUATION_MISSING_DATA_ACTIVE":
+		p.MissingData = policymodel.MissingActive
+	case "EVALUATION_MISSING_DATA_NO_OP":
+		p.MissingData = policymodel.MissingNoOp
+	default:
+		t.Fatalf("evaluation_missing_data %s", md)
+	}
+	p.AutoClose = policy.block("alert_strategy").duration("auto_close")
+	return p
+}
+
+// get returns the resource "type.name".
+func (e evaluated) get(t *testing.T, key string) *tfBlock {
+	t.Helper()
+	b, ok := e.resources[key]
+	if !ok {
+		t.Fatalf("no resource %s", key)
+	}
+	return b
 }
 
 func sameSet(a, b []string) bool {
@@ -801,6 +931,33 @@ func validationPasses(t *testing.T, m *tfModule, name string, v cty.Value) bool 
 	return true
 }
 
+// docVariables checks that documentation content uses only these Monitoring
+// variables (${...}), and no Terraform interpolation is left over.
+func docVariables(t *testing.T, doc *tfBlock, allowed ...string) {
+	t.Helper()
+	if doc.str("mime_type") != "text/markdown" {
+		t.Errorf("documentation mime_type = %q", doc.str("mime_type"))
+	}
+	for _, mm := range regexp.MustCompile(`\$\{([^}]*)\}`).FindAllStringSubmatch(doc.str("content"), -1) {
+		if !slices.Contains(allowed, mm[1]) {
+			t.Errorf("documentation has ${%s}, want only %v", mm[1], allowed)
+		}
+	}
+}
+
+// checkConditionFilter checks that a policy's condition reads the metric, on
+// the resource type the sink writes.
+func checkConditionFilter(t *testing.T, policy, filter string, metric *tfBlock, resourceType string) {
+	t.Helper()
+	clauses := parseFilter(t, filter)
+	if got, want := clauseValue(t, clauses, "metric.type"), "logging.googleapis.com/user/"+metric.str("name"); got != want {
+		t.Errorf("%s: condition filter metric.type = %q, want %q", policy, got, want)
+	}
+	if got := clauseValue(t, clauses, "resource.type"); got != resourceType {
+		t.Errorf("%s: condition filter resource.type = %q, the sink writes %q", policy, got, resourceType)
+	}
+}
+
 func TestTerraformAlertPolicy(t *testing.T) {
 	m := loadTerraform(t)
 	resourceType, _ := sinkResource(t)
@@ -817,124 +974,99 @@ func TestTerraformAlertPolicy(t *testing.T) {
 		t.Run("group_by="+tc.groupBy, func(t *testing.T) {
 			given := map[string]cty.Value{"group_by": cty.StringVal(tc.groupBy), "notification_channels": channels}
 			e := m.eval(t, given)
-			metricKey, metric := e.only(t, logMetricType)
-			_, policy := e.only(t, policyType)
+			metricKey, heartbeatKey := logMetricType+".failing", logMetricType+".heartbeat"
+			metric, heartbeat := e.get(t, metricKey), e.get(t, heartbeatKey)
+			policy, notWriting := e.get(t, policyType+".failing"), e.get(t, policyType+".not_writing")
 
-			if policy.str("project") != testProject || metric.str("project") != testProject {
-				t.Errorf("project: policy %q, metric %q, want var.project", policy.str("project"), metric.str("project"))
+			for key, p := range map[string]*tfBlock{metricKey: metric, heartbeatKey: heartbeat, "failing": policy, "not_writing": notWriting} {
+				if p.str("project") != testProject {
+					t.Errorf("%s: project %q, want var.project", key, p.str("project"))
+				}
 			}
-			// Creating the policy right after the metric can 404: at least
+			// Creating a policy right after its metric can 404: at least
 			// never before it.
-			if !slices.Contains(policy.dependsOn, metricKey) {
-				t.Errorf("policy depends_on = %v, want %s", policy.dependsOn, metricKey)
+			if !slices.Contains(policy.dependsOn, metricKey) || !slices.Contains(notWriting.dependsOn, heartbeatKey) {
+				t.Errorf("depends_on: %v and %v, want %s and %s", policy.dependsOn, notWriting.dependsOn, metricKey, heartbeatKey)
 			}
-			if got := policy.strings("notification_channels"); !slices.Equal(got, []string{"projects/" + testProject + "/notificationChannels/123"}) {
-				t.Errorf("notification_channels = %v, want var.notification_channels", got)
+			for _, p := range []*tfBlock{policy, notWriting} {
+				if got := p.strings("notification_channels"); !slices.Equal(got, []string{"projects/" + testProject + "/notificationChannels/123"}) {
+					t.Errorf("notification_channels = %v, want var.notification_channels", got)
+				}
+				if len(p.blocks["conditions"]) != 1 {
+					t.Fatalf("policy has %d conditions, want 1", len(p.blocks["conditions"]))
+				}
 			}
-			if len(policy.blocks["conditions"]) != 1 {
-				t.Fatalf("policy has %d conditions, want 1", len(policy.blocks["conditions"]))
-			}
+
+			// The job policy is the one internal/policymodel checks against
+			// the targets in every scenario.
 			ct := policy.block("conditions").block("condition_threshold")
-
-			clauses := parseFilter(t, ct.str("filter"))
-			if got, want := clauseValue(t, clauses, "metric.type"), "logging.googleapis.com/user/"+metric.str("name"); got != want {
-				t.Errorf("condition filter metric.type = %q, want %q", got, want)
-			}
-			if got := clauseValue(t, clauses, "resource.type"); got != resourceType {
-				t.Errorf("condition filter resource.type = %q, the sink writes %q", got, resourceType)
+			checkConditionFilter(t, "failing", ct.str("filter"), metric, resourceType)
+			want := policymodel.Shipped
+			want.Name = ""
+			if got := policyOf(t, metric, policy); got != want {
+				t.Errorf("the Terraform's policy is\n%+v\nthe model's is\n%+v", got, want)
 			}
 
-			agg := ct.block("aggregations")
-			alignment := agg.duration("alignment_period")
-			if alignment < 2*interval {
-				t.Errorf("alignment_period %s < twice the write interval %s: one late or skipped entry empties the window", alignment, interval)
+			// Its timing is batchlatch's: the weight of a change is computed
+			// for the window; the failing 0 entries last the window and the
+			// metric's ingestion lag; a loop that starts announces again the
+			// recoveries as old as auto_close.
+			alignment := want.Window
+			if alignment != alarm.DefaultPolicyWindow {
+				t.Errorf("alignment_period %s, batchlatch's --policy-window defaults to %s", alignment, alarm.DefaultPolicyWindow)
 			}
-			if alignment < maxIngestionLag+2*interval {
-				t.Errorf("alignment_period %s < ingestion lag %s + two write intervals: a late metric looks like a recovery, the incident closes and a second one opens for the same streak", alignment, maxIngestionLag)
-			}
-			if alignment%time.Minute != 0 {
-				t.Errorf("alignment_period %s is not whole minutes", alignment)
-			}
-			// After a success the entries with failing 0 last the window
-			// and 10 more minutes (the metric's ingestion lag).
 			if alarm.DefaultRecoveryWindow < alignment+maxIngestionLag {
-				t.Errorf("the recovery window %s < alignment_period %s + ingestion lag %s: the window empties before the last failing 1 entries are ingested", alarm.DefaultRecoveryWindow, alignment, maxIngestionLag)
+				t.Errorf("the recovery window %s < alignment_period %s + ingestion lag %s", alarm.DefaultRecoveryWindow, alignment, maxIngestionLag)
 			}
-			switch a := agg.str("per_series_aligner"); a {
-			case "ALIGN_DELTA", "ALIGN_SUM":
-			default:
-				// ALIGN_COUNT counts points, including the zero a counter
-				// writes after its last non-zero minute.
-				t.Errorf("per_series_aligner = %s, want ALIGN_DELTA or ALIGN_SUM (the number of entries)", a)
+			if want.AutoClose != alarm.ReannounceRecoveries || want.AutoClose < minAutoClose {
+				t.Errorf("auto_close %s, want alarm.ReannounceRecoveries %s (at least %s)", want.AutoClose, alarm.ReannounceRecoveries, minAutoClose)
 			}
-			if r := agg.str("cross_series_reducer"); r != "REDUCE_SUM" {
-				t.Errorf("cross_series_reducer = %s, want REDUCE_SUM (adds up the series of several writer pods)", r)
+			if want.Duration%minMissingDataDuration != 0 || want.Duration < minMissingDataDuration {
+				t.Errorf("duration %s: evaluation_missing_data needs a multiple of %s", want.Duration, minMissingDataDuration)
 			}
-			groupBy := agg.strings("group_by_fields")
+
+			groupBy := ct.block("aggregations").strings("group_by_fields")
 			if !slices.Equal(groupBy, tc.want) {
 				t.Errorf("group_by_fields = %v, want %v", groupBy, tc.want)
 			}
 			for _, f := range groupBy {
-				if strings.Contains(f, "pod") {
-					t.Errorf("group_by_fields has %s: each writer pod would make its own incident", f)
-				}
 				if label, ok := strings.CutPrefix(f, "metric.label."); ok {
 					if !slices.ContainsFunc(metric.block("metric_descriptor").blocks["labels"], func(l *tfBlock) bool { return l.str("key") == label }) {
 						t.Errorf("group_by_fields has %s, which the metric does not have", f)
 					}
 				}
 			}
-
-			if c := ct.str("comparison"); c != "COMPARISON_GT" || ct.num("threshold_value") != 0 {
-				t.Errorf("%s %v, want COMPARISON_GT 0 (any ERROR entry in the window)", c, ct.num("threshold_value"))
-			}
-			duration := ct.duration("duration")
-			if duration%minMissingDataDuration != 0 {
-				t.Errorf("duration %s is not a multiple of %s", duration, minMissingDataDuration)
-			}
-			if !ct.has("evaluation_missing_data") {
-				t.Error("evaluation_missing_data is not set: the incident would stay open until auto_close after a success")
-			} else {
-				if md := ct.str("evaluation_missing_data"); md != "EVALUATION_MISSING_DATA_INACTIVE" {
-					t.Errorf("evaluation_missing_data = %s, want INACTIVE: no ERROR entries means not failing", md)
-				}
-				if duration < minMissingDataDuration {
-					t.Errorf("duration %s: evaluation_missing_data needs at least %s", duration, minMissingDataDuration)
-				}
-			}
 			if tr := ct.blocks["trigger"]; len(tr) > 0 && (tr[0].has("percent") || tr[0].num("count") != 1) {
 				t.Error("trigger must be count = 1: each series is its own incident")
 			}
-			if autoClose := policy.block("alert_strategy").duration("auto_close"); autoClose < minAutoClose {
-				t.Errorf("auto_close %s < the minimum %s", autoClose, minAutoClose)
-			}
-
 			doc := policy.block("documentation")
-			if doc.str("mime_type") != "text/markdown" {
-				t.Errorf("documentation mime_type = %q", doc.str("mime_type"))
+			docVariables(t, doc, "metric.label."+alarm.LabelNamespace, "metric.label."+alarm.LabelJob)
+			if !strings.Contains(doc.str("content"), "/api/v1/failures") {
+				t.Error("documentation lacks /api/v1/failures")
 			}
-			content := doc.str("content")
-			for _, want := range []string{"/api/v1/failures", "${metric.label." + alarm.LabelNamespace + "}"} {
-				if !strings.Contains(content, want) {
-					t.Errorf("documentation lacks %q", want)
-				}
-			}
-			// Monitoring's variables are ${metric.label.KEY}: only labels the
-			// metric has, and no Terraform interpolation left over.
-			for _, mm := range regexp.MustCompile(`\$\{([^}]*)\}`).FindAllStringSubmatch(content, -1) {
-				label, ok := strings.CutPrefix(mm[1], "metric.label.")
-				if !ok || !slices.Contains([]string{alarm.LabelNamespace, alarm.LabelJob}, label) {
-					t.Errorf("documentation has ${%s}: not a label of the metric", mm[1])
-				}
-			}
-
 			if got := e.outputs["metric_type"].str("value"); got != "logging.googleapis.com/user/"+metric.str("name") {
 				t.Errorf("output metric_type = %q", got)
 			}
+
+			// batchlatch's own alert: no heartbeat for longer than the
+			// ingestion lag and a write interval, per install.
+			ca := notWriting.block("conditions").block("condition_absent")
+			checkConditionFilter(t, "not_writing", ca.str("filter"), heartbeat, resourceType)
+			if d := ca.duration("duration"); d < maxIngestionLag+interval || d%time.Minute != 0 {
+				t.Errorf("not_writing duration %s: want whole minutes, at least the ingestion lag %s and an interval %s", d, maxIngestionLag, interval)
+			}
+			for _, f := range append(ca.block("aggregations").strings("group_by_fields"), groupBy...) {
+				if strings.Contains(f, "pod") {
+					t.Errorf("group_by_fields has %s: each writer pod would make its own incident", f)
+				}
+			}
+			docVariables(t, notWriting.block("documentation"), "resource.label.namespace_name")
 		})
 	}
 
 	t.Run("variable validation", func(t *testing.T) {
+		longest := fmt.Sprintf("%ds", int(alarm.MaxWindowPasses*alarm.DefaultInterval/time.Second))
+		tooLong := fmt.Sprintf("%ds", int((alarm.MaxWindowPasses+1)*alarm.DefaultInterval/time.Second))
 		for _, tc := range []struct {
 			name  string
 			value cty.Value
@@ -945,10 +1077,17 @@ func TestTerraformAlertPolicy(t *testing.T) {
 			{"group_by", cty.StringVal("pod"), false},
 			{"alignment_period", cty.StringVal("720s"), true},
 			{"alignment_period", cty.StringVal("120s"), true},
+			// batchlatch weighs a change for at most MaxWindowPasses passes.
+			{"alignment_period", cty.StringVal(longest), true},
+			{"alignment_period", cty.StringVal(tooLong), false},
 			{"alignment_period", cty.StringVal("60s"), false},
 			{"alignment_period", cty.StringVal("150s"), false},
 			{"alignment_period", cty.StringVal("12m"), false},
 			{"alignment_period", cty.StringVal("s"), false},
+			{"not_writing_after", cty.StringVal("1200s"), true},
+			{"not_writing_after", cty.StringVal(fmt.Sprintf("%ds", int((maxIngestionLag+alarm.DefaultInterval)/time.Second))), true},
+			{"not_writing_after", cty.StringVal("600s"), false},
+			{"not_writing_after", cty.StringVal("20m"), false},
 		} {
 			if got := validationPasses(t, m, tc.name, tc.value); got != tc.ok {
 				t.Errorf("%s = %s: validation passes = %v, want %v", tc.name, tc.value.GoString(), got, tc.ok)
@@ -960,7 +1099,8 @@ func TestTerraformAlertPolicy(t *testing.T) {
 func TestTerraformFormatted(t *testing.T) {
 	// terraform fmt is not available; hclwrite's formatter is what it runs.
 	paths, _ := filepath.Glob(filepath.Join(terraformDir, "*.tf"))
-	for _, p := range paths {
+	nested, _ := filepath.Glob(filepath.Join(terraformDir, "*", "*.tf"))
+	for _, p := range append(paths, nested...) {
 		src, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)

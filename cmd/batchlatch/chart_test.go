@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchlatch/batchlatch/alarm"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -71,6 +73,7 @@ sink: cloudlogging
 logName: batchlatch-prod
 interval: 30s
 recoveryWindow: 45m
+policyWindow: 20m
 logLevel: debug
 existingSecret: callback-token
 existingSecretKey: bearer
@@ -673,6 +676,7 @@ func TestChartConfigParses(t *testing.T) {
 				ExistingSecret    string `json:"existingSecret"`
 				ExistingSecretKey string `json:"existingSecretKey"`
 				Interval          string `json:"interval"`
+				PolicyWindow      string `json:"policyWindow"`
 				Cluster           struct {
 					Name, Location string
 				} `json:"cluster"`
@@ -739,6 +743,13 @@ func TestChartConfigParses(t *testing.T) {
 			}
 			if interval, _ := time.ParseDuration(orDefault(values.Interval, "60s")); cfg.Interval != interval {
 				t.Errorf("interval %s, want %s", cfg.Interval, interval)
+			}
+			if window, _ := time.ParseDuration(orDefault(values.PolicyWindow, alarm.DefaultPolicyWindow.String())); cfg.PolicyWindow != window {
+				t.Errorf("policy window %s, want %s", cfg.PolicyWindow, window)
+			}
+			// Every replica writes as one instance: the Deployment's name.
+			if cfg.Instance != d.Name {
+				t.Errorf("instance %q, want the Deployment's name %q", cfg.Instance, d.Name)
 			}
 
 			// The API listens on the container port the probes and the Service use.

@@ -28,11 +28,13 @@ type Config struct {
 	LogName        string
 	Interval       time.Duration
 	RecoveryWindow time.Duration
+	PolicyWindow   time.Duration
 	TokenFile      string
 	LeaderElect    bool
 	LeaseName      string
 	LeaseDuration  time.Duration
 	PodName        string
+	Instance       string
 	Cluster        string
 	Location       string
 	ContainerName  string
@@ -69,12 +71,14 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Project, "project", "", "Google Cloud project the entries are written to")
 	fs.StringVar(&cfg.LogName, "log-name", "batchlatch", "Cloud Logging log name of the entries")
 	fs.DurationVar(&cfg.Interval, "interval", alarm.DefaultInterval, "how often an entry is written per failing job (half the alert's alignment period)")
-	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", alarm.DefaultRecoveryWindow, "how long after a recovery entries with failing 0 are written")
+	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", alarm.DefaultRecoveryWindow, "how long after a recovery entries with failing 0 are written (at least --policy-window plus 10m, the metric's ingestion lag)")
+	fs.DurationVar(&cfg.PolicyWindow, "policy-window", alarm.DefaultPolicyWindow, "the alert policy's alignment window: a job's change of state is written as enough entries to outweigh a window of the old state (0: one entry)")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token that writes must carry (none: writes are open)")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one replica to write entries, through a Lease (needs --state configmap)")
 	fs.StringVar(&cfg.LeaseName, "lease-name", "batchlatch-leader", "Lease used for leader election")
 	fs.DurationVar(&cfg.LeaseDuration, "lease-duration", 15*time.Second, "how long a leader's lease lasts; a new leader takes over within it")
 	fs.StringVar(&cfg.PodName, "pod-name", "", "this pod's name: monitored-resource label and leader identity")
+	fs.StringVar(&cfg.Instance, "instance", "batchlatch", "this installation's name, the same on every replica: monitored-resource label pod_name of the entries (one time series per job across leader changes)")
 	fs.StringVar(&cfg.Cluster, "cluster", "", "GKE cluster name: monitored-resource label cluster_name")
 	fs.StringVar(&cfg.Location, "location", "", "GKE cluster location: monitored-resource label location")
 	fs.StringVar(&cfg.ContainerName, "container-name", "batchlatch", "monitored-resource label container_name")
@@ -139,6 +143,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	return cfg, cfg.resolve(getenv)
 }
 
+// metricLag is how late a log-based metric's points can be (FACTS.md).
+const metricLag = 10 * time.Minute
+
 func (c Config) validate() error {
 	var errs []error
 	oneOf := func(name, value string, allowed ...string) {
@@ -157,6 +164,15 @@ func (c Config) validate() error {
 	}
 	if c.RecoveryWindow < 0 {
 		errs = append(errs, fmt.Errorf("--recovery-window: must not be negative, got %s", c.RecoveryWindow))
+	}
+	switch {
+	case c.PolicyWindow < 0:
+		errs = append(errs, fmt.Errorf("--policy-window: must not be negative, got %s", c.PolicyWindow))
+	case c.PolicyWindow > 0 && c.RecoveryWindow < c.PolicyWindow+metricLag:
+		errs = append(errs, fmt.Errorf("--recovery-window: must be at least --policy-window plus %s (the metric's ingestion lag), %s, got %s: the policy must see a whole window of failing 0 after a recovery", metricLag, c.PolicyWindow+metricLag, c.RecoveryWindow))
+	}
+	if c.Instance == "" {
+		errs = append(errs, errors.New("--instance: must not be empty"))
 	}
 	if c.Sink == "cloudlogging" && c.Project == "" {
 		errs = append(errs, errors.New("--sink cloudlogging: needs --project"))

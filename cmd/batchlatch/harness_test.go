@@ -145,11 +145,30 @@ type stdoutEntry struct {
 	Failing             int               `json:"failing"`
 	ConsecutiveFailures int               `json:"consecutiveFailures"`
 	FailingSeconds      float64           `json:"failingSeconds"`
-	Workflow            string            `json:"workflow"`
+	LastWorkflow        string            `json:"lastWorkflow"`
+	Heartbeat           bool              `json:"heartbeat"`
 }
 
-// entries parses every line of the stdout sink written so far.
+// entries parses every line of the stdout sink written so far, but the
+// heartbeats (heartbeats counts those).
 func (in *instance) entries() []stdoutEntry {
+	in.t.Helper()
+	var out []stdoutEntry
+	for _, e := range in.allEntries() {
+		if !e.Heartbeat {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// heartbeats counts the heartbeat lines written so far.
+func (in *instance) heartbeats() int {
+	in.t.Helper()
+	return len(in.allEntries()) - len(in.entries())
+}
+
+func (in *instance) allEntries() []stdoutEntry {
 	in.t.Helper()
 	var out []stdoutEntry
 	sc := bufio.NewScanner(strings.NewReader(in.stdout.String()))

@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// The sources besides callbacks, and what they add to the jobs' views.
 	var watcher *argowatch.Watcher
-	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow}
+	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow, PolicyWindow: cfg.PolicyWindow}
 	if cfg.WatchArgo {
 		if watcher, err = newArgoWatcher(cfg, k, store, logger); err != nil {
 			return err
@@ -287,6 +287,7 @@ func openSink(ctx context.Context, cfg Config, stdout io.Writer, metrics *alarm.
 		LogName:       cfg.LogName,
 		Cluster:       cfg.Cluster,
 		Location:      cfg.Location,
+		Instance:      cfg.Instance,
 		PodName:       cfg.PodName,
 		ContainerName: cfg.ContainerName,
 		OwnNamespace:  cfg.Namespace,

@@ -16,7 +16,8 @@ func TestEndToEndFileStateStdoutSink(t *testing.T) {
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
 	env := map[string]string{"BATCHLATCH_INTERVAL": "100ms", "BATCHLATCH_TOKEN_FILE": tokenFile}
-	svc := start(t, env, "--state-file", stateFile, "--recovery-window", "1s")
+	// --policy-window 0: one entry per change, so that a 1s recovery window is allowed.
+	svc := start(t, env, "--state-file", stateFile, "--recovery-window", "1s", "--policy-window", "0")
 	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
 
 	if code, body := svc.post("", callback("ml", "nightly", "u1", "Failed", t0)); code != 401 {
@@ -57,7 +58,12 @@ func TestEndToEndFileStateStdoutSink(t *testing.T) {
 		t.Fatalf("success: %d %s", code, body)
 	}
 	entries = svc.waitForEntries(3*time.Second, "the NOTICE", func(e []stdoutEntry) bool { return count(e, "NOTICE") == 1 })
-	notice := entries[len(entries)-1]
+	var notice stdoutEntry
+	for _, e := range entries {
+		if e.Severity == "NOTICE" {
+			notice = e
+		}
+	}
 	if notice.Failing != 0 || !strings.Contains(notice.Message, "recovered after 2 failed runs, failing for 2h0m0s") {
 		t.Fatalf("notice %+v", notice)
 	}
@@ -73,6 +79,9 @@ func TestEndToEndFileStateStdoutSink(t *testing.T) {
 	}
 	if len(entries) != settled {
 		t.Fatalf("entries still written after the recovery window: %d, then %d", settled, len(entries))
+	}
+	if n := svc.heartbeats(); n < 10 {
+		t.Fatalf("%d heartbeats in about 5s of 100ms passes", n)
 	}
 
 	// A new failure, then a restart on the same file: the failure is still there.

@@ -4,6 +4,11 @@ output "metric_type" {
 }
 
 output "alert_policy" {
-  description = "Resource name of the alert policy (projects/<project>/alertPolicies/<id>)."
+  description = "Resource name of the job alert policy (projects/<project>/alertPolicies/<id>)."
   value       = google_monitoring_alert_policy.failing.name
+}
+
+output "not_writing_alert_policy" {
+  description = "Resource name of the policy that alerts when batchlatch stops writing."
+  value       = google_monitoring_alert_policy.not_writing.name
 }

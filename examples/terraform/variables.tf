@@ -6,8 +6,8 @@ variable "project" {
 variable "log_name" {
   description = <<-EOT
     batchlatch's --log-name: the log its Cloud Logging sink writes to. With --sink=stdout the
-    entries are in the pod's own log instead: set "stdout" (the filter's jsonPayload.failing=1
-    keeps other containers' lines out, as long as none of them logs that field).
+    entries are in the pod's own log instead: set "stdout" (the filters' jsonPayload.failing and
+    jsonPayload.heartbeat keep other containers' lines out, as long as none of them logs those fields).
   EOT
   type        = string
   default     = "batchlatch"
@@ -52,20 +52,43 @@ variable "extra_group_by_fields" {
 
 variable "alignment_period" {
   description = <<-EOT
-    Rolling window the condition counts ERROR entries over. It must outlast the log-based metric's
-    ingestion lag (up to 10 minutes) plus two write intervals (60 s each by default), or a late
-    metric looks like a recovery: the incident closes and a second one opens for the same streak.
-    Shorter closes sooner after a success; see README.md.
+    Window of the median of the failing values. batchlatch writes, at each change (a streak's
+    first failure, a recovery, a restart), enough entries to outweigh a whole window of the old
+    value: set its --policy-window (BATCHLATCH_POLICY_WINDOW, chart value alarm.policyWindow) to
+    the same duration. Longer bridges flapping jobs better and costs more entries per change.
   EOT
   type        = string
   default     = "720s"
 
   validation {
     condition = can(regex("^[0-9]+s$", var.alignment_period)) && try(
-      tonumber(trimsuffix(var.alignment_period, "s")) >= 120 && tonumber(trimsuffix(var.alignment_period, "s")) % 60 == 0,
+      tonumber(trimsuffix(var.alignment_period, "s")) >= 120 && tonumber(trimsuffix(var.alignment_period, "s")) <= 3600 && tonumber(trimsuffix(var.alignment_period, "s")) % 60 == 0,
       false,
     )
-    error_message = "alignment_period: whole minutes in seconds (\"720s\"), at least \"120s\" (two write intervals)."
+    error_message = "alignment_period: whole minutes in seconds (\"720s\"), from \"120s\" to \"3600s\" (batchlatch weighs at most 60 passes)."
+  }
+}
+
+variable "heartbeat_metric_name" {
+  description = "Name of the log-based metric of batchlatch's heartbeats."
+  type        = string
+  default     = "batchlatch/heartbeat"
+}
+
+variable "not_writing_after" {
+  description = <<-EOT
+    How long without a heartbeat before "batchlatch: not writing" opens. At least the metric's
+    ingestion lag (10 minutes) plus one write interval, or a late metric looks like an outage.
+  EOT
+  type        = string
+  default     = "1200s"
+
+  validation {
+    condition = can(regex("^[0-9]+s$", var.not_writing_after)) && try(
+      tonumber(trimsuffix(var.not_writing_after, "s")) >= 660 && tonumber(trimsuffix(var.not_writing_after, "s")) % 60 == 0,
+      false,
+    )
+    error_message = "not_writing_after: whole minutes in seconds, at least \"660s\" (ingestion lag + one interval)."
   }
 }
 
