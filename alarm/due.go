@@ -100,7 +100,7 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 	next := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}}
 	schedules := cfg.Schedules
 	if schedules == nil {
-		schedules = func(string, string, time.Time) *api.Schedule { return nil }
+		schedules = func(string, string, string, time.Time) *api.Schedule { return nil }
 	}
 	var entries []Entry
 	failing := 0
@@ -114,7 +114,7 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 			if cfg.Kicked && !first {
 				continue
 			}
-			e := failingEntry(j, schedules(j.Namespace, j.Name, now), now)
+			e := failingEntry(j, schedules(j.Key().KindName(), j.Namespace, j.Name, now), now)
 			n := 1
 			if first {
 				var previous time.Time

@@ -62,7 +62,7 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 	}
 	schedules := cfg.Schedules
 	if schedules == nil {
-		schedules = func(string, string, time.Time) *api.Schedule { return nil }
+		schedules = func(string, string, string, time.Time) *api.Schedule { return nil }
 	}
 	return &Loop{
 		jobs:           jobs,

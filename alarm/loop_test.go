@@ -270,7 +270,7 @@ func TestLoopFailingEntryCarriesTheSchedule(t *testing.T) {
 	jobs.set(failingJob("nightly", 1), failingJob("manual", 1))
 	next := since.Add(24 * time.Hour)
 	sink := &recordingSink{}
-	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Hour, Now: clk.Now, Schedules: func(ns, name string, _ time.Time) *api.Schedule {
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Hour, Now: clk.Now, Schedules: func(_, ns, name string, _ time.Time) *api.Schedule {
 		if name != "nightly" {
 			return nil
 		}

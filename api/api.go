@@ -13,11 +13,14 @@ import (
 // sends it. Unknown fields are ignored; namespace, workflowName and phase are
 // required.
 type Result struct {
-	Namespace    string             `json:"namespace"`
-	WorkflowName string             `json:"workflowName"`
-	UID          string             `json:"uid,omitempty"`
-	CronWorkflow string             `json:"cronWorkflow,omitempty"`
-	Phase        wfv1.WorkflowPhase `json:"phase"`
+	Namespace    string `json:"namespace"`
+	WorkflowName string `json:"workflowName"`
+	UID          string `json:"uid,omitempty"`
+	CronWorkflow string `json:"cronWorkflow,omitempty"`
+	// CronJob names the Kubernetes CronJob whose Job this run was (its
+	// WorkflowName is the Job's name): a job of kind CronJob.
+	CronJob string             `json:"cronJob,omitempty"`
+	Phase   wfv1.WorkflowPhase `json:"phase"`
 	// ScheduledTime and CreatedAt are RFC 3339 strings, as Argo renders
 	// {{workflow.scheduledTime}} and {{workflow.creationTimestamp}}.
 	ScheduledTime   string            `json:"scheduledTime,omitempty"`
@@ -38,12 +41,24 @@ type Failure struct {
 	FinishedAt   string `json:"finishedAt,omitempty"`
 }
 
+// Kinds of job: what runs it. A CronWorkflow and a CronJob of the same name
+// in one namespace are two jobs.
+const (
+	// KindWorkflow: Argo Workflows runs, grouped by their CronWorkflow (or
+	// WorkflowTemplate), or the namespace as a whole.
+	KindWorkflow = "Workflow"
+	// KindCronJob: the Jobs of a Kubernetes CronJob.
+	KindCronJob = "CronJob"
+)
+
 // Job is the state of one job as the REST API shows it.
 type Job struct {
 	Namespace string `json:"namespace"`
-	// Job is the CronWorkflow (or WorkflowTemplate) name; empty means the
-	// namespace as a whole.
-	Job                 string             `json:"job"`
+	// Job is the CronWorkflow (or WorkflowTemplate) or CronJob name; empty
+	// means the namespace as a whole (of kind Workflow only).
+	Job string `json:"job"`
+	// Kind is KindWorkflow or KindCronJob.
+	Kind                string             `json:"kind"`
 	Failing             bool               `json:"failing"`
 	FailingSince        *time.Time         `json:"failingSince,omitempty"`
 	FailingSeconds      float64            `json:"failingSeconds,omitempty"`
@@ -74,9 +89,9 @@ type Schedule struct {
 	Note string `json:"note,omitempty"`
 }
 
-// ScheduleOf returns the schedule of the job namespace/name at now, or nil
-// for a job no watcher reads.
-type ScheduleOf func(namespace, name string, now time.Time) *Schedule
+// ScheduleOf returns the schedule of the job kind/namespace/name at now, or
+// nil for a job no watcher reads.
+type ScheduleOf func(kind, namespace, name string, now time.Time) *Schedule
 
 // Streak is a finished failure streak: from the first failed run to the
 // success that ended it.

@@ -259,8 +259,11 @@ func (r Result) validate(receivedAt time.Time, phases []wfv1.WorkflowPhase) erro
 	if len(r.UID) > maxUIDLength {
 		return &FieldError{Field: "uid", Message: fmt.Sprintf("is longer than %d characters", maxUIDLength)}
 	}
+	if r.CronJob != "" && r.CronWorkflow != "" {
+		return &FieldError{Field: "cronJob", Message: "is set with cronWorkflow: a run belongs to a CronWorkflow or to a CronJob, not both"}
+	}
 	if job, field := r.jobAndSource(); job != "" {
-		if err := ValidateJobName(field, r.Namespace, job); err != nil {
+		if err := ValidateJob(field, r.Kind(), r.Namespace, job); err != nil {
 			return err
 		}
 	}
@@ -299,14 +302,26 @@ func (r Result) Synthetic() bool {
 	return false
 }
 
-// JobName is the job the result belongs to: the CronWorkflow, else the
-// WorkflowTemplate it came from, else "" (the namespace as a whole).
+// JobName is the job the result belongs to: the CronJob or the
+// CronWorkflow, else the WorkflowTemplate it came from, else "" (the
+// namespace as a whole).
 func (r Result) JobName() string {
 	job, _ := r.jobAndSource()
 	return job
 }
 
+// Kind is the kind of the job the result belongs to.
+func (r Result) Kind() string {
+	if r.CronJob != "" {
+		return KindCronJob
+	}
+	return KindWorkflow
+}
+
 func (r Result) jobAndSource() (job, field string) {
+	if r.CronJob != "" {
+		return r.CronJob, "cronJob"
+	}
 	if r.CronWorkflow != "" {
 		return r.CronWorkflow, "cronWorkflow"
 	}

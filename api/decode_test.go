@@ -57,6 +57,7 @@ func TestJobName(t *testing.T) {
 		{Result{Labels: map[string]string{"workflows.argoproj.io/cron-workflow": "b", "workflows.argoproj.io/workflow-template": "c"}}, "b"},
 		{Result{Labels: map[string]string{"workflows.argoproj.io/workflow-template": "c"}}, "c"},
 		{Result{Labels: map[string]string{"other": "d"}}, ""},
+		{Result{CronJob: "e", Labels: map[string]string{"workflows.argoproj.io/cron-workflow": "b"}}, "e"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.JobName(); got != tt.want {
@@ -78,6 +79,9 @@ func TestDecodeResultRejects(t *testing.T) {
 		{"namespace too long", `{"namespace":"` + strings.Repeat("a", 64) + `","workflowName":"w","phase":"Failed"}`, "namespace", "DNS-1123"},
 		{"namespace wrong type", `{"namespace":7,"workflowName":"w","phase":"Failed"}`, "namespace", "string"},
 		{"missing workflowName", `{"namespace":"ml","phase":"Failed"}`, "workflowName", "required"},
+		{"cronJob and cronWorkflow", `{"namespace":"ml","workflowName":"w","phase":"Failed","cronJob":"a","cronWorkflow":"a"}`, "cronJob", "not both"},
+		{"bad cronJob", `{"namespace":"ml","workflowName":"w","phase":"Failed","cronJob":"A_b"}`, "cronJob", "DNS-1123"},
+		{"cronJob key too long", `{"namespace":"ml","workflowName":"w","phase":"Failed","cronJob":"` + strings.Repeat("a", 253-len("ml.")-len(CronJobKeyPrefix)+1) + `"}`, "cronJob", "job key"},
 		{"missing phase", `{"namespace":"ml","workflowName":"w"}`, "phase", "Succeeded, Failed, Error"},
 		{"Running", `{"namespace":"ml","workflowName":"w","phase":"Running"}`, "phase", "Succeeded, Failed, Error"},
 		{"unknown phase", `{"namespace":"ml","workflowName":"w","phase":"failed"}`, "phase", "accepted values"},

@@ -35,18 +35,43 @@ func ValidateNamespace(field, namespace string) error {
 	return nil
 }
 
-// ValidateJobName checks the name of a job of a valid namespace; it arrived
-// in field. An empty name, the namespace as a whole, is valid.
+// CronJobKeyPrefix starts the stored name of a CronJob's job:
+// "<namespace>.cronjob_<name>". '_' is in no Kubernetes object name, so it
+// cannot be mistaken for a CronWorkflow's "<namespace>.<name>", whose form
+// (and every key stored before CronJobs were watched) stays as it was.
+const CronJobKeyPrefix = "cronjob_"
+
+// ValidateJobName checks the name of a job of kind Workflow of a valid
+// namespace; it arrived in field. An empty name, the namespace as a whole,
+// is valid.
 func ValidateJobName(field, namespace, job string) error {
+	return ValidateJob(field, KindWorkflow, namespace, job)
+}
+
+// ValidateJob checks the name of a job of that kind (KindWorkflow or
+// KindCronJob) of a valid namespace; it arrived in field. A CronJob's job
+// always has a name.
+func ValidateJob(field, kind, namespace, job string) error {
+	prefix := ""
+	switch kind {
+	case KindWorkflow:
+	case KindCronJob:
+		if job == "" {
+			return &FieldError{Field: field, Message: "is required for a CronJob"}
+		}
+		prefix = CronJobKeyPrefix
+	default:
+		return &FieldError{Field: "kind", Message: fmt.Sprintf("%s is not a kind of job; accepted values: %s, %s", Quote(kind), KindWorkflow, KindCronJob)}
+	}
 	if job == "" {
 		return nil
 	}
 	if len(job) > MaxNameLength || !dns1123Subdomain.MatchString(job) {
 		return &FieldError{Field: field, Message: fmt.Sprintf("%s is not a Kubernetes object name (a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', at most %d characters)", Quote(job), MaxNameLength)}
 	}
-	if keyLength := len(namespace) + 1 + len(job); keyLength > MaxKeyLength {
+	if keyLength := len(namespace) + 1 + len(prefix) + len(job); keyLength > MaxKeyLength {
 		return &FieldError{Field: field, Message: fmt.Sprintf("is %d characters long: with namespace %q it makes a %d-character job key, over the limit of %d (a ConfigMap key); at most %d characters in this namespace",
-			len(job), namespace, keyLength, MaxKeyLength, MaxKeyLength-1-len(namespace))}
+			len(job), namespace, keyLength, MaxKeyLength, MaxKeyLength-1-len(prefix)-len(namespace))}
 	}
 	return nil
 }

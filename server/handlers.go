@@ -40,7 +40,7 @@ func requireToken(token string) gin.HandlerFunc {
 // watcher reads it.
 func view(j state.Job, now time.Time, schedules api.ScheduleOf) api.Job {
 	v := j.View(now)
-	v.Schedule = schedules(j.Namespace, j.Name, now)
+	v.Schedule = schedules(j.Key().KindName(), j.Namespace, j.Name, now)
 	return v
 }
 

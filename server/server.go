@@ -45,7 +45,7 @@ func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer p
 		cfg.Now = time.Now
 	}
 	if cfg.Schedules == nil {
-		cfg.Schedules = func(string, string, time.Time) *api.Schedule { return nil }
+		cfg.Schedules = func(string, string, string, time.Time) *api.Schedule { return nil }
 	}
 	engine := gin.New()
 	engine.HandleMethodNotAllowed = true

@@ -246,7 +246,7 @@ func decodeJob(key, value string) (Job, error) {
 	if err := json.Unmarshal([]byte(value), &j); err != nil {
 		return Job{}, fmt.Errorf("%w: key %s: %v", ErrCorrupt, key, err)
 	}
-	j.Namespace, j.Name = k.Namespace, k.Name
+	j.Namespace, j.Name, j.Kind = k.Namespace, k.Name, k.Kind
 	return j, nil
 }
 

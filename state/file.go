@@ -68,7 +68,7 @@ func OpenFileStore(path string) (*FileStore, error) {
 	}
 	for k, j := range jobs {
 		key := ParseKey(k)
-		j.Namespace, j.Name = key.Namespace, key.Name
+		j.Namespace, j.Name, j.Kind = key.Namespace, key.Name, key.Kind
 		s.jobs[k] = j
 	}
 	s.savedSize = len(data)

@@ -15,16 +15,40 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 )
 
-// Key identifies a job: a namespace and a CronWorkflow (or WorkflowTemplate)
-// name; an empty Name is the namespace as a whole.
+// Key identifies a job: a namespace, a CronWorkflow (or WorkflowTemplate)
+// name, an empty Name being the namespace as a whole; or, with Kind
+// api.KindCronJob, a CronJob's name. The zero Kind is api.KindWorkflow, so
+// that every key made before CronJobs were watched still names its job.
 type Key struct {
 	Namespace string
 	Name      string
+	Kind      string // "" (api.KindWorkflow) or api.KindCronJob
 }
 
-// String is the key's stored form: "namespace" or "namespace.job". Namespaces
+// KeyFor is the key of the job kind/namespace/name, kind being api.KindWorkflow
+// or api.KindCronJob.
+func KeyFor(kind, namespace, name string) Key {
+	if kind == api.KindWorkflow {
+		kind = ""
+	}
+	return Key{Namespace: namespace, Name: name, Kind: kind}
+}
+
+// KindName is the key's kind as the API shows it.
+func (k Key) KindName() string {
+	if k.Kind == "" {
+		return api.KindWorkflow
+	}
+	return k.Kind
+}
+
+// String is the key's stored form: "namespace" or "namespace.job", and
+// "namespace.cronjob_job" for a CronJob (api.CronJobKeyPrefix). Namespaces
 // are DNS-1123 labels (no dots), so the first dot separates the two.
 func (k Key) String() string {
+	if k.Kind == api.KindCronJob {
+		return k.Namespace + "." + api.CronJobKeyPrefix + k.Name
+	}
 	if k.Name == "" {
 		return k.Namespace
 	}
@@ -34,6 +58,9 @@ func (k Key) String() string {
 // ParseKey is the inverse of Key.String.
 func ParseKey(s string) Key {
 	ns, name, _ := strings.Cut(s, ".")
+	if cronJob, ok := strings.CutPrefix(name, api.CronJobKeyPrefix); ok {
+		return Key{Namespace: ns, Name: cronJob, Kind: api.KindCronJob}
+	}
 	return Key{Namespace: ns, Name: name}
 }
 
@@ -46,22 +73,23 @@ func (k Key) Validate() error {
 	if err := api.ValidateNamespace("namespace", k.Namespace); err != nil {
 		return err
 	}
-	return api.ValidateJobName("job", k.Namespace, k.Name)
+	return api.ValidateJob("job", k.KindName(), k.Namespace, k.Name)
 }
 
 // KeyOf is the job a result belongs to.
-func KeyOf(r api.Result) Key { return Key{Namespace: r.Namespace, Name: r.JobName()} }
+func KeyOf(r api.Result) Key { return KeyFor(r.Kind(), r.Namespace, r.JobName()) }
 
 // Job is the stored state of one job. State is timestamps, not booleans: a
 // job is failing while FailingSince is set.
 //
 // The JSON form is what the stores write, one value per job: short field
 // names, times to the second, run identities hashed, because one ConfigMap
-// holds 1 MiB for all jobs. Namespace and Name are not in it: the stores
-// keep them in the key (see Key.String).
+// holds 1 MiB for all jobs. Namespace, Name and Kind are not in it: the
+// stores keep them in the key (see Key.String).
 type Job struct {
 	Namespace           string             `json:"-"`
 	Name                string             `json:"-"`
+	Kind                string             `json:"-"` // as in Key`
 	FailingSince        *time.Time         `json:"failingSince,omitempty"`
 	ConsecutiveFailures int                `json:"failedRuns,omitempty"`
 	LastResultAt        time.Time          `json:"lastAt"`
@@ -79,7 +107,7 @@ type Job struct {
 }
 
 // Key is the job's key.
-func (j Job) Key() Key { return Key{Namespace: j.Namespace, Name: j.Name} }
+func (j Job) Key() Key { return Key{Namespace: j.Namespace, Name: j.Name, Kind: j.Kind} }
 
 // Failing reports whether the job's latest run failed.
 func (j Job) Failing() bool { return j.FailingSince != nil }
@@ -100,6 +128,7 @@ func (j Job) View(now time.Time) api.Job {
 	return api.Job{
 		Namespace:           j.Namespace,
 		Job:                 j.Name,
+		Kind:                j.Key().KindName(),
 		Failing:             j.Failing(),
 		FailingSince:        j.FailingSince,
 		FailingSeconds:      j.FailingFor(now).Seconds(),
@@ -171,7 +200,7 @@ const (
 func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Outcome) {
 	key := KeyOf(r)
 	if !existing {
-		job = Job{Namespace: key.Namespace, Name: key.Name}
+		job = Job{Namespace: key.Namespace, Name: key.Name, Kind: key.Kind}
 	}
 	m := job.match(r)
 	if m.seen {

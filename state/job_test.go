@@ -408,10 +408,39 @@ func TestApplyDoesNotAliasInput(t *testing.T) {
 }
 
 func TestKeyRoundTrip(t *testing.T) {
-	for _, k := range []Key{{Namespace: "ml"}, {Namespace: "ml", Name: "nightly"}, {Namespace: "ml", Name: "a.b.c"}} {
+	for _, k := range []Key{{Namespace: "ml"}, {Namespace: "ml", Name: "nightly"}, {Namespace: "ml", Name: "a.b.c"},
+		{Namespace: "ml", Name: "nightly", Kind: api.KindCronJob}, {Namespace: "ml", Name: "a.b", Kind: api.KindCronJob}} {
 		if got := ParseKey(k.String()); got != k {
 			t.Errorf("ParseKey(%q) = %+v, want %+v", k.String(), got, k)
 		}
+		if err := k.Validate(); err != nil {
+			t.Errorf("%+v: %v", k, err)
+		}
+	}
+	// Keys stored before kinds existed name CronWorkflows, as they did.
+	if got := ParseKey("ml.nightly"); got != (Key{Namespace: "ml", Name: "nightly"}) || got.KindName() != api.KindWorkflow {
+		t.Errorf("ParseKey(ml.nightly) = %+v (%s)", got, got.KindName())
+	}
+	// A CronJob and a CronWorkflow of one name are two jobs, in every store.
+	workflow := KeyOf(api.Result{Namespace: "ml", WorkflowName: "nightly-1", CronWorkflow: "nightly"})
+	cronJob := KeyOf(api.Result{Namespace: "ml", WorkflowName: "nightly-29000000", CronJob: "nightly"})
+	if workflow == cronJob || workflow.String() == cronJob.String() || cronJob.KindName() != api.KindCronJob || workflow.KindName() != api.KindWorkflow {
+		t.Errorf("KeyOf: %+v %q and %+v %q", workflow, workflow, cronJob, cronJob)
+	}
+	if got := KeyFor(api.KindWorkflow, "ml", "x"); got != (Key{Namespace: "ml", Name: "x"}) {
+		t.Errorf("KeyFor(Workflow) = %+v: the zero kind is Workflow", got)
+	}
+	if err := (Key{Namespace: "ml", Kind: api.KindCronJob}).Validate(); err == nil {
+		t.Error("a CronJob key without a name validates")
+	}
+}
+
+func TestApplyKeepsTheKind(t *testing.T) {
+	at := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+	r := api.Result{Namespace: "ml", WorkflowName: "nightly-29000000", UID: "u1", CronJob: "nightly", Phase: "Failed"}
+	j, o := Apply(Job{}, false, r, at)
+	if o.Transition != StartedFailing || j.Key() != KeyOf(r) || j.View(at).Kind != api.KindCronJob {
+		t.Errorf("Apply: %+v, key %+v, view kind %q", o, j.Key(), j.View(at).Kind)
 	}
 }
 

@@ -215,7 +215,10 @@ func (w *Watcher) cronDeleted(obj any) {
 
 // Schedule is the schedule of a watched CronWorkflow at now, for the job's
 // view (an api.ScheduleOf); nil for a job the watcher does not read.
-func (w *Watcher) Schedule(namespace, name string, now time.Time) *api.Schedule {
+func (w *Watcher) Schedule(kind, namespace, name string, now time.Time) *api.Schedule {
+	if kind != api.KindWorkflow {
+		return nil
+	}
 	for _, lister := range w.crons {
 		if cwf, err := lister.CronWorkflows(namespace).Get(name); err == nil {
 			return scheduleView(w.cronOf(cwf), now)
