@@ -31,6 +31,9 @@ const DefaultLogName = "batchlatch"
 const (
 	LabelNamespace = "namespace"
 	LabelJob       = "job"
+	// LabelKind is the job's kind (api.KindWorkflow, api.KindCronJob): a
+	// CronJob and a CronWorkflow of one name are two jobs.
+	LabelKind = "kind"
 	// LabelWriter names the pod that wrote the entry (the resource names
 	// the instance, so that a leader change keeps one series per job).
 	LabelWriter = "writer"
@@ -49,8 +52,8 @@ type Entry struct {
 	// entries with the same timestamp and insertId as one, so the same
 	// entry written by two leaders shows once.
 	InsertID string
-	// Labels are the entry's labels: LabelNamespace and LabelJob for a job's
-	// entry, none for a heartbeat (the sinks add LabelWriter).
+	// Labels are the entry's labels: LabelNamespace, LabelJob and LabelKind
+	// for a job's entry, none for a heartbeat (the sinks add LabelWriter).
 	Labels  map[string]string
 	Payload Payload
 }
@@ -92,7 +95,10 @@ type Sink interface {
 
 // jobTitle names a job in messages: "ns/job", or "ns" for the namespace as a whole.
 func jobTitle(j state.Job) string {
-	if j.Name == "" {
+	switch {
+	case j.Kind == api.KindCronJob:
+		return "CronJob " + j.Namespace + "/" + j.Name
+	case j.Name == "":
 		return j.Namespace
 	}
 	return j.Namespace + "/" + j.Name
@@ -107,7 +113,7 @@ func jobEntry(j state.Job, sev Severity, failing int, sched *api.Schedule, now t
 	return Entry{
 		Time:     now,
 		Severity: sev,
-		Labels:   map[string]string{LabelNamespace: j.Namespace, LabelJob: j.Name},
+		Labels:   map[string]string{LabelNamespace: j.Namespace, LabelJob: j.Name, LabelKind: j.Key().KindName()},
 		Payload:  Payload{Failing: &failing, JobView: &view},
 	}
 }

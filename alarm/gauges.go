@@ -16,8 +16,8 @@ const (
 	MetricJobLastResult          = "batchlatch_job_last_result_timestamp_seconds"
 )
 
-// JobGauges exports every stored job as gauges, labelled namespace and job
-// (LabelNamespace, LabelJob). They are read from the store at each scrape,
+// JobGauges exports every stored job as gauges, labelled namespace, job and
+// kind (LabelNamespace, LabelJob, LabelKind). They are read from the store at each scrape,
 // not kept: so they are the stored state at start, every replica's agree
 // with it (replicas share it; the ConfigMap store serves reads at most a
 // second old), a recovered job's series stay, at 0, and a forgotten job's
@@ -33,7 +33,7 @@ type JobGauges struct {
 // NewJobGauges returns the gauges of the jobs in jobs; register them with
 // prometheus.Registerer.MustRegister.
 func NewJobGauges(jobs Lister) *JobGauges {
-	labels := []string{LabelNamespace, LabelJob}
+	labels := []string{LabelNamespace, LabelJob, LabelKind}
 	return &JobGauges{
 		jobs:    jobs,
 		timeout: 5 * time.Second,
@@ -68,7 +68,7 @@ func (g *JobGauges) Collect(ch chan<- prometheus.Metric) {
 		g.errors.Inc()
 	}
 	for _, j := range jobs {
-		labels := []string{j.Namespace, j.Name}
+		labels := []string{j.Namespace, j.Name, j.Key().KindName()}
 		failing, since := 0.0, 0.0
 		if j.Failing() {
 			failing, since = 1, float64(j.FailingSince.Unix())

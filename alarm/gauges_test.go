@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -24,24 +25,31 @@ func TestJobGaugesFollowTheStoredState(t *testing.T) {
 	g := NewJobGauges(jobs)
 	recovered := recoveredJob("hourly", since.Add(2*time.Hour))
 	recovered.LastResultAt = since.Add(2 * time.Hour)
-	jobs.set(failingJob("nightly", 3), recovered)
+	// A CronJob of the same name is a job of its own.
+	cronJob := failingJob("nightly", 1)
+	cronJob.Kind = api.KindCronJob
+	jobs.set(failingJob("nightly", 3), recovered, cronJob)
 	want := `
 # HELP batchlatch_job_consecutive_failures Failed runs in a row; 0 while the job is not failing.
 # TYPE batchlatch_job_consecutive_failures gauge
-batchlatch_job_consecutive_failures{job="hourly",namespace="ml"} 0
-batchlatch_job_consecutive_failures{job="nightly",namespace="ml"} 3
+batchlatch_job_consecutive_failures{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_consecutive_failures{job="nightly",kind="CronJob",namespace="ml"} 1
+batchlatch_job_consecutive_failures{job="nightly",kind="Workflow",namespace="ml"} 3
 # HELP batchlatch_job_failing 1 while the job's latest run failed, else 0.
 # TYPE batchlatch_job_failing gauge
-batchlatch_job_failing{job="hourly",namespace="ml"} 0
-batchlatch_job_failing{job="nightly",namespace="ml"} 1
+batchlatch_job_failing{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_failing{job="nightly",kind="CronJob",namespace="ml"} 1
+batchlatch_job_failing{job="nightly",kind="Workflow",namespace="ml"} 1
 # HELP batchlatch_job_failing_since_timestamp_seconds When the job's failure streak began (the first failed run's finish time), Unix seconds; 0 while it is not failing.
 # TYPE batchlatch_job_failing_since_timestamp_seconds gauge
-batchlatch_job_failing_since_timestamp_seconds{job="hourly",namespace="ml"} 0
-batchlatch_job_failing_since_timestamp_seconds{job="nightly",namespace="ml"} ` + itoa(since.Unix()) + `
+batchlatch_job_failing_since_timestamp_seconds{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_failing_since_timestamp_seconds{job="nightly",kind="CronJob",namespace="ml"} ` + itoa(since.Unix()) + `
+batchlatch_job_failing_since_timestamp_seconds{job="nightly",kind="Workflow",namespace="ml"} ` + itoa(since.Unix()) + `
 # HELP batchlatch_job_last_result_timestamp_seconds When the job's latest known run finished, Unix seconds.
 # TYPE batchlatch_job_last_result_timestamp_seconds gauge
-batchlatch_job_last_result_timestamp_seconds{job="hourly",namespace="ml"} ` + itoa(since.Add(2*time.Hour).Unix()) + `
-batchlatch_job_last_result_timestamp_seconds{job="nightly",namespace="ml"} ` + itoa(since.Unix()) + `
+batchlatch_job_last_result_timestamp_seconds{job="hourly",kind="Workflow",namespace="ml"} ` + itoa(since.Add(2*time.Hour).Unix()) + `
+batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="CronJob",namespace="ml"} ` + itoa(since.Unix()) + `
+batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="Workflow",namespace="ml"} ` + itoa(since.Unix()) + `
 `
 	if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobFailing, MetricJobFailingSince, MetricJobConsecutiveFailures, MetricJobLastResult); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/batchlatch/batchlatch/alarm"
+	"github.com/batchlatch/batchlatch/api"
 )
 
 var promDir = filepath.Join(terraformDir, "prometheus")
@@ -168,7 +169,7 @@ func (s promScenario) storage(t *testing.T) *teststorage.TestStorage {
 				if failing {
 					v = 1
 				}
-				gauge := target(p.name, "__name__", alarm.MetricJobFailing, labelJobNamespace, "ml", labelJobName, "nightly")
+				gauge := target(p.name, "__name__", alarm.MetricJobFailing, labelJobNamespace, "ml", labelJobName, "nightly", alarm.LabelKind, api.KindWorkflow)
 				if _, err := app.Append(0, gauge, ms, v); err != nil {
 					t.Fatal(err)
 				}
@@ -287,7 +288,7 @@ type promOutcome struct {
 func runPromScenario(t *testing.T, c promCondition, s promScenario) promOutcome {
 	t.Helper()
 	incidents := evaluatePromQL(t, s.storage(t), c.query, c.duration, c.evaluated, s.until)
-	want := labels.FromStrings("cluster", "prod", labelJobNamespace, "ml", labelJobName, "nightly").String()
+	want := labels.FromStrings("cluster", "prod", labelJobNamespace, "ml", labelJobName, "nightly", alarm.LabelKind, api.KindWorkflow).String()
 	var o promOutcome
 	streaks := s.streaks()
 	for k, st := range streaks {
@@ -340,7 +341,7 @@ func promTable(t *testing.T, c promCondition) string {
 // incident closes and opens again (documented).
 func TestPrometheusPolicyOneIncidentPerStreak(t *testing.T) {
 	failing, _ := promPolicies(t)
-	for _, name := range []string{alarm.MetricJobFailing, labelJobNamespace, labelJobName} {
+	for _, name := range []string{alarm.MetricJobFailing, labelJobNamespace, labelJobName, alarm.LabelKind} {
 		if !strings.Contains(failing.query, name) {
 			t.Errorf("the query does not name %s:\n%s", name, failing.query)
 		}

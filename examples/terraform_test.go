@@ -794,7 +794,7 @@ func TestTerraformMetricMatchesEntries(t *testing.T) {
 			t.Errorf("label %s: value_type %s, want STRING", l.str("key"), l.str("value_type"))
 		}
 	}
-	wantLabels := []string{alarm.LabelNamespace, alarm.LabelJob}
+	wantLabels := []string{alarm.LabelNamespace, alarm.LabelJob, alarm.LabelKind}
 	if !sameSet(descriptorLabels, wantLabels) {
 		t.Errorf("metric labels = %v, want %v", descriptorLabels, wantLabels)
 	}
@@ -968,7 +968,7 @@ func TestTerraformAlertPolicy(t *testing.T) {
 		groupBy string
 		want    []string
 	}{
-		{"job", []string{"metric.label." + alarm.LabelNamespace, "metric.label." + alarm.LabelJob}},
+		{"job", []string{"metric.label." + alarm.LabelNamespace, "metric.label." + alarm.LabelJob, "metric.label." + alarm.LabelKind}},
 		{"namespace", []string{"metric.label." + alarm.LabelNamespace}},
 	} {
 		t.Run("group_by="+tc.groupBy, func(t *testing.T) {
@@ -1040,7 +1040,7 @@ func TestTerraformAlertPolicy(t *testing.T) {
 				t.Error("trigger must be count = 1: each series is its own incident")
 			}
 			doc := policy.block("documentation")
-			docVariables(t, doc, "metric.label."+alarm.LabelNamespace, "metric.label."+alarm.LabelJob)
+			docVariables(t, doc, "metric.label."+alarm.LabelNamespace, "metric.label."+alarm.LabelJob, "metric.label."+alarm.LabelKind)
 			if !strings.Contains(doc.str("content"), "/api/v1/failures") {
 				t.Error("documentation lacks /api/v1/failures")
 			}

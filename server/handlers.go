@@ -201,24 +201,28 @@ func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
 	}
 }
 
-// pathKey is the job named by /jobs/{namespace}/{job}, checked with the
-// rules a callback's body is checked with, so that no path reaches one job
-// under another's name.
+// pathKey is the job named by /jobs/{namespace}/{job}[?kind=…], checked
+// with the rules a callback's body is checked with, so that no path reaches
+// one job under another's name. The kind is Workflow unless ?kind=CronJob.
 func pathKey(c *gin.Context) (state.Key, error) {
 	namespace, name := c.Param("namespace"), c.Param("job")
 	if err := api.ValidateNamespace("{namespace}", namespace); err != nil {
 		return state.Key{}, err
 	}
-	if name == namespaceJob {
+	kind := c.DefaultQuery("kind", api.KindWorkflow)
+	if kind != api.KindWorkflow && kind != api.KindCronJob {
+		return state.Key{}, &api.FieldError{Field: "kind", Message: fmt.Sprintf("%s is not a kind of job; accepted values: %s, %s", api.Quote(kind), api.KindWorkflow, api.KindCronJob)}
+	}
+	if name == namespaceJob && kind == api.KindWorkflow {
 		return state.Key{Namespace: namespace}, nil
 	}
-	if name == "" {
-		return state.Key{}, &api.FieldError{Field: "{job}", Message: fmt.Sprintf("is required: a CronWorkflow name, or %q for the namespace as a whole", namespaceJob)}
+	if name == "" || name == namespaceJob {
+		return state.Key{}, &api.FieldError{Field: "{job}", Message: fmt.Sprintf("is required: a CronWorkflow or CronJob name, or %q for the namespace as a whole (of kind %s)", namespaceJob, api.KindWorkflow)}
 	}
-	if err := api.ValidateJobName("{job}", namespace, name); err != nil {
+	if err := api.ValidateJob("{job}", kind, namespace, name); err != nil {
 		return state.Key{}, err
 	}
-	return state.Key{Namespace: namespace, Name: name}, nil
+	return state.KeyFor(kind, namespace, name), nil
 }
 
 // optionalNamespace checks a namespace that narrows a list, if one is given.

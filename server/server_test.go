@@ -323,6 +323,9 @@ func TestPathsAreValidatedLikeBodies(t *testing.T) {
 		{"GET", "/api/v1/jobs/a/B.C", "{job}"},
 		{"GET", "/api/v1/jobs/a/b_c", "{job}"},
 		{"DELETE", "/api/v1/jobs/a/" + strings.Repeat("j", 252), "{job}"}, // "a." + 252 > 253
+		{"GET", "/api/v1/jobs/a/b.c?kind=Cron", "kind"},
+		{"GET", "/api/v1/jobs/a/-?kind=CronJob", "{job}"},
+		{"GET", "/api/v1/jobs/a/B?kind=CronJob", "{job}"},
 		{"GET", "/api/v1/failures?namespace=a.b", "namespace"},
 		{"GET", "/api/v1/failures?namespace=" + strings.Repeat("x", 60000), "namespace"},
 	}
@@ -339,6 +342,43 @@ func TestPathsAreValidatedLikeBodies(t *testing.T) {
 	}
 	if code, _, _ := f.do("DELETE", "/api/v1/jobs/a/b.c", "", "", true); code != 204 {
 		t.Fatalf("DELETE a/b.c: %d", code)
+	}
+}
+
+// A CronJob and a CronWorkflow of one name in one namespace are two jobs:
+// each has its own state, its own path (?kind=CronJob) and says its kind.
+func TestCronJobAndCronWorkflowOfOneNameAreTwoJobs(t *testing.T) {
+	f := newFixture(t, "")
+	created := now.Add(-time.Hour).Format(time.RFC3339)
+	workflow := fmt.Sprintf(`{"namespace":"ml","workflowName":"nightly-1","uid":"w1","cronWorkflow":"nightly","phase":"Failed","createdAt":%q}`, created)
+	cronJob := fmt.Sprintf(`{"namespace":"ml","workflowName":"nightly-29000000","uid":"c1","cronJob":"nightly","phase":"Succeeded","createdAt":%q}`, created)
+	for _, body := range []string{workflow, cronJob} {
+		if code, data := f.post(body); code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+	}
+	_, _, body := f.do("GET", "/api/v1/jobs/ml", "", "", false)
+	if got := decode[api.JobList](t, body); len(got.Jobs) != 2 {
+		t.Fatalf("jobs in ml: %s", body)
+	}
+	for path, want := range map[string]struct {
+		kind    string
+		failing bool
+	}{
+		"/api/v1/jobs/ml/nightly":               {api.KindWorkflow, true},
+		"/api/v1/jobs/ml/nightly?kind=Workflow": {api.KindWorkflow, true},
+		"/api/v1/jobs/ml/nightly?kind=CronJob":  {api.KindCronJob, false},
+	} {
+		code, _, body := f.do("GET", path, "", "", false)
+		if got := decode[api.Job](t, body); code != 200 || got.Kind != want.kind || got.Failing != want.failing {
+			t.Errorf("GET %s: %d %s, want kind %s failing %v", path, code, body, want.kind, want.failing)
+		}
+	}
+	if code, _, _ := f.do("DELETE", "/api/v1/jobs/ml/nightly?kind=CronJob", "", "", true); code != 204 {
+		t.Fatalf("DELETE the CronJob's job: %d", code)
+	}
+	if code, _, _ := f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false); code != 200 {
+		t.Errorf("the CronWorkflow's job went with the CronJob's: %d", code)
 	}
 }
 

@@ -749,10 +749,10 @@ func TestJobGaugesOnTwoReplicas(t *testing.T) {
 			sinceValue = strconv.FormatInt(since.Unix(), 10)
 		}
 		return []string{
-			fmt.Sprintf(`batchlatch_job_failing{job="nightly",namespace="ml"} %d`, failing),
-			fmt.Sprintf(`batchlatch_job_consecutive_failures{job="nightly",namespace="ml"} %d`, failures),
-			`batchlatch_job_failing_since_timestamp_seconds{job="nightly",namespace="ml"} ` + sinceValue,
-			`batchlatch_job_last_result_timestamp_seconds{job="nightly",namespace="ml"} ` + strconv.FormatInt(last.Unix(), 10),
+			fmt.Sprintf(`batchlatch_job_failing{job="nightly",kind="Workflow",namespace="ml"} %d`, failing),
+			fmt.Sprintf(`batchlatch_job_consecutive_failures{job="nightly",kind="Workflow",namespace="ml"} %d`, failures),
+			`batchlatch_job_failing_since_timestamp_seconds{job="nightly",kind="Workflow",namespace="ml"} ` + sinceValue,
+			`batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="Workflow",namespace="ml"} ` + strconv.FormatInt(last.Unix(), 10),
 		}
 	}
 	steps := []struct {

@@ -24,7 +24,7 @@ locals {
   # several writers (with --sink=stdout each pod's own; the Cloud Logging sink writes one
   # pod_name for every replica).
   group_by_fields = concat(
-    var.group_by == "job" ? ["metric.label.namespace", "metric.label.job"] : ["metric.label.namespace"],
+    var.group_by == "job" ? ["metric.label.namespace", "metric.label.job", "metric.label.kind"] : ["metric.label.namespace"],
     var.extra_group_by_fields,
   )
 }
@@ -51,7 +51,12 @@ resource "google_logging_metric" "failing" {
     labels {
       key         = "job"
       value_type  = "STRING"
-      description = "CronWorkflow (or WorkflowTemplate) name; empty: the namespace as a whole."
+      description = "CronWorkflow (or WorkflowTemplate) or CronJob name; empty: the namespace as a whole."
+    }
+    labels {
+      key         = "kind"
+      value_type  = "STRING"
+      description = "Workflow (Argo) or CronJob: a CronJob and a CronWorkflow of one name are two jobs."
     }
   }
 
@@ -68,10 +73,11 @@ resource "google_logging_metric" "failing" {
     }
   }
 
-  # Entry labels (alarm.LabelNamespace, alarm.LabelJob) as the metric's labels.
+  # Entry labels (alarm.LabelNamespace, alarm.LabelJob, alarm.LabelKind) as the metric's labels.
   label_extractors = {
     "namespace" = "EXTRACT(labels.namespace)"
     "job"       = "EXTRACT(labels.job)"
+    "kind"      = "EXTRACT(labels.kind)"
   }
 }
 
@@ -127,7 +133,7 @@ resource "google_monitoring_alert_policy" "failing" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      ## Batch job failing: $${metric.label.namespace} $${metric.label.job}
+      ## Batch job failing: $${metric.label.namespace} $${metric.label.job} ($${metric.label.kind})
 
       The latest run of this job **failed**, and no run has succeeded since. batchlatch
       keeps this incident open for the whole failure streak: it closes by itself a minute

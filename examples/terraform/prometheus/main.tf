@@ -12,8 +12,8 @@ locals {
   # batchlatch's series only: its pods' namespace, plus any extra matchers.
   selector = join(",", concat(["namespace=\"${var.batchlatch_namespace}\""], var.extra_matchers))
 
-  # One series per batch job (and cluster).
-  by = "cluster, exported_namespace, exported_job"
+  # One series per batch job (and cluster); kind tells a CronJob from a CronWorkflow.
+  by = "cluster, exported_namespace, exported_job, kind"
 
   # While batchlatch is scraped, the latest value of each job: its incident closes within
   # a scrape or two of the success. While no per-job series of that cluster is scraped
@@ -68,7 +68,7 @@ resource "google_monitoring_alert_policy" "failing" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      ## Batch job failing: $${metric.label.exported_namespace} $${metric.label.exported_job}
+      ## Batch job failing: $${metric.label.exported_namespace} $${metric.label.exported_job} ($${metric.label.kind})
 
       The latest run of this job **failed**, and no run has succeeded since. The incident
       stays open for the whole failure streak and closes within a minute or two of the
