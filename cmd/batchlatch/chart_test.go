@@ -142,6 +142,13 @@ argo:
     reconcileInterval: 2m
     maxRuntime: 3h
     forgetAfter: 1h
+cronjobs:
+  watch:
+    enabled: true
+    namespaces: [batch-a, batch-b]
+    missedGrace: 20m
+    maxRuntime: 2h
+    forgetAfter: 30m
 `,
 	},
 	{
@@ -328,6 +335,25 @@ func renderedObject[T any](t testing.TB, r chartRender, kind string) *T {
 	return out
 }
 
+// renderedObjectIn is the only object of kind in namespace.
+func renderedObjectIn[T any](t testing.TB, r chartRender, kind, namespace string) *T {
+	t.Helper()
+	var found []*unstructured.Unstructured
+	for _, o := range r.all(kind) {
+		if o.GetNamespace() == namespace {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d objects of kind %s in %s, want 1:\n%s", len(found), kind, namespace, r.raw)
+	}
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(found[0].Object, out, true); err != nil {
+		t.Fatalf("%s: %v", kind, err)
+	}
+	return out
+}
+
 func renderedKinds(r chartRender) []string {
 	var out []string
 	for _, o := range r.objs {
@@ -467,7 +493,8 @@ func TestChartTemplate(t *testing.T) {
 		t.Parallel()
 		r := mustTemplate(t, "prod", "monitoring", chartValues[1].values)
 		// existingSecret: the chart makes no Secret.
-		want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "PodMonitoring", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
+		// The CronJob watcher adds a Role and a RoleBinding in each namespace it reads.
+		want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "PodMonitoring", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
 		if got := renderedKinds(r); !slices.Equal(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -477,6 +504,11 @@ func TestChartTemplate(t *testing.T) {
 			if o.GetKind() == "ClusterRole" || o.GetKind() == "ClusterRoleBinding" {
 				if o.GetName() != "monitoring-prod-latch-argo" {
 					t.Errorf("%s named %q", o.GetKind(), o.GetName())
+				}
+			} else if o.GetNamespace() == "batch-a" || o.GetNamespace() == "batch-b" {
+				// The CronJob watcher's Role in each namespace it reads.
+				if o.GetName() != "prod-latch-cronjobs" {
+					t.Errorf("%s named %q in %s", o.GetKind(), o.GetName(), o.GetNamespace())
 				}
 			} else if o.GetKind() != "ServiceAccount" && o.GetName() != "prod-latch" {
 				t.Errorf("%s named %q, want prod-latch", o.GetKind(), o.GetName())
@@ -501,7 +533,8 @@ func TestChartTemplate(t *testing.T) {
 		pod := d.Spec.Template.Spec
 		c := pod.Containers[0]
 		for _, arg := range []string{"--project=my-project", "--cluster=prod-1", "--location=europe-west1", "--sink=cloudlogging", "--lease-name=prod-leader", "--configmap=prod-state",
-			"--watch-argo=true", "--missed-grace=15m", "--reconcile-interval=2m", "--max-runtime=3h", "--forget-after=1h"} {
+			"--watch-argo=true", "--missed-grace=15m", "--reconcile-interval=2m", "--max-runtime=3h", "--forget-after=1h",
+			"--watch-cronjobs=true", "--cronjob-namespaces=batch-a,batch-b", "--cronjob-missed-grace=20m", "--cronjob-max-runtime=2h", "--cronjob-forget-after=30m"} {
 			if !slices.Contains(c.Args, arg) {
 				t.Errorf("args %q lack %s", c.Args, arg)
 			}
@@ -524,13 +557,26 @@ func TestChartTemplate(t *testing.T) {
 		if svc.Spec.Ports[0].Port != 9090 || svc.Spec.Ports[0].Name != "http" || svc.Annotations["example.com/owner"] != "sre" {
 			t.Errorf("service %+v", svc)
 		}
-		rb := renderedObject[rbacv1.RoleBinding](t, r, "RoleBinding")
+		rb := renderedObjectIn[rbacv1.RoleBinding](t, r, "RoleBinding", "monitoring")
 		if rb.Subjects[0].Name != "prod-sa" {
 			t.Errorf("role binding subjects %+v", rb.Subjects)
 		}
-		role := renderedObject[rbacv1.Role](t, r, "Role")
+		role := renderedObjectIn[rbacv1.Role](t, r, "Role", "monitoring")
 		if role.Rules[0].ResourceNames[0] != "prod-state" || role.Rules[2].ResourceNames[0] != "prod-leader" {
 			t.Errorf("role rules %+v", role.Rules)
+		}
+		// The CronJob watcher reads CronJobs and Jobs in the namespaces it
+		// watches; nothing more.
+		for _, ns := range []string{"batch-a", "batch-b"} {
+			cr := renderedObjectIn[rbacv1.Role](t, r, "Role", ns)
+			crb := renderedObjectIn[rbacv1.RoleBinding](t, r, "RoleBinding", ns)
+			if len(cr.Rules) != 1 || !slices.Equal(cr.Rules[0].APIGroups, []string{"batch"}) || !slices.Equal(cr.Rules[0].Resources, []string{"cronjobs", "jobs"}) ||
+				!slices.Equal(cr.Rules[0].Verbs, []string{"get", "list", "watch"}) {
+				t.Errorf("%s: CronJob watcher's role rules %+v", ns, cr.Rules)
+			}
+			if crb.RoleRef.Name != cr.Name || crb.Subjects[0].Name != "prod-sa" || crb.Subjects[0].Namespace != "monitoring" {
+				t.Errorf("%s: CronJob watcher's role binding %+v", ns, crb)
+			}
 		}
 
 		sm := r.all("ServiceMonitor")[0]
@@ -887,6 +933,9 @@ func TestChartRestricted(t *testing.T) {
 				}
 				var res dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
 				if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+					if (o.GetKind() == "Role" || o.GetKind() == "RoleBinding") && strings.HasSuffix(o.GetName(), "-cronjobs") && o.GetNamespace() != ns {
+						continue // a watched namespace's, which does not exist here; TestChartTemplate checks them
+					}
 					if o.GetNamespace() != ns {
 						t.Fatalf("%s %s in namespace %q, want the release namespace %s", o.GetKind(), o.GetName(), o.GetNamespace(), ns)
 					}

@@ -49,6 +49,13 @@ type Config struct {
 	ReconcileInterval time.Duration
 	MaxRuntime        time.Duration // 0: off
 	ForgetAfter       time.Duration
+
+	// The CronJob watcher (see "CronJobs").
+	WatchCronJobs      bool
+	CronJobNamespaces  []string // empty: all
+	CronJobMissedGrace time.Duration
+	CronJobMaxRuntime  time.Duration // 0: off
+	CronJobForgetAfter time.Duration
 }
 
 // envPrefix starts the environment variable of every flag.
@@ -86,22 +93,16 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long shutdown waits for requests in flight and the final flush")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&cfg.WatchArgo, "watch-argo", false, "watch Argo CronWorkflows and Workflows for runs that never report: missed ticks, unsubmittable runs, lost callbacks, stuck runs, deleted CronWorkflows")
-	fs.Func("argo-namespaces", "comma-separated namespaces the Argo watcher reads (default all)", func(v string) error {
-		cfg.ArgoNamespaces = nil
-		for _, ns := range strings.Split(v, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				if err := api.ValidateNamespace("--argo-namespaces", ns); err != nil {
-					return err
-				}
-				cfg.ArgoNamespaces = append(cfg.ArgoNamespaces, ns)
-			}
-		}
-		return nil
-	})
+	fs.Func("argo-namespaces", "comma-separated namespaces the Argo watcher reads (default all)", namespaceList("--argo-namespaces", &cfg.ArgoNamespaces))
 	fs.DurationVar(&cfg.MissedGrace, "missed-grace", 10*time.Minute, "a tick with no run this long after it is a missed run (annotation batchlatch.io/missed-grace overrides it)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often the Argo watcher looks for completed runs whose callback never came")
 	fs.DurationVar(&cfg.MaxRuntime, "max-runtime", 0, "a run still running this long is stuck (0: off; annotation batchlatch.io/max-runtime overrides it)")
 	fs.DurationVar(&cfg.ForgetAfter, "forget-after", 10*time.Minute, "a deleted CronWorkflow's job is forgotten this long after the deletion")
+	fs.BoolVar(&cfg.WatchCronJobs, "watch-cronjobs", false, "latch Kubernetes CronJobs: read their Jobs' results from the API server (no hook needed), missed ticks, stuck Jobs, deleted CronJobs")
+	fs.Func("cronjob-namespaces", "comma-separated namespaces the CronJob watcher reads (default all)", namespaceList("--cronjob-namespaces", &cfg.CronJobNamespaces))
+	fs.DurationVar(&cfg.CronJobMissedGrace, "cronjob-missed-grace", 10*time.Minute, "a CronJob tick with no Job this long after it is a missed run (annotation batchlatch.io/missed-grace overrides it)")
+	fs.DurationVar(&cfg.CronJobMaxRuntime, "cronjob-max-runtime", 0, "a Job still running this long is stuck (0: off; annotation batchlatch.io/max-runtime overrides it)")
+	fs.DurationVar(&cfg.CronJobForgetAfter, "cronjob-forget-after", 10*time.Minute, "a deleted CronJob's job is forgotten this long after the deletion")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: batchlatch [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -188,6 +189,11 @@ func (c Config) validate() error {
 	positive("missed-grace", c.MissedGrace)
 	positive("reconcile-interval", c.ReconcileInterval)
 	positive("forget-after", c.ForgetAfter)
+	positive("cronjob-missed-grace", c.CronJobMissedGrace)
+	positive("cronjob-forget-after", c.CronJobForgetAfter)
+	if c.CronJobMaxRuntime < 0 {
+		errs = append(errs, fmt.Errorf("--cronjob-max-runtime: must not be negative (0 is off), got %s", c.CronJobMaxRuntime))
+	}
 	if c.MaxRuntime < 0 {
 		errs = append(errs, fmt.Errorf("--max-runtime: must not be negative (0 is off), got %s", c.MaxRuntime))
 	}
@@ -225,7 +231,23 @@ func (c *Config) resolve(getenv func(string) string) error {
 }
 
 // needsKube reports whether the service talks to the Kubernetes API.
-func (c Config) needsKube() bool { return c.State == "configmap" || c.WatchArgo }
+func (c Config) needsKube() bool { return c.State == "configmap" || c.WatchArgo || c.WatchCronJobs }
+
+// namespaceList parses a flag's comma-separated namespaces into *dst.
+func namespaceList(flag string, dst *[]string) func(string) error {
+	return func(v string) error {
+		*dst = nil
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				if err := api.ValidateNamespace(flag, ns); err != nil {
+					return err
+				}
+				*dst = append(*dst, ns)
+			}
+		}
+		return nil
+	}
+}
 
 // inCluster reports whether the process runs in a Kubernetes pod.
 func inCluster(getenv func(string) string) bool {

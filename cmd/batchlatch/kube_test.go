@@ -18,6 +18,8 @@ import (
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -607,7 +609,7 @@ func TestLeastPrivilegeArgoWatcher(t *testing.T) {
 				args = args[:len(args)-2]
 			}
 			render := mustTemplate(t, "batchlatch", ns, values)
-			bindChartArgoRBAC(t, env, render, ns, watched, allNamespaces)
+			bindChartWatcherRBAC(t, env, render, ns, watched, allNamespaces)
 
 			argo, err := argoclient.NewForConfig(env.RESTConfig())
 			if err != nil {
@@ -686,15 +688,16 @@ func TestLeastPrivilegeArgoWatcher(t *testing.T) {
 	}
 }
 
-// bindChartArgoRBAC creates the Argo watcher's RBAC objects exactly as the
-// chart rendered them, bound to the test's ServiceAccount in ns.
-func bindChartArgoRBAC(t *testing.T, env *kubetest.Env, render chartRender, ns, watched string, cluster bool) {
+// bindChartWatcherRBAC creates a watcher's RBAC objects exactly as the chart
+// rendered them (with one watcher on), bound to the test's ServiceAccount in
+// ns.
+func bindChartWatcherRBAC(t *testing.T, env *kubetest.Env, render chartRender, ns, watched string, cluster bool) {
 	t.Helper()
 	ctx := context.Background()
 	sa := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "batchlatch", Namespace: ns}}
 	if cluster {
 		role := renderedObject[rbacv1.ClusterRole](t, render, "ClusterRole")
-		role.Name = ns + "-argo" // one per test: cluster-scoped
+		role.Name = ns + "-watcher" // one per test: cluster-scoped
 		if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -728,6 +731,96 @@ func bindChartArgoRBAC(t *testing.T, env *kubetest.Env, render chartRender, ns, 
 		RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name}, Subjects: sa}
 	if _, err := env.Clientset.RbacV1().RoleBindings(watched).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The CronJob watcher runs with exactly the chart's RBAC: it latches a
+// CronJob's failed Job, and can do nothing else.
+func TestLeastPrivilegeCronJobWatcher(t *testing.T) {
+	env := kubetest.Get(t)
+	for _, allNamespaces := range []bool{false, true} {
+		t.Run(fmt.Sprintf("all namespaces %v", allNamespaces), func(t *testing.T) {
+			ns, watched := env.NewNamespace(t), env.NewNamespace(t)
+			ctx := context.Background()
+			kubeconfig, sa := serviceAccountKubeconfig(t, env, ns, chartRole(t, ns))
+			values := "cronjobs:\n  watch:\n    enabled: true\n    namespaces: [" + watched + "]\n"
+			args := []string{"--state", "configmap", "--watch-cronjobs", "--cronjob-namespaces", watched}
+			if allNamespaces {
+				values = "cronjobs:\n  watch:\n    enabled: true\n"
+				args = args[:len(args)-2]
+			}
+			render := mustTemplate(t, "batchlatch", ns, values)
+			bindChartWatcherRBAC(t, env, render, ns, watched, allNamespaces)
+
+			jobs := env.Clientset.BatchV1()
+			template := corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}}
+			cj, err := jobs.CronJobs(watched).Create(ctx, &batchv1.CronJob{
+				ObjectMeta: metav1.ObjectMeta{Name: "nightly"},
+				Spec:       batchv1.CronJobSpec{Schedule: "0 0 1 1 *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: template}}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			job, err := jobs.Jobs(watched).Create(ctx, &batchv1.Job{
+				ObjectMeta: metav1.ObjectMeta{Name: "nightly-29924760",
+					OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))}},
+				Spec: batchv1.JobSpec{Template: template},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As the Job controller sets it when the backoff limit is exceeded.
+			now := metav1.Now()
+			job.Status = batchv1.JobStatus{StartTime: &metav1.Time{Time: now.Add(-time.Minute)}, Failed: 1, Conditions: []batchv1.JobCondition{
+				{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit", LastTransitionTime: now},
+				{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit", LastTransitionTime: now},
+			}}
+			if job, err = jobs.Jobs(watched).UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+
+			svc := start(t, kubeEnv(kubeconfig), args...)
+			waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				code, data := svc.get("/api/v1/jobs/" + watched + "/nightly?kind=CronJob")
+				var j api.Job
+				if code == 200 && json.Unmarshal(data, &j) == nil && j.Failing && j.LastUID == string(job.UID) {
+					if j.Kind != api.KindCronJob || len(j.LastFailures) != 1 || j.LastFailures[0].DisplayName != "BackoffLimitExceeded" ||
+						j.Schedule == nil || j.Schedule.Kind != api.KindCronJob {
+						t.Errorf("the CronJob's job: %s", data)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("failed Job not latched: %d %s\n%s", code, data, svc.stderr)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if strings.Contains(svc.stderr.String(), "forbidden") {
+				t.Errorf("a request was forbidden:\n%s", svc.stderr)
+			}
+			for what, call := range map[string]func() error{
+				"delete a job": func() error { return sa.BatchV1().Jobs(watched).Delete(ctx, job.Name, metav1.DeleteOptions{}) },
+				"update a cronjob": func() error {
+					_, err := sa.BatchV1().CronJobs(watched).Update(ctx, cj, metav1.UpdateOptions{})
+					return err
+				},
+				"read pods where it watches": func() error {
+					_, err := sa.CoreV1().Pods(watched).List(ctx, metav1.ListOptions{})
+					return err
+				},
+			} {
+				if err := call(); !apierrors.IsForbidden(err) {
+					t.Errorf("%s: %v, want forbidden", what, err)
+				}
+			}
+			if !allNamespaces {
+				if _, err := sa.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+					t.Errorf("list jobs outside the listed namespaces: %v, want forbidden", err)
+				}
+			}
+		})
 	}
 }
 

@@ -35,9 +35,11 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/batchlatch/batchlatch/alarm"
+	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 	argowatch "github.com/batchlatch/batchlatch/watch/argo"
+	cronjobwatch "github.com/batchlatch/batchlatch/watch/cronjob"
 )
 
 func main() {
@@ -90,16 +92,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// The sources besides callbacks, and what they add to the jobs' views.
 	var watcher *argowatch.Watcher
+	var cronJobs *cronjobwatch.Watcher
 	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow, PolicyWindow: cfg.PolicyWindow}
+	var schedules []api.ScheduleOf
 	if cfg.WatchArgo {
 		if watcher, err = newArgoWatcher(cfg, k, store, logger); err != nil {
 			return err
 		}
-		loopCfg.Schedules = watcher.Schedule
+		schedules = append(schedules, watcher.Schedule)
+	}
+	if cfg.WatchCronJobs {
+		cronJobs = cronjobwatch.New(k.client, store, cronjobwatch.Config{
+			Namespaces:  cfg.CronJobNamespaces,
+			MissedGrace: cfg.CronJobMissedGrace,
+			MaxRuntime:  cfg.CronJobMaxRuntime,
+			ForgetAfter: cfg.CronJobForgetAfter,
+		}, cronjobwatch.Hooks{}, logger)
+		schedules = append(schedules, cronJobs.Schedule)
+	}
+	if len(schedules) > 0 {
+		loopCfg.Schedules = firstSchedule(schedules)
 	}
 	loop := alarm.NewLoop(store, sink, loopCfg, alarmMetrics, logger)
 	if watcher != nil {
 		watcher.SetHooks(argowatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten})
+	}
+	if cronJobs != nil {
+		cronJobs.SetHooks(cronjobwatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten})
 	}
 	token, err := readToken(cfg.TokenFile)
 	if err != nil {
@@ -108,10 +127,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{Token: token, Schedules: loopCfg.Schedules})
 
 	// What only one replica does (with --leader-elect, the leader): write
-	// entries and, with --watch-argo, watch Argo.
+	// entries and, with --watch-argo and --watch-cronjobs, watch.
 	background := []func(context.Context){loop.Run}
 	if watcher != nil {
 		background = append(background, watcher.Run)
+	}
+	if cronJobs != nil {
+		background = append(background, cronJobs.Run)
 	}
 	runBackground := func(ctx context.Context) {
 		var wg sync.WaitGroup
@@ -313,6 +335,19 @@ func newArgoWatcher(cfg Config, k kube, store state.Store, logger *slog.Logger) 
 		MaxRuntime:        cfg.MaxRuntime,
 		ForgetAfter:       cfg.ForgetAfter,
 	}, argowatch.Hooks{}, logger), nil
+}
+
+// firstSchedule asks each watcher in turn: each answers only for the kind of
+// job it reads.
+func firstSchedule(watchers []api.ScheduleOf) api.ScheduleOf {
+	return func(kind, namespace, name string, now time.Time) *api.Schedule {
+		for _, of := range watchers {
+			if s := of(kind, namespace, name, now); s != nil {
+				return s
+			}
+		}
+		return nil
+	}
 }
 
 // readToken reads the bearer token writes must carry; no file means no token.

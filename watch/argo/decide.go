@@ -11,6 +11,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 	"github.com/batchlatch/batchlatch/watch/schedule"
 )
 
@@ -72,11 +73,6 @@ func (r run) began() time.Time {
 	return r.Created
 }
 
-// ticksLookedAt bounds how many past ticks one evaluation considers: after a
-// long outage the latest ones are what matters (Argo itself starts at most
-// the latest missed tick).
-const ticksLookedAt = 10
-
 // whenVerdict tells what the decisions can make of spec.when: "" or a
 // literal true runs every tick, a literal false none; anything else needs
 // Argo's template and expression evaluation, which the watcher does not
@@ -91,18 +87,35 @@ func whenVerdict(when string) (runs, known bool) {
 	return false, false
 }
 
+// naming is how Argo names the Workflow of a tick.
+var naming = cronrules.Naming{RunName: runName, Tick: scheduledTick}
+
+// rules is what the shared cron rules need of c.
+func (c cron) rules() cronrules.Cron {
+	from := c.Created
+	if c.SpecChangedAt.After(from) {
+		from = c.SpecChangedAt
+	}
+	return cronrules.Cron{Name: c.Name, Schedule: c.Schedule, From: from, Forbid: c.Forbid, MaxRuntime: c.MaxRuntime}
+}
+
+func rulesRuns(runs []run) []cronrules.Run {
+	out := make([]cronrules.Run, len(runs))
+	for i, r := range runs {
+		out[i] = cronrules.Run{Name: r.Name, UID: r.UID, Started: r.Created, ScheduledAt: r.ScheduledAt, Finished: r.finished()}
+	}
+	return out
+}
+
 // due returns the synthetic results due for c at now: its missed or
 // unsubmittable ticks and its stuck runs. job is c's stored job, nil when
 // there is none. Re-evaluating returns the same results (deduplicated by
 // the store), so a tick or a stuck run is never counted twice.
 func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
 	var results []api.Result
-	if c.MaxRuntime > 0 {
-		for _, r := range runs {
-			if !r.finished() && now.Sub(r.Created) > c.MaxRuntime {
-				results = append(results, stuckResult(c, r, now))
-			}
-		}
+	shared := rulesRuns(runs)
+	for _, r := range cronrules.Stuck(c.rules(), shared, now) {
+		results = append(results, stuckResult(c, r, now))
 	}
 	if c.Suspended || c.Stopped || c.ScheduleErr != nil {
 		return results
@@ -110,15 +123,7 @@ func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
 	if runsEveryTick, known := whenVerdict(c.When); !runsEveryTick || !known {
 		return results
 	}
-	lower := c.Created
-	if c.SpecChangedAt.After(lower) {
-		lower = c.SpecChangedAt
-	}
-	ticks, _ := c.Schedule.Ticks(lower, now, ticksLookedAt)
-	for _, tick := range ticks {
-		if covered(c, runs, job, tick) {
-			continue
-		}
+	for _, tick := range cronrules.Uncovered(c.rules(), naming, shared, job, now) {
 		switch {
 		case c.Condition != nil:
 			results = append(results, tickResult(c, tick, c.Condition.Phase, c.Condition.Message, tick))
@@ -128,37 +133,6 @@ func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
 		}
 	}
 	return results
-}
-
-// covered reports whether tick was run, or needs no run of its own: a
-// Workflow for it exists, a run of it or a later tick has reported, or (with
-// concurrencyPolicy Forbid) a run was still active at the tick.
-func covered(c cron, runs []run, job *state.Job, tick time.Time) bool {
-	name := runName(c.Name, tick)
-	for _, r := range runs {
-		if r.Name == name || (!r.ScheduledAt.IsZero() && !r.ScheduledAt.Before(tick)) {
-			return true
-		}
-		if c.Forbid && r.Created.Before(tick) && !r.finished() {
-			return true
-		}
-	}
-	if job == nil || job.LastResultAt.IsZero() || isSyntheticPhase(job.LastPhase) {
-		return false
-	}
-	endedAfter := !job.LastResultAt.Before(tick)
-	if scheduled, ok := scheduledTick(c.Name, job.LastWorkflow); ok {
-		// A run of this tick or a later one reported; with Forbid, an
-		// earlier run that ended after the tick kept it from running.
-		return !scheduled.Before(tick) || c.Forbid && endedAfter
-	}
-	// A run not named after a tick (argo submit --from cronwf/…) covers the
-	// ticks before it ended.
-	return endedAfter
-}
-
-func isSyntheticPhase(p wfv1.WorkflowPhase) bool {
-	return api.Result{Phase: p}.Synthetic()
 }
 
 // runName is the name Argo gives the Workflow of cron's tick.
@@ -201,8 +175,8 @@ func tickResult(c cron, tick time.Time, phase wfv1.WorkflowPhase, message string
 }
 
 // stuckResult is a synthetic failure of run r, still running at now.
-func stuckResult(c cron, r run, now time.Time) api.Result {
-	running := now.Sub(r.Created).Truncate(time.Second)
+func stuckResult(c cron, r cronrules.Run, now time.Time) api.Result {
+	running := now.Sub(r.Started).Truncate(time.Second)
 	return api.Result{
 		Namespace:    c.Namespace,
 		WorkflowName: r.Name,

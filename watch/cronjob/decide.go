@@ -1,0 +1,242 @@
+package cronjobwatch
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
+	"github.com/batchlatch/batchlatch/watch/schedule"
+)
+
+// The decisions here are pure functions of what the informers hold, the
+// job's stored state and a clock; the watcher's loop does the I/O.
+
+// cronJob is what the decisions need of a CronJob.
+type cronJob struct {
+	Namespace, Name string
+	Created         time.Time
+	// SpecChangedAt is when the spec last changed (from managedFields):
+	// ticks before it belong to an older schedule. Zero when unknown.
+	SpecChangedAt time.Time
+	Expr          string // spec.schedule as written
+	Timezone      string // spec.timeZone
+	Schedule      schedule.Schedule
+	ScheduleErr   error
+	Suspended     bool
+	Forbid        bool // concurrencyPolicy Forbid
+	// StartingDeadline is spec.startingDeadlineSeconds; 0 when unset.
+	StartingDeadline time.Duration
+	// LastScheduled is status.lastScheduleTime: the controller started a
+	// Job for every tick up to it, even if that Job is gone now.
+	LastScheduled time.Time
+	Grace         time.Duration
+	MaxRuntime    time.Duration // 0: off
+}
+
+// run is what the decisions need of one of its Jobs.
+type run struct {
+	Name, UID   string
+	Created     time.Time
+	Started     time.Time // status.startTime; zero until the Job starts
+	ScheduledAt time.Time // the scheduled-timestamp annotation; zero when absent
+	// Phase is the outcome of the Job's terminal condition: "" while it
+	// runs, wfv1.WorkflowSucceeded or wfv1.WorkflowFailed.
+	Phase wfv1.WorkflowPhase
+	// FinishedAt is when it completed or failed; Reason and Message are
+	// its Failed (or FailureTarget) condition's.
+	FinishedAt      time.Time
+	Reason, Message string
+}
+
+func (r run) finished() bool { return r.Phase != "" }
+
+// began is when the run started running, else when it was created.
+func (r run) began() time.Time {
+	if !r.Started.IsZero() {
+		return r.Started
+	}
+	return r.Created
+}
+
+// naming is how the CronJob controller names the Job of a tick.
+var naming = cronrules.Naming{RunName: jobName, Tick: scheduledTick}
+
+// rules is what the shared cron rules need of c.
+func (c cronJob) rules() cronrules.Cron {
+	from := c.Created
+	if c.SpecChangedAt.After(from) {
+		from = c.SpecChangedAt
+	}
+	return cronrules.Cron{Name: c.Name, Schedule: c.Schedule, From: from, Forbid: c.Forbid, LastScheduled: c.LastScheduled, MaxRuntime: c.MaxRuntime}
+}
+
+func rulesRuns(runs []run) []cronrules.Run {
+	out := make([]cronrules.Run, len(runs))
+	for i, r := range runs {
+		out[i] = cronrules.Run{Name: r.Name, UID: r.UID, Started: r.began(), ScheduledAt: r.ScheduledAt, Finished: r.finished()}
+	}
+	return out
+}
+
+// missedAfter is how long after a tick with no Job the tick is missed: the
+// grace, or less when startingDeadlineSeconds passed first (the controller
+// starts no Job for the tick after that, so waiting longer tells nothing).
+func (c cronJob) missedAfter() time.Duration {
+	if c.StartingDeadline > 0 && c.StartingDeadline < c.Grace {
+		return c.StartingDeadline
+	}
+	return c.Grace
+}
+
+// due returns the synthetic results due for c at now: its missed ticks and
+// its stuck Jobs. job is c's stored job, nil when there is none.
+// Re-evaluating returns the same results (deduplicated by the store), so a
+// tick or a stuck Job is never counted twice.
+func due(c cronJob, runs []run, job *state.Job, now time.Time) []api.Result {
+	var results []api.Result
+	shared := rulesRuns(runs)
+	for _, r := range cronrules.Stuck(c.rules(), shared, now) {
+		results = append(results, stuckResult(c, r, now))
+	}
+	if c.Suspended || c.ScheduleErr != nil {
+		return results
+	}
+	wait := c.missedAfter()
+	for _, tick := range cronrules.Uncovered(c.rules(), naming, shared, job, now) {
+		if now.Before(tick.Add(wait)) {
+			continue
+		}
+		why := fmt.Sprintf("none %s after it", wait)
+		if wait < c.Grace {
+			why = fmt.Sprintf("none within its startingDeadlineSeconds (%s)", wait)
+		}
+		msg := fmt.Sprintf("no Job for the %s tick (%s): %s", tick.UTC().Format("15:04 UTC"), tick.UTC().Format(time.RFC3339), why)
+		results = append(results, tickResult(c, tick, msg, tick.Add(wait)))
+	}
+	return results
+}
+
+// jobName is the name the CronJob controller gives the Job of cron's tick:
+// the tick in minutes since the epoch.
+func jobName(cron string, tick time.Time) string {
+	return cron + "-" + strconv.FormatInt(tick.Unix()/60, 10)
+}
+
+var tickSuffix = regexp.MustCompile(`-([0-9]{6,10})$`)
+
+// scheduledTick reads the tick from the name of one of cron's Jobs.
+func scheduledTick(cron, job string) (time.Time, bool) {
+	if !strings.HasPrefix(job, cron+"-") {
+		return time.Time{}, false
+	}
+	m := tickSuffix.FindStringSubmatch(job)
+	if m == nil || len(job) != len(cron)+len(m[0]) {
+		return time.Time{}, false
+	}
+	minutes, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(minutes*60, 0), true
+}
+
+// tickResult is a synthetic failure of the Job cron's tick should have
+// made. It stands for that Job (same name), so the Job's own result, if it
+// comes late, supersedes it.
+func tickResult(c cronJob, tick time.Time, message string, at time.Time) api.Result {
+	return api.Result{
+		Namespace:       c.Namespace,
+		WorkflowName:    jobName(c.Name, tick),
+		CronJob:         c.Name,
+		Phase:           api.PhaseMissed,
+		ScheduledTime:   tick.UTC().Format(time.RFC3339),
+		CreatedAt:       tick.UTC().Format(time.RFC3339),
+		DurationSeconds: at.Sub(tick).Seconds(),
+		Failures:        []api.Failure{{DisplayName: c.Name, Message: message, Phase: string(api.PhaseMissed)}},
+	}
+}
+
+// stuckResult is a synthetic failure of Job r, still running at now.
+func stuckResult(c cronJob, r cronrules.Run, now time.Time) api.Result {
+	running := now.Sub(r.Started).Truncate(time.Second)
+	return api.Result{
+		Namespace:    c.Namespace,
+		WorkflowName: r.Name,
+		UID:          r.UID,
+		CronJob:      c.Name,
+		Phase:        api.PhaseStuck,
+		Failures: []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck),
+			Message: fmt.Sprintf("still running after %s, past its max runtime of %s", running, c.MaxRuntime)}},
+	}
+}
+
+// resultOf is the result of cron's finished Job r: ordered at the time it
+// completed or failed, its failure the condition's reason and message.
+func resultOf(namespace, cron string, r run, now time.Time) api.Result {
+	res := api.Result{
+		Namespace:    namespace,
+		WorkflowName: r.Name,
+		UID:          r.UID,
+		CronJob:      cron,
+		Phase:        r.Phase,
+		CreatedAt:    r.Created.UTC().Format(time.RFC3339),
+	}
+	if !r.ScheduledAt.IsZero() {
+		res.ScheduledTime = r.ScheduledAt.UTC().Format(time.RFC3339)
+	}
+	finished := r.FinishedAt
+	if finished.IsZero() || finished.After(now) {
+		finished = now
+	}
+	// CreatedAt has whole seconds: measure from them, so that FinishedAt is
+	// the finish time to the second.
+	res.DurationSeconds = max(finished.Sub(r.Created.Truncate(time.Second)).Seconds(), 0)
+	if r.Phase == wfv1.WorkflowFailed {
+		f := api.Failure{DisplayName: r.Reason, Message: r.Message, Phase: string(wfv1.WorkflowFailed)}
+		if !r.FinishedAt.IsZero() {
+			f.FinishedAt = r.FinishedAt.UTC().Format(time.RFC3339)
+		}
+		if f.DisplayName == "" {
+			f.DisplayName = r.Name
+		}
+		res.Failures = []api.Failure{f}
+	}
+	return res
+}
+
+// byFinish orders results by when their Jobs finished: the order in which
+// they change the job.
+func byFinish(results []pendingResult) []pendingResult {
+	sort.SliceStable(results, func(i, k int) bool {
+		return results[i].FinishedAt(time.Time{}).Before(results[k].FinishedAt(time.Time{}))
+	})
+	return results
+}
+
+// scheduleView is what the job's REST view and entries say of c's schedule
+// at now: so that "when should it have run?" has an answer.
+func scheduleView(c cronJob, now time.Time) *api.Schedule {
+	v := &api.Schedule{Kind: api.KindCronJob, Schedules: []string{c.Expr}, Timezone: c.Timezone, Suspended: c.Suspended}
+	if v.Timezone == "" {
+		v.Timezone = "UTC"
+	}
+	switch {
+	case c.ScheduleErr != nil:
+		v.Note = "the schedule cannot be read, so missed ticks are not reported: " + c.ScheduleErr.Error()
+	case c.Suspended:
+	default:
+		if next := c.Schedule.Next(now); !next.IsZero() {
+			next = next.UTC()
+			v.NextTick = &next
+		}
+	}
+	return v
+}

@@ -1,0 +1,597 @@
+// Package cronjobwatch latches plain Kubernetes batch/v1 CronJobs the way
+// argowatch latches CronWorkflows: a Job of a CronJob reports its result
+// when it reaches a terminal condition (even when it is deleted the moment
+// it finishes), and missed ticks, stuck Jobs and deleted CronJobs become
+// results that go through the same transition as callbacks.
+package cronjobwatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	batchlisters "k8s.io/client-go/listers/batch/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/schedule"
+)
+
+// Annotations on a CronJob that override the watcher's defaults for it: the
+// same as on a CronWorkflow.
+const (
+	AnnotationMissedGrace = "batchlatch.io/missed-grace"
+	AnnotationMaxRuntime  = "batchlatch.io/max-runtime"
+)
+
+// Config holds the watcher's settings.
+type Config struct {
+	// Namespaces to watch; empty: all.
+	Namespaces []string
+	// MissedGrace: a tick with no Job this long after it is missed.
+	MissedGrace time.Duration
+	// MaxRuntime: a Job still running this long is stuck; 0 is off.
+	MaxRuntime time.Duration
+	// ForgetAfter: a deleted CronJob's job is forgotten this long after.
+	ForgetAfter time.Duration
+	// EvaluateEvery: how often ticks and runtimes are checked (default a
+	// quarter of MissedGrace, between 100ms and 30s).
+	EvaluateEvery time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Hooks tell the rest of the service what the watcher did.
+type Hooks struct {
+	// Kick: a job started failing (its first entry should go out at once).
+	Kick func()
+	// Forgot: a deleted CronJob's job was forgotten.
+	Forgot func(ctx context.Context, job state.Job, reason string)
+}
+
+// Watcher is the CronJob source. Run it on one replica (the leader) or on
+// all: every result it makes is deduplicated by what it is about (the tick,
+// the Job's uid), so running it twice counts nothing twice.
+type Watcher struct {
+	kube   kubernetes.Interface
+	store  state.Store
+	cfg    Config
+	hooks  Hooks
+	logger *slog.Logger
+
+	crons []batchlisters.CronJobLister
+	runs  []cache.SharedIndexInformer
+	start []func(<-chan struct{})
+	sync  []cache.InformerSynced
+
+	mu      sync.Mutex
+	deleted map[state.Key]time.Time       // CronJobs seen deleted, when
+	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished Job
+	pending []pendingResult               // Job results not recorded yet
+	warned  sync.Map                      // bad annotations already logged
+
+	wake      chan struct{} // a Job result is pending
+	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
+}
+
+// pendingResult is the result of a finished Job, not recorded yet.
+type pendingResult struct {
+	api.Result
+	gone bool // the Job was deleted: nothing is left to remember it by
+}
+
+// byCron indexes Jobs by "<namespace>/<cronjob>".
+const byCron = "cron"
+
+// recordWorkers bounds how many jobs' results are recorded at once: one
+// job's results go in order, different jobs' in parallel, so that a store
+// that commits in groups (the ConfigMap store) batches them.
+const recordWorkers = 8
+
+// New returns a watcher reading CronJobs and Jobs through kube, both through
+// informers that keep only what the decisions read.
+func New(kube kubernetes.Interface, store state.Store, cfg Config, hooks Hooks, logger *slog.Logger) *Watcher {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.EvaluateEvery <= 0 {
+		cfg.EvaluateEvery = min(max(cfg.MissedGrace/4, 100*time.Millisecond), 30*time.Second)
+	}
+	w := &Watcher{
+		kube: kube, store: store, cfg: cfg, hooks: hooks,
+		logger:    logger.With("component", "cronjob-watch"),
+		deleted:   map[state.Key]time.Time{},
+		handled:   map[string]wfv1.WorkflowPhase{},
+		wake:      make(chan struct{}, 1),
+		firstPass: make(chan struct{}),
+	}
+	namespaces := cfg.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		factory := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithNamespace(ns), informers.WithTransform(slim))
+		cronInformer := factory.Batch().V1().CronJobs()
+		_, _ = cronInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.cronAdded(obj) },
+			DeleteFunc: func(obj any) { w.cronDeleted(obj) },
+		})
+		jobInformer := factory.Batch().V1().Jobs().Informer()
+		_ = jobInformer.AddIndexers(cache.Indexers{byCron: func(obj any) ([]string, error) {
+			if job, ok := obj.(*batchv1.Job); ok {
+				if cron := cronOwner(job); cron != "" {
+					return []string{job.Namespace + "/" + cron}, nil
+				}
+			}
+			return nil, nil
+		}})
+		_, _ = jobInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.jobSeen(obj, false) },
+			UpdateFunc: func(_, obj any) { w.jobSeen(obj, false) },
+			DeleteFunc: func(obj any) { w.jobSeen(obj, true) },
+		})
+		w.crons = append(w.crons, cronInformer.Lister())
+		w.runs = append(w.runs, jobInformer)
+		w.sync = append(w.sync, cronInformer.Informer().HasSynced, jobInformer.HasSynced)
+		w.start = append(w.start, factory.Start)
+	}
+	return w
+}
+
+// FirstPass is closed once Run has listed everything, recorded the results
+// of the finished Jobs and evaluated every CronJob.
+func (w *Watcher) FirstPass() <-chan struct{} { return w.firstPass }
+
+// SetHooks replaces the hooks; call it before Run.
+func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
+
+// slim keeps the informers' copies small: a Job's pod template and a
+// CronJob's job template are most of their size, and managedFields most of
+// the rest; the decisions read neither.
+func slim(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *batchv1.Job:
+		o.ManagedFields = nil
+		o.Labels = nil
+		o.Annotations = keepOnly(o.Annotations, batchv1.CronJobScheduledTimestampAnnotation)
+		o.Spec = batchv1.JobSpec{}
+		o.Status.UncountedTerminatedPods = nil
+		for i := range o.Status.Conditions {
+			o.Status.Conditions[i].LastProbeTime = metav1.Time{}
+		}
+	case *batchv1.CronJob:
+		// Only when the spec last changed is read of managedFields: keep
+		// that as a single entry.
+		changed := specChangedAt(o.ManagedFields)
+		o.ManagedFields = nil
+		if !changed.IsZero() {
+			o.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: changed}, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}}}
+		}
+		o.Labels = nil
+		o.Annotations = keepOnly(o.Annotations, AnnotationMissedGrace, AnnotationMaxRuntime)
+		o.Spec.JobTemplate = batchv1.JobTemplateSpec{}
+		o.Status.Active = nil
+	}
+	return obj, nil
+}
+
+func keepOnly(m map[string]string, keys ...string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// cronOwner is the name of the CronJob that controls job, "" when none does.
+func cronOwner(job *batchv1.Job) string {
+	if ref := metav1.GetControllerOfNoCopy(job); ref != nil && ref.Kind == "CronJob" && ref.APIVersion == batchv1.SchemeGroupVersion.String() {
+		return ref.Name
+	}
+	return ""
+}
+
+// Run watches until ctx is done: it records each Job's result as the Job
+// finishes (or is deleted finished), and evaluates ticks and runtimes every
+// EvaluateEvery.
+func (w *Watcher) Run(ctx context.Context) {
+	for _, start := range w.start {
+		start(ctx.Done())
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
+		return
+	}
+	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
+	// The initial list delivered every finished Job that exists: the
+	// results a stopped watcher did not see.
+	w.drain(ctx)
+	w.Evaluate(ctx)
+	close(w.firstPass)
+	evaluate := time.NewTicker(w.cfg.EvaluateEvery)
+	defer evaluate.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+			w.drain(ctx)
+		case <-evaluate.C:
+			w.drain(ctx) // retries what the store refused
+			w.Evaluate(ctx)
+		}
+	}
+}
+
+func (w *Watcher) cronAdded(obj any) {
+	if cj, ok := obj.(*batchv1.CronJob); ok {
+		w.mu.Lock()
+		delete(w.deleted, state.KeyFor(api.KindCronJob, cj.Namespace, cj.Name))
+		w.mu.Unlock()
+	}
+}
+
+func (w *Watcher) cronDeleted(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if cj, ok := obj.(*batchv1.CronJob); ok {
+		w.mu.Lock()
+		w.deleted[state.KeyFor(api.KindCronJob, cj.Namespace, cj.Name)] = w.cfg.Now()
+		w.mu.Unlock()
+	}
+}
+
+// jobSeen queues the result of a finished Job of a CronJob. On deletion
+// the object is the Job's final state (or the last one the cache held,
+// in a tombstone), so a Job deleted the moment it finished still counts.
+func (w *Watcher) jobSeen(obj any, deleted bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	job, ok := obj.(*batchv1.Job)
+	if !ok {
+		return
+	}
+	cron := cronOwner(job)
+	if cron == "" {
+		return
+	}
+	r := runOf(job)
+	uid := string(job.UID)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := r.finished() && w.handled[uid] == r.Phase
+	if deleted {
+		delete(w.handled, uid)
+	}
+	if !r.finished() || seen {
+		return
+	}
+	w.pending = append(w.pending, pendingResult{Result: resultOf(job.Namespace, cron, r, w.cfg.Now()), gone: deleted})
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drain records the pending Job results: each job's in the order its Jobs
+// finished, skipping what the store knows already.
+func (w *Watcher) drain(ctx context.Context) {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	jobs, err := w.jobs(ctx)
+	if err != nil {
+		w.logger.Warn("list jobs; recording later", "err", err)
+		w.requeue(batch)
+		return
+	}
+	byKey := map[state.Key][]pendingResult{}
+	for _, p := range batch {
+		key := state.KeyOf(p.Result)
+		byKey[key] = append(byKey[key], p)
+	}
+	work := make(chan []pendingResult)
+	var wg sync.WaitGroup
+	for range min(recordWorkers, len(byKey)) {
+		wg.Go(func() {
+			for todo := range work {
+				for i, p := range todo {
+					if err := w.record(ctx, p.Result, w.cfg.Now()); err != nil {
+						w.requeue(todo[i:]) // keep the job's order
+						break
+					}
+					w.markHandled(p)
+				}
+			}
+		})
+	}
+	for key, todo := range byKey {
+		var job *state.Job
+		if j, ok := jobs[key]; ok {
+			job = &j
+		}
+		var fresh []pendingResult
+		for _, p := range todo {
+			if job != nil && job.Knows(p.Result) {
+				w.markHandled(p)
+				continue
+			}
+			fresh = append(fresh, p)
+		}
+		if len(fresh) > 0 {
+			work <- byFinish(fresh)
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// markHandled remembers that the result of a Job still there is recorded,
+// so that its next updates are not recorded again.
+func (w *Watcher) markHandled(p pendingResult) {
+	if p.gone {
+		return
+	}
+	w.mu.Lock()
+	w.handled[p.UID] = p.Phase
+	w.mu.Unlock()
+}
+
+func (w *Watcher) requeue(todo []pendingResult) {
+	w.mu.Lock()
+	w.pending = append(w.pending, todo...)
+	w.mu.Unlock()
+}
+
+// Schedule is the schedule of a watched CronJob at now, for the job's view
+// (an api.ScheduleOf); nil for a job the watcher does not read.
+func (w *Watcher) Schedule(kind, namespace, name string, now time.Time) *api.Schedule {
+	if kind != api.KindCronJob {
+		return nil
+	}
+	for _, lister := range w.crons {
+		if cj, err := lister.CronJobs(namespace).Get(name); err == nil {
+			return scheduleView(w.cronOf(cj), now)
+		}
+	}
+	return nil
+}
+
+// watched is one CronJob with its Jobs.
+type watched struct {
+	cron cronJob
+	runs []run
+}
+
+func (w *Watcher) snapshot() []watched {
+	var out []watched
+	for i, lister := range w.crons {
+		cjs, err := lister.List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, cj := range cjs {
+			objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cj.Namespace+"/"+cj.Name)
+			var runs []run
+			for _, obj := range objs {
+				if job, ok := obj.(*batchv1.Job); ok && job.DeletionTimestamp == nil {
+					runs = append(runs, runOf(job))
+				}
+			}
+			out = append(out, watched{cron: w.cronOf(cj), runs: runs})
+		}
+	}
+	return out
+}
+
+// jobs reads every stored job once per pass, by key.
+func (w *Watcher) jobs(ctx context.Context) (map[state.Key]state.Job, error) {
+	list, err := w.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[state.Key]state.Job, len(list))
+	for _, j := range list {
+		out[j.Key()] = j
+	}
+	return out, nil
+}
+
+// Evaluate records what is due now: missed ticks, stuck Jobs, and forgets
+// the jobs of CronJobs deleted long enough ago.
+func (w *Watcher) Evaluate(ctx context.Context) {
+	now := w.cfg.Now()
+	jobs, err := w.jobs(ctx)
+	if err != nil {
+		w.logger.Warn("list jobs; evaluating later", "err", err)
+		return
+	}
+	for _, cw := range w.snapshot() {
+		var job *state.Job
+		if j, ok := jobs[state.KeyFor(api.KindCronJob, cw.cron.Namespace, cw.cron.Name)]; ok {
+			job = &j
+		}
+		for _, r := range due(cw.cron, cw.runs, job, now) {
+			_ = w.record(ctx, r, now) // due again at the next evaluation
+		}
+	}
+	w.forget(ctx, jobs, now)
+}
+
+// record validates a result made from a watched object, as a callback's is,
+// and applies it. It returns an error only when the store failed: a result
+// that is invalid is logged and dropped.
+func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error {
+	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "kind", api.KindCronJob, "jobObject", r.WorkflowName, "phase", r.Phase)
+	if err := r.ValidateObserved(now); err != nil {
+		log.Warn("ignoring a watched object that no result can be made of", "err", err)
+		return nil
+	}
+	rec, err := w.store.Record(ctx, r, now)
+	if err != nil {
+		log.Warn("record", "err", err)
+		return err
+	}
+	if rec.Outcome.Duplicate || rec.Outcome.Stale {
+		return nil
+	}
+	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
+	if t := rec.Outcome.Transition; (t == state.StartedFailing || t == state.Recovered) && w.hooks.Kick != nil {
+		w.hooks.Kick()
+	}
+	return nil
+}
+
+func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {
+	w.mu.Lock()
+	var due []state.Key
+	for key, at := range w.deleted {
+		if now.Sub(at) >= w.cfg.ForgetAfter {
+			due = append(due, key)
+		}
+	}
+	w.mu.Unlock()
+	for _, key := range due {
+		job, ok := jobs[key]
+		if ok {
+			if err := w.store.Delete(ctx, key); err != nil && !errors.Is(err, state.ErrNotFound) {
+				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name, "kind", api.KindCronJob)
+				continue
+			}
+			reason := fmt.Sprintf("its CronJob was deleted more than %s ago", w.cfg.ForgetAfter)
+			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "kind", api.KindCronJob, "reason", reason)
+			if w.hooks.Forgot != nil {
+				w.hooks.Forgot(ctx, job, reason)
+			}
+		}
+		w.mu.Lock()
+		delete(w.deleted, key)
+		w.mu.Unlock()
+	}
+}
+
+// cronOf reads what the decisions need of a CronJob, with the annotations'
+// overrides (a bad one is logged and the default kept).
+func (w *Watcher) cronOf(cj *batchv1.CronJob) cronJob {
+	tz := ""
+	if cj.Spec.TimeZone != nil {
+		tz = *cj.Spec.TimeZone
+	}
+	sched, err := schedule.Parse([]string{cj.Spec.Schedule}, tz)
+	c := cronJob{
+		Namespace:     cj.Namespace,
+		Name:          cj.Name,
+		Created:       cj.CreationTimestamp.Time,
+		SpecChangedAt: specChangedAt(cj.ManagedFields),
+		Expr:          cj.Spec.Schedule,
+		Timezone:      tz,
+		Schedule:      sched,
+		ScheduleErr:   err,
+		Suspended:     cj.Spec.Suspend != nil && *cj.Spec.Suspend,
+		Forbid:        cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent,
+		Grace:         w.annotatedDuration(cj, AnnotationMissedGrace, w.cfg.MissedGrace),
+		MaxRuntime:    w.annotatedDuration(cj, AnnotationMaxRuntime, w.cfg.MaxRuntime),
+	}
+	if d := cj.Spec.StartingDeadlineSeconds; d != nil && *d > 0 {
+		c.StartingDeadline = time.Duration(*d) * time.Second
+	}
+	if t := cj.Status.LastScheduleTime; t != nil {
+		c.LastScheduled = t.Time
+	}
+	return c
+}
+
+// maxAnnotatedDuration bounds an annotation's duration: it comes from
+// whoever may edit the CronJob.
+const maxAnnotatedDuration = 30 * 24 * time.Hour
+
+func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Duration) time.Duration {
+	v, ok := cj.Annotations[key]
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxAnnotatedDuration {
+		// Once per version of the object, not at every evaluation.
+		if _, seen := w.warned.LoadOrStore(string(cj.UID)+"/"+cj.ResourceVersion+"/"+key, true); seen {
+			return def
+		}
+		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cj.Namespace, "cronJob", cj.Name, "annotation", key, "value", api.Quote(v))
+		return def
+	}
+	return d
+}
+
+// specChangedAt is the latest time a field manager changed the spec.
+func specChangedAt(fields []metav1.ManagedFieldsEntry) time.Time {
+	var latest time.Time
+	for _, f := range fields {
+		if f.Time != nil && f.FieldsV1 != nil && bytes.Contains(f.FieldsV1.Raw, []byte(`"f:spec"`)) && f.Time.After(latest) {
+			latest = f.Time.Time
+		}
+	}
+	return latest
+}
+
+// runOf reads what the decisions need of a Job: its outcome is its terminal
+// condition alone (pods that failed and were retried are not the Job's
+// failure); SuccessCriteriaMet and FailureTarget tell the outcome before the
+// Job's pods are gone and Complete or Failed is set.
+func runOf(job *batchv1.Job) run {
+	r := run{Name: job.Name, UID: string(job.UID), Created: job.CreationTimestamp.Time}
+	if job.Status.StartTime != nil {
+		r.Started = job.Status.StartTime.Time
+	}
+	if t, err := time.Parse(time.RFC3339, job.Annotations[batchv1.CronJobScheduledTimestampAnnotation]); err == nil {
+		r.ScheduledAt = t
+	}
+	var target *batchv1.JobCondition
+	for i := range job.Status.Conditions {
+		c := &job.Status.Conditions[i]
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete, batchv1.JobFailed:
+			target = c
+		case batchv1.JobSuccessCriteriaMet, batchv1.JobFailureTarget:
+			if target == nil {
+				target = c
+			}
+		}
+	}
+	if target == nil {
+		return r
+	}
+	r.Phase = wfv1.WorkflowSucceeded
+	r.FinishedAt = target.LastTransitionTime.Time
+	if target.Type == batchv1.JobFailed || target.Type == batchv1.JobFailureTarget {
+		r.Phase = wfv1.WorkflowFailed
+		r.Reason, r.Message = target.Reason, target.Message
+	} else if job.Status.CompletionTime != nil {
+		r.FinishedAt = job.Status.CompletionTime.Time
+	}
+	return r
+}

@@ -1,0 +1,464 @@
+package cronjobwatch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+func TestMain(m *testing.M) { kubetest.Main(m) }
+
+// clock runs with real time, shifted: the tests look at the CronJobs' ticks
+// from the future instead of waiting for them, while the Jobs' own times
+// (set by the API server) stay in order with it.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.offset = time.Until(t)
+	c.mu.Unlock()
+}
+
+// fixture is a watched namespace on the real API server.
+type fixture struct {
+	t     *testing.T
+	ns    string
+	kube  kubernetes.Interface
+	clock *clock
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := kubetest.Get(t)
+	return &fixture{t: t, ns: env.NewNamespace(t), kube: env.Clientset, clock: &clock{}}
+}
+
+func fileStore(t *testing.T) state.Store {
+	t.Helper()
+	s, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// watch runs a watcher on store until the test ends or stop is called; it
+// returns once the watcher's first pass is done.
+func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (stop func()) {
+	f.t.Helper()
+	cfg.Namespaces = []string{f.ns}
+	cfg.Now = f.clock.Now
+	if cfg.MissedGrace == 0 {
+		cfg.MissedGrace = 10 * time.Second
+	}
+	if cfg.ForgetAfter == 0 {
+		cfg.ForgetAfter = time.Hour
+	}
+	cfg.EvaluateEvery = 50 * time.Millisecond
+	w := New(f.kube, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	f.t.Cleanup(stop)
+	select {
+	case <-w.FirstPass():
+	case <-time.After(15 * time.Second):
+		f.t.Fatal("no first pass")
+	}
+	return stop
+}
+
+var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+	RestartPolicy: corev1.RestartPolicyNever,
+	Containers:    []corev1.Container{{Name: "main", Image: "busybox"}},
+}}
+
+func (f *fixture) cronJob(name, schedule string, mutate func(*batchv1.CronJob)) *batchv1.CronJob {
+	f.t.Helper()
+	cj := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: batchv1.CronJobSpec{
+			Schedule:    schedule,
+			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: podTemplate}},
+		},
+	}
+	if mutate != nil {
+		mutate(cj)
+	}
+	created, err := f.kube.BatchV1().CronJobs(f.ns).Create(context.Background(), cj, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return created
+}
+
+// job creates the Job of cj's tick as the CronJob controller would (cj nil:
+// a Job no CronJob owns).
+func (f *fixture) job(cj *batchv1.CronJob, name string, tick time.Time) *batchv1.Job {
+	f.t.Helper()
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       batchv1.JobSpec{Template: podTemplate},
+	}
+	if cj != nil {
+		job.Annotations = map[string]string{batchv1.CronJobScheduledTimestampAnnotation: tick.UTC().Format(time.RFC3339)}
+		job.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))}
+	}
+	created, err := f.kube.BatchV1().Jobs(f.ns).Create(context.Background(), job, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return created
+}
+
+// tickJob creates the Job of cj's tick, named as the controller names it.
+func (f *fixture) tickJob(cj *batchv1.CronJob, tick time.Time) *batchv1.Job {
+	f.t.Helper()
+	return f.job(cj, jobName(cj.Name, tick), tick)
+}
+
+// setStatus sets the Job's status through the status subresource, as the
+// Job controller would.
+func (f *fixture) setStatus(job *batchv1.Job, mutate func(*batchv1.JobStatus)) *batchv1.Job {
+	f.t.Helper()
+	current, err := f.kube.BatchV1().Jobs(f.ns).Get(context.Background(), job.Name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	mutate(&current.Status)
+	updated, err := f.kube.BatchV1().Jobs(f.ns).UpdateStatus(context.Background(), current, metav1.UpdateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return updated
+}
+
+func running(started time.Time) func(*batchv1.JobStatus) {
+	return func(s *batchv1.JobStatus) {
+		s.StartTime = &metav1.Time{Time: started}
+		s.Active = 1
+	}
+}
+
+// failed is a Job's status once its backoff limit is exceeded: the
+// FailureTarget condition, then Failed.
+func failed(reason, message string) func(*batchv1.JobStatus) {
+	return func(s *batchv1.JobStatus) {
+		now := metav1.Now()
+		if s.StartTime == nil {
+			s.StartTime = &metav1.Time{Time: now.Add(-time.Minute)}
+		}
+		s.Active = 0
+		s.Failed++
+		s.Conditions = append(s.Conditions,
+			batchv1.JobCondition{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: now},
+			batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, Message: message, LastTransitionTime: now})
+	}
+}
+
+func complete(s *batchv1.JobStatus) { completeAt(time.Now())(s) }
+
+// completeAt is a Job's status once it completed at t.
+func completeAt(t time.Time) func(*batchv1.JobStatus) {
+	return func(s *batchv1.JobStatus) { completed(s, metav1.NewTime(t)) }
+}
+
+func completed(s *batchv1.JobStatus, now metav1.Time) {
+	if s.StartTime == nil {
+		s.StartTime = &metav1.Time{Time: now.Add(-time.Minute)}
+	}
+	s.Active = 0
+	s.Succeeded = 1
+	s.CompletionTime = &now
+	s.Conditions = append(s.Conditions,
+		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now},
+		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now})
+}
+
+// waitJob polls the store until ok holds for the job.
+func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok func(state.Job) bool) state.Job {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		j, err := store.Get(context.Background(), key)
+		if err == nil && ok(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: job %+v (%v)", what, j, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// settle gives a watcher some evaluations.
+func settle() { time.Sleep(500 * time.Millisecond) }
+
+func keyOf(ns, name string) state.Key { return state.KeyFor(api.KindCronJob, ns, name) }
+
+// noTicks never ticks during a test.
+const noTicks = "0 0 1 1 *"
+
+func TestFailedJobsLatchUntilASuccess(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cj := f.cronJob("nightly", noTicks, nil)
+	key := keyOf(f.ns, "nightly")
+	var kicks atomic.Int32
+	f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
+
+	// A failed Job no CronJob controls is none of the watcher's business,
+	// even one named like a CronJob's and controlled by another kind.
+	f.setStatus(f.job(nil, "by-hand", time.Time{}), failed("BackoffLimitExceeded", "not ours"))
+	other := f.job(nil, jobName("nightly", time.Now().Add(-4*time.Hour).Truncate(time.Minute)), time.Time{})
+	other.OwnerReferences = []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "CronWorkflow", Name: "nightly", UID: "x", Controller: &[]bool{true}[0]}}
+	if _, err := f.kube.BatchV1().Jobs(f.ns).Update(context.Background(), other, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.setStatus(other, failed("BackoffLimitExceeded", "not ours either"))
+
+	tick := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
+	first := f.setStatus(f.tickJob(cj, tick), failed("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+	j := waitJob(t, store, key, "failed Job", func(j state.Job) bool { return j.Failing() })
+	if j.ConsecutiveFailures != 1 || j.LastUID != string(first.UID) || j.LastPhase != wfv1.WorkflowFailed || len(j.LastFailures) != 1 ||
+		j.LastFailures[0].DisplayName != "BackoffLimitExceeded" || j.LastFailures[0].Message != "Job has reached the specified backoff limit" {
+		t.Fatalf("job %+v", j)
+	}
+
+	f.setStatus(f.tickJob(cj, tick.Add(time.Hour)), failed("DeadlineExceeded", "Job was active longer than specified deadline"))
+	j = waitJob(t, store, key, "second failed Job", func(j state.Job) bool { return j.ConsecutiveFailures == 2 })
+	if j.LastFailures[0].DisplayName != "DeadlineExceeded" {
+		t.Fatalf("job %+v", j)
+	}
+
+	// A success ends the streak, though the failed Jobs are still there.
+	f.setStatus(f.tickJob(cj, tick.Add(2*time.Hour)), complete)
+	j = waitJob(t, store, key, "success", func(j state.Job) bool { return !j.Failing() })
+	if j.LastStreak == nil || j.LastStreak.Failures != 2 || j.LastPhase != wfv1.WorkflowSucceeded {
+		t.Fatalf("job %+v", j)
+	}
+	settle()
+	if j, _ := store.Get(context.Background(), key); j.Failing() {
+		t.Fatalf("failing again: %+v", j)
+	}
+	if jobs, _ := store.List(context.Background()); len(jobs) != 1 {
+		t.Fatalf("jobs %+v: a Job no CronJob owns made one", jobs)
+	}
+	if kicks.Load() != 2 {
+		t.Errorf("%d kicks, want 2 (started failing, recovered)", kicks.Load())
+	}
+}
+
+func TestJobDeletedWhenFinishedCountsOnceAcrossRestarts(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cj := f.cronJob("nightly", noTicks, nil)
+	key := keyOf(f.ns, "nightly")
+	stop := f.watch(store, Config{}, Hooks{})
+
+	// ttlSecondsAfterFinished: 0 deletes the Job the moment it finished.
+	tick := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
+	gone := f.setStatus(f.tickJob(cj, tick), failed("BackoffLimitExceeded", "gone at once"))
+	if err := f.kube.BatchV1().Jobs(f.ns).Delete(context.Background(), gone.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, store, key, "deleted failed Job", func(j state.Job) bool { return j.Failing() })
+	if j.ConsecutiveFailures != 1 || j.LastUID != string(gone.UID) {
+		t.Fatalf("job %+v", j)
+	}
+	stop()
+
+	// While no watcher runs, another Job fails and stays.
+	kept := f.setStatus(f.tickJob(cj, tick.Add(time.Hour)), failed("BackoffLimitExceeded", "kept"))
+	f.watch(store, Config{}, Hooks{})
+	j = waitJob(t, store, key, "Job that failed while no watcher ran", func(j state.Job) bool { return j.ConsecutiveFailures >= 2 })
+	if j.LastUID != string(kept.UID) {
+		t.Fatalf("job %+v", j)
+	}
+	// And a third watcher, next to the second, counts nothing twice.
+	f.watch(store, Config{}, Hooks{})
+	settle()
+	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != 2 {
+		t.Fatalf("%d failures, want 2: %+v", j.ConsecutiveFailures, j)
+	}
+}
+
+func TestRetriedPodsAreNoFailure(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cj := f.cronJob("nightly", noTicks, nil)
+	f.watch(store, Config{}, Hooks{})
+	job := f.tickJob(cj, time.Now().Truncate(time.Minute))
+	started := time.Now()
+	f.setStatus(job, func(s *batchv1.JobStatus) { running(started)(s); s.Failed = 2 })
+	settle()
+	f.setStatus(job, complete)
+	j := waitJob(t, store, keyOf(f.ns, "nightly"), "completed Job", func(j state.Job) bool { return j.LastUID != "" })
+	if j.Failing() || j.LastPhase != wfv1.WorkflowSucceeded || j.ConsecutiveFailures != 0 {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func TestMissedTicksAndSuspended(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	f.cronJob("suspended", "* * * * *", func(c *batchv1.CronJob) { suspend := true; c.Spec.Suspend = &suspend })
+	cj := f.cronJob("nightly", "* * * * *", nil) // the same, but nothing keeps it from missing
+	f.clock.Set(cj.CreationTimestamp.Add(3*time.Minute + 30*time.Second))
+	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(cj)
+	missed, _ := c.Schedule.Ticks(cj.CreationTimestamp.Time, f.clock.Now().Add(-10*time.Second), 100)
+	if len(missed) < 3 {
+		t.Fatalf("ticks %v", missed)
+	}
+	f.watch(store, Config{}, Hooks{})
+	key := keyOf(f.ns, "nightly")
+	j := waitJob(t, store, key, "missed ticks", func(j state.Job) bool { return j.ConsecutiveFailures >= len(missed) })
+	if j.LastPhase != api.PhaseMissed || j.LastWorkflow != jobName("nightly", missed[len(missed)-1]) {
+		t.Fatalf("job %+v", j)
+	}
+	settle()
+	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != len(missed) {
+		t.Fatalf("%d failures, want %d", j.ConsecutiveFailures, len(missed))
+	}
+	if _, err := store.Get(context.Background(), keyOf(f.ns, "suspended")); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("the suspended CronJob has a job: %v", err)
+	}
+
+	// The next tick's Job runs and succeeds: the streak ends.
+	next := missed[len(missed)-1].Add(time.Minute)
+	f.setStatus(f.tickJob(cj, next), completeAt(f.clock.Now()))
+	j = waitJob(t, store, key, "success", func(j state.Job) bool { return !j.Failing() })
+	if j.LastStreak == nil || j.LastStreak.Failures != len(missed) {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func TestStuckJobThenItsOwnResult(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cj := f.cronJob("nightly", noTicks, func(c *batchv1.CronJob) {
+		c.Annotations = map[string]string{AnnotationMaxRuntime: "1m"}
+	})
+	started := time.Now()
+	job := f.setStatus(f.tickJob(cj, started.Truncate(time.Minute)), running(started))
+	f.clock.Set(started.Add(2 * time.Minute))
+	f.watch(store, Config{}, Hooks{})
+	key := keyOf(f.ns, "nightly")
+	j := waitJob(t, store, key, "stuck", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseStuck || j.LastUID != string(job.UID) {
+		t.Fatalf("job %+v", j)
+	}
+
+	// The Job fails after all: its own result replaces Stuck, and it is
+	// still one failed run.
+	f.setStatus(job, failed("DeadlineExceeded", "Job was active longer than specified deadline"))
+	j = waitJob(t, store, key, "the Job's own result", func(j state.Job) bool { return j.LastPhase == wfv1.WorkflowFailed })
+	if j.ConsecutiveFailures != 1 || j.LastFailures[0].DisplayName != "DeadlineExceeded" {
+		t.Fatalf("job %+v", j)
+	}
+}
+
+func TestDeletedCronJobIsForgotten(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	f.cronJob("nightly", noTicks, nil)
+	key := keyOf(f.ns, "nightly")
+	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronJob: "nightly", WorkflowName: "nightly-1", UID: "u1", Phase: wfv1.WorkflowFailed}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var forgot atomic.Int32
+	var reason atomic.Value
+	f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, why string) {
+		forgot.Add(1)
+		reason.Store(why)
+	}})
+	if err := f.kube.BatchV1().CronJobs(f.ns).Delete(context.Background(), "nightly", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	if _, err := store.Get(context.Background(), key); err != nil {
+		t.Fatalf("forgotten before ForgetAfter: %v", err)
+	}
+	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := store.Get(context.Background(), key); errors.Is(err, state.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("job not forgotten")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	settle()
+	if forgot.Load() != 1 {
+		t.Fatalf("Forgot called %d times, want once", forgot.Load())
+	}
+	if why, _ := reason.Load().(string); why == "" {
+		t.Fatal("no reason")
+	}
+}
+
+// On deletion the informer hands over the Job's final state, or a tombstone
+// holding the last state it saw: either counts, once, and leaves nothing
+// behind in the watcher.
+func TestDeletionDeliversTheFinalState(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	w := New(f.kube, store, Config{Now: f.clock.Now}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: f.ns, UID: "cj"}}
+	finished := time.Now().Add(-time.Minute).Truncate(time.Second)
+	job := func(uid, reason string) *batchv1.Job {
+		return &batchv1.Job{
+			ObjectMeta: metav1.ObjectMeta{Name: "nightly-" + uid, Namespace: f.ns, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(finished.Add(-time.Minute)),
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))}},
+			Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{
+				{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, LastTransitionTime: metav1.NewTime(finished)}}},
+		}
+	}
+	w.jobSeen(job("a", "BackoffLimitExceeded"), true)
+	w.jobSeen(cache.DeletedFinalStateUnknown{Key: f.ns + "/nightly-b", Obj: job("b", "DeadlineExceeded")}, true)
+	w.drain(context.Background())
+	j, err := store.Get(context.Background(), keyOf(f.ns, "nightly"))
+	if err != nil || j.ConsecutiveFailures != 2 {
+		t.Fatalf("job %+v (%v)", j, err)
+	}
+	// Delivered again (a second watcher, a relist): nothing more.
+	w.jobSeen(job("a", "BackoffLimitExceeded"), true)
+	w.drain(context.Background())
+	if j, _ := store.Get(context.Background(), keyOf(f.ns, "nightly")); j.ConsecutiveFailures != 2 {
+		t.Fatalf("counted twice: %+v", j)
+	}
+	if len(w.handled) != 0 || len(w.pending) != 0 {
+		t.Fatalf("deleted Jobs left behind: handled %v, pending %v", w.handled, w.pending)
+	}
+}
