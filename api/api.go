@@ -69,9 +69,62 @@ type Job struct {
 	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
 	LastFailures        []Failure          `json:"lastFailures,omitempty"`
 	LastStreak          *Streak            `json:"lastStreak,omitempty"`
-	// Schedule is set for a job a watcher reads (--watch-argo): when it
-	// should run.
+	// Streaks are the job's earlier finished streaks, newest first (at
+	// most MaxStreaks, LastStreak included).
+	Streaks []Streak `json:"streaks,omitempty"`
+	// Schedule is set for a job a watcher reads (--watch-argo,
+	// --watch-cronjobs): when it should run.
 	Schedule *Schedule `json:"schedule,omitempty"`
+	// FailureThreshold is how many failed runs in a row it takes before the
+	// job alerts (the annotation batchlatch.io/failure-threshold); 1 when
+	// not set.
+	FailureThreshold int `json:"failureThreshold"`
+	// Silenced is the silence that mutes the job, while one does.
+	Silenced *Silence `json:"silenced,omitempty"`
+	// Alerting is what the alert policies see: failing, at or past the
+	// failure threshold, and not silenced.
+	Alerting bool `json:"alerting"`
+}
+
+// MaxStreaks bounds the finished streaks a job keeps.
+const MaxStreaks = 5
+
+// Silence mutes the alarm of one job, or of every job of a namespace,
+// until EndsAt: the job shows as silenced and its incident closes (nothing
+// failing is written for it). It expires by itself.
+type Silence struct {
+	ID        string `json:"id"`
+	Namespace string `json:"namespace"`
+	// Job is the job's name; empty: every job of the namespace.
+	Job string `json:"job,omitempty"`
+	// Kind is the job's kind when Job is set (KindWorkflow or KindCronJob).
+	Kind      string    `json:"kind,omitempty"`
+	StartsAt  time.Time `json:"startsAt"`
+	EndsAt    time.Time `json:"endsAt"`
+	Reason    string    `json:"reason"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+}
+
+// MaxSilence bounds how long a silence may last.
+const MaxSilence = 30 * 24 * time.Hour
+
+// SilenceRequest is the body of POST /api/v1/silences: what to silence,
+// until when (endsAt, RFC 3339, or for, a Go duration such as "2h"; one of
+// them, at most MaxSilence ahead), and why.
+type SilenceRequest struct {
+	Namespace string `json:"namespace"`
+	Job       string `json:"job,omitempty"`
+	Kind      string `json:"kind,omitempty"`
+	EndsAt    string `json:"endsAt,omitempty"`
+	For       string `json:"for,omitempty"`
+	Reason    string `json:"reason"`
+	CreatedBy string `json:"createdBy,omitempty"`
+}
+
+// SilenceList answers GET /api/v1/silences: the silences in force, soonest
+// to end first.
+type SilenceList struct {
+	Silences []Silence `json:"silences"`
 }
 
 // Schedule says when a watched job should run.

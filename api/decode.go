@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -267,7 +268,30 @@ func (r Result) validate(receivedAt time.Time, phases []wfv1.WorkflowPhase) erro
 			return err
 		}
 	}
+	if v, ok := r.Annotations[AnnotationFailureThreshold]; ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > MaxFailureThreshold {
+			return &FieldError{Field: "annotations." + AnnotationFailureThreshold, Message: fmt.Sprintf("%s is not a whole number from 1 to %d", Quote(v), MaxFailureThreshold)}
+		}
+	}
 	return r.validateTimes(receivedAt)
+}
+
+// AnnotationFailureThreshold on a workflow (or CronWorkflow, CronJob) sets
+// how many failed runs in a row it takes before its job alerts, like Sentry
+// Crons' failure_issue_threshold. Without it, the first failure alerts.
+const AnnotationFailureThreshold = "batchlatch.io/failure-threshold"
+
+// MaxFailureThreshold bounds the failure threshold.
+const MaxFailureThreshold = 100
+
+// FailureThreshold is the result's failure threshold, 0 when it has none
+// (Validate has checked a present one).
+func (r Result) FailureThreshold() int {
+	n, err := strconv.Atoi(r.Annotations[AnnotationFailureThreshold])
+	if err != nil || n < 1 || n > MaxFailureThreshold {
+		return 0
+	}
+	return n
 }
 
 // PhaseAccepted reports whether p is one of AcceptedPhases.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -36,18 +37,35 @@ func requireToken(token string) gin.HandlerFunc {
 	}
 }
 
-// view is a job as the API shows it at now, with its schedule when a
-// watcher reads it.
-func view(j state.Job, now time.Time, schedules api.ScheduleOf) api.Job {
-	v := j.View(now)
-	v.Schedule = schedules(j.Key().KindName(), j.Namespace, j.Name, now)
-	return v
+// requireReadToken checks reads when a read token is set: the read token or
+// the write token, as "Authorization: Bearer <token>", or as the password of
+// HTTP Basic authentication (any user name), so that a browser can open the
+// status page. Without a read token reads are open.
+func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if readToken == "" {
+			return
+		}
+		given := ""
+		if bearer, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok {
+			given = bearer
+		} else if _, password, ok := c.Request.BasicAuth(); ok {
+			given = password
+		}
+		for _, token := range []string{readToken, writeToken} {
+			if token != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1 {
+				return
+			}
+		}
+		c.Header("WWW-Authenticate", `Basic realm="batchlatch"`)
+		abortWithError(c, errUnauthorized)
+	}
 }
 
-func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
+func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, views Views) gin.HandlerFunc {
 	logger = logger.With("component", "results")
 	return func(c *gin.Context) {
-		receivedAt := now()
+		receivedAt := views.Now()
 		result, err := readResult(c, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("rejected").Inc()
@@ -78,11 +96,16 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 		}
 		logger.Info("result", "namespace", result.Namespace, "job", rec.Job.Name, "workflow", result.WorkflowName,
 			"phase", result.Phase, "outcome", outcome, "consecutiveFailures", rec.Job.ConsecutiveFailures)
+		job, err := views.One(c.Request.Context(), rec.Job)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
 		c.JSON(http.StatusOK, api.ResultResponse{
 			Duplicate: rec.Outcome.Duplicate,
 			Stale:     rec.Outcome.Stale,
 			Retry:     rec.Outcome.Retry,
-			Job:       view(rec.Job, now(), schedules),
+			Job:       job,
 		})
 	}
 }
@@ -110,46 +133,36 @@ func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
 	return api.DecodeResult(body, receivedAt)
 }
 
-func handleListFailures(store state.Store, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
+func handleListFailures(views Views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		jobs, err := listJobs(c.Request.Context(), store, namespace)
+		failing, err := views.Failing(c.Request.Context(), namespace)
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		at := now()
-		out := api.FailureList{Failures: []api.Job{}}
-		for _, j := range state.Failing(jobs) {
-			out.Failures = append(out.Failures, view(j, at, schedules))
-		}
-		c.JSON(http.StatusOK, out)
+		c.JSON(http.StatusOK, api.FailureList{Failures: failing})
 	}
 }
 
 // handleListJobs serves both /jobs and /jobs/{namespace}.
-func handleListJobs(store state.Store, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
+func handleListJobs(views Views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		namespace, err := optionalNamespace("{namespace}", c.Param("namespace"))
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		jobs, err := listJobs(c.Request.Context(), store, namespace)
+		jobs, err := views.List(c.Request.Context(), namespace)
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		at := now()
-		out := api.JobList{Jobs: make([]api.Job, 0, len(jobs))}
-		for _, j := range jobs {
-			out.Jobs = append(out.Jobs, view(j, at, schedules))
-		}
-		c.JSON(http.StatusOK, out)
+		c.JSON(http.StatusOK, api.JobList{Jobs: jobs})
 	}
 }
 
@@ -168,19 +181,19 @@ func listJobs(ctx context.Context, store state.Store, namespace string) ([]state
 	return inNamespace, nil
 }
 
-func handleGetJob(store state.Store, now func() time.Time, schedules api.ScheduleOf) gin.HandlerFunc {
+func handleGetJob(views Views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		key, err := pathKey(c)
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		job, err := store.Get(c.Request.Context(), key)
+		job, err := views.Get(c.Request.Context(), key)
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, view(job, now(), schedules))
+		c.JSON(http.StatusOK, job)
 	}
 }
 

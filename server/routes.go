@@ -13,12 +13,14 @@ import (
 // addRoutes is the whole API surface, in one place.
 func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) {
 	auth := requireToken(cfg.Token)
+	read := requireReadToken(cfg.ReadToken, cfg.Token)
+	views := Views{Store: store, Now: cfg.Now, Schedules: cfg.Schedules, Silences: cfg.Silences}
 
-	r.POST("/api/v1/results", auth, handleRecordResult(logger, store, kicker, metrics, cfg.Now, cfg.Schedules))
-	r.GET("/api/v1/failures", handleListFailures(store, cfg.Now, cfg.Schedules))
-	r.GET("/api/v1/jobs", handleListJobs(store, cfg.Now, cfg.Schedules))
-	r.GET("/api/v1/jobs/:namespace", handleListJobs(store, cfg.Now, cfg.Schedules))
-	r.GET("/api/v1/jobs/:namespace/:job", handleGetJob(store, cfg.Now, cfg.Schedules))
+	r.POST("/api/v1/results", auth, handleRecordResult(logger, store, kicker, metrics, views))
+	r.GET("/api/v1/failures", read, handleListFailures(views))
+	r.GET("/api/v1/jobs", read, handleListJobs(views))
+	r.GET("/api/v1/jobs/:namespace", read, handleListJobs(views))
+	r.GET("/api/v1/jobs/:namespace/:job", read, handleGetJob(views))
 	r.DELETE("/api/v1/jobs/:namespace/:job", auth, handleDeleteJob(logger, store))
 
 	r.GET("/healthz", handleHealthz())

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -30,10 +31,18 @@ type Kicker interface {
 type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on writes.
 	Token string
+	// ReadToken, when set, is required on reads (the REST reads and the
+	// status page); Token is accepted there too.
+	ReadToken string
+	// ArgoURL, when set, is the Argo UI's base URL: the status page links
+	// each run there.
+	ArgoURL string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Schedules adds watched jobs' schedules to their views; nil: none.
 	Schedules api.ScheduleOf
+	// Silences returns the silences in force, for the jobs' views; nil: none.
+	Silences func(ctx context.Context) ([]api.Silence, error)
 }
 
 // MaxBodyBytes bounds a callback body: Argo's body is a few KiB.

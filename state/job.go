@@ -98,6 +98,12 @@ type Job struct {
 	LastPhase           wfv1.WorkflowPhase `json:"phase"`
 	LastFailures        []api.Failure      `json:"failedSteps,omitempty"`
 	LastStreak          *api.Streak        `json:"lastStreak,omitempty"`
+	// EarlierStreaks are the streaks before LastStreak, newest first: with
+	// it, at most api.MaxStreaks.
+	EarlierStreaks []api.Streak `json:"streaks,omitempty"`
+	// FailureThreshold is the latest result's failure threshold (the
+	// annotation api.AnnotationFailureThreshold); 0 when it had none.
+	FailureThreshold int `json:"threshold,omitempty"`
 	// RecoveredAt is when the success that ended LastStreak was received: the
 	// recovery window runs from here, even for a callback that came late.
 	RecoveredAt *time.Time `json:"recoveredAt,omitempty"`
@@ -139,8 +145,27 @@ func (j Job) View(now time.Time) api.Job {
 		LastPhase:           j.LastPhase,
 		LastFailures:        j.LastFailures,
 		LastStreak:          j.LastStreak,
+		Streaks:             j.Streaks(),
+		FailureThreshold:    j.Threshold(),
+		Alerting:            j.Alerting(),
 	}
 }
+
+// Streaks are the job's finished streaks, newest first.
+func (j Job) Streaks() []api.Streak {
+	if j.LastStreak == nil {
+		return nil
+	}
+	return append([]api.Streak{*j.LastStreak}, j.EarlierStreaks...)
+}
+
+// Threshold is how many failed runs in a row make the job alert: its
+// failure threshold, 1 when it has none.
+func (j Job) Threshold() int { return max(j.FailureThreshold, 1) }
+
+// Alerting reports whether the job's failure streak reached its threshold:
+// what the alarm announces, unless a silence mutes it.
+func (j Job) Alerting() bool { return j.Failing() && j.ConsecutiveFailures >= j.Threshold() }
 
 // Transition says how a result changed its job.
 type Transition string
@@ -289,6 +314,7 @@ func (j Job) match(r api.Result) match {
 
 // setLast records r, finished at finished, as the job's latest result.
 func setLast(next *Job, r api.Result, finished time.Time) {
+	next.FailureThreshold = r.FailureThreshold()
 	next.LastResultAt = finished
 	next.LastWorkflow = r.WorkflowName
 	next.LastUID = r.UID
@@ -312,6 +338,10 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 	next.LastFailures = nil
 	if job.FailingSince == nil {
 		return Unchanged
+	}
+	if job.LastStreak != nil {
+		// A new slice: next must not share job's.
+		next.EarlierStreaks = append([]api.Streak{*job.LastStreak}, job.EarlierStreaks[:min(len(job.EarlierStreaks), api.MaxStreaks-2)]...)
 	}
 	next.LastStreak = &api.Streak{
 		Since:    *job.FailingSince,
@@ -387,4 +417,33 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + mark
+}
+
+// SilenceOf returns the silence among silences that mutes the job key
+// (one of the job, else one of its namespace; the one ending last), or nil.
+func SilenceOf(key Key, silences []api.Silence) *api.Silence {
+	var found *api.Silence
+	for i, s := range silences {
+		if s.Namespace != key.Namespace {
+			continue
+		}
+		if s.Job != "" && (s.Job != key.Name || KeyFor(orWorkflow(s.Kind), s.Namespace, s.Job) != key) {
+			continue
+		}
+		if found == nil || s.EndsAt.After(found.EndsAt) {
+			found = &silences[i]
+		}
+	}
+	if found == nil {
+		return nil
+	}
+	s := *found
+	return &s
+}
+
+func orWorkflow(kind string) string {
+	if kind == "" {
+		return api.KindWorkflow
+	}
+	return kind
 }

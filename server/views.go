@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// Views builds jobs as the API, the status page and the CLI show them: the
+// stored state plus what the watchers (schedules) and the silences add.
+type Views struct {
+	Store     state.Store
+	Now       func() time.Time
+	Schedules api.ScheduleOf
+	// Silences returns the silences in force; nil: none.
+	Silences func(ctx context.Context) ([]api.Silence, error)
+}
+
+// silences returns the silences in force at now.
+func (v Views) silences(ctx context.Context, now time.Time) ([]api.Silence, error) {
+	if v.Silences == nil {
+		return nil, nil
+	}
+	all, err := v.Silences(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var active []api.Silence
+	for _, s := range all {
+		if !now.Before(s.StartsAt) && now.Before(s.EndsAt) {
+			active = append(active, s)
+		}
+	}
+	return active, nil
+}
+
+// of is j as shown at now, under the silences in force.
+func (v Views) of(j state.Job, now time.Time, silences []api.Silence) api.Job {
+	out := j.View(now)
+	out.Schedule = v.Schedules(j.Key().KindName(), j.Namespace, j.Name, now)
+	out.Silenced = state.SilenceOf(j.Key(), silences)
+	out.Alerting = out.Alerting && out.Silenced == nil
+	return out
+}
+
+// List returns every job of namespace (all when empty), ordered by key.
+func (v Views) List(ctx context.Context, namespace string) ([]api.Job, error) {
+	jobs, err := listJobs(ctx, v.Store, namespace)
+	if err != nil {
+		return nil, err
+	}
+	now := v.Now()
+	silences, err := v.silences(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Job, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, v.of(j, now, silences))
+	}
+	return out, nil
+}
+
+// Failing returns the failing jobs of namespace (all when empty),
+// longest-failing first.
+func (v Views) Failing(ctx context.Context, namespace string) ([]api.Job, error) {
+	jobs, err := listJobs(ctx, v.Store, namespace)
+	if err != nil {
+		return nil, err
+	}
+	now := v.Now()
+	silences, err := v.silences(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.Job{}
+	for _, j := range state.Failing(jobs) {
+		out = append(out, v.of(j, now, silences))
+	}
+	return out, nil
+}
+
+// Get returns one job, or state.ErrNotFound.
+func (v Views) Get(ctx context.Context, key state.Key) (api.Job, error) {
+	j, err := v.Store.Get(ctx, key)
+	if err != nil {
+		return api.Job{}, err
+	}
+	return v.One(ctx, j)
+}
+
+// One is j as shown now.
+func (v Views) One(ctx context.Context, j state.Job) (api.Job, error) {
+	now := v.Now()
+	silences, err := v.silences(ctx, now)
+	if err != nil {
+		return api.Job{}, err
+	}
+	return v.of(j, now, silences), nil
+}
