@@ -137,14 +137,16 @@ func New(kube kubernetes.Interface, store state.Store, cfg Config, hooks Hooks, 
 			}
 			return nil, nil
 		}})
-		_, _ = jobInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		jobHandler, _ := jobInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.jobSeen(obj, false) },
 			UpdateFunc: func(_, obj any) { w.jobSeen(obj, false) },
 			DeleteFunc: func(obj any) { w.jobSeen(obj, true) },
 		})
 		w.crons = append(w.crons, cronInformer.Lister())
 		w.runs = append(w.runs, jobInformer)
-		w.sync = append(w.sync, cronInformer.Informer().HasSynced, jobInformer.HasSynced)
+		// The handler's sync, not only the informer's: the first pass
+		// records the results of every Job the initial list delivered.
+		w.sync = append(w.sync, cronInformer.Informer().HasSynced, jobInformer.HasSynced, jobHandler.HasSynced)
 		w.start = append(w.start, factory.Start)
 	}
 	return w
@@ -292,7 +294,9 @@ func (w *Watcher) jobSeen(obj any, deleted bool) {
 }
 
 // drain records the pending Job results: each job's in the order its Jobs
-// finished, skipping what the store knows already.
+// finished, skipping what the store knows already, what finished before the
+// job's latest result (it would change nothing), and what a later result
+// makes moot (collapse).
 func (w *Watcher) drain(ctx context.Context) {
 	w.mu.Lock()
 	batch := w.pending
@@ -332,16 +336,27 @@ func (w *Watcher) drain(ctx context.Context) {
 		if j, ok := jobs[key]; ok {
 			job = &j
 		}
+		now := w.cfg.Now()
 		var fresh []pendingResult
 		for _, p := range todo {
-			if job != nil && job.Knows(p.Result) {
-				w.markHandled(p)
-				continue
+			if job != nil {
+				// Known, or older than the job's latest result: recording
+				// it would only push a newer run out of the job's recent
+				// runs (and, restart after restart, get that run counted
+				// again).
+				if _, out := state.Apply(*job, true, p.Result, now); out.Duplicate || out.Stale {
+					w.markHandled(p)
+					continue
+				}
 			}
 			fresh = append(fresh, p)
 		}
 		if len(fresh) > 0 {
-			work <- byFinish(fresh)
+			keep, moot := collapse(byFinish(fresh), job != nil && job.Failing())
+			for _, p := range moot {
+				w.markHandled(p)
+			}
+			work <- keep
 		}
 	}
 	close(work)
