@@ -14,6 +14,9 @@ import (
 type Announced struct {
 	Failing  map[state.Key]time.Time
 	Recovery map[state.Key]time.Time
+	// Silenced holds, for each failing job a silence mutes, when this loop
+	// first wrote it as silenced.
+	Silenced map[state.Key]time.Time
 }
 
 // ReannounceRecoveries: a loop that starts (a restart, a new leader)
@@ -50,6 +53,8 @@ type DueConfig struct {
 	// announced yet is due, so that a burst of callbacks does not multiply
 	// the interval's entries.
 	Kicked bool
+	// Silences are the silences in force at now.
+	Silences []api.Silence
 }
 
 // TransitionWeight is how many entries announce a new value of a job at
@@ -86,10 +91,16 @@ func (c DueConfig) reannounced(recoveredAt time.Time) bool {
 // was announced and the clock (as state.Apply is for results): the entries
 // due at now, and what is announced once they are written.
 //
-//   - a failing job: one ERROR entry (failing 1) every pass; the first
-//     announcement of its streak (on a kick, or the first pass of a loop) is
+//   - a failing job at or past its failure threshold: one ERROR entry
+//     (failing 1) every pass; the first announcement of its streak (on a
+//     kick, the first pass of a loop, or when a silence of it ends) is
 //     TransitionWeight entries;
-//   - a job that recovered within the recovery window: one NOTICE and
+//   - a failing job a silence mutes: one INFO entry with failing 0 every
+//     pass, the first one TransitionWeight times: what the policies read as
+//     healthy, so its incident closes; never an ERROR entry;
+//   - a failing job below its failure threshold: nothing yet;
+//   - a job that recovered within the recovery window, from a streak that
+//     reached its failure threshold: one NOTICE and
 //     TransitionWeight INFO entries (failing 0), then one INFO entry every
 //     pass until the window ends;
 //   - a recovery in the ReannounceRecoveries before the loop started, not
@@ -97,7 +108,7 @@ func (c DueConfig) reannounced(recoveredAt time.Time) bool {
 //   - any other job: nothing;
 //   - every pass that is not a kick: one heartbeat.
 func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([]Entry, Announced) {
-	next := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}}
+	next := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}, Silenced: map[state.Key]time.Time{}}
 	schedules := cfg.Schedules
 	if schedules == nil {
 		schedules = func(string, string, string, time.Time) *api.Schedule { return nil }
@@ -106,9 +117,29 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 	failing := 0
 	for _, j := range jobs {
 		key := j.Key()
-		switch {
-		case j.Failing():
+		if j.Failing() {
 			failing++
+		}
+		silence := state.SilenceOf(key, cfg.Silences)
+		switch {
+		case j.Alerting() && silence != nil:
+			silencedAt, known := announced.Silenced[key]
+			if !known {
+				silencedAt = now
+			}
+			next.Silenced[key] = silencedAt
+			if cfg.Kicked && known {
+				continue
+			}
+			e := silencedEntry(j, silence, now)
+			n := 1
+			if !known {
+				n = cfg.TransitionWeight(now, *j.FailingSince, j.FailingSince.Before(cfg.Started))
+			}
+			for range n {
+				entries = append(entries, e)
+			}
+		case j.Alerting():
 			next.Failing[key] = *j.FailingSince
 			first := !announced.Failing[key].Equal(*j.FailingSince)
 			if cfg.Kicked && !first {
@@ -121,11 +152,18 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 				if j.LastStreak != nil {
 					previous = j.LastStreak.Until
 				}
-				n = cfg.TransitionWeight(now, previous, !previous.IsZero() && cfg.reannounced(previous))
+				oldAtStart := !previous.IsZero() && cfg.reannounced(previous)
+				if silencedAt, ok := announced.Silenced[key]; ok {
+					// A silence just ended: its zeros are the old value.
+					previous, oldAtStart = silencedAt, false
+				}
+				n = cfg.TransitionWeight(now, previous, oldAtStart)
 			}
 			for range n {
 				entries = append(entries, e)
 			}
+		case j.Failing():
+			// Below its failure threshold: shown as failing, not announced.
 		case recovering(j, now, cfg):
 			next.Recovery[key] = *j.RecoveredAt
 			if !announced.Recovery[key].Equal(*j.RecoveredAt) {
@@ -153,7 +191,7 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 // recovering: j's recovery window is running at now. It starts at the
 // recovery, or when the loop started for a recovery it announces again.
 func recovering(j state.Job, now time.Time, cfg DueConfig) bool {
-	if j.Failing() || j.LastStreak == nil || j.RecoveredAt == nil {
+	if j.Failing() || j.LastStreak == nil || j.RecoveredAt == nil || j.LastStreak.Failures < j.Threshold() {
 		return false
 	}
 	from := *j.RecoveredAt

@@ -2,6 +2,7 @@ package alarm
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,8 @@ type scenario struct {
 	exists    bool
 	announced Announced
 	written   []timedEntry
+	// annotations go on every result (a failure threshold).
+	annotations map[string]string
 }
 
 type timedEntry struct {
@@ -33,10 +36,10 @@ func (s *scenario) at(minute int) time.Time { return s.start.Add(time.Duration(m
 // result applies a result received at minute, then the kick it causes.
 func (s *scenario) result(minute int, uid string, phase wfv1.WorkflowPhase) {
 	r := api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-" + uid, UID: uid, Phase: phase,
-		CreatedAt: s.at(minute).Add(-time.Minute).Format(time.RFC3339), DurationSeconds: 60}
+		CreatedAt: s.at(minute).Add(-time.Minute).Format(time.RFC3339), DurationSeconds: 60, Annotations: s.annotations}
 	job, outcome := state.Apply(s.job, s.exists, r, s.at(minute))
 	s.job, s.exists = job, true
-	if t := outcome.Transition; t == state.StartedFailing || t == state.Recovered {
+	if outcome.Announces(job) {
 		s.pass(minute, true)
 	}
 }
@@ -332,5 +335,84 @@ func TestDueOneNoticePerStreakAcrossALeaderChange(t *testing.T) {
 	}
 	if written != 3 || len(shown) != 2 {
 		t.Fatalf("%d NOTICEs written, %d shown; want 3 written (one again by the new leader) and 2 shown, one per streak", written, len(shown))
+	}
+}
+
+// A job with a failure threshold of 2: its first failure writes nothing;
+// the second starts the ERROR entries; a silence turns them into failing 0
+// (the incident closes, no ERROR entry is written) until it ends, when the
+// job, still failing, is announced again; the success writes its NOTICE.
+func TestDueSilencesAndThresholds(t *testing.T) {
+	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC), cfg: shippedDue,
+		annotations: map[string]string{api.AnnotationFailureThreshold: "2"}}
+	silence := api.Silence{ID: "0123456789abcdef", Namespace: "ml", Job: "nightly", Kind: api.KindWorkflow,
+		StartsAt: s.at(90), EndsAt: s.at(150), Reason: "upstream outage"}
+	results := map[int]wfv1.WorkflowPhase{0: wfv1.WorkflowFailed, 60: wfv1.WorkflowFailed, 120: wfv1.WorkflowFailed, 180: wfv1.WorkflowSucceeded}
+	for minute := 0; minute <= 240; minute++ {
+		s.cfg.Silences = state.InForce([]api.Silence{silence}, s.at(minute))
+		if phase, ok := results[minute]; ok {
+			s.result(minute, fmt.Sprintf("run-%d", minute), phase)
+		}
+		if minute == 90 {
+			s.pass(minute, true) // the silence's creation kicks the loop
+		}
+		s.pass(minute, false)
+	}
+	weight := int(DefaultPolicyWindow/DefaultInterval) + 2
+	errors, zeros, notices := map[int]int{}, map[int]int{}, 0
+	for _, w := range s.written {
+		switch {
+		case w.entry.Payload.Heartbeat:
+		case w.entry.Severity == SeverityError:
+			errors[w.minute]++
+		case w.entry.Severity == SeverityNotice:
+			notices++
+		case failingValue(w.entry) == 0:
+			zeros[w.minute]++
+			if w.minute >= 90 && w.minute < 150 && (w.entry.Payload.Silenced == nil || !strings.Contains(w.entry.Payload.Message, "silenced until")) {
+				t.Errorf("minute %d: a failing 0 entry that does not say it is silenced: %+v", w.minute, w.entry.Payload)
+			}
+		}
+	}
+	for minute := 0; minute <= 240; minute++ {
+		wantErrors, wantZeros := 0, 0
+		switch {
+		case minute < 60: // below the threshold: nothing
+		case minute < 90:
+			wantErrors = 1 + weight*boolInt(minute == 60)
+		case minute < 150:
+			wantZeros = 1 + weight*boolInt(minute == 90)
+		case minute < 180:
+			// The silence ended and the job still fails: announced again
+			// at the next pass (nothing kicks the loop when a silence ends).
+			wantErrors = 1 + (weight-1)*boolInt(minute == 150)
+		case minute < 210:
+			wantZeros = 1 + weight*boolInt(minute == 180)
+		}
+		if errors[minute] != wantErrors || zeros[minute] != wantZeros {
+			t.Errorf("minute %d: %d ERROR and %d failing 0 entries, want %d and %d", minute, errors[minute], zeros[minute], wantErrors, wantZeros)
+		}
+	}
+	if notices != 1 {
+		t.Errorf("%d NOTICEs, want 1", notices)
+	}
+}
+
+// A streak that never reached its threshold ends without a NOTICE: it was
+// never announced.
+func TestDueStreakBelowThresholdIsNeverAnnounced(t *testing.T) {
+	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC), cfg: shippedDue,
+		annotations: map[string]string{api.AnnotationFailureThreshold: "3"}}
+	results := map[int]wfv1.WorkflowPhase{0: wfv1.WorkflowFailed, 60: wfv1.WorkflowFailed, 120: wfv1.WorkflowSucceeded}
+	for minute := 0; minute <= 200; minute++ {
+		if phase, ok := results[minute]; ok {
+			s.result(minute, fmt.Sprintf("run-%d", minute), phase)
+		}
+		s.pass(minute, false)
+	}
+	for _, w := range s.written {
+		if !w.entry.Payload.Heartbeat {
+			t.Fatalf("minute %d: %s %q", w.minute, w.entry.Severity, w.entry.Payload.Message)
+		}
 	}
 }

@@ -145,6 +145,17 @@ func recoveredEntry(j state.Job, now time.Time) Entry {
 	return e
 }
 
+// silencedEntry is the INFO entry written every pass while a silence mutes
+// failing job j: failing 0, what the alert policies read as healthy.
+func silencedEntry(j state.Job, s *api.Silence, now time.Time) Entry {
+	e := jobEntry(j, SeverityInfo, 0, nil, now)
+	e.Payload.Message = fmt.Sprintf("%s is failing (%d failed run(s) in a row) but silenced until %s: %s",
+		jobTitle(j), j.ConsecutiveFailures, s.EndsAt.UTC().Format(time.RFC3339), s.Reason)
+	e.Payload.JobView.Silenced = s
+	e.Payload.JobView.Alerting = false
+	return e
+}
+
 // healthyEntry is the INFO entry with failing 0 written during the recovery
 // window, so that a policy which ignores missing data sees the job healthy.
 func healthyEntry(j state.Job, now time.Time) Entry {

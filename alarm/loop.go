@@ -38,6 +38,7 @@ type Loop struct {
 	metrics        *Metrics
 	now            func() time.Time
 	schedules      api.ScheduleOf
+	silences       func(ctx context.Context) ([]api.Silence, error)
 	kick           chan struct{}
 }
 
@@ -52,6 +53,8 @@ type LoopConfig struct {
 	// Schedules adds watched jobs' schedules to their ERROR entries; nil:
 	// none.
 	Schedules api.ScheduleOf
+	// Silences returns the stored silences; nil: none.
+	Silences func(ctx context.Context) ([]api.Silence, error)
 }
 
 // NewLoop makes a loop that reads jobs and writes to sink.
@@ -74,6 +77,7 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 		metrics:        metrics,
 		now:            now,
 		schedules:      schedules,
+		silences:       cfg.Silences,
 		kick:           make(chan struct{}, 1),
 	}
 }
@@ -155,11 +159,22 @@ func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 		return
 	}
 	now := l.now()
+	var silences []api.Silence
+	if l.silences != nil {
+		all, err := l.silences(ctx)
+		if err != nil {
+			l.logger.Warn("list silences", "err", err)
+			return
+		}
+		silences = state.InForce(all, now)
+	}
 	if !kicked && w.resumed(l.metrics.SinkFailures()) {
 		l.logger.Info("writes resumed after failing: announcing every job again")
 		w.announced, w.started = Announced{}, now
 	}
-	entries, next := Due(jobs, w.announced, now, l.dueConfig(w.started, kicked))
+	cfg := l.dueConfig(w.started, kicked)
+	cfg.Silences = silences
+	entries, next := Due(jobs, w.announced, now, cfg)
 	w.announced = next
 	for _, e := range entries {
 		l.write(ctx, e)

@@ -37,7 +37,7 @@ func errorResponse(err error) (int, api.ErrorDetail) {
 		return http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: "body_too_large", Message: err.Error()}
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType, api.ErrorDetail{Code: "unsupported_media_type", Message: err.Error(), Field: "Content-Type"}
-	case errors.Is(err, state.ErrNotFound):
+	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrSilenceNotFound):
 		return http.StatusNotFound, api.ErrorDetail{Code: "not_found", Message: err.Error()}
 	case errors.Is(err, errRouteNotFound):
 		return http.StatusNotFound, api.ErrorDetail{Code: "not_found", Message: err.Error()}

@@ -91,7 +91,7 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 			outcome = "retry-" + outcome
 		}
 		metrics.Results.WithLabelValues(outcome).Inc()
-		if t := rec.Outcome.Transition; t == state.StartedFailing || t == state.Recovered {
+		if rec.Outcome.Announces(rec.Job) {
 			kicker.Kick()
 		}
 		logger.Info("result", "namespace", result.Namespace, "job", rec.Job.Name, "workflow", result.WorkflowName,

@@ -22,6 +22,9 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 	r.GET("/api/v1/jobs/:namespace", read, handleListJobs(views))
 	r.GET("/api/v1/jobs/:namespace/:job", read, handleGetJob(views))
 	r.DELETE("/api/v1/jobs/:namespace/:job", auth, handleDeleteJob(logger, store))
+	r.POST("/api/v1/silences", auth, handleCreateSilence(logger, store, kicker, cfg.Now))
+	r.GET("/api/v1/silences", read, handleListSilences(store, cfg.Now))
+	r.DELETE("/api/v1/silences/:id", auth, handleDeleteSilence(logger, store, kicker, cfg.Now))
 
 	r.GET("/healthz", handleHealthz())
 	r.GET("/readyz", handleReadyz(store))

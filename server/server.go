@@ -41,7 +41,8 @@ type Config struct {
 	Now func() time.Time
 	// Schedules adds watched jobs' schedules to their views; nil: none.
 	Schedules api.ScheduleOf
-	// Silences returns the silences in force, for the jobs' views; nil: none.
+	// Silences returns the stored silences, for the jobs' views; nil: the
+	// store's.
 	Silences func(ctx context.Context) ([]api.Silence, error)
 }
 
@@ -55,6 +56,9 @@ func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer p
 	}
 	if cfg.Schedules == nil {
 		cfg.Schedules = func(string, string, string, time.Time) *api.Schedule { return nil }
+	}
+	if cfg.Silences == nil {
+		cfg.Silences = store.Silences
 	}
 	engine := gin.New()
 	engine.HandleMethodNotAllowed = true

@@ -27,13 +27,7 @@ func (v Views) silences(ctx context.Context, now time.Time) ([]api.Silence, erro
 	if err != nil {
 		return nil, err
 	}
-	var active []api.Silence
-	for _, s := range all {
-		if !now.Before(s.StartsAt) && now.Before(s.EndsAt) {
-			active = append(active, s)
-		}
-	}
-	return active, nil
+	return state.InForce(all, now), nil
 }
 
 // of is j as shown at now, under the silences in force.

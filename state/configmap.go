@@ -1,12 +1,14 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -56,6 +58,7 @@ type ConfigMapStore struct {
 	cm       *corev1.ConfigMap // last object seen; nil until loaded
 	jobs     map[string]Job    // decoded cm.Data, without unreadable keys
 	corrupt  map[string]string // key -> value that could not be decoded
+	silences []api.Silence     // decoded cm.Data[silencesKey]
 	loadedAt time.Time
 }
 
@@ -78,13 +81,21 @@ type opKind int
 const (
 	opRecord opKind = iota
 	opDelete
+	opAddSilence
+	opDeleteSilence
 )
+
+// silencesKey holds the silences, as a JSON array. No job's key can be it:
+// a namespace does not start with '_'.
+const silencesKey = "_silences"
 
 type op struct {
 	kind       opKind
 	result     api.Result
 	receivedAt time.Time
 	key        Key
+	silence    api.Silence // opAddSilence; opDeleteSilence: its ID
+	now        time.Time   // silence operations: what has ended
 	// deadline is the caller's: conflicts are retried until it passes.
 	deadline time.Time
 	done     chan opDone
@@ -207,7 +218,19 @@ func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
 			delete(s.corrupt, key)
 		}
 	}
+	if value, ok := cm.Data[silencesKey]; !ok {
+		s.silences = nil
+	} else if prev, same := old[silencesKey]; !same || prev != value {
+		silences, err := decodeSilences(value)
+		if err != nil {
+			s.logger.Error("stored silences are unreadable; leaving them alone until fixed", "err", err, "key", silencesKey)
+		}
+		s.silences = silences
+	}
 	for key, value := range cm.Data {
+		if key == silencesKey {
+			continue
+		}
 		if prev, ok := old[key]; ok && prev == value {
 			continue
 		}
@@ -248,6 +271,37 @@ func decodeJob(key, value string) (Job, error) {
 	}
 	j.Namespace, j.Name, j.Kind = k.Namespace, k.Name, k.Kind
 	return j, nil
+}
+
+// decodeSilences reads the stored silences.
+func decodeSilences(value string) ([]api.Silence, error) {
+	var silences []api.Silence
+	if err := json.Unmarshal([]byte(value), &silences); err != nil {
+		return nil, fmt.Errorf("%w: key %s: %v", ErrCorrupt, silencesKey, err)
+	}
+	return silences, nil
+}
+
+// AddSilence implements Store.
+func (s *ConfigMapStore) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
+	_, err := s.submit(ctx, &op{kind: opAddSilence, silence: silence, now: now})
+	return err
+}
+
+// DeleteSilence implements Store.
+func (s *ConfigMapStore) DeleteSilence(ctx context.Context, id string, now time.Time) error {
+	_, err := s.submit(ctx, &op{kind: opDeleteSilence, silence: api.Silence{ID: id}, now: now})
+	return err
+}
+
+// Silences implements Store.
+func (s *ConfigMapStore) Silences(ctx context.Context) ([]api.Silence, error) {
+	if _, _, err := s.fresh(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.silences), nil
 }
 
 // Record implements Store.
@@ -467,6 +521,32 @@ func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev
 	answers := make([]opDone, len(batch))
 	changed := false
 	for i, o := range batch {
+		if o.kind == opAddSilence || o.kind == opDeleteSilence {
+			value := next.Data[silencesKey]
+			var encoded []byte
+			silences, err := decodeSilences(cmp.Or(value, "[]"))
+			if err == nil {
+				if o.kind == opAddSilence {
+					silences, err = addSilence(silences, o.silence, o.now)
+				} else {
+					silences, err = deleteSilence(silences, o.silence.ID, o.now)
+				}
+			}
+			if err == nil {
+				encoded, err = json.Marshal(silences)
+			}
+			if err == nil && size-len(value)+len(encoded) > s.maxData {
+				err = fmt.Errorf("%w: the silences would bring ConfigMap %s over its limit of %d bytes", ErrFull, s.name, s.maxData)
+			}
+			if err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			size += len(encoded) - len(value)
+			next.Data[silencesKey] = string(encoded)
+			changed = true
+			continue
+		}
 		// Checked before the operation joins the update: a key the
 		// ConfigMap cannot hold would make the API server refuse them all.
 		if err := o.key.Validate(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ type FileStore struct {
 
 	mu        sync.Mutex // serializes writes; guards the fields below
 	jobs      map[string]Job
+	silences  []api.Silence
 	savedSize int // bytes of the last file written or read
 }
 
@@ -38,6 +40,8 @@ type fileFormat struct {
 	Format  string         `json:"format"`
 	Version int            `json:"version"`
 	Jobs    map[string]Job `json:"jobs"`
+	// Silences are kept with the state, as durably.
+	Silences []api.Silence `json:"silences,omitempty"`
 }
 
 // legacyFileFormat is what releases before the format marker wrote; such a
@@ -62,7 +66,7 @@ func OpenFileStore(path string) (*FileStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read state file: %w", err)
 	}
-	jobs, err := decodeStateFile(data)
+	jobs, silences, err := decodeStateFile(data)
 	if err != nil {
 		return nil, fmt.Errorf("state file %s: %w (fix it, or move it away to start empty)", path, err)
 	}
@@ -71,43 +75,44 @@ func OpenFileStore(path string) (*FileStore, error) {
 		j.Namespace, j.Name, j.Kind = key.Namespace, key.Name, key.Kind
 		s.jobs[k] = j
 	}
+	s.silences = silences
 	s.savedSize = len(data)
 	return s, nil
 }
 
 // decodeStateFile reads the file's jobs, refusing anything that is not
 // batchlatch's state in a format this version knows.
-func decodeStateFile(data []byte) (map[string]Job, error) {
+func decodeStateFile(data []byte) (map[string]Job, []api.Silence, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		if err == nil {
 			err = errors.New("null")
 		}
-		return nil, fmt.Errorf("not a batchlatch state file (a JSON object with \"format\": %q): %v", fileFormatName, err)
+		return nil, nil, fmt.Errorf("not a batchlatch state file (a JSON object with \"format\": %q): %v", fileFormatName, err)
 	}
 	if _, marked := top["format"]; !marked {
 		var legacy legacyFileFormat
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if _, ok := top["jobs"]; !ok || dec.Decode(&legacy) != nil || legacy.Jobs == nil {
-			return nil, fmt.Errorf("not a batchlatch state file: it has no \"format\": %q", fileFormatName)
+			return nil, nil, fmt.Errorf("not a batchlatch state file: it has no \"format\": %q", fileFormatName)
 		}
-		return legacy.Jobs, nil
+		return legacy.Jobs, nil, nil
 	}
 	var f fileFormat
 	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("not valid: %w", err)
+		return nil, nil, fmt.Errorf("not valid: %w", err)
 	}
 	if f.Format != fileFormatName {
-		return nil, fmt.Errorf("not a batchlatch state file: format is %q, not %q", f.Format, fileFormatName)
+		return nil, nil, fmt.Errorf("not a batchlatch state file: format is %q, not %q", f.Format, fileFormatName)
 	}
 	if f.Version != fileFormatVersion {
-		return nil, fmt.Errorf("format version %d is not %d, the one this batchlatch reads (written by another release?)", f.Version, fileFormatVersion)
+		return nil, nil, fmt.Errorf("format version %d is not %d, the one this batchlatch reads (written by another release?)", f.Version, fileFormatVersion)
 	}
 	if f.Jobs == nil {
 		f.Jobs = map[string]Job{}
 	}
-	return f.Jobs, nil
+	return f.Jobs, f.Silences, nil
 }
 
 // tempPattern names the temporary files WriteFileAtomic makes beside path.
@@ -195,6 +200,53 @@ func (s *FileStore) Delete(_ context.Context, key Key) error {
 	return nil
 }
 
+// AddSilence implements Store.
+func (s *FileStore) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.silences
+	next, err := addSilence(old, silence, now)
+	if err != nil {
+		return err
+	}
+	s.silences = next
+	if err := s.persistLocked(); err != nil {
+		s.silences = old
+		return err
+	}
+	return nil
+}
+
+// DeleteSilence implements Store.
+func (s *FileStore) DeleteSilence(ctx context.Context, id string, now time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.silences
+	next, err := deleteSilence(old, id, now)
+	if err != nil {
+		return err
+	}
+	s.silences = next
+	if err := s.persistLocked(); err != nil {
+		s.silences = old
+		return err
+	}
+	return nil
+}
+
+// Silences implements Store.
+func (s *FileStore) Silences(context.Context) ([]api.Silence, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.silences), nil
+}
+
 // Ready implements Store: ready means a write can succeed now, so it probes
 // the directory (a file can be made there) and the free space (room for
 // another copy of the state and a callback's growth).
@@ -226,7 +278,7 @@ const readyHeadroom = 64 << 10
 func (s *FileStore) Close() error { return nil }
 
 func (s *FileStore) persistLocked() error {
-	data, err := json.MarshalIndent(fileFormat{Format: fileFormatName, Version: fileFormatVersion, Jobs: s.jobs}, "", "  ")
+	data, err := json.MarshalIndent(fileFormat{Format: fileFormatName, Version: fileFormatVersion, Jobs: s.jobs, Silences: s.silences}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -197,6 +197,19 @@ type Outcome struct {
 	Supersedes bool
 }
 
+// Announces reports whether the result changed what the alarm writes for
+// job (the job after it): a streak reached its failure threshold, or one
+// ended. The loop is kicked then, so that the change is written at once.
+func (o Outcome) Announces(job Job) bool {
+	switch o.Transition {
+	case StartedFailing, StillFailing:
+		return job.Failing() && job.ConsecutiveFailures == job.Threshold() && !o.Duplicate && !o.Stale
+	case Recovered:
+		return true
+	}
+	return false
+}
+
 // Changed reports whether the job record must be written.
 func (o Outcome) Changed() bool { return !o.Duplicate }
 

@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -18,6 +20,8 @@ var (
 	// ErrFull: the result would push the store past its size limit; nothing
 	// was changed.
 	ErrFull = errors.New("state store full")
+	// ErrSilenceNotFound: no silence in force with that ID.
+	ErrSilenceNotFound = errors.New("silence not found")
 )
 
 // Recorded is the outcome of Store.Record: the job after the result.
@@ -44,19 +48,76 @@ type Store interface {
 	List(ctx context.Context) ([]Job, error)
 	// Delete forgets a job, or returns ErrNotFound.
 	Delete(ctx context.Context, key Key) error
+	// AddSilence stores a silence (api.Silence with its ID set), durably
+	// like Record; silences ended before now are dropped meanwhile. More
+	// than MaxSilences in force is ErrFull.
+	AddSilence(ctx context.Context, s api.Silence, now time.Time) error
+	// DeleteSilence ends the silence id now, or returns ErrSilenceNotFound.
+	DeleteSilence(ctx context.Context, id string, now time.Time) error
+	// Silences returns the stored silences (some may have ended).
+	Silences(ctx context.Context) ([]api.Silence, error)
 	// Ready returns nil when the store can take writes, else ErrUnavailable.
 	Ready(ctx context.Context) error
 	Close() error
 }
 
-// SortByKey orders jobs by namespace, then name.
+// SortByKey orders jobs by namespace, then name, then kind.
 func SortByKey(jobs []Job) {
 	sort.Slice(jobs, func(i, k int) bool {
 		if jobs[i].Namespace != jobs[k].Namespace {
 			return jobs[i].Namespace < jobs[k].Namespace
 		}
-		return jobs[i].Name < jobs[k].Name
+		if jobs[i].Name != jobs[k].Name {
+			return jobs[i].Name < jobs[k].Name
+		}
+		return jobs[i].Kind < jobs[k].Kind
 	})
+}
+
+// MaxSilences bounds the silences in force: they are kept with the state.
+const MaxSilences = 1000
+
+// addSilence returns silences with s added and those ended before now
+// dropped, or ErrFull.
+func addSilence(silences []api.Silence, s api.Silence, now time.Time) ([]api.Silence, error) {
+	next := inForce(silences, now)
+	if len(next) >= MaxSilences {
+		return nil, fmt.Errorf("%w: %d silences in force, the most the state keeps", ErrFull, len(next))
+	}
+	return append(next, s), nil
+}
+
+// deleteSilence returns silences without id and those ended before now, or
+// ErrNotFound.
+func deleteSilence(silences []api.Silence, id string, now time.Time) ([]api.Silence, error) {
+	next := inForce(silences, now)
+	i := slices.IndexFunc(next, func(s api.Silence) bool { return s.ID == id })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: %s (it may have ended)", ErrSilenceNotFound, id)
+	}
+	return slices.Delete(next, i, i+1), nil
+}
+
+// InForce returns the silences in force at now: started, not ended.
+func InForce(silences []api.Silence, now time.Time) []api.Silence {
+	var out []api.Silence
+	for _, s := range silences {
+		if !now.Before(s.StartsAt) && now.Before(s.EndsAt) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// inForce is a new slice of the silences not ended at now.
+func inForce(silences []api.Silence, now time.Time) []api.Silence {
+	out := make([]api.Silence, 0, len(silences)+1)
+	for _, s := range silences {
+		if now.Before(s.EndsAt) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Failing returns the failing jobs, longest-failing first.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -30,6 +31,8 @@ type Config struct {
 	RecoveryWindow time.Duration
 	PolicyWindow   time.Duration
 	TokenFile      string
+	ReadToken      string // required on reads when set
+	ArgoURL        string // the Argo UI, for the status page's links
 	LeaderElect    bool
 	LeaseName      string
 	LeaseDuration  time.Duration
@@ -81,6 +84,8 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", alarm.DefaultRecoveryWindow, "how long after a recovery entries with failing 0 are written (at least --policy-window plus 10m, the metric's ingestion lag)")
 	fs.DurationVar(&cfg.PolicyWindow, "policy-window", alarm.DefaultPolicyWindow, "the alert policy's alignment window: a job's change of state is written as enough entries to outweigh a window of the old state (0: one entry)")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token that writes must carry (none: writes are open)")
+	fs.StringVar(&cfg.ReadToken, "read-token", "", "token that reads (REST reads and the status page) must carry, as a bearer token or a Basic password; the write token works too (none: reads are open)")
+	fs.StringVar(&cfg.ArgoURL, "argo-url", "", "base URL of the Argo UI (https://argo.example.com): the status page links each run there")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one replica to write entries, through a Lease (needs --state configmap)")
 	fs.StringVar(&cfg.LeaseName, "lease-name", "batchlatch-leader", "Lease used for leader election")
 	fs.DurationVar(&cfg.LeaseDuration, "lease-duration", 15*time.Second, "how long a leader's lease lasts; a new leader takes over within it")
@@ -104,7 +109,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.CronJobMaxRuntime, "cronjob-max-runtime", 0, "a Job still running this long is stuck (0: off; annotation batchlatch.io/max-runtime overrides it)")
 	fs.DurationVar(&cfg.CronJobForgetAfter, "cronjob-forget-after", 10*time.Minute, "a deleted CronJob's job is forgotten this long after the deletion")
 	fs.Usage = func() {
-		fmt.Fprintf(output, "Usage: batchlatch [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n\n")
+		fmt.Fprintf(output, "Usage: batchlatch [serve] [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n`batchlatch help` lists the client commands (failures, jobs, silence, …).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := f.DefValue
 			if def == "" {
@@ -184,6 +189,11 @@ func (c Config) validate() error {
 	positive := func(name string, d time.Duration) {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be positive, got %s", name, d))
+		}
+	}
+	if c.ArgoURL != "" {
+		if u, err := url.Parse(c.ArgoURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--argo-url: %q is not an http(s) URL such as https://argo.example.com", c.ArgoURL))
 		}
 	}
 	positive("missed-grace", c.MissedGrace)

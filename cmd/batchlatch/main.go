@@ -46,6 +46,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		var exit exitError
+		if errors.As(err, &exit) { // a client command, which said why on stderr
+			os.Exit(exit.code)
+		}
 		fmt.Fprintln(os.Stderr, "batchlatch:", err)
 		os.Exit(1)
 	}
@@ -54,7 +58,11 @@ func main() {
 // run is the whole program: it returns when ctx is done (after an orderly
 // shutdown) or when start-up fails.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseConfig(args[1:], getenv, stderr)
+	serverFlags, serve := serverArgs(args[1:])
+	if !serve {
+		return runClient(ctx, args[1:], getenv, stdout, stderr) // cli.go
+	}
+	cfg, err := parseConfig(serverFlags, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -93,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The sources besides callbacks, and what they add to the jobs' views.
 	var watcher *argowatch.Watcher
 	var cronJobs *cronjobwatch.Watcher
-	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow, PolicyWindow: cfg.PolicyWindow}
+	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow, PolicyWindow: cfg.PolicyWindow, Silences: store.Silences}
 	var schedules []api.ScheduleOf
 	if cfg.WatchArgo {
 		if watcher, err = newArgoWatcher(cfg, k, store, logger); err != nil {
@@ -124,7 +132,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{Token: token, Schedules: loopCfg.Schedules})
+	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{
+		Token: token, ReadToken: cfg.ReadToken, ArgoURL: cfg.ArgoURL, Schedules: loopCfg.Schedules, Silences: store.Silences,
+	})
 
 	// What only one replica does (with --leader-elect, the leader): write
 	// entries and, with --watch-argo and --watch-cronjobs, watch.

@@ -358,7 +358,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 		return
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-	if t := rec.Outcome.Transition; (t == state.StartedFailing || t == state.Recovered) && w.hooks.Kick != nil {
+	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
 }

@@ -473,7 +473,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error
 		return nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-	if t := rec.Outcome.Transition; (t == state.StartedFailing || t == state.Recovered) && w.hooks.Kick != nil {
+	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
 	return nil

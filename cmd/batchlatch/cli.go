@@ -1,0 +1,783 @@
+package main
+
+// The command-line client: subcommands that ask a running server over its
+// REST API and print what it answers the way kubectl get does.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os/user"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/yaml"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+// Exit codes of the client commands. `failures` is to gate a script the way
+// grep does: 1 says "found something", 2 says "could not tell".
+const (
+	exitFailing = 1
+	exitTrouble = 2
+)
+
+// exitError makes main exit with code; what went wrong was already printed
+// on stderr, so main prints nothing more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// serverArgs returns the server's flags when args (without the program
+// name) run the server: nothing, flags, or "serve" and flags, so that bare
+// `batchlatch` keeps serving as it always did. ok is false for a client
+// command (or a word that is none).
+func serverArgs(args []string) (flags []string, ok bool) {
+	switch {
+	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
+		return args, true
+	case args[0] == "serve":
+		return args[1:], true
+	}
+	return nil, false
+}
+
+// clientOptions are what the flags of a client command set.
+type clientOptions struct {
+	server    string
+	tokenFile string
+	token     string
+	timeout   time.Duration
+	output    string
+	// silence and unsilence
+	forDuration string
+	until       string
+	reason      string
+	id          string
+}
+
+// command is one client subcommand.
+type command struct {
+	name string
+	args string // the arguments, as the usage line shows them
+	// flagArgs are the flags the usage line shows after args, besides
+	// the list of commands, where they would not fit.
+	flagArgs string
+	summary  string
+	detail   string
+	minArgs  int
+	maxArgs  int
+	output   bool // takes -o
+	flags    func(fs *pflag.FlagSet, o *clientOptions)
+	run      func(ctx context.Context, c *client, o *clientOptions, args []string) error
+}
+
+// commands lists the client commands in the order help shows them.
+var commands = []command{
+	{
+		name: "failures", args: "[NAMESPACE]", maxArgs: 1, output: true,
+		summary: "the jobs whose latest run failed, longest-failing first",
+		detail: "Exits 1 when one of them is failing and not silenced (below its failure\n" +
+			"threshold included), 0 when none is, so that it can gate a script:\n" +
+			"  batchlatch failures >/dev/null || echo 'something is failing'\n",
+		run: runFailures,
+	},
+	{
+		name: "jobs", args: "[NAMESPACE]", maxArgs: 1, output: true,
+		summary: "every job, or those of one namespace",
+		run:     runJobs,
+	},
+	{
+		name: "get", args: "JOB", minArgs: 1, maxArgs: 1, output: true,
+		summary: "one job (-o yaml shows all the server knows of it)",
+		run:     runGet,
+	},
+	{
+		name: "silence", args: "NAMESPACE[/NAME]", flagArgs: "--for DURATION|--until TIME --reason TEXT", minArgs: 1, maxArgs: 1, output: true,
+		summary: "mute the alarm of a job, or of every job of a namespace, for a while",
+		detail: "The job shows as Silenced and its incident closes until the silence ends\n" +
+			"(at most 30 days); it ends by itself. The silence is recorded as created by\n" +
+			"the OS user running the command.\n",
+		flags: func(fs *pflag.FlagSet, o *clientOptions) {
+			fs.StringVar(&o.forDuration, "for", "", "how long, a Go duration such as 2h or 90m")
+			fs.StringVar(&o.until, "until", "", "when it ends, RFC 3339 (2026-11-24T18:00:00Z), instead of --for")
+			fs.StringVar(&o.reason, "reason", "", "why (required)")
+		},
+		run: runSilence,
+	},
+	{
+		name: "silences", maxArgs: 0, output: true,
+		summary: "the silences in force, soonest to end first",
+		run:     runSilences,
+	},
+	{
+		name: "unsilence", args: "NAMESPACE[/NAME]", flagArgs: "| --id ID", maxArgs: 1,
+		summary: "end the silences in force on exactly that job or namespace",
+		detail: "`unsilence ml` ends the silences of namespace ml as a whole (TARGET ml/*\n" +
+			"in `batchlatch silences`), not those of its single jobs; --id ends one\n" +
+			"silence, by the ID `batchlatch silences` shows.\n",
+		flags: func(fs *pflag.FlagSet, o *clientOptions) {
+			fs.StringVar(&o.id, "id", "", "the ID of the silence to end")
+		},
+		run: runUnsilence,
+	},
+	{
+		name: "forget", args: "JOB", minArgs: 1, maxArgs: 1,
+		summary: "forget a job, once its CronWorkflow or CronJob is gone",
+		run:     runForget,
+	},
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+const jobSyntax = `JOB is NAMESPACE/NAME, NAME being a CronWorkflow's (or WorkflowTemplate's)
+name; cronjob/NAMESPACE/NAME for a Kubernetes CronJob's job; NAMESPACE/- for
+the namespace as a whole (runs of no CronWorkflow).
+`
+
+const statusHelp = `STATUS is OK; Failing; Failing (N of M): failed N times in a row, below its
+failure threshold of M, so no alert yet; or Silenced: a silence is in force
+(-o wide says until when).
+`
+
+const exitHelp = `Exit status: 0 done; 1 only from failures: a job is failing and not
+silenced; 2 an error, with the server's message on stderr.
+`
+
+// usage is the help of the client as a whole.
+func usage(w io.Writer) {
+	fmt.Fprint(w, "Usage: batchlatch [serve] [flags]      run the server (batchlatch serve --help)\n")
+	fmt.Fprint(w, "       batchlatch COMMAND [ARGS] [flags]\n\n")
+	fmt.Fprint(w, "Keeps a failed batch job's alert open until the job succeeds again. The\ncommands are clients of a running server:\n\n")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(tw, "  help [COMMAND]\tthis text, or a command's with its flags\n")
+	tw.Flush()
+	fmt.Fprint(w, "\n"+jobSyntax+"\n"+statusHelp+"\n")
+	fmt.Fprint(w, "Every command takes these flags (a flag wins over its environment variable):\n")
+	fs, _ := newClientFlagSet(command{}, &clientOptions{}, w)
+	fmt.Fprint(w, fs.FlagUsages())
+	fmt.Fprint(w, "  -o, --output wide|json|yaml (failures, jobs, get, silence, silences): the\n      table wider, or the API's objects as JSON or YAML\n")
+	fmt.Fprint(w, "\n"+exitHelp)
+}
+
+// newClientFlagSet has the flags every client command takes, those of cmd,
+// and the environment variables each global flag can be read from.
+func newClientFlagSet(cmd command, o *clientOptions, output io.Writer) (*pflag.FlagSet, map[string]string) {
+	fs := pflag.NewFlagSet("batchlatch "+cmd.name, pflag.ContinueOnError)
+	fs.SetOutput(output)
+	fs.SortFlags = false
+	env := map[string]string{}
+	withEnv := func(name, usage string) string {
+		env[name] = envName(name)
+		return usage + " (env " + envName(name) + ")"
+	}
+	fs.StringVar(&o.server, "server", "http://localhost:8080", withEnv("server", "URL of the batchlatch server"))
+	fs.StringVar(&o.tokenFile, "token-file", "", withEnv("token-file", "file holding the bearer token sent with every request: writes need it, and reads when the server has a read token"))
+	fs.StringVar(&o.token, "token", "", withEnv("token", "the token itself, instead of --token-file (a flag shows in ps: prefer the variable)"))
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, withEnv("timeout", "bound on each request"))
+	if cmd.output {
+		fs.StringVarP(&o.output, "output", "o", "", "output format: wide, json or yaml (default a table)")
+	}
+	if cmd.flags != nil {
+		cmd.flags(fs, o)
+	}
+	return fs, env
+}
+
+// runClient runs the client command args[0] with the rest of args.
+func runClient(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	name := args[0]
+	if name == "help" {
+		if len(args) > 1 {
+			if cmd, ok := findCommand(args[1]); ok {
+				commandUsage(stdout, cmd)
+				return nil
+			}
+		}
+		usage(stdout)
+		return nil
+	}
+	cmd, ok := findCommand(name)
+	if !ok {
+		fmt.Fprintf(stderr, "error: unknown command %q; batchlatch help lists them\n", name)
+		return exitError{exitTrouble}
+	}
+	var o clientOptions
+	fs, env := newClientFlagSet(cmd, &o, stderr)
+	fs.Usage = func() {} // --help prints to stdout, below; errors say it short
+	for name, variable := range env {
+		if v := getenv(variable); v != "" {
+			if err := fs.Set(name, v); err != nil {
+				fmt.Fprintf(stderr, "error: %s=%q: %v\n", variable, v, err)
+				return exitError{exitTrouble}
+			}
+		}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			commandUsage(stdout, cmd)
+			return nil
+		}
+		fmt.Fprintf(stderr, "error: %v; batchlatch help %s\n", err, cmd.name)
+		return exitError{exitTrouble}
+	}
+	rest := fs.Args()
+	if len(rest) < cmd.minArgs || len(rest) > cmd.maxArgs {
+		fmt.Fprintf(stderr, "error: usage: batchlatch %s\n", usageLine(cmd))
+		return exitError{exitTrouble}
+	}
+	if !slices.Contains([]string{"", "wide", "json", "yaml"}, o.output) {
+		fmt.Fprintf(stderr, "error: -o %s: not one of wide, json, yaml\n", o.output)
+		return exitError{exitTrouble}
+	}
+	c, err := newClient(o, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitError{exitTrouble}
+	}
+	err = cmd.run(ctx, c, &o, rest)
+	var exit exitError
+	if err == nil || errors.As(err, &exit) {
+		return err
+	}
+	fmt.Fprintf(stderr, "error: %v\n", err)
+	return exitError{exitTrouble}
+}
+
+func commandUsage(w io.Writer, cmd command) {
+	fmt.Fprintf(w, "Usage: batchlatch %s [flags]\n\n%s.\n", usageLine(cmd), upperFirst(cmd.summary))
+	if cmd.detail != "" {
+		fmt.Fprint(w, "\n"+cmd.detail)
+	}
+	if strings.Contains(cmd.args, "JOB") {
+		fmt.Fprint(w, "\n"+jobSyntax)
+	}
+	if cmd.name == "failures" || cmd.name == "jobs" || cmd.name == "get" {
+		fmt.Fprint(w, "\n"+statusHelp)
+	}
+	fs, _ := newClientFlagSet(cmd, &clientOptions{}, w)
+	fmt.Fprint(w, "\nFlags:\n"+fs.FlagUsages()+"\n"+exitHelp)
+}
+
+func usageLine(cmd command) string {
+	return strings.TrimSpace(strings.Join([]string{cmd.name, cmd.args, cmd.flagArgs}, " "))
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// client talks to the server's REST API.
+type client struct {
+	base   string
+	token  string
+	http   *http.Client
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func newClient(o clientOptions, stdout, stderr io.Writer) (*client, error) {
+	base := strings.TrimRight(o.server, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base // as kubectl takes --server host:port
+	}
+	if u, err := url.Parse(base); err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: not a URL such as http://localhost:8080", o.server)
+	}
+	token := o.token
+	if token == "" {
+		var err error
+		if token, err = readToken(o.tokenFile); err != nil {
+			return nil, err
+		}
+	}
+	return &client{base: base, token: token, http: &http.Client{Timeout: o.timeout}, stdout: stdout, stderr: stderr}, nil
+}
+
+// apiError is an answer other than 2xx, with the server's ErrorBody.
+type apiError struct {
+	status int
+	detail api.ErrorDetail
+}
+
+func (e *apiError) Error() string {
+	msg := e.detail.Message
+	// A field error's message names its field already ("{job}: …").
+	if f := e.detail.Field; f != "" && !strings.HasPrefix(msg, f+":") {
+		msg = f + ": " + msg
+	}
+	if e.status == http.StatusUnauthorized {
+		msg += " (give it with --token-file or BATCHLATCH_TOKEN_FILE)"
+	}
+	return msg
+}
+
+// do sends one request (body as JSON, when not nil) and decodes a 2xx
+// answer into out, when not nil.
+func (c *client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var reader io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		reader = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, reader)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the server at %s (--server, BATCHLATCH_SERVER): %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e api.ErrorBody
+		if json.Unmarshal(data, &e) != nil || e.Error.Message == "" {
+			// Not batchlatch answering (a proxy, another service).
+			return fmt.Errorf("%s %s: %s from %s: %.200s", method, path, resp.Status, c.base, data)
+		}
+		return &apiError{status: resp.StatusCode, detail: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: the answer is not what batchlatch sends: %w", method, path, err)
+	}
+	return nil
+}
+
+// target is a job, or every job of a namespace (Name empty, Whole false),
+// as a command-line argument names it.
+type target struct {
+	Kind      string
+	Namespace string
+	Name      string
+	// Whole: the job that stands for the namespace as a whole (NAMESPACE/-).
+	Whole bool
+}
+
+// parseTarget reads NAMESPACE, NAMESPACE/NAME, NAMESPACE/- or
+// KIND/NAMESPACE/NAME (KIND cronjob or workflow, in any case). Names are
+// checked by the server, with its messages.
+func parseTarget(arg string) (target, error) {
+	parts := strings.Split(arg, "/")
+	t := target{Kind: api.KindWorkflow}
+	if len(parts) == 3 {
+		switch strings.ToLower(parts[0]) {
+		case "cronjob":
+			t.Kind = api.KindCronJob
+		case "workflow":
+		default:
+			return target{}, fmt.Errorf("%q: %q is not a kind of job (cronjob or workflow)", arg, parts[0])
+		}
+		parts = parts[1:]
+		if parts[1] == "-" && t.Kind == api.KindCronJob {
+			return target{}, fmt.Errorf("%q: a CronJob's job needs its name", arg)
+		}
+	}
+	for _, p := range parts {
+		if p == "" || len(parts) > 2 {
+			return target{}, fmt.Errorf("%q: name a job as NAMESPACE/NAME, cronjob/NAMESPACE/NAME or NAMESPACE/-", arg)
+		}
+	}
+	t.Namespace = parts[0]
+	if len(parts) == 2 {
+		t.Name, t.Whole = parts[1], parts[1] == "-"
+		if t.Whole {
+			t.Name = ""
+		}
+	}
+	return t, nil
+}
+
+// isJob reports whether t names one job rather than a namespace's jobs.
+func (t target) isJob() bool { return t.Name != "" || t.Whole }
+
+func (t target) String() string {
+	name := t.Name
+	if t.Whole {
+		name = "-"
+	}
+	s := t.Namespace
+	if t.isJob() {
+		s += "/" + name
+	}
+	if t.Kind == api.KindCronJob {
+		s = "cronjob/" + s
+	}
+	return s
+}
+
+// jobArg is the one job a command's argument must name.
+func jobArg(arg string) (target, error) {
+	t, err := parseTarget(arg)
+	if err == nil && !t.isJob() {
+		err = fmt.Errorf("%q: name a job as NAMESPACE/NAME (NAMESPACE/- for the namespace as a whole)", arg)
+	}
+	return t, err
+}
+
+// jobPath is the job's REST path and query.
+func jobPath(t target) (string, url.Values) {
+	name := t.Name
+	if t.Whole {
+		name = "-"
+	}
+	var q url.Values
+	if t.Kind == api.KindCronJob {
+		q = url.Values{"kind": {api.KindCronJob}}
+	}
+	return "/api/v1/jobs/" + url.PathEscape(t.Namespace) + "/" + url.PathEscape(name), q
+}
+
+func runFailures(ctx context.Context, c *client, o *clientOptions, args []string) error {
+	var q url.Values
+	if len(args) == 1 {
+		q = url.Values{"namespace": {args[0]}}
+	}
+	var list api.FailureList
+	if err := c.do(ctx, "GET", "/api/v1/failures", q, nil, &list); err != nil {
+		return err
+	}
+	if err := c.print(o.output, list, list.Failures, "No failing jobs."); err != nil {
+		return err
+	}
+	for _, j := range list.Failures {
+		if j.Failing && j.Silenced == nil {
+			return exitError{exitFailing}
+		}
+	}
+	return nil
+}
+
+func runJobs(ctx context.Context, c *client, o *clientOptions, args []string) error {
+	path := "/api/v1/jobs"
+	if len(args) == 1 {
+		path += "/" + url.PathEscape(args[0])
+	}
+	var list api.JobList
+	if err := c.do(ctx, "GET", path, nil, nil, &list); err != nil {
+		return err
+	}
+	return c.print(o.output, list, list.Jobs, "No jobs.")
+}
+
+func runGet(ctx context.Context, c *client, o *clientOptions, args []string) error {
+	t, err := jobArg(args[0])
+	if err != nil {
+		return err
+	}
+	path, q := jobPath(t)
+	var job api.Job
+	if err := c.do(ctx, "GET", path, q, nil, &job); err != nil {
+		return err
+	}
+	return c.print(o.output, job, []api.Job{job}, "")
+}
+
+func runForget(ctx context.Context, c *client, _ *clientOptions, args []string) error {
+	t, err := jobArg(args[0])
+	if err != nil {
+		return err
+	}
+	path, q := jobPath(t)
+	if err := c.do(ctx, "DELETE", path, q, nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "job %s forgotten\n", t)
+	return nil
+}
+
+func runSilence(ctx context.Context, c *client, o *clientOptions, args []string) error {
+	t, err := parseTarget(args[0])
+	if err != nil {
+		return err
+	}
+	if t.Whole {
+		// The API's silence without a job covers every job of the namespace;
+		// the namespace-as-a-whole job alone cannot be silenced.
+		return fmt.Errorf("%q: silence %s silences every job of the namespace, this one included", args[0], t.Namespace)
+	}
+	switch {
+	case o.reason == "":
+		return errors.New("--reason is required: say why, for whoever sees the silence")
+	case o.forDuration == "" && o.until == "":
+		return errors.New("--for or --until is required: a silence always ends")
+	case o.forDuration != "" && o.until != "":
+		return errors.New("give --for or --until, not both")
+	}
+	req := api.SilenceRequest{Namespace: t.Namespace, Job: t.Name, For: o.forDuration, EndsAt: o.until, Reason: o.reason, CreatedBy: osUser()}
+	if t.Name != "" && t.Kind == api.KindCronJob {
+		req.Kind = t.Kind
+	}
+	var s api.Silence
+	if err := c.do(ctx, "POST", "/api/v1/silences", nil, req, &s); err != nil {
+		return err
+	}
+	if o.output == "json" || o.output == "yaml" {
+		return c.print(o.output, s, nil, "")
+	}
+	fmt.Fprintf(c.stdout, "silence %s: %s silenced until %s\n", s.ID, silenceTarget(s), s.EndsAt.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func runSilences(ctx context.Context, c *client, o *clientOptions, _ []string) error {
+	var list api.SilenceList
+	if err := c.do(ctx, "GET", "/api/v1/silences", nil, nil, &list); err != nil {
+		return err
+	}
+	if o.output == "json" || o.output == "yaml" {
+		return c.print(o.output, list, nil, "")
+	}
+	if len(list.Silences) == 0 {
+		fmt.Fprintln(c.stderr, "No silences in force.")
+		return nil
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "ID\tTARGET\tUNTIL\tLEFT\tCREATED BY\tREASON")
+	now := time.Now()
+	for _, s := range list.Silences {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cell(s.ID), cell(silenceTarget(s)), s.EndsAt.UTC().Format(time.RFC3339),
+			duration.HumanDuration(s.EndsAt.Sub(now)), orDash(s.CreatedBy), truncate(cell(s.Reason), 60))
+	}
+	return tw.Flush()
+}
+
+func runUnsilence(ctx context.Context, c *client, o *clientOptions, args []string) error {
+	if (o.id == "") == (len(args) == 0) {
+		return errors.New("usage: batchlatch unsilence NAMESPACE[/NAME], or --id ID")
+	}
+	if o.id != "" {
+		if err := c.do(ctx, "DELETE", "/api/v1/silences/"+url.PathEscape(o.id), nil, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "silence %s ended\n", o.id)
+		return nil
+	}
+	t, err := parseTarget(args[0])
+	if err != nil {
+		return err
+	}
+	if t.Whole {
+		return fmt.Errorf("%q: the namespace as a whole is silenced with its namespace: unsilence %s", args[0], t.Namespace)
+	}
+	var list api.SilenceList
+	if err := c.do(ctx, "GET", "/api/v1/silences", nil, nil, &list); err != nil {
+		return err
+	}
+	ended := 0
+	for _, s := range list.Silences {
+		if !silenceIs(s, t) {
+			continue
+		}
+		if err := c.do(ctx, "DELETE", "/api/v1/silences/"+url.PathEscape(s.ID), nil, nil, nil); err != nil {
+			var e *apiError
+			if errors.As(err, &e) && e.status == http.StatusNotFound {
+				continue // it ended meanwhile
+			}
+			return err
+		}
+		fmt.Fprintf(c.stdout, "silence %s ended (%s)\n", s.ID, silenceTarget(s))
+		ended++
+	}
+	if ended == 0 {
+		return fmt.Errorf("no silence in force on %s (batchlatch silences lists them)", t)
+	}
+	return nil
+}
+
+// silenceIs reports whether s is a silence on exactly t: a namespace's
+// silence for a namespace, a job's for that job.
+func silenceIs(s api.Silence, t target) bool {
+	kind := s.Kind
+	if kind == "" {
+		kind = api.KindWorkflow
+	}
+	if s.Namespace != t.Namespace || s.Job != t.Name {
+		return false
+	}
+	return s.Job == "" || kind == t.Kind
+}
+
+// silenceTarget names what s silences as the commands take it.
+func silenceTarget(s api.Silence) string {
+	if s.Job == "" {
+		return s.Namespace + "/*"
+	}
+	t := target{Kind: s.Kind, Namespace: s.Namespace, Name: s.Job}
+	return t.String()
+}
+
+// osUser is who runs the command, recorded on the silences it creates.
+func osUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
+
+// print writes obj as JSON or YAML, or jobs as a table (wide or not);
+// an empty table says empty on stderr, as kubectl does.
+func (c *client) print(format string, obj any, jobs []api.Job, empty string) error {
+	switch format {
+	case "json":
+		data, err := json.MarshalIndent(obj, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.stdout, "%s\n", data)
+		return err
+	case "yaml":
+		data, err := yaml.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		_, err = c.stdout.Write(data)
+		return err
+	}
+	if len(jobs) == 0 {
+		fmt.Fprintln(c.stderr, empty)
+		return nil
+	}
+	return printJobs(c.stdout, jobs, format == "wide", time.Now())
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 8, 3, ' ', 0) // kubectl's spacing
+}
+
+// printJobs writes jobs as kubectl get would, at now.
+func printJobs(w io.Writer, jobs []api.Job, wide bool, now time.Time) error {
+	tw := newTable(w)
+	header := "NAMESPACE\tJOB\tKIND\tSTATUS\tFAILED RUNS\tSINCE\tLAST RUN"
+	if wide {
+		header += "\tLAST PHASE\tMESSAGE\tNEXT TICK\tSILENCED UNTIL"
+	}
+	fmt.Fprintln(tw, header)
+	for _, j := range jobs {
+		name := j.Job
+		if name == "" {
+			name = "-"
+		}
+		since := "-"
+		if j.Failing {
+			since = duration.HumanDuration(time.Duration(j.FailingSeconds * float64(time.Second)))
+		}
+		lastRun := "-"
+		if !j.LastResultAt.IsZero() {
+			// max: a server clock ahead of ours is no run in the future.
+			lastRun = duration.HumanDuration(max(now.Sub(j.LastResultAt), 0)) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s", cell(j.Namespace), cell(name), cell(j.Kind), status(j), j.ConsecutiveFailures, since, lastRun)
+		if wide {
+			next := "-"
+			if s := j.Schedule; s != nil {
+				switch {
+				case s.NextTick != nil:
+					next = s.NextTick.UTC().Format(time.RFC3339)
+				case s.Suspended:
+					next = "suspended"
+				case s.Stopped:
+					next = "stopped"
+				}
+			}
+			until := "-"
+			if j.Silenced != nil {
+				until = j.Silenced.EndsAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", orDash(string(j.LastPhase)), truncate(cell(failureMessage(j)), 50), next, until)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// status is the STATUS column (statusHelp says what each means).
+func status(j api.Job) string {
+	switch {
+	case j.Silenced != nil:
+		return "Silenced"
+	case !j.Failing:
+		return "OK"
+	case j.ConsecutiveFailures < j.FailureThreshold:
+		return fmt.Sprintf("Failing (%d of %d)", j.ConsecutiveFailures, j.FailureThreshold)
+	}
+	return "Failing"
+}
+
+// failureMessage is what the latest run's first failed node said.
+func failureMessage(j api.Job) string {
+	if !j.Failing || len(j.LastFailures) == 0 {
+		return "-"
+	}
+	f := j.LastFailures[0]
+	switch {
+	case f.DisplayName != "" && f.Message != "":
+		return f.DisplayName + ": " + f.Message
+	case f.Message != "":
+		return f.Message
+	}
+	return orDash(f.DisplayName)
+}
+
+// cell keeps a value on one line and out of the table's column breaks.
+func cell(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\t' || r == '\n' || r == '\r' }), " ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// truncate shortens s to at most n runes, marking the cut.
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

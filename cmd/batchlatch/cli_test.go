@@ -1,0 +1,444 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+// cliResult is what one client command printed and its exit code.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// cliServer is a running server and the environment that points the
+// client at it with its token.
+type cliServer struct {
+	*instance
+	env map[string]string
+}
+
+func startCLIServer(t *testing.T) cliServer {
+	t.Helper()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc := start(t, map[string]string{"BATCHLATCH_TOKEN_FILE": tokenFile}, "--state-file", filepath.Join(dir, "state.json"))
+	return cliServer{svc, map[string]string{"BATCHLATCH_SERVER": svc.url, "BATCHLATCH_TOKEN_FILE": tokenFile}}
+}
+
+// cli runs `batchlatch args…` as main would, with env as the whole
+// environment.
+func cli(t *testing.T, env map[string]string, args ...string) cliResult {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	err := run(t.Context(), append([]string{"batchlatch"}, args...), func(k string) string { return env[k] }, &stdout, &stderr)
+	r := cliResult{stdout: stdout.String(), stderr: stderr.String()}
+	var exit exitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.code
+	case err != nil:
+		t.Fatalf("%v: run returned %v, not an exit code", args, err)
+	}
+	return r
+}
+
+func (s cliServer) cli(t *testing.T, args ...string) cliResult {
+	t.Helper()
+	return cli(t, s.env, args...)
+}
+
+// must runs a command that is to succeed with exit code 0.
+func (s cliServer) must(t *testing.T, args ...string) string {
+	t.Helper()
+	r := s.cli(t, args...)
+	if r.code != 0 {
+		t.Fatalf("%v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// result posts a callback body, which must be taken.
+func (s cliServer) result(t *testing.T, body string) {
+	t.Helper()
+	if code, data := s.post("s3cret", body); code != 200 {
+		t.Fatalf("post %s: %d %s", body, code, data)
+	}
+}
+
+// failedRun is a callback of a failed run whose first failed node said
+// message, of a job with the failure threshold given (0: none).
+func failedRun(namespace, cron, uid string, created time.Time, message string, threshold int) string {
+	annotations := "{}"
+	if threshold > 0 {
+		annotations = fmt.Sprintf(`{%q:"%d"}`, api.AnnotationFailureThreshold, threshold)
+	}
+	return fmt.Sprintf(`{"namespace":%q,"workflowName":"%s-%d","uid":%q,"cronWorkflow":%q,"phase":"Failed","createdAt":%q,
+		"failures":[{"displayName":"train","message":%q}],"annotations":%s}`,
+		namespace, cron, created.Unix(), uid, cron, created.UTC().Format(time.RFC3339), message, annotations)
+}
+
+// table reads an aligned table: each row's cells cut at the columns where
+// the header's names start, checking that every cell starts right there.
+func table(t *testing.T, out string) (header []string, rows []map[string]string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	// Column names are upper case and may hold one space ("FAILED RUNS").
+	var starts []int
+	for _, m := range regexp.MustCompile(`[A-Z]+( [A-Z]+)?`).FindAllStringIndex(lines[0], -1) {
+		starts = append(starts, m[0])
+		header = append(header, lines[0][m[0]:m[1]])
+	}
+	for _, line := range lines[1:] {
+		row := map[string]string{}
+		for i, start := range starts {
+			if len(line) <= start || line[start] == ' ' || (start > 0 && line[start-1] != ' ') {
+				t.Fatalf("column %s is not aligned in %q:\n%s", header[i], line, out)
+			}
+			end := len(line)
+			if i+1 < len(starts) {
+				end = starts[i+1]
+			}
+			row[header[i]] = strings.TrimSpace(line[start:end])
+		}
+		rows = append(rows, row)
+	}
+	return header, rows
+}
+
+// rowOf finds the row of namespace/job.
+func rowOf(t *testing.T, rows []map[string]string, namespace, job string) map[string]string {
+	t.Helper()
+	for _, r := range rows {
+		if r["NAMESPACE"] == namespace && r["JOB"] == job {
+			return r
+		}
+	}
+	t.Fatalf("no row for %s/%s in %v", namespace, job, rows)
+	return nil
+}
+
+func TestCLIJobsAndFailuresAsTablesJSONAndYAML(t *testing.T) {
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
+	s.result(t, failedRun("ml", "nightly", "n2", t0.Add(time.Hour), "OOMKilled\tagain", 0))
+	s.result(t, failedRun("ml", "weekly", "w1", t0, "disk full", 3))
+	s.result(t, callback("etl", "load", "l1", "Succeeded", t0))
+	s.result(t, fmt.Sprintf(`{"namespace":"ops","workflowName":"backup-1","uid":"b1","cronJob":"backup","phase":"Failed","createdAt":%q}`, t0.UTC().Format(time.RFC3339)))
+
+	header, rows := table(t, s.must(t, "jobs"))
+	if got := strings.Join(header, "|"); got != "NAMESPACE|JOB|KIND|STATUS|FAILED RUNS|SINCE|LAST RUN" {
+		t.Fatalf("header %s", got)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("rows %v", rows)
+	}
+	nightly := rowOf(t, rows, "ml", "nightly")
+	if nightly["KIND"] != "Workflow" || nightly["STATUS"] != "Failing" || nightly["FAILED RUNS"] != "2" || !strings.HasPrefix(nightly["SINCE"], "3h") || nightly["LAST RUN"] == "-" {
+		t.Errorf("ml/nightly: %v", nightly)
+	}
+	if weekly := rowOf(t, rows, "ml", "weekly"); weekly["STATUS"] != "Failing (1 of 3)" || weekly["FAILED RUNS"] != "1" {
+		t.Errorf("below its threshold: %v", weekly)
+	}
+	if load := rowOf(t, rows, "etl", "load"); load["STATUS"] != "OK" || load["FAILED RUNS"] != "0" || load["SINCE"] != "-" {
+		t.Errorf("healthy: %v", load)
+	}
+	if backup := rowOf(t, rows, "ops", "backup"); backup["KIND"] != "CronJob" || backup["STATUS"] != "Failing" {
+		t.Errorf("a CronJob: %v", backup)
+	}
+	if _, rows := table(t, s.must(t, "jobs", "ml")); len(rows) != 2 {
+		t.Errorf("jobs ml: %v", rows)
+	}
+
+	header, rows = table(t, s.must(t, "jobs", "-o", "wide"))
+	if got := strings.Join(header[7:], "|"); got != "LAST PHASE|MESSAGE|NEXT TICK|SILENCED UNTIL" {
+		t.Fatalf("wide header %v", header)
+	}
+	// A tab in a message must not break the columns.
+	if nightly := rowOf(t, rows, "ml", "nightly"); nightly["MESSAGE"] != "train: OOMKilled again" || nightly["LAST PHASE"] != "Failed" || nightly["SILENCED UNTIL"] != "-" {
+		t.Errorf("wide: %v", nightly)
+	}
+
+	r := s.cli(t, "failures", "-o", "json")
+	var failures api.FailureList
+	if err := json.Unmarshal([]byte(r.stdout), &failures); err != nil || r.code != exitFailing {
+		t.Fatalf("failures -o json: exit %d, %v\n%s", r.code, err, r.stdout)
+	}
+	if len(failures.Failures) != 3 || failures.Failures[0].ConsecutiveFailures == 0 {
+		t.Fatalf("failures: %+v", failures)
+	}
+	r = s.cli(t, "failures", "ml", "-o", "yaml")
+	failures = api.FailureList{}
+	if err := yaml.Unmarshal([]byte(r.stdout), &failures); err != nil || len(failures.Failures) != 2 || r.code != exitFailing {
+		t.Fatalf("failures ml -o yaml: exit %d, %v, %+v\n%s", r.code, err, failures, r.stdout)
+	}
+
+	var jobs api.JobList
+	if err := json.Unmarshal([]byte(s.must(t, "jobs", "-o", "json")), &jobs); err != nil || len(jobs.Jobs) != 4 {
+		t.Fatalf("jobs -o json: %v %+v", err, jobs)
+	}
+	var job api.Job
+	if err := json.Unmarshal([]byte(s.must(t, "get", "cronjob/ops/backup", "-o", "json")), &job); err != nil || job.Kind != api.KindCronJob || job.Job != "backup" {
+		t.Fatalf("get cronjob/ops/backup: %v %+v", err, job)
+	}
+	// Without the prefix the name is a Workflow's: none of that name.
+	if r := s.cli(t, "get", "ops/backup"); r.code != exitTrouble || !strings.Contains(r.stderr, "job not found") {
+		t.Errorf("get ops/backup: %+v", r)
+	}
+	if _, rows := table(t, s.must(t, "get", "ml/nightly")); len(rows) != 1 || rows[0]["JOB"] != "nightly" {
+		t.Errorf("get ml/nightly: %v", rows)
+	}
+}
+
+func TestCLIFailuresExitCodeGatesAScript(t *testing.T) {
+	s := startCLIServer(t)
+	r := s.cli(t, "failures")
+	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "No failing jobs.") {
+		t.Fatalf("nothing recorded: %+v", r)
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	s.result(t, callback("etl", "load", "l1", "Succeeded", t0))
+	if r := s.cli(t, "failures"); r.code != 0 {
+		t.Fatalf("all healthy: %+v", r)
+	}
+
+	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
+	r = s.cli(t, "failures")
+	if r.code != exitFailing || !strings.Contains(r.stdout, "nightly") || r.stderr != "" {
+		t.Fatalf("ml/nightly failing: %+v", r)
+	}
+	// Another namespace's failure does not fail a namespace's gate.
+	if r := s.cli(t, "failures", "etl"); r.code != 0 {
+		t.Fatalf("failures etl: %+v", r)
+	}
+
+	s.result(t, callback("ml", "nightly", "n2", "Succeeded", t0.Add(time.Minute)))
+	if r := s.cli(t, "failures"); r.code != 0 || r.stdout != "" {
+		t.Fatalf("recovered: %+v", r)
+	}
+}
+
+func TestCLIErrorsGoToStderrWithTheServersMessage(t *testing.T) {
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
+
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string // over the server's
+		want string
+	}{
+		{[]string{"get", "ml/missing"}, nil, "error: job not found\n"},
+		{[]string{"get", "ml/Bad_Name"}, nil, "error: {job}: "},
+		{[]string{"jobs", "Bad_NS"}, nil, "error: {namespace}: "},
+		{[]string{"forget", "ml/nightly"}, map[string]string{"BATCHLATCH_TOKEN": "wrong"}, "error: Authorization: missing or wrong bearer token"},
+		{[]string{"forget", "ml/nightly"}, map[string]string{"BATCHLATCH_TOKEN_FILE": ""}, "missing or wrong bearer token"},
+		{[]string{"silence", "ml/nightly", "--for", "2h", "--until", "2030-01-01T00:00:00Z", "--reason", "x"}, nil, "not both"},
+		{[]string{"silence", "ml/nightly", "--for", "soon", "--reason", "x"}, nil, "error: for: "},
+		{[]string{"silence", "ml/nightly", "--for", "2h"}, nil, "--reason is required"},
+		{[]string{"jobs"}, map[string]string{"BATCHLATCH_SERVER": "http://127.0.0.1:1"}, "cannot reach the server at http://127.0.0.1:1"},
+		{[]string{"get"}, nil, "error: usage: batchlatch get JOB"},
+		{[]string{"get", "ml"}, nil, "name a job as NAMESPACE/NAME"},
+		{[]string{"get", "deployment/ml/x"}, nil, "not a kind of job"},
+		{[]string{"jobs", "-o", "xml"}, nil, "-o xml"},
+		{[]string{"jobs", "--no-such-flag"}, nil, "unknown flag: --no-such-flag"},
+		{[]string{"failurs"}, nil, `unknown command "failurs"`},
+	} {
+		env := map[string]string{}
+		for k, v := range s.env {
+			env[k] = v
+		}
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		r := cli(t, env, tt.args...)
+		if r.code != exitTrouble || r.stdout != "" || !strings.HasPrefix(r.stderr, "error: ") || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q on stderr", tt.args, r.code, r.stdout, r.stderr, tt.want)
+		}
+	}
+	// Nothing of that changed the job.
+	if _, rows := table(t, s.must(t, "jobs")); len(rows) != 1 {
+		t.Fatalf("jobs: %v", rows)
+	}
+}
+
+func TestCLIForgetDeletesTheJob(t *testing.T) {
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
+	s.result(t, callback("ml", "weekly", "w1", "Succeeded", t0))
+
+	if out := s.must(t, "forget", "ml/nightly"); out != "job ml/nightly forgotten\n" {
+		t.Fatalf("forget: %q", out)
+	}
+	if r := s.cli(t, "get", "ml/nightly"); r.code != exitTrouble || !strings.Contains(r.stderr, "job not found") {
+		t.Fatalf("get after forget: %+v", r)
+	}
+	if _, rows := table(t, s.must(t, "jobs")); len(rows) != 1 || rows[0]["JOB"] != "weekly" {
+		t.Fatalf("jobs after forget: %v", rows)
+	}
+	if r := s.cli(t, "forget", "ml/nightly"); r.code != exitTrouble || !strings.Contains(r.stderr, "job not found") {
+		t.Fatalf("forget twice: %+v", r)
+	}
+}
+
+func TestCLISilenceMutesUntilItEnds(t *testing.T) {
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
+	s.result(t, callback("ml", "weekly", "w1", "Succeeded", t0))
+
+	out := s.must(t, "silence", "ml/nightly", "--for", "1s", "--reason", "test")
+	if !regexp.MustCompile(`^silence [0-9a-f]{16}: ml/nightly silenced until \S+Z\n$`).MatchString(out) {
+		t.Fatalf("silence: %q", out)
+	}
+	_, rows := table(t, s.must(t, "jobs", "-o", "wide"))
+	if nightly := rowOf(t, rows, "ml", "nightly"); nightly["STATUS"] != "Silenced" || nightly["SILENCED UNTIL"] == "-" {
+		t.Fatalf("silenced: %v", nightly)
+	}
+	if weekly := rowOf(t, rows, "ml", "weekly"); weekly["STATUS"] != "OK" {
+		t.Fatalf("another job of the namespace: %v", weekly)
+	}
+	// A silenced failure does not fail the gate; it is still listed.
+	if r := s.cli(t, "failures"); r.code != 0 || !strings.Contains(r.stdout, "Silenced") {
+		t.Fatalf("failures while silenced: %+v", r)
+	}
+	var silences api.SilenceList
+	if err := json.Unmarshal([]byte(s.must(t, "silences", "-o", "json")), &silences); err != nil || len(silences.Silences) != 1 ||
+		silences.Silences[0].Reason != "test" || silences.Silences[0].CreatedBy != osUser() || silences.Silences[0].Job != "nightly" {
+		t.Fatalf("silences: %v %+v", err, silences)
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, rows = table(t, s.must(t, "jobs"))
+		if rowOf(t, rows, "ml", "nightly")["STATUS"] == "Failing" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still silenced 5s after a 1s silence: %v", rows)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := s.cli(t, "failures"); r.code != exitFailing {
+		t.Fatalf("failures after the silence: %+v", r)
+	}
+	if r := s.cli(t, "silences"); r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "No silences in force.") {
+		t.Fatalf("silences after it ended: %+v", r)
+	}
+}
+
+func TestCLIUnsilenceEndsExactlyItsTarget(t *testing.T) {
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
+	s.result(t, callback("ml", "weekly", "w1", "Succeeded", t0))
+
+	s.must(t, "silence", "ml", "--for", "1h", "--reason", "maintenance")
+	var created api.Silence
+	out := s.must(t, "silence", "ml/nightly", "--until", time.Now().Add(2*time.Hour).UTC().Format(time.RFC3339), "--reason", "known", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Job != "nightly" || created.ID == "" {
+		t.Fatalf("silence -o json: %v %q", err, out)
+	}
+	_, rows := table(t, s.must(t, "silences"))
+	if len(rows) != 2 || rows[0]["TARGET"] != "ml/*" || rows[1]["TARGET"] != "ml/nightly" || rows[1]["REASON"] != "known" {
+		t.Fatalf("silences: %v", rows)
+	}
+	_, rows = table(t, s.must(t, "jobs"))
+	if rowOf(t, rows, "ml", "weekly")["STATUS"] != "Silenced" {
+		t.Fatalf("a namespace's silence: %v", rows)
+	}
+
+	// The namespace's silence ends; the job's own stays.
+	if out := s.must(t, "unsilence", "ml"); !strings.Contains(out, "(ml/*)") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("unsilence ml: %q", out)
+	}
+	_, rows = table(t, s.must(t, "jobs"))
+	if rowOf(t, rows, "ml", "weekly")["STATUS"] != "OK" || rowOf(t, rows, "ml", "nightly")["STATUS"] != "Silenced" {
+		t.Fatalf("after unsilence ml: %v", rows)
+	}
+	if r := s.cli(t, "unsilence", "ml"); r.code != exitTrouble || !strings.Contains(r.stderr, "no silence in force on ml") {
+		t.Fatalf("unsilence ml again: %+v", r)
+	}
+	// A CronJob of the same name is another job.
+	if r := s.cli(t, "unsilence", "cronjob/ml/nightly"); r.code != exitTrouble {
+		t.Fatalf("unsilence cronjob/ml/nightly: %+v", r)
+	}
+
+	var silences api.SilenceList
+	if err := json.Unmarshal([]byte(s.must(t, "silences", "-o", "json")), &silences); err != nil || len(silences.Silences) != 1 {
+		t.Fatalf("silences: %v %+v", err, silences)
+	}
+	id := silences.Silences[0].ID
+	if id != created.ID {
+		t.Fatalf("the job's silence %s is not the one left, %s", created.ID, id)
+	}
+	if out := s.must(t, "unsilence", "--id", id); out != "silence "+id+" ended\n" {
+		t.Fatalf("unsilence --id: %q", out)
+	}
+	if r := s.cli(t, "failures"); r.code != exitFailing {
+		t.Fatalf("failures after unsilence: %+v", r)
+	}
+}
+
+func TestSubcommandsAndServe(t *testing.T) {
+	for _, tt := range []struct {
+		args  []string
+		serve bool
+		flags string
+	}{
+		{nil, true, ""},
+		{[]string{"--listen", ":9"}, true, "--listen :9"},
+		{[]string{"serve", "--listen", ":9"}, true, "--listen :9"},
+		{[]string{"jobs", "ml"}, false, ""},
+		{[]string{"nosuch"}, false, ""},
+	} {
+		flags, serve := serverArgs(tt.args)
+		if serve != tt.serve || strings.Join(flags, " ") != tt.flags {
+			t.Errorf("serverArgs(%v) = %v, %v", tt.args, flags, serve)
+		}
+	}
+	// `serve` reaches the server's configuration, and so its checks.
+	err := run(t.Context(), []string{"batchlatch", "serve", "--leader-elect", "--state", "file", "--listen", "127.0.0.1:0"}, func(string) string { return "" }, &strings.Builder{}, &strings.Builder{})
+	if err == nil || !strings.Contains(err.Error(), "--leader-elect") {
+		t.Fatalf("serve: %v", err)
+	}
+
+	r := cli(t, nil, "help")
+	for _, want := range []string{"failures [NAMESPACE]", "silence NAMESPACE[/NAME]", "cronjob/NAMESPACE/NAME", "--server string", "BATCHLATCH_SERVER", "BATCHLATCH_TOKEN_FILE", "1 only from failures"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Errorf("help lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = cli(t, nil, "silence", "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "--reason string") || !strings.Contains(r.stdout, "--for string") || r.stderr != "" {
+		t.Errorf("silence --help: %+v", r)
+	}
+}
+
+func TestCLISendsItsTokenOnReads(t *testing.T) {
+	svc := start(t, map[string]string{"BATCHLATCH_READ_TOKEN": "r3ad"}, "--state-file", filepath.Join(t.TempDir(), "state.json"))
+	env := map[string]string{"BATCHLATCH_SERVER": svc.url}
+	if r := cli(t, env, "jobs"); r.code != exitTrouble || !strings.Contains(r.stderr, "missing or wrong bearer token") {
+		t.Fatalf("without the token: %+v", r)
+	}
+	env["BATCHLATCH_TOKEN"] = "r3ad"
+	if r := cli(t, env, "failures"); r.code != 0 || !strings.Contains(r.stderr, "No failing jobs.") {
+		t.Fatalf("with the read token: %+v", r)
+	}
+}

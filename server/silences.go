@@ -1,0 +1,201 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// Bounds of what a silence carries: it is stored with the state.
+const (
+	maxSilenceReason    = 1024
+	maxSilenceCreatedBy = 256
+	maxSilenceBody      = 8 << 10
+)
+
+func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
+	logger = logger.With("component", "silences")
+	return func(c *gin.Context) {
+		at := now().UTC()
+		req, err := readSilenceRequest(c)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		silence, err := newSilence(req, at)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		if err := store.AddSilence(c.Request.Context(), silence, at); err != nil {
+			abortWithError(c, err)
+			return
+		}
+		kicker.Kick()
+		logger.Info("silence created", "id", silence.ID, "namespace", silence.Namespace, "job", silence.Job, "kind", silence.Kind,
+			"endsAt", silence.EndsAt, "reason", silence.Reason, "createdBy", silence.CreatedBy)
+		c.JSON(http.StatusCreated, silence)
+	}
+}
+
+func handleListSilences(store state.Store, now func() time.Time) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		all, err := store.Silences(c.Request.Context())
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		active := state.InForce(all, now())
+		slices.SortStableFunc(active, func(a, b api.Silence) int { return a.EndsAt.Compare(b.EndsAt) })
+		c.JSON(http.StatusOK, api.SilenceList{Silences: append([]api.Silence{}, active...)})
+	}
+}
+
+func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
+	logger = logger.With("component", "silences")
+	return func(c *gin.Context) {
+		id := c.Param("id")
+		if !silenceID(id) {
+			abortWithError(c, &api.FieldError{Field: "{id}", Message: fmt.Sprintf("%s is not a silence ID (%d hexadecimal digits)", api.Quote(id), 2*silenceIDBytes)})
+			return
+		}
+		if err := store.DeleteSilence(c.Request.Context(), id, now()); err != nil {
+			abortWithError(c, err)
+			return
+		}
+		kicker.Kick()
+		logger.Info("silence deleted", "id", id)
+		c.Status(http.StatusNoContent)
+	}
+}
+
+// readSilenceRequest decodes the body strictly: an unknown field is a
+// mistake (a misspelt "endsAt" must not silence for nothing).
+func readSilenceRequest(c *gin.Context) (api.SilenceRequest, error) {
+	var req api.SilenceRequest
+	if ct := c.GetHeader("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return req, errUnsupportedMedia
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxSilenceBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return req, errBodyTooLarge
+		}
+		return req, &api.FieldError{Message: "read body: " + err.Error()}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return req, &api.FieldError{Field: typeErr.Field, Message: "must be a " + typeErr.Type.String()}
+		}
+		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return req, &api.FieldError{Field: strings.Trim(field, `"`), Message: "is not a field of a silence (namespace, job, kind, endsAt, for, reason, createdBy)"}
+		}
+		return req, &api.FieldError{Message: "malformed JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return req, &api.FieldError{Message: "unexpected data after the object"}
+	}
+	return req, nil
+}
+
+// newSilence checks req at now and makes the silence it asks for.
+func newSilence(req api.SilenceRequest, now time.Time) (api.Silence, error) {
+	if err := api.ValidateNamespace("namespace", req.Namespace); err != nil {
+		return api.Silence{}, err
+	}
+	kind := req.Kind
+	switch {
+	case req.Job == "" && kind != "":
+		return api.Silence{}, &api.FieldError{Field: "kind", Message: "is set without job: a silence of a namespace mutes every kind"}
+	case req.Job != "":
+		if kind == "" {
+			kind = api.KindWorkflow
+		}
+		if err := api.ValidateJob("job", kind, req.Namespace, req.Job); err != nil {
+			return api.Silence{}, err
+		}
+	}
+	var ends time.Time
+	switch {
+	case req.EndsAt != "" && req.For != "":
+		return api.Silence{}, &api.FieldError{Field: "for", Message: "is set with endsAt: give one of them"}
+	case req.EndsAt != "":
+		t, err := time.Parse(time.RFC3339, req.EndsAt)
+		if err != nil {
+			return api.Silence{}, &api.FieldError{Field: "endsAt", Message: fmt.Sprintf("%s is not an RFC 3339 time", api.Quote(req.EndsAt))}
+		}
+		ends = t.UTC()
+	case req.For != "":
+		d, err := time.ParseDuration(req.For)
+		if err != nil || d <= 0 {
+			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("%s is not a positive duration such as \"2h\"", api.Quote(req.For))}
+		}
+		if d > api.MaxSilence {
+			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("is %s: a silence lasts at most %s", d, api.MaxSilence)}
+		}
+		ends = now.Add(d)
+	default:
+		return api.Silence{}, &api.FieldError{Field: "endsAt", Message: "is required (or for): a silence must end"}
+	}
+	field := "endsAt"
+	if req.For != "" {
+		field = "for"
+	}
+	if !ends.After(now) {
+		return api.Silence{}, &api.FieldError{Field: field, Message: "is not in the future"}
+	}
+	if ends.Sub(now) > api.MaxSilence {
+		return api.Silence{}, &api.FieldError{Field: field, Message: fmt.Sprintf("is more than %s ahead", api.MaxSilence)}
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return api.Silence{}, &api.FieldError{Field: "reason", Message: "is required: say why the alarm is muted"}
+	}
+	for field, v := range map[string]struct {
+		value string
+		max   int
+	}{"reason": {req.Reason, maxSilenceReason}, "createdBy": {req.CreatedBy, maxSilenceCreatedBy}} {
+		if len(v.value) > v.max || !utf8.ValidString(v.value) {
+			return api.Silence{}, &api.FieldError{Field: field, Message: fmt.Sprintf("must be valid UTF-8 of at most %d bytes", v.max)}
+		}
+	}
+	id := make([]byte, silenceIDBytes)
+	if _, err := rand.Read(id); err != nil {
+		return api.Silence{}, err
+	}
+	if req.Job == "" {
+		kind = ""
+	}
+	return api.Silence{
+		ID: hex.EncodeToString(id), Namespace: req.Namespace, Job: req.Job, Kind: kind,
+		StartsAt: now.Truncate(time.Second), EndsAt: ends, Reason: req.Reason, CreatedBy: req.CreatedBy,
+	}, nil
+}
+
+const silenceIDBytes = 8
+
+func silenceID(s string) bool {
+	if len(s) != 2*silenceIDBytes {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}

@@ -1,0 +1,175 @@
+package server
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+func TestSilenceLifecycle(t *testing.T) {
+	f := newFixture(t, "s3cret")
+	if code, data := f.post(result("nightly", "u1", "Failed", now.Add(-time.Hour))); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	if code, data := f.post(result("hourly", "h1", "Failed", now.Add(-time.Hour))); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	kicks := f.kicker.kicks.Load()
+
+	// Without the token: 401, nothing stored.
+	body := `{"namespace":"ml","job":"nightly","for":"2h","reason":"migrating the cluster","createdBy":"ana"}`
+	if code, _, _ := f.do("POST", "/api/v1/silences", "application/json", body, false); code != 401 {
+		t.Fatalf("unauthenticated silence: %d", code)
+	}
+	code, _, data := f.do("POST", "/api/v1/silences", "application/json", body, true)
+	created := decode[api.Silence](t, data)
+	if code != 201 || len(created.ID) != 16 || created.Namespace != "ml" || created.Job != "nightly" || created.Kind != api.KindWorkflow ||
+		!created.StartsAt.Equal(now) || !created.EndsAt.Equal(now.Add(2*time.Hour)) || created.Reason != "migrating the cluster" || created.CreatedBy != "ana" {
+		t.Fatalf("create: %d %s", code, data)
+	}
+	if f.kicker.kicks.Load() == kicks {
+		t.Error("creating a silence did not wake the alarm loop")
+	}
+
+	// The silenced job says so and is not alerting; the other one is.
+	_, _, data = f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
+	if j := decode[api.Job](t, data); !j.Failing || j.Alerting || j.Silenced == nil || j.Silenced.ID != created.ID {
+		t.Errorf("silenced job: %s", data)
+	}
+	_, _, data = f.do("GET", "/api/v1/jobs/ml/hourly", "", "", false)
+	if j := decode[api.Job](t, data); !j.Alerting || j.Silenced != nil {
+		t.Errorf("other job: %s", data)
+	}
+	_, _, data = f.do("GET", "/api/v1/silences", "", "", false)
+	if l := decode[api.SilenceList](t, data); len(l.Silences) != 1 || l.Silences[0].ID != created.ID {
+		t.Errorf("list: %s", data)
+	}
+
+	// A namespace's silence mutes every job in it.
+	code, _, data = f.do("POST", "/api/v1/silences", "application/json", `{"namespace":"ml","endsAt":"`+now.Add(time.Hour).Format(time.RFC3339)+`","reason":"maintenance"}`, true)
+	if code != 201 {
+		t.Fatalf("namespace silence: %d %s", code, data)
+	}
+	whole := decode[api.Silence](t, data)
+	_, _, data = f.do("GET", "/api/v1/jobs/ml/hourly", "", "", false)
+	if j := decode[api.Job](t, data); j.Alerting || j.Silenced == nil || j.Silenced.ID != whole.ID {
+		t.Errorf("job under a namespace silence: %s", data)
+	}
+
+	// Deleting ends it; twice is a 404.
+	if code, _, _ := f.do("DELETE", "/api/v1/silences/"+whole.ID, "", "", true); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	if code, _, data := f.do("DELETE", "/api/v1/silences/"+whole.ID, "", "", true); code != 404 || !strings.Contains(string(data), "silence not found") {
+		t.Errorf("second delete: %d %s", code, data)
+	}
+	_, _, data = f.do("GET", "/api/v1/jobs/ml/hourly", "", "", false)
+	if j := decode[api.Job](t, data); !j.Alerting || j.Silenced != nil {
+		t.Errorf("after the namespace silence was deleted: %s", data)
+	}
+}
+
+func TestSilenceExpiresByItself(t *testing.T) {
+	f := newFixture(t, "")
+	clock := now
+	f.srv.Config.Handler = NewServer(discardLogger(), f.store, f.kicker, newRegistry(), NewMetrics(newRegistry()), Config{Now: func() time.Time { return clock }})
+	f.post(result("nightly", "u1", "Failed", now.Add(-time.Hour)))
+	if code, _, data := f.do("POST", "/api/v1/silences", "application/json", `{"namespace":"ml","job":"nightly","for":"30m","reason":"r"}`, true); code != 201 {
+		t.Fatalf("%d %s", code, data)
+	}
+	clock = now.Add(30 * time.Minute)
+	_, _, data := f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
+	if j := decode[api.Job](t, data); !j.Alerting || j.Silenced != nil {
+		t.Errorf("after its end: %s", data)
+	}
+	_, _, data = f.do("GET", "/api/v1/silences", "", "", false)
+	if !strings.Contains(string(data), `"silences":[]`) {
+		t.Errorf("ended silences are listed: %s", data)
+	}
+}
+
+func TestSilenceRequestsAreValidated(t *testing.T) {
+	f := newFixture(t, "")
+	in := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	for _, tc := range []struct{ body, field string }{
+		{`{"job":"nightly","for":"1h","reason":"r"}`, "namespace"},
+		{`{"namespace":"ML","for":"1h","reason":"r"}`, "namespace"},
+		{`{"namespace":"ml","job":"Bad_Name","for":"1h","reason":"r"}`, "job"},
+		{`{"namespace":"ml","kind":"CronJob","for":"1h","reason":"r"}`, "kind"},
+		{`{"namespace":"ml","job":"a","kind":"Pod","for":"1h","reason":"r"}`, "kind"},
+		{`{"namespace":"ml","reason":"r"}`, "endsAt"},
+		{`{"namespace":"ml","for":"1h","endsAt":"` + in(time.Hour) + `","reason":"r"}`, "for"},
+		{`{"namespace":"ml","for":"soon","reason":"r"}`, "for"},
+		{`{"namespace":"ml","for":"-1h","reason":"r"}`, "for"},
+		{`{"namespace":"ml","for":"721h","reason":"r"}`, "for"},
+		{`{"namespace":"ml","endsAt":"` + in(31*24*time.Hour) + `","reason":"r"}`, "endsAt"},
+		{`{"namespace":"ml","endsAt":"` + in(-time.Minute) + `","reason":"r"}`, "endsAt"},
+		{`{"namespace":"ml","endsAt":"tomorrow","reason":"r"}`, "endsAt"},
+		{`{"namespace":"ml","for":"1h"}`, "reason"},
+		{`{"namespace":"ml","for":"1h","reason":"  "}`, "reason"},
+		{`{"namespace":"ml","for":"1h","reason":"` + strings.Repeat("x", 1025) + `"}`, "reason"},
+		{`{"namespace":"ml","for":"1h","reason":"r","ends":"x"}`, "ends"},
+		{`{"namespace":"ml","for":1,"reason":"r"}`, "for"},
+	} {
+		code, _, data := f.do("POST", "/api/v1/silences", "application/json", tc.body, true)
+		if got := decode[api.ErrorBody](t, data); code != 400 || got.Error.Field != tc.field {
+			t.Errorf("%.80s: %d %s, want 400 naming %s", tc.body, code, data, tc.field)
+		}
+	}
+	if code, _, data := f.do("DELETE", "/api/v1/silences/nothex", "", "", true); code != 400 {
+		t.Errorf("bad id: %d %s", code, data)
+	}
+	// Nothing was stored.
+	if s, _ := f.store.Silences(t.Context()); len(s) != 0 {
+		t.Errorf("stored %v", s)
+	}
+}
+
+func TestReadTokenGuardsReads(t *testing.T) {
+	f := newFixture(t, "writer")
+	f.srv.Config.Handler = NewServer(discardLogger(), f.store, f.kicker, newRegistry(), NewMetrics(newRegistry()), Config{Token: "writer", ReadToken: "reader", Now: func() time.Time { return now }})
+	get := func(path string, set func(*http.Request)) int {
+		req, _ := http.NewRequest("GET", f.srv.URL+path, nil)
+		set(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/api/v1/failures", "/api/v1/jobs", "/api/v1/jobs/ml", "/api/v1/silences"} {
+		for name, tc := range map[string]struct {
+			set  func(*http.Request)
+			want int
+		}{
+			"none":         {func(*http.Request) {}, 401},
+			"wrong":        {func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, 401},
+			"read bearer":  {func(r *http.Request) { r.Header.Set("Authorization", "Bearer reader") }, 200},
+			"write bearer": {func(r *http.Request) { r.Header.Set("Authorization", "Bearer writer") }, 200},
+			"basic":        {func(r *http.Request) { r.SetBasicAuth("anyone", "reader") }, 200},
+			"basic wrong":  {func(r *http.Request) { r.SetBasicAuth("reader", "x") }, 401},
+		} {
+			if got := get(path, tc.set); got != tc.want {
+				t.Errorf("GET %s with %s: %d, want %d", path, name, got, tc.want)
+			}
+		}
+	}
+	// Health and metrics stay open: probes and scrapers carry no token.
+	for _, path := range []string{"/healthz", "/metrics"} {
+		if got := get(path, func(*http.Request) {}); got != 200 {
+			t.Errorf("GET %s: %d", path, got)
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
