@@ -8,9 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# openssl and curl: certificates and readiness checks of the test cluster.
+# openssl and curl: certificates and readiness checks of the test cluster;
+# chromium (Debian's package): the status page's browser test.
 missing=()
-for tool in openssl curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in openssl curl chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]})); then
 	echo "test.sh: installing ${missing[*]}" >&2
 	if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

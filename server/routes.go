@@ -26,6 +26,9 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 	r.GET("/api/v1/silences", read, handleListSilences(store, cfg.Now))
 	r.DELETE("/api/v1/silences/:id", auth, handleDeleteSilence(logger, store, kicker, cfg.Now))
 
+	r.GET("/", read, handleStatusPage(logger, views, cfg.ArgoURL))
+	r.GET("/jobs/:namespace/:job", read, handleJobPage(logger, views, cfg.ArgoURL))
+
 	r.GET("/healthz", handleHealthz())
 	r.GET("/readyz", handleReadyz(store))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))

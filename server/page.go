@@ -1,0 +1,364 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"embed"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+// The status page and a job's page: HTML rendered here from templates built
+// into the binary, with no script at all, so that it reads the same without
+// JavaScript, in a terminal browser or on a phone, and refreshes itself with
+// a meta refresh. Everything that came from a callback goes through
+// html/template's contextual escaping, and the Content-Security-Policy
+// forbids scripts in case anything ever slipped through.
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// pages holds one template set per page, each the layout plus that page's
+// "title" and "content": parsed once, at start-up.
+var pages = func() map[string]*template.Template {
+	base := template.Must(template.New("layout.html").ParseFS(templateFS, "templates/layout.html"))
+	out := map[string]*template.Template{}
+	for _, name := range []string{"status.html", "job.html", "error.html"} {
+		out[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name))
+	}
+	return out
+}()
+
+// pageRefreshSeconds is how often the pages reload themselves.
+const pageRefreshSeconds = 30
+
+// page is what every page's layout shows.
+type page struct {
+	Nonce     string // of the inline style sheet, per response
+	Refresh   int    // seconds; 0: no refresh
+	Generated stamp
+	Filter    string // the namespace the page is narrowed to, if any
+}
+
+// stamp is a time as the pages show it: relative to the page's now, and
+// absolute (RFC 3339 in <time datetime>, readable in the text).
+type stamp struct {
+	Set bool
+	Rel string // "3h 12m ago", "in 25m"
+	Dur string // "3h 12m": how long ago (or ahead)
+	ISO string // RFC 3339
+	Abs string // "2026-11-24 01:47 UTC"
+}
+
+func stampOf(now, t time.Time) stamp {
+	if t.IsZero() {
+		return stamp{}
+	}
+	d := now.Sub(t)
+	s := stamp{Set: true, ISO: t.UTC().Format(time.RFC3339), Abs: t.UTC().Format("2006-01-02 15:04 UTC")}
+	switch {
+	case d >= time.Minute:
+		s.Dur = humanDuration(d)
+		s.Rel = s.Dur + " ago"
+	case d > -time.Minute:
+		s.Dur = "under a minute"
+		s.Rel = "just now"
+	default:
+		s.Dur = humanDuration(-d)
+		s.Rel = "in " + s.Dur
+	}
+	return s
+}
+
+func stampPtr(now time.Time, t *time.Time) stamp {
+	if t == nil {
+		return stamp{}
+	}
+	return stampOf(now, *t)
+}
+
+// humanDuration is d to the two largest units: "45s", "12m", "3h 12m",
+// "2d 4h". Precision beyond that only slows the reader down.
+func humanDuration(d time.Duration) string {
+	d = d.Truncate(time.Second)
+	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", minutes)
+	case d < 24*time.Hour && minutes == 0:
+		return fmt.Sprintf("%dh", hours)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh %dm", hours, minutes)
+	case hours == 0:
+		return fmt.Sprintf("%dd", days)
+	default:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	}
+}
+
+// card is one job as the pages show it.
+type card struct {
+	api.Job
+	Name    string // the job's name, or what stands for the namespace as a whole
+	Href    string // its own page
+	APIHref string // its REST view
+	NSHref  string // the status page narrowed to its namespace
+	RunHref string // the last run in the Argo UI; "" without --argo-url or for a CronJob
+	// Class and State say which section it is in: failing, below
+	// (failing, below its threshold), silenced, healthy.
+	Class, State   string
+	BelowThreshold bool
+	Since          stamp // failing since
+	LastResult     stamp
+	NextTick       stamp
+	SilenceEnds    stamp
+	// Message is the first failed step of the last run and what it said;
+	// MoreFailures how many other steps failed.
+	Message      string
+	MoreFailures int
+	Failures     []failureRow
+}
+
+type failureRow struct {
+	api.Failure
+	FinishedAt stamp
+}
+
+func newCard(j api.Job, now time.Time, argoURL string) card {
+	c := card{
+		Job:        j,
+		Name:       j.Job,
+		Href:       jobPath("/jobs/", j),
+		APIHref:    jobPath("/api/v1/jobs/", j),
+		NSHref:     "/?namespace=" + url.QueryEscape(j.Namespace),
+		Since:      stampPtr(now, j.FailingSince),
+		LastResult: stampOf(now, j.LastResultAt),
+	}
+	if j.Job == "" {
+		c.Name = "(whole namespace)"
+	}
+	if argoURL != "" && j.Kind != api.KindCronJob && j.LastWorkflow != "" {
+		c.RunHref = strings.TrimRight(argoURL, "/") + "/workflows/" + url.PathEscape(j.Namespace) + "/" + url.PathEscape(j.LastWorkflow)
+	}
+	if j.Schedule != nil {
+		c.NextTick = stampPtr(now, j.Schedule.NextTick)
+	}
+	if j.Silenced != nil {
+		c.SilenceEnds = stampOf(now, j.Silenced.EndsAt)
+	}
+	for _, f := range j.LastFailures {
+		var finished stamp
+		if t, err := api.ParseTime(f.FinishedAt); err == nil {
+			finished = stampOf(now, t)
+		}
+		c.Failures = append(c.Failures, failureRow{Failure: f, FinishedAt: finished})
+	}
+	if j.Failing && len(j.LastFailures) > 0 {
+		f := j.LastFailures[0]
+		c.Message = f.Message
+		if f.DisplayName != "" {
+			c.Message = f.DisplayName + ": " + f.Message
+		}
+		c.MoreFailures = len(j.LastFailures) - 1
+	}
+	c.BelowThreshold = j.Failing && j.ConsecutiveFailures < j.FailureThreshold
+	switch {
+	case j.Silenced != nil:
+		c.Class, c.State = "silenced", "silenced"
+	case c.BelowThreshold:
+		c.Class, c.State = "below", "failing, below threshold"
+	case j.Failing:
+		c.Class, c.State = "failing", "failing"
+	default:
+		c.Class, c.State = "healthy", "healthy"
+	}
+	return c
+}
+
+// jobPath is the job's path under prefix: /jobs/{namespace}/{job}, with "-"
+// for the namespace as a whole and ?kind=CronJob for a CronJob's job, as
+// pathKey reads it.
+func jobPath(prefix string, j api.Job) string {
+	name := j.Job
+	if name == "" {
+		name = namespaceJob
+	}
+	p := prefix + url.PathEscape(j.Namespace) + "/" + url.PathEscape(name)
+	if j.Kind == api.KindCronJob {
+		p += "?kind=" + api.KindCronJob
+	}
+	return p
+}
+
+type statusPage struct {
+	page
+	Failing, Silenced, Healthy []card
+	Below                      int // failing jobs below their threshold
+	Total                      int
+}
+
+// handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
+// that alert before those below their threshold, longest-failing first),
+// then silenced jobs, then healthy ones.
+func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
+	logger = logger.With("component", "page")
+	return func(c *gin.Context) {
+		now := views.Now()
+		p := newPage(now)
+		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		p.Filter = namespace
+		jobs, err := views.List(c.Request.Context(), namespace)
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		data := statusPage{page: p, Total: len(jobs)}
+		for _, j := range jobs {
+			card := newCard(j, now, argoURL)
+			switch {
+			case j.Silenced != nil:
+				data.Silenced = append(data.Silenced, card)
+			case j.Failing:
+				data.Failing = append(data.Failing, card)
+				if card.BelowThreshold {
+					data.Below++
+				}
+			default:
+				data.Healthy = append(data.Healthy, card)
+			}
+		}
+		// List is ordered by key; sorting stably keeps that order among equals.
+		slices.SortStableFunc(data.Failing, func(a, b card) int {
+			if a.BelowThreshold != b.BelowThreshold {
+				if a.BelowThreshold {
+					return 1
+				}
+				return -1
+			}
+			return a.FailingSince.Compare(*b.FailingSince)
+		})
+		slices.SortStableFunc(data.Silenced, func(a, b card) int {
+			if a.Failing != b.Failing {
+				if a.Failing {
+					return -1
+				}
+				return 1
+			}
+			return 0
+		})
+		render(c, logger, http.StatusOK, "status.html", data)
+	}
+}
+
+type jobPage struct {
+	page
+	card
+	// Streaks are the finished failure streaks, newest first.
+	Streaks []streakRow
+}
+
+type streakRow struct {
+	Since, Until stamp
+	Lasted       string
+	Failures     int
+}
+
+// handleJobPage serves GET /jobs/{namespace}/{job}[?kind=CronJob]: one job
+// in full, with its last streaks.
+func handleJobPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
+	logger = logger.With("component", "page")
+	return func(c *gin.Context) {
+		now := views.Now()
+		p := newPage(now)
+		key, err := pathKey(c)
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		j, err := views.Get(c.Request.Context(), key)
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		data := jobPage{page: p, card: newCard(j, now, argoURL)}
+		for _, s := range j.Streaks {
+			data.Streaks = append(data.Streaks, streakRow{
+				Since:    stampOf(now, s.Since),
+				Until:    stampOf(now, s.Until),
+				Lasted:   humanDuration(time.Duration(s.Seconds * float64(time.Second))),
+				Failures: s.Failures,
+			})
+		}
+		render(c, logger, http.StatusOK, "job.html", data)
+	}
+}
+
+type errorPage struct {
+	page
+	Status  int
+	Text    string // the status's name
+	Message string
+}
+
+// renderError answers a page request with err as HTML: the same status and
+// message as the REST API's, mapped by errorResponse.
+func renderError(c *gin.Context, logger *slog.Logger, p page, err error) {
+	status, detail := errorResponse(err)
+	if status >= 500 {
+		logger.Warn("page", "err", err, "path", c.Request.URL.Path)
+	}
+	if status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", retryAfterSeconds)
+	} else {
+		p.Refresh = 0 // a bad path or a missing job will not get better by itself
+	}
+	render(c, logger, status, "error.html", errorPage{page: p, Status: status, Text: http.StatusText(status), Message: detail.Message})
+	c.Abort()
+}
+
+func newPage(now time.Time) page {
+	return page{
+		// A fresh nonce per response: an injected <style> could not guess it.
+		Nonce:     rand.Text(),
+		Refresh:   pageRefreshSeconds,
+		Generated: stampOf(now, now),
+	}
+}
+
+// render writes the page name with data. It renders into a buffer first, so
+// that a template error is a clean 500 rather than half a page.
+func render(c *gin.Context, logger *slog.Logger, status int, name string, data interface{ nonce() string }) {
+	var buf bytes.Buffer
+	if err := pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
+		logger.Error("render page", "err", err, "page", name)
+		c.AbortWithStatus(http.StatusInternalServerError)
+		return
+	}
+	h := c.Writer.Header()
+	// No script may run, whatever the data; styles only with this
+	// response's nonce; images only inline (the empty favicon).
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+data.nonce()+"'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	// Job data can be behind --read-token: no shared cache keeps it.
+	h.Set("Cache-Control", "no-store")
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+}
+
+func (p page) nonce() string { return p.Nonce }
