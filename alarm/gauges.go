@@ -5,12 +5,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
 )
 
 // Names of the per-job gauges: the Prometheus path's alert (a PromQL policy
 // on Google Managed Prometheus) reads them.
 const (
 	MetricJobFailing             = "batchlatch_job_failing"
+	MetricJobAlerting            = "batchlatch_job_alerting"
+	MetricJobSilenced            = "batchlatch_job_silenced"
 	MetricJobFailingSince        = "batchlatch_job_failing_since_timestamp_seconds"
 	MetricJobConsecutiveFailures = "batchlatch_job_consecutive_failures"
 	MetricJobLastResult          = "batchlatch_job_last_result_timestamp_seconds"
@@ -23,25 +28,35 @@ const (
 // second old), a recovered job's series stay, at 0, and a forgotten job's
 // series go.
 type JobGauges struct {
-	jobs    Lister
-	timeout time.Duration
-	errors  prometheus.Counter
+	jobs     Lister
+	silences func(ctx context.Context) ([]api.Silence, error)
+	now      func() time.Time
+	timeout  time.Duration
+	errors   prometheus.Counter
 
-	failing, failingSince, consecutive, lastResult *prometheus.Desc
+	failing, alerting, silenced, failingSince, consecutive, lastResult *prometheus.Desc
 }
 
-// NewJobGauges returns the gauges of the jobs in jobs; register them with
+// NewJobGauges returns the gauges of the jobs in jobs, with the silences
+// silences returns (nil: none); register them with
 // prometheus.Registerer.MustRegister.
-func NewJobGauges(jobs Lister) *JobGauges {
+func NewJobGauges(jobs Lister, silences func(ctx context.Context) ([]api.Silence, error)) *JobGauges {
 	labels := []string{LabelNamespace, LabelJob, LabelKind}
+	if silences == nil {
+		silences = func(context.Context) ([]api.Silence, error) { return nil, nil }
+	}
 	return &JobGauges{
-		jobs:    jobs,
-		timeout: 5 * time.Second,
+		jobs:     jobs,
+		silences: silences,
+		now:      time.Now,
+		timeout:  5 * time.Second,
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "batchlatch_job_gauges_errors_total",
 			Help: "Scrapes whose per-job gauges were left out because the state could not be read.",
 		}),
 		failing:      prometheus.NewDesc(MetricJobFailing, "1 while the job's latest run failed, else 0.", labels, nil),
+		alerting:     prometheus.NewDesc(MetricJobAlerting, "1 while the job's failure streak has reached its failure threshold and no silence mutes it, else 0: what the alert reads.", labels, nil),
+		silenced:     prometheus.NewDesc(MetricJobSilenced, "1 while a silence mutes the job, else 0.", labels, nil),
 		failingSince: prometheus.NewDesc(MetricJobFailingSince, "When the job's failure streak began (the first failed run's finish time), Unix seconds; 0 while it is not failing.", labels, nil),
 		consecutive:  prometheus.NewDesc(MetricJobConsecutiveFailures, "Failed runs in a row; 0 while the job is not failing.", labels, nil),
 		lastResult:   prometheus.NewDesc(MetricJobLastResult, "When the job's latest known run finished, Unix seconds.", labels, nil),
@@ -51,6 +66,8 @@ func NewJobGauges(jobs Lister) *JobGauges {
 // Describe implements prometheus.Collector.
 func (g *JobGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.failing
+	ch <- g.alerting
+	ch <- g.silenced
 	ch <- g.failingSince
 	ch <- g.consecutive
 	ch <- g.lastResult
@@ -64,16 +81,27 @@ func (g *JobGauges) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
 	jobs, err := g.jobs.List(ctx)
+	var silences []api.Silence
+	if err == nil {
+		// Without the silences, alerting would be 1 for a muted job: leave
+		// the series out rather than export that.
+		silences, err = g.silences(ctx)
+	}
 	if err != nil {
 		g.errors.Inc()
+		jobs = nil
 	}
+	silences = state.InForce(silences, g.now())
 	for _, j := range jobs {
 		labels := []string{j.Namespace, j.Name, j.Key().KindName()}
 		failing, since := 0.0, 0.0
 		if j.Failing() {
 			failing, since = 1, float64(j.FailingSince.Unix())
 		}
+		muted := state.SilenceOf(j.Key(), silences) != nil
 		ch <- prometheus.MustNewConstMetric(g.failing, prometheus.GaugeValue, failing, labels...)
+		ch <- prometheus.MustNewConstMetric(g.alerting, prometheus.GaugeValue, boolValue(j.Alerting() && !muted), labels...)
+		ch <- prometheus.MustNewConstMetric(g.silenced, prometheus.GaugeValue, boolValue(muted), labels...)
 		ch <- prometheus.MustNewConstMetric(g.failingSince, prometheus.GaugeValue, since, labels...)
 		ch <- prometheus.MustNewConstMetric(g.consecutive, prometheus.GaugeValue, float64(j.ConsecutiveFailures), labels...)
 		ch <- prometheus.MustNewConstMetric(g.lastResult, prometheus.GaugeValue, float64(j.LastResultAt.Unix()), labels...)
@@ -82,3 +110,10 @@ func (g *JobGauges) Collect(ch chan<- prometheus.Metric) {
 }
 
 var _ prometheus.Collector = (*JobGauges)(nil)
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -22,7 +22,7 @@ func (failingLister) List(context.Context) ([]state.Job, error) {
 
 func TestJobGaugesFollowTheStoredState(t *testing.T) {
 	jobs := &memJobs{}
-	g := NewJobGauges(jobs)
+	g := NewJobGauges(jobs, nil)
 	recovered := recoveredJob("hourly", since.Add(2*time.Hour))
 	recovered.LastResultAt = since.Add(2 * time.Hour)
 	// A CronJob of the same name is a job of its own.
@@ -60,7 +60,7 @@ batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="Workflow",names
 		t.Fatalf("%d failing series after nightly was forgotten, want 1", n)
 	}
 	// The state cannot be read: no per-job series, one error counted.
-	broken := NewJobGauges(failingLister{})
+	broken := NewJobGauges(failingLister{}, nil)
 	if n := testutil.CollectAndCount(broken, MetricJobFailing); n != 0 {
 		t.Fatalf("%d series from an unreadable state", n)
 	}
@@ -70,3 +70,62 @@ batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="Workflow",names
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// What the alert reads: alerting is 1 only for a failing job at or past its
+// failure threshold that no silence in force mutes; silenced says which are
+// muted, a whole namespace's silence included.
+func TestJobGaugesAlertingAndSilenced(t *testing.T) {
+	jobs := &memJobs{}
+	belowThreshold := failingJob("weekly", 1)
+	belowThreshold.FailureThreshold = 2
+	jobs.set(failingJob("nightly", 3), belowThreshold, failingJob("hourly", 1))
+	silences := []api.Silence{
+		{ID: "a", Namespace: "ml", Job: "hourly", StartsAt: since, EndsAt: since.Add(time.Hour)},
+		{ID: "b", Namespace: "ml", StartsAt: since.Add(2 * time.Hour), EndsAt: since.Add(3 * time.Hour)},
+	}
+	g := NewJobGauges(jobs, func(context.Context) ([]api.Silence, error) { return silences, nil })
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{since.Add(30 * time.Minute), `
+batchlatch_job_alerting{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_alerting{job="weekly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_silenced{job="hourly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_silenced{job="nightly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_silenced{job="weekly",kind="Workflow",namespace="ml"} 0
+`},
+		{since.Add(90 * time.Minute), `
+batchlatch_job_alerting{job="hourly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_alerting{job="weekly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_silenced{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_silenced{job="nightly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_silenced{job="weekly",kind="Workflow",namespace="ml"} 0
+`},
+		{since.Add(150 * time.Minute), `
+batchlatch_job_alerting{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_alerting{job="weekly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_silenced{job="hourly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_silenced{job="nightly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_silenced{job="weekly",kind="Workflow",namespace="ml"} 1
+`},
+	} {
+		g.now = func() time.Time { return tc.at }
+		want := "# HELP batchlatch_job_alerting 1 while the job's failure streak has reached its failure threshold and no silence mutes it, else 0: what the alert reads.\n# TYPE batchlatch_job_alerting gauge" +
+			strings.Join(strings.SplitAfter(tc.want, "\n")[:4], "") +
+			"# HELP batchlatch_job_silenced 1 while a silence mutes the job, else 0.\n# TYPE batchlatch_job_silenced gauge\n" +
+			strings.Join(strings.SplitAfter(tc.want, "\n")[4:], "")
+		if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobAlerting, MetricJobSilenced); err != nil {
+			t.Errorf("at %s: %v", tc.at.Sub(since), err)
+		}
+	}
+	// Silences that cannot be read: no per-job series rather than a muted
+	// job alerting.
+	broken := NewJobGauges(jobs, func(context.Context) ([]api.Silence, error) { return nil, errors.New("unreachable") })
+	if n := testutil.CollectAndCount(broken, MetricJobAlerting); n != 0 {
+		t.Fatalf("%d alerting series without the silences, want 0", n)
+	}
+}

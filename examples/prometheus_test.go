@@ -169,7 +169,7 @@ func (s promScenario) storage(t *testing.T) *teststorage.TestStorage {
 				if failing {
 					v = 1
 				}
-				gauge := target(p.name, "__name__", alarm.MetricJobFailing, labelJobNamespace, "ml", labelJobName, "nightly", alarm.LabelKind, api.KindWorkflow)
+				gauge := target(p.name, "__name__", alarm.MetricJobAlerting, labelJobNamespace, "ml", labelJobName, "nightly", alarm.LabelKind, api.KindWorkflow)
 				if _, err := app.Append(0, gauge, ms, v); err != nil {
 					t.Fatal(err)
 				}
@@ -341,7 +341,7 @@ func promTable(t *testing.T, c promCondition) string {
 // incident closes and opens again (documented).
 func TestPrometheusPolicyOneIncidentPerStreak(t *testing.T) {
 	failing, _ := promPolicies(t)
-	for _, name := range []string{alarm.MetricJobFailing, labelJobNamespace, labelJobName, alarm.LabelKind} {
+	for _, name := range []string{alarm.MetricJobAlerting, labelJobNamespace, labelJobName, alarm.LabelKind} {
 		if !strings.Contains(failing.query, name) {
 			t.Errorf("the query does not name %s:\n%s", name, failing.query)
 		}

@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 	// Per-job gauges, read from the shared state at each scrape: every
 	// replica exports them, and they agree.
-	reg.MustRegister(alarm.NewJobGauges(store))
+	reg.MustRegister(alarm.NewJobGauges(store, store.Silences))
 
 	sink, err := openSink(ctx, cfg, stdout, alarmMetrics, logger)
 	if err != nil {

@@ -21,12 +21,12 @@ locals {
   # bridge instead: the incident stays as it was. Any replica's value counts (they export
   # the same stored state); a replica that went away counts for 5 minutes (staleness).
   failing_query = <<-EOT
-    max by (${local.by}) (batchlatch_job_failing{${local.selector}}) > 0
+    max by (${local.by}) (batchlatch_job_alerting{${local.selector}}) > 0
     or
     (
-      max by (${local.by}) (last_over_time(batchlatch_job_failing{${local.selector}}[${var.bridge}])) > 0
+      max by (${local.by}) (last_over_time(batchlatch_job_alerting{${local.selector}}[${var.bridge}])) > 0
       unless on (cluster)
-      count by (cluster) (batchlatch_job_failing{${local.selector}})
+      count by (cluster) (batchlatch_job_alerting{${local.selector}})
     )
   EOT
 
@@ -49,7 +49,7 @@ resource "google_monitoring_alert_policy" "failing" {
   combiner     = "OR"
 
   conditions {
-    display_name = "batchlatch_job_failing"
+    display_name = "batchlatch_job_alerting"
 
     condition_prometheus_query_language {
       query               = local.failing_query
