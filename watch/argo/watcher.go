@@ -29,6 +29,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 	"github.com/batchlatch/batchlatch/watch/schedule"
 )
 
@@ -345,6 +346,14 @@ func (w *Watcher) reconcileRun(ctx context.Context, c cron, r run, now time.Time
 // and applies it.
 func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "workflow", r.WorkflowName, "phase", r.Phase)
+	if cwf := w.cronWorkflow(r.Namespace, r.CronWorkflow); cwf != nil {
+		var err error
+		if r, err = cronrules.WithFailureThreshold(r, cwf.Annotations); err != nil {
+			if _, seen := w.warned.LoadOrStore(string(cwf.UID)+"/"+cwf.ResourceVersion+"/"+api.AnnotationFailureThreshold, true); !seen {
+				log.Warn("ignoring annotation", "err", err)
+			}
+		}
+	}
 	if err := r.ValidateObserved(now); err != nil {
 		log.Warn("ignoring a watched object that no result can be made of", "err", err)
 		return
@@ -361,6 +370,20 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
+}
+
+// cronWorkflow is the watched CronWorkflow namespace/name, nil when there
+// is none.
+func (w *Watcher) cronWorkflow(namespace, name string) *wfv1.CronWorkflow {
+	if name == "" {
+		return nil
+	}
+	for _, lister := range w.crons {
+		if cwf, err := lister.CronWorkflows(namespace).Get(name); err == nil {
+			return cwf
+		}
+	}
+	return nil
 }
 
 func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {

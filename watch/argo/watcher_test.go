@@ -424,3 +424,22 @@ func TestTwoWatchersCountExactly(t *testing.T) {
 		}
 	}
 }
+
+// The failure threshold annotated on the CronWorkflow reaches the results
+// the watcher makes (a lost callback's, a missed tick's), as
+// workflowMetadata.annotations brings it to the callback's.
+func TestFailureThresholdFromTheCronWorkflow(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "0 0 1 1 *", func(c *wfv1.CronWorkflow) {
+		c.Annotations = map[string]string{api.AnnotationFailureThreshold: "3"}
+	})
+	ended := time.Now().Add(-2 * time.Minute)
+	f.run(cwf, ended.Add(-time.Hour).Truncate(time.Minute), wfv1.WorkflowStatus{
+		Phase: wfv1.WorkflowFailed, StartedAt: metav1.NewTime(ended.Add(-time.Minute)), FinishedAt: metav1.NewTime(ended)})
+	f.watch(store, Config{}, Hooks{})
+	j := waitJob(t, store, state.Key{Namespace: f.ns, Name: "nightly"}, "lost failure", func(j state.Job) bool { return j.Failing() })
+	if j.Threshold() != 3 || j.Alerting() {
+		t.Fatalf("threshold %d, alerting %v; want 3, false", j.Threshold(), j.Alerting())
+	}
+}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 	"github.com/batchlatch/batchlatch/watch/schedule"
 )
 
@@ -182,7 +183,7 @@ func slim(obj any) (any, error) {
 			o.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: changed}, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}}}
 		}
 		o.Labels = nil
-		o.Annotations = keepOnly(o.Annotations, AnnotationMissedGrace, AnnotationMaxRuntime)
+		o.Annotations = keepOnly(o.Annotations, AnnotationMissedGrace, AnnotationMaxRuntime, api.AnnotationFailureThreshold)
 		o.Spec.JobTemplate = batchv1.JobTemplateSpec{}
 		o.Status.Active = nil
 	}
@@ -460,6 +461,14 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 // that is invalid is logged and dropped.
 func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "kind", api.KindCronJob, "jobObject", r.WorkflowName, "phase", r.Phase)
+	if cj := w.cronJob(r.Namespace, r.CronJob); cj != nil {
+		var err error
+		if r, err = cronrules.WithFailureThreshold(r, cj.Annotations); err != nil {
+			if _, seen := w.warned.LoadOrStore(string(cj.UID)+"/"+cj.ResourceVersion+"/"+api.AnnotationFailureThreshold, true); !seen {
+				log.Warn("ignoring annotation", "err", err)
+			}
+		}
+	}
 	if err := r.ValidateObserved(now); err != nil {
 		log.Warn("ignoring a watched object that no result can be made of", "err", err)
 		return nil
@@ -475,6 +484,19 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
 	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
+	}
+	return nil
+}
+
+// cronJob is the watched CronJob namespace/name, nil when there is none.
+func (w *Watcher) cronJob(namespace, name string) *batchv1.CronJob {
+	if name == "" {
+		return nil
+	}
+	for _, lister := range w.crons {
+		if cj, err := lister.CronJobs(namespace).Get(name); err == nil {
+			return cj
+		}
 	}
 	return nil
 }

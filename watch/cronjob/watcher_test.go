@@ -462,3 +462,42 @@ func TestDeletionDeliversTheFinalState(t *testing.T) {
 		t.Fatalf("deleted Jobs left behind: handled %v, pending %v", w.handled, w.pending)
 	}
 }
+
+// The failure threshold annotated on the CronJob reaches its job: the job
+// alerts at the annotated number of failed runs in a row, and the loop is
+// kicked then, not at the first failure. A value the callback would refuse
+// is ignored and the run still counts.
+func TestFailureThresholdFromTheCronJob(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	annotate := func(v string) func(*batchv1.CronJob) {
+		return func(cj *batchv1.CronJob) { cj.Annotations = map[string]string{api.AnnotationFailureThreshold: v} }
+	}
+	cj := f.cronJob("nightly", noTicks, annotate("2"))
+	bad := f.cronJob("hourly", noTicks, annotate("many"))
+	var kicks atomic.Int32
+	f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
+
+	tick := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
+	f.setStatus(f.tickJob(cj, tick), failed("BackoffLimitExceeded", "first"))
+	j := waitJob(t, store, keyOf(f.ns, "nightly"), "first failure", func(j state.Job) bool { return j.Failing() })
+	if j.Threshold() != 2 || j.Alerting() {
+		t.Fatalf("after one failure: threshold %d, alerting %v; want 2, false", j.Threshold(), j.Alerting())
+	}
+	settle()
+	if n := kicks.Load(); n != 0 {
+		t.Fatalf("%d kicks below the threshold, want 0", n)
+	}
+	f.setStatus(f.tickJob(cj, tick.Add(time.Hour)), failed("BackoffLimitExceeded", "second"))
+	waitJob(t, store, keyOf(f.ns, "nightly"), "second failure", func(j state.Job) bool { return j.Alerting() })
+	settle()
+	if n := kicks.Load(); n != 1 {
+		t.Fatalf("%d kicks, want 1 (the threshold reached)", n)
+	}
+
+	f.setStatus(f.tickJob(bad, tick), failed("BackoffLimitExceeded", "counted anyway"))
+	j = waitJob(t, store, keyOf(f.ns, "hourly"), "failure with a bad annotation", func(j state.Job) bool { return j.Failing() })
+	if j.Threshold() != 1 {
+		t.Fatalf("threshold %d from a bad annotation, want 1", j.Threshold())
+	}
+}

@@ -9,6 +9,8 @@
 package cronrules
 
 import (
+	"fmt"
+	"maps"
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -111,4 +113,24 @@ func covered(c Cron, n Naming, runs []Run, job *state.Job, tick time.Time) bool 
 	// A run not named after a tick (made by hand from the cron) covers
 	// the ticks before it ended.
 	return endedAfter
+}
+
+// WithFailureThreshold returns r carrying the failure threshold annotated on
+// its CronWorkflow or CronJob (annotations), which is where a watcher reads
+// it. A value the callback would refuse is left out, with an error to
+// report, rather than failing the result: the run still counts.
+func WithFailureThreshold(r api.Result, annotations map[string]string) (api.Result, error) {
+	v, ok := annotations[api.AnnotationFailureThreshold]
+	if !ok {
+		return r, nil
+	}
+	probe := api.Result{Annotations: map[string]string{api.AnnotationFailureThreshold: v}}
+	if probe.FailureThreshold() == 0 {
+		return r, fmt.Errorf("annotation %s: %s is not a whole number from 1 to %d", api.AnnotationFailureThreshold, api.Quote(v), api.MaxFailureThreshold)
+	}
+	out := make(map[string]string, len(r.Annotations)+1)
+	maps.Copy(out, r.Annotations)
+	out[api.AnnotationFailureThreshold] = v
+	r.Annotations = out
+	return r, nil
 }
