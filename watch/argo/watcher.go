@@ -348,7 +348,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "workflow", r.WorkflowName, "phase", r.Phase)
 	if cwf := w.cronWorkflow(r.Namespace, r.CronWorkflow); cwf != nil {
 		var err error
-		if r, err = cronrules.WithFailureThreshold(r, cwf.Annotations); err != nil {
+		if r, err = cronrules.WithFailureThreshold(r, thresholdAnnotations(cwf)); err != nil {
 			if _, seen := w.warned.LoadOrStore(string(cwf.UID)+"/"+cwf.ResourceVersion+"/"+api.AnnotationFailureThreshold, true); !seen {
 				log.Warn("ignoring annotation", "err", err)
 			}
@@ -370,6 +370,16 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
+}
+
+// thresholdAnnotations are where a CronWorkflow's failure threshold is
+// annotated: its own metadata, else its workflowMetadata (which is how the
+// callback gets it), so that either place works for both paths.
+func thresholdAnnotations(cwf *wfv1.CronWorkflow) map[string]string {
+	if _, ok := cwf.Annotations[api.AnnotationFailureThreshold]; ok || cwf.Spec.WorkflowMetadata == nil {
+		return cwf.Annotations
+	}
+	return cwf.Spec.WorkflowMetadata.Annotations
 }
 
 // cronWorkflow is the watched CronWorkflow namespace/name, nil when there

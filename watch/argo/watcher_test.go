@@ -432,7 +432,7 @@ func TestFailureThresholdFromTheCronWorkflow(t *testing.T) {
 	f := newFixture(t)
 	store := fileStore(t)
 	cwf := f.cron("nightly", "0 0 1 1 *", func(c *wfv1.CronWorkflow) {
-		c.Annotations = map[string]string{api.AnnotationFailureThreshold: "3"}
+		c.Spec.WorkflowMetadata = &metav1.ObjectMeta{Annotations: map[string]string{api.AnnotationFailureThreshold: "3"}}
 	})
 	ended := time.Now().Add(-2 * time.Minute)
 	f.run(cwf, ended.Add(-time.Hour).Truncate(time.Minute), wfv1.WorkflowStatus{
