@@ -190,7 +190,7 @@ func handleGetJob(views Views) gin.HandlerFunc {
 		}
 		job, err := views.Get(c.Request.Context(), key)
 		if err != nil {
-			abortWithError(c, err)
+			abortWithError(c, notFoundNames(err, key))
 			return
 		}
 		c.JSON(http.StatusOK, job)
@@ -206,7 +206,7 @@ func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
 			return
 		}
 		if err := store.Delete(c.Request.Context(), key); err != nil {
-			abortWithError(c, err)
+			abortWithError(c, notFoundNames(err, key))
 			return
 		}
 		logger.Info("job deleted", "namespace", key.Namespace, "job", key.Name)
@@ -270,4 +270,13 @@ func handleNotFound() gin.HandlerFunc {
 
 func handleMethodNotAllowed() gin.HandlerFunc {
 	return func(c *gin.Context) { abortWithError(c, errMethodNotAllowed) }
+}
+
+// notFoundNames says which job was not found: the stores' ErrNotFound does
+// not, and a CLI user mistyping a name wants to see what was asked for.
+func notFoundNames(err error, key state.Key) error {
+	if !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%w: no %s %s/%s", err, key.KindName(), key.Namespace, key.Name)
 }

@@ -77,6 +77,10 @@ policyWindow: 20m
 logLevel: debug
 existingSecret: callback-token
 existingSecretKey: bearer
+readToken:
+  existingSecret: read-token
+  existingSecretKey: reader
+argoUrl: https://argo.example.com
 image:
   repository: registry.example.com/batchlatch
   tag: v9.9.9
@@ -645,6 +649,7 @@ func TestChartNotes(t *testing.T) {
 		for _, want := range []string{
 			"examples/cronworkflow.yaml", `--from-literal=authorization="Bearer ${TOKEN}"`,
 			"kubectl -n " + ns + " port-forward svc/", "curl -s http://127.0.0.1:8080/api/v1/failures",
+			"batchlatch failures --server http://127.0.0.1:8080", "status page: http://127.0.0.1:8080/",
 			"." + ns + ".svc.cluster.local:", "TOKEN=\"$(kubectl -n " + ns + " get secret ",
 		} {
 			if !strings.Contains(notes, want) {
@@ -674,6 +679,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"number for duration", "interval: 60\n", []string{"interval", "string"}, true},
 		{"bad duration", "recoveryWindow: 30 minutes\n", []string{"recoveryWindow"}, true},
 		{"unknown sink", "sink: gcp\n", []string{"sink"}, true},
+		{"argoUrl without a scheme", "argoUrl: argo.example.com\n", []string{"argoUrl"}, true},
 		{"map for string", "project:\n  id: x\n", []string{"project"}, true},
 		// Combinations the schema cannot express, checked by the templates.
 		{"replicas without leader election", "leaderElect: false\n", []string{"leaderElect"}, false},
@@ -723,7 +729,11 @@ func TestChartConfigParses(t *testing.T) {
 				ExistingSecretKey string `json:"existingSecretKey"`
 				Interval          string `json:"interval"`
 				PolicyWindow      string `json:"policyWindow"`
-				Cluster           struct {
+				ArgoURL           string `json:"argoUrl"`
+				ReadToken         struct {
+					ExistingSecret, ExistingSecretKey string
+				} `json:"readToken"`
+				Cluster struct {
 					Name, Location string
 				} `json:"cluster"`
 			}
@@ -753,6 +763,12 @@ func TestChartConfigParses(t *testing.T) {
 				case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 					env[e.Name] = namespace
 					fromAPI[e.Name] = "metadata.namespace"
+				case e.ValueFrom.SecretKeyRef != nil:
+					ref := e.ValueFrom.SecretKeyRef
+					if ref.Name != values.ReadToken.ExistingSecret || ref.Key != values.ReadToken.ExistingSecretKey {
+						t.Errorf("env %s from Secret %s key %s, want readToken's", e.Name, ref.Name, ref.Key)
+					}
+					env[e.Name] = "secret:" + ref.Name + "/" + ref.Key
 				default:
 					t.Fatalf("env %s: no test value for %+v", e.Name, e.ValueFrom)
 				}
@@ -792,6 +808,17 @@ func TestChartConfigParses(t *testing.T) {
 			}
 			if window, _ := time.ParseDuration(orDefault(values.PolicyWindow, alarm.DefaultPolicyWindow.String())); cfg.PolicyWindow != window {
 				t.Errorf("policy window %s, want %s", cfg.PolicyWindow, window)
+			}
+			if want := ""; values.ReadToken.ExistingSecret != "" {
+				want = "secret:" + values.ReadToken.ExistingSecret + "/" + values.ReadToken.ExistingSecretKey
+				if cfg.ReadToken != want {
+					t.Errorf("read token %q, want %q", cfg.ReadToken, want)
+				}
+			} else if cfg.ReadToken != want {
+				t.Errorf("read token %q without readToken.existingSecret", cfg.ReadToken)
+			}
+			if cfg.ArgoURL != values.ArgoURL {
+				t.Errorf("argo url %q, want %q", cfg.ArgoURL, values.ArgoURL)
 			}
 			// Every replica writes as one instance: the Deployment's name.
 			if cfg.Instance != d.Name {

@@ -243,7 +243,7 @@ func TestCLIErrorsGoToStderrWithTheServersMessage(t *testing.T) {
 		env  map[string]string // over the server's
 		want string
 	}{
-		{[]string{"get", "ml/missing"}, nil, "error: job not found\n"},
+		{[]string{"get", "ml/missing"}, nil, "error: job not found: no Workflow ml/missing\n"},
 		{[]string{"get", "ml/Bad_Name"}, nil, "error: {job}: "},
 		{[]string{"jobs", "Bad_NS"}, nil, "error: {namespace}: "},
 		{[]string{"forget", "ml/nightly"}, map[string]string{"BATCHLATCH_TOKEN": "wrong"}, "error: Authorization: missing or wrong bearer token"},
