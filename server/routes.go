@@ -32,6 +32,7 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 	r.GET("/healthz", handleHealthz())
 	r.GET("/readyz", handleReadyz(store))
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
+	r.GET("/api/openapi.yaml", handleOpenAPI())
 
 	r.NoRoute(handleNotFound())
 	r.NoMethod(handleMethodNotAllowed())
