@@ -32,6 +32,7 @@ func requireToken(token string) gin.HandlerFunc {
 		}
 		got := []byte(c.GetHeader("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			c.Header("WWW-Authenticate", `Bearer realm="batchlatch"`)
 			abortWithError(c, errUnauthorized)
 		}
 	}

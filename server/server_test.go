@@ -225,6 +225,10 @@ func TestAuth(t *testing.T) {
 		if got := decode[api.ErrorBody](t, data); resp.StatusCode != 401 || got.Error.Field != "Authorization" {
 			t.Errorf("Authorization %q: %d %s", header, resp.StatusCode, data)
 		}
+		// RFC 9110: a 401 says which scheme to use.
+		if got := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer ") {
+			t.Errorf("Authorization %q: WWW-Authenticate %q, want a Bearer challenge", header, got)
+		}
 	}
 	if code, _, _ := f.do("DELETE", "/api/v1/jobs/ml/nightly", "", "", false); code != 401 {
 		t.Errorf("DELETE without token: %d", code)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -88,7 +89,7 @@ func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, 
 // mistake (a misspelt "endsAt" must not silence for nothing).
 func readSilenceRequest(c *gin.Context) (api.SilenceRequest, error) {
 	var req api.SilenceRequest
-	if ct := c.GetHeader("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+	if mediaType, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mediaType != "application/json" {
 		return req, errUnsupportedMedia
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxSilenceBody))
@@ -152,7 +153,7 @@ func newSilence(req api.SilenceRequest, now time.Time) (api.Silence, error) {
 		if d > api.MaxSilence {
 			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("is %s: a silence lasts at most %s", d, api.MaxSilence)}
 		}
-		ends = now.Add(d)
+		ends = now.Add(d).Truncate(time.Second)
 	default:
 		return api.Silence{}, &api.FieldError{Field: "endsAt", Message: "is required (or for): a silence must end"}
 	}
