@@ -14,7 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	logtypepb "google.golang.org/genproto/googleapis/logging/type"
@@ -119,7 +118,7 @@ func clFailingJob(namespace, name string) state.Job {
 		LastResultAt:        since.Add(50 * time.Minute),
 		LastWorkflow:        name + "-1764900000",
 		LastUID:             "4f1c2f7e-9a1b-4c55-8d7e-0a1b2c3d4e5f",
-		LastPhase:           wfv1.WorkflowFailed,
+		LastPhase:           api.PhaseFailed,
 		LastFailures: []api.Failure{{
 			DisplayName: name + "-1764900000[0].train", Message: "Error (exit code 1)",
 			TemplateName: "train", Phase: "Failed", PodName: name + "-1764900000-train-1234",
@@ -184,7 +183,7 @@ func TestCloudLoggingSinkWritesEntries(t *testing.T) {
 	recovered := clFailingJob("etl", "")
 	until := now.Add(-time.Minute)
 	recovered.FailingSince, recovered.ConsecutiveFailures = nil, 0
-	recovered.LastPhase = wfv1.WorkflowSucceeded
+	recovered.LastPhase = api.PhaseSucceeded
 	recovered.LastStreak = &api.Streak{Since: until.Add(-2 * time.Hour), Until: until, Seconds: 7200, Failures: 2}
 	recovered.RecoveredAt = &now
 	written := []Entry{failingEntry(failing, nil, now), recoveredEntry(recovered, now), healthyEntry(recovered, now.Add(time.Second))}
@@ -571,7 +570,7 @@ func TestFitPayload(t *testing.T) {
 	}
 	// Huge strings everywhere: even the last resort fits.
 	big := strings.Repeat("x", 300<<10)
-	p = Payload{Message: big, JobView: &JobView{Namespace: big, Job: big, LastWorkflow: big, LastUID: big, LastPhase: wfv1.WorkflowPhase(big)}}
+	p = Payload{Message: big, JobView: &JobView{Namespace: big, Job: big, LastWorkflow: big, LastUID: big, LastPhase: api.Phase(big)}}
 	st, err = fitPayload(p, maxPayloadBytes)
 	if err != nil {
 		t.Fatal(err)

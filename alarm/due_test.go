@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -34,7 +32,7 @@ type timedEntry struct {
 func (s *scenario) at(minute int) time.Time { return s.start.Add(time.Duration(minute) * time.Minute) }
 
 // result applies a result received at minute, then the kick it causes.
-func (s *scenario) result(minute int, uid string, phase wfv1.WorkflowPhase) {
+func (s *scenario) result(minute int, uid string, phase api.Phase) {
 	r := api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-" + uid, UID: uid, Phase: phase,
 		CreatedAt: s.at(minute).Add(-time.Minute).Format(time.RFC3339), DurationSeconds: 60, Annotations: s.annotations}
 	job, outcome := state.Apply(s.job, s.exists, r, s.at(minute))
@@ -71,7 +69,7 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
 	// Failures at minutes 0, 60 and 120, the success at 180; a pass every
 	// minute (--interval 60s) until minute 240.
-	results := map[int]wfv1.WorkflowPhase{0: wfv1.WorkflowFailed, 60: wfv1.WorkflowFailed, 120: wfv1.WorkflowFailed, 180: wfv1.WorkflowSucceeded}
+	results := map[int]api.Phase{0: api.PhaseFailed, 60: api.PhaseFailed, 120: api.PhaseFailed, 180: api.PhaseSucceeded}
 	for minute := 0; minute <= 240; minute++ {
 		if phase, ok := results[minute]; ok {
 			s.result(minute, "run-"+string(rune('a'+minute/60)), phase)
@@ -161,9 +159,9 @@ func (s *scenario) window(end int, v int) int {
 func TestDueTransitionOutweighsTheWindow(t *testing.T) {
 	type step struct {
 		minute int
-		phase  wfv1.WorkflowPhase // "": a new leader takes over at minute
+		phase  api.Phase // "": a new leader takes over at minute
 	}
-	failed, succeeded := wfv1.WorkflowFailed, wfv1.WorkflowSucceeded
+	failed, succeeded := api.PhaseFailed, api.PhaseSucceeded
 	for _, tc := range []struct {
 		name  string
 		steps []step
@@ -176,7 +174,7 @@ func TestDueTransitionOutweighsTheWindow(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
-			steps := map[int]wfv1.WorkflowPhase{}
+			steps := map[int]api.Phase{}
 			leaders := map[int]bool{}
 			for _, st := range tc.steps {
 				if st.phase == "" {
@@ -238,7 +236,7 @@ func TestDueReannouncesRecentRecoveriesAtStart(t *testing.T) {
 	start := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	recovered := func(name string, ago time.Duration) state.Job {
 		at := start.Add(-ago)
-		return state.Job{Namespace: "ml", Name: name, LastPhase: wfv1.WorkflowSucceeded, RecoveredAt: &at,
+		return state.Job{Namespace: "ml", Name: name, LastPhase: api.PhaseSucceeded, RecoveredAt: &at,
 			LastStreak: &api.Streak{Since: at.Add(-time.Hour), Until: at, Seconds: 3600, Failures: 2}}
 	}
 	jobs := []state.Job{recovered("recent", 6*time.Hour), recovered("old", 25*time.Hour)}
@@ -275,7 +273,7 @@ func TestDueReannouncesRecentRecoveriesAtStart(t *testing.T) {
 // Due is pure: the announcement it is given is not changed.
 func TestDueDoesNotChangeItsInput(t *testing.T) {
 	since := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
-	job := state.Job{Namespace: "ml", Name: "nightly", FailingSince: &since, ConsecutiveFailures: 1, LastPhase: wfv1.WorkflowFailed}
+	job := state.Job{Namespace: "ml", Name: "nightly", FailingSince: &since, ConsecutiveFailures: 1, LastPhase: api.PhaseFailed}
 	before := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}}
 	entries, after := Due([]state.Job{job}, before, since.Add(time.Minute), DueConfig{})
 	if len(entries) != 2 || !entries[1].Payload.Heartbeat || len(before.Failing) != 0 || !after.Failing[job.Key()].Equal(since) {
@@ -307,15 +305,15 @@ func boolInt(b bool) int {
 // shows once. Across a leader change there is still one NOTICE per streak.
 func TestDueOneNoticePerStreakAcrossALeaderChange(t *testing.T) {
 	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
-	s.result(0, "a", wfv1.WorkflowFailed)
-	s.result(60, "b", wfv1.WorkflowSucceeded) // the old leader's NOTICE, at once
+	s.result(0, "a", api.PhaseFailed)
+	s.result(60, "b", api.PhaseSucceeded) // the old leader's NOTICE, at once
 	s.pass(61, false)
 	s.announced = Announced{} // a new leader, from the stored state alone
 	s.pass(62, false)
 	s.pass(63, false)
 	// A second streak and its recovery: a NOTICE of its own.
-	s.result(100, "c", wfv1.WorkflowFailed)
-	s.result(101, "d", wfv1.WorkflowSucceeded)
+	s.result(100, "c", api.PhaseFailed)
+	s.result(101, "d", api.PhaseSucceeded)
 
 	type identity struct {
 		at       time.Time
@@ -347,7 +345,7 @@ func TestDueSilencesAndThresholds(t *testing.T) {
 		annotations: map[string]string{api.AnnotationFailureThreshold: "2"}}
 	silence := api.Silence{ID: "0123456789abcdef", Namespace: "ml", Job: "nightly", Kind: api.KindWorkflow,
 		StartsAt: s.at(90), EndsAt: s.at(150), Reason: "upstream outage"}
-	results := map[int]wfv1.WorkflowPhase{0: wfv1.WorkflowFailed, 60: wfv1.WorkflowFailed, 120: wfv1.WorkflowFailed, 180: wfv1.WorkflowSucceeded}
+	results := map[int]api.Phase{0: api.PhaseFailed, 60: api.PhaseFailed, 120: api.PhaseFailed, 180: api.PhaseSucceeded}
 	for minute := 0; minute <= 240; minute++ {
 		s.cfg.Silences = state.InForce([]api.Silence{silence}, s.at(minute))
 		if phase, ok := results[minute]; ok {
@@ -403,7 +401,7 @@ func TestDueSilencesAndThresholds(t *testing.T) {
 func TestDueStreakBelowThresholdIsNeverAnnounced(t *testing.T) {
 	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC), cfg: shippedDue,
 		annotations: map[string]string{api.AnnotationFailureThreshold: "3"}}
-	results := map[int]wfv1.WorkflowPhase{0: wfv1.WorkflowFailed, 60: wfv1.WorkflowFailed, 120: wfv1.WorkflowSucceeded}
+	results := map[int]api.Phase{0: api.PhaseFailed, 60: api.PhaseFailed, 120: api.PhaseSucceeded}
 	for minute := 0; minute <= 200; minute++ {
 		if phase, ok := results[minute]; ok {
 			s.result(minute, fmt.Sprintf("run-%d", minute), phase)

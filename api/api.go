@@ -5,8 +5,6 @@ package api
 
 import (
 	"time"
-
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 )
 
 // Result is the body of POST /api/v1/results, as the shipped onExit template
@@ -19,8 +17,8 @@ type Result struct {
 	CronWorkflow string `json:"cronWorkflow,omitempty"`
 	// CronJob names the Kubernetes CronJob whose Job this run was (its
 	// WorkflowName is the Job's name): a job of kind CronJob.
-	CronJob string             `json:"cronJob,omitempty"`
-	Phase   wfv1.WorkflowPhase `json:"phase"`
+	CronJob string `json:"cronJob,omitempty"`
+	Phase   Phase  `json:"phase"`
 	// ScheduledTime and CreatedAt are RFC 3339 strings, as Argo renders
 	// {{workflow.scheduledTime}} and {{workflow.creationTimestamp}}.
 	ScheduledTime   string            `json:"scheduledTime,omitempty"`
@@ -58,17 +56,17 @@ type Job struct {
 	// means the namespace as a whole (of kind Workflow only).
 	Job string `json:"job"`
 	// Kind is KindWorkflow or KindCronJob.
-	Kind                string             `json:"kind"`
-	Failing             bool               `json:"failing"`
-	FailingSince        *time.Time         `json:"failingSince,omitempty"`
-	FailingSeconds      float64            `json:"failingSeconds,omitempty"`
-	ConsecutiveFailures int                `json:"consecutiveFailures"`
-	LastResultAt        time.Time          `json:"lastResultAt"`
-	LastWorkflow        string             `json:"lastWorkflow"`
-	LastUID             string             `json:"lastUID,omitempty"`
-	LastPhase           wfv1.WorkflowPhase `json:"lastPhase"`
-	LastFailures        []Failure          `json:"lastFailures,omitempty"`
-	LastStreak          *Streak            `json:"lastStreak,omitempty"`
+	Kind                string     `json:"kind"`
+	Failing             bool       `json:"failing"`
+	FailingSince        *time.Time `json:"failingSince,omitempty"`
+	FailingSeconds      float64    `json:"failingSeconds,omitempty"`
+	ConsecutiveFailures int        `json:"consecutiveFailures"`
+	LastResultAt        time.Time  `json:"lastResultAt"`
+	LastWorkflow        string     `json:"lastWorkflow"`
+	LastUID             string     `json:"lastUID,omitempty"`
+	LastPhase           Phase      `json:"lastPhase"`
+	LastFailures        []Failure  `json:"lastFailures,omitempty"`
+	LastStreak          *Streak    `json:"lastStreak,omitempty"`
 	// Streaks are the job's earlier finished streaks, newest first (at
 	// most MaxStreaks, LastStreak included).
 	Streaks []Streak `json:"streaks,omitempty"`

@@ -10,30 +10,48 @@ import (
 	"strconv"
 	"strings"
 	"time"
+)
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	"github.com/argoproj/argo-workflows/v3/workflow/common"
+// Phase is a run's outcome: a Workflow's phase as Argo names it (the exit
+// handler sends {{workflow.status}}), or one a watcher observed.
+type Phase string
+
+// The phases of a finished Workflow, as Argo's v1alpha1 names them (a test
+// checks them against Argo's), and a CronJob's Job maps onto.
+const (
+	PhaseSucceeded Phase = "Succeeded"
+	PhaseFailed    Phase = "Failed"
+	PhaseError     Phase = "Error"
+)
+
+// The labels Argo puts on a Workflow made from a CronWorkflow or a
+// template (a test checks them against Argo's): the job's name when the
+// callback does not say it.
+const (
+	LabelCronWorkflow            = "workflows.argoproj.io/cron-workflow"
+	LabelWorkflowTemplate        = "workflows.argoproj.io/workflow-template"
+	LabelClusterWorkflowTemplate = "workflows.argoproj.io/cluster-workflow-template"
 )
 
 // AcceptedPhases are the values {{workflow.status}} can take in an exit handler.
-var AcceptedPhases = []wfv1.WorkflowPhase{wfv1.WorkflowSucceeded, wfv1.WorkflowFailed, wfv1.WorkflowError}
+var AcceptedPhases = []Phase{PhaseSucceeded, PhaseFailed, PhaseError}
 
 // Phases of the failures that a watcher reports for runs that never reported
 // themselves. A callback cannot send them.
 const (
 	// PhaseMissed: a tick passed with no run.
-	PhaseMissed wfv1.WorkflowPhase = "Missed"
+	PhaseMissed Phase = "Missed"
 	// PhaseSpecError and PhaseSubmissionError: the CronWorkflow's condition
 	// of that name kept the controller from creating the tick's run.
-	PhaseSpecError       wfv1.WorkflowPhase = "SpecError"
-	PhaseSubmissionError wfv1.WorkflowPhase = "SubmissionError"
+	PhaseSpecError       Phase = "SpecError"
+	PhaseSubmissionError Phase = "SubmissionError"
 	// PhaseStuck: a run still running past its maximum runtime.
-	PhaseStuck wfv1.WorkflowPhase = "Stuck"
+	PhaseStuck Phase = "Stuck"
 )
 
 // ObservedPhases are what a watcher may report: the exit handler's phases
 // and the synthetic failures.
-var ObservedPhases = append(append([]wfv1.WorkflowPhase{}, AcceptedPhases...), PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck)
+var ObservedPhases = append(append([]Phase{}, AcceptedPhases...), PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck)
 
 // ErrInvalid marks every error caused by bad input; errors.Is(err, ErrInvalid)
 // holds for each *FieldError.
@@ -241,7 +259,7 @@ func (r Result) ValidateObserved(observedAt time.Time) error {
 	return r.validate(observedAt, ObservedPhases)
 }
 
-func (r Result) validate(receivedAt time.Time, phases []wfv1.WorkflowPhase) error {
+func (r Result) validate(receivedAt time.Time, phases []Phase) error {
 	if err := ValidateNamespace("namespace", r.Namespace); err != nil {
 		return err
 	}
@@ -295,7 +313,7 @@ func (r Result) FailureThreshold() int {
 }
 
 // PhaseAccepted reports whether p is one of AcceptedPhases.
-func PhaseAccepted(p wfv1.WorkflowPhase) bool {
+func PhaseAccepted(p Phase) bool {
 	for _, a := range AcceptedPhases {
 		if p == a {
 			return true
@@ -314,7 +332,7 @@ func acceptedPhaseList() string {
 
 // Failed reports whether the run failed (Failed or Error, or a synthetic
 // failure).
-func (r Result) Failed() bool { return r.Phase != wfv1.WorkflowSucceeded }
+func (r Result) Failed() bool { return r.Phase != PhaseSucceeded }
 
 // Synthetic reports whether a watcher made the result up for a run that did
 // not report: a later result of the same run supersedes it.
@@ -349,7 +367,7 @@ func (r Result) jobAndSource() (job, field string) {
 	if r.CronWorkflow != "" {
 		return r.CronWorkflow, "cronWorkflow"
 	}
-	for _, key := range []string{common.LabelKeyCronWorkflow, common.LabelKeyWorkflowTemplate, common.LabelKeyClusterWorkflowTemplate} {
+	for _, key := range []string{LabelCronWorkflow, LabelWorkflowTemplate, LabelClusterWorkflowTemplate} {
 		if v := r.Labels[key]; v != "" {
 			return v, "labels." + key
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/argoproj/argo-workflows/v3/workflow/templateresolution"
 	"github.com/argoproj/argo-workflows/v3/workflow/validate"
 
+	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -496,7 +497,7 @@ func TestWorkflowDefaultsCallbackReachesServer(t *testing.T) {
 			wf := plainWorkflow(cwf.Namespace, tc.workflow, "uid-"+tc.workflow, tick1.Add(time.Minute), tc.labels)
 			body, _ := callback(t, run{wf: wf, status: wfv1.WorkflowError, elapsed: 30 * time.Second})
 			job := ag.post(body).Job
-			if job.Namespace != cwf.Namespace || job.Job != tc.wantJob || !job.Failing || job.LastPhase != wfv1.WorkflowError {
+			if job.Namespace != cwf.Namespace || job.Job != tc.wantJob || !job.Failing || job.LastPhase != api.PhaseError {
 				t.Fatalf("job = %+v, want %s/%q failing", job, cwf.Namespace, tc.wantJob)
 			}
 		})

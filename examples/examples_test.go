@@ -549,7 +549,7 @@ func runResult(wf *wfv1.Workflow, phase wfv1.WorkflowPhase, durationSeconds floa
 		Namespace:       wf.Namespace,
 		WorkflowName:    wf.Name,
 		UID:             string(wf.UID),
-		Phase:           phase,
+		Phase:           api.Phase(phase),
 		CreatedAt:       wf.CreationTimestamp.Format(time.RFC3339),
 		DurationSeconds: durationSeconds,
 		Labels:          wf.Labels,
@@ -691,7 +691,7 @@ func TestCallbackReachesServer(t *testing.T) {
 		t.Fatalf("first result: %+v", res)
 	case job.Namespace != cwf.Namespace || job.Job != cwf.Name:
 		t.Fatalf("job = %s/%s, want %s/%s", job.Namespace, job.Job, cwf.Namespace, cwf.Name)
-	case !job.Failing || job.ConsecutiveFailures != 1 || job.LastPhase != wfv1.WorkflowFailed:
+	case !job.Failing || job.ConsecutiveFailures != 1 || job.LastPhase != api.PhaseFailed:
 		t.Fatalf("after a failed run: %+v", job)
 	case job.FailingSince == nil || !job.FailingSince.Equal(finished1):
 		t.Fatalf("failingSince = %v, want createdAt + duration = %v", job.FailingSince, finished1)
@@ -727,7 +727,7 @@ func TestCallbackReachesServer(t *testing.T) {
 		t.Fatalf("second result: %+v", res2)
 	case job2.Namespace != cwf.Namespace || job2.Job != cwf.Name:
 		t.Fatalf("job = %s/%s, want %s/%s", job2.Namespace, job2.Job, cwf.Namespace, cwf.Name)
-	case job2.Failing || job2.FailingSince != nil || job2.ConsecutiveFailures != 0 || job2.LastPhase != wfv1.WorkflowSucceeded || len(job2.LastFailures) != 0:
+	case job2.Failing || job2.FailingSince != nil || job2.ConsecutiveFailures != 0 || job2.LastPhase != api.PhaseSucceeded || len(job2.LastFailures) != 0:
 		t.Fatalf("after a successful run: %+v", job2)
 	case job2.LastStreak == nil || job2.LastStreak.Failures != 1:
 		t.Fatalf("lastStreak = %+v, want one failure", job2.LastStreak)

@@ -33,7 +33,6 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
@@ -630,9 +629,9 @@ func loopEntries(t *testing.T) []alarm.Entry {
 	ctx := context.Background()
 	now := time.Now().UTC()
 	for i, r := range []api.Result{
-		{Namespace: "ml", WorkflowName: "nightly-1", UID: "n1", CronWorkflow: "nightly", Phase: wfv1.WorkflowFailed},
-		{Namespace: "ml", WorkflowName: "daily-1", UID: "d1", CronWorkflow: "daily", Phase: wfv1.WorkflowError},
-		{Namespace: "ml", WorkflowName: "daily-2", UID: "d2", CronWorkflow: "daily", Phase: wfv1.WorkflowSucceeded},
+		{Namespace: "ml", WorkflowName: "nightly-1", UID: "n1", CronWorkflow: "nightly", Phase: api.PhaseFailed},
+		{Namespace: "ml", WorkflowName: "daily-1", UID: "d1", CronWorkflow: "daily", Phase: api.PhaseError},
+		{Namespace: "ml", WorkflowName: "daily-2", UID: "d2", CronWorkflow: "daily", Phase: api.PhaseSucceeded},
 	} {
 		if _, err := store.Record(ctx, r, now.Add(time.Duration(i-3)*time.Minute)); err != nil {
 			t.Fatal(err)

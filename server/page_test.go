@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -71,7 +70,7 @@ type run struct {
 	namespace, cronWorkflow, cronJob, workflow string
 	created                                    string
 	seconds                                    float64
-	phase                                      wfv1.WorkflowPhase
+	phase                                      api.Phase
 	failures                                   []api.Failure
 	threshold                                  string
 }
@@ -81,31 +80,31 @@ func seedPageJobs(t *testing.T, store state.Store) {
 	oom := []api.Failure{{DisplayName: "train", Message: "OOMKilled (exit code 137): container exceeded its 8Gi memory limit", PodName: "nightly-train-1795485600-train-1"}}
 	runs := []run{
 		// ml/nightly-train: two earlier streaks, failing for 3h 13m now.
-		{"ml", "nightly-train", "", "nightly-train-1794794400", "2026-11-10T01:45:00Z", 120, wfv1.WorkflowFailed, oom, ""},
-		{"ml", "nightly-train", "", "nightly-train-1794880800", "2026-11-11T01:45:00Z", 120, wfv1.WorkflowSucceeded, nil, ""},
-		{"ml", "nightly-train", "", "nightly-train-1795140000", "2026-11-14T01:45:00Z", 120, wfv1.WorkflowFailed, oom, ""},
-		{"ml", "nightly-train", "", "nightly-train-1795226400", "2026-11-15T01:45:00Z", 120, wfv1.WorkflowFailed, oom, ""},
-		{"ml", "nightly-train", "", "nightly-train-1795312800", "2026-11-16T01:45:00Z", 120, wfv1.WorkflowSucceeded, nil, ""},
-		{"ml", "nightly-train", "", "nightly-train-1795485600", "2026-11-24T01:45:00Z", 120, wfv1.WorkflowFailed, oom, ""},
-		{"ml", "nightly-train", "", "nightly-train-1795489200", "2026-11-24T02:46:00Z", 60, wfv1.WorkflowFailed, oom, ""},
-		{"ml", "nightly-train", "", "nightly-train-1795492800", "2026-11-24T03:46:00Z", 60, wfv1.WorkflowFailed, oom, ""},
+		{"ml", "nightly-train", "", "nightly-train-1794794400", "2026-11-10T01:45:00Z", 120, api.PhaseFailed, oom, ""},
+		{"ml", "nightly-train", "", "nightly-train-1794880800", "2026-11-11T01:45:00Z", 120, api.PhaseSucceeded, nil, ""},
+		{"ml", "nightly-train", "", "nightly-train-1795140000", "2026-11-14T01:45:00Z", 120, api.PhaseFailed, oom, ""},
+		{"ml", "nightly-train", "", "nightly-train-1795226400", "2026-11-15T01:45:00Z", 120, api.PhaseFailed, oom, ""},
+		{"ml", "nightly-train", "", "nightly-train-1795312800", "2026-11-16T01:45:00Z", 120, api.PhaseSucceeded, nil, ""},
+		{"ml", "nightly-train", "", "nightly-train-1795485600", "2026-11-24T01:45:00Z", 120, api.PhaseFailed, oom, ""},
+		{"ml", "nightly-train", "", "nightly-train-1795489200", "2026-11-24T02:46:00Z", 60, api.PhaseFailed, oom, ""},
+		{"ml", "nightly-train", "", "nightly-train-1795492800", "2026-11-24T03:46:00Z", 60, api.PhaseFailed, oom, ""},
 		// web/script.alert-1: what a callback sends is never markup.
-		{"web", hostileJob, "", hostileJob + "-1795497600", "2026-11-24T04:19:00Z", 60, wfv1.WorkflowFailed, []api.Failure{
+		{"web", hostileJob, "", hostileJob + "-1795497600", "2026-11-24T04:19:00Z", 60, api.PhaseFailed, []api.Failure{
 			{DisplayName: hostileStep, Message: hostileMessage, PodName: hostileJob + "-1795497600-1"},
 			{DisplayName: "cleanup", Message: "step failed", PodName: hostileJob + "-1795497600-2"},
 		}, ""},
 		// billing/invoice-export: a CronJob below its threshold of 3.
-		{"billing", "", "invoice-export", "invoice-export-29400000", "2026-11-24T04:00:00Z", 90, wfv1.WorkflowFailed, []api.Failure{
+		{"billing", "", "invoice-export", "invoice-export-29400000", "2026-11-24T04:00:00Z", 90, api.PhaseFailed, []api.Failure{
 			{DisplayName: "invoice-export-29400000", Message: "Job has reached the specified backoff limit"},
 		}, "3"},
 		// reports/weekly-digest: failing, silenced by the Silences of pageServer.
-		{"reports", "weekly-digest", "", "weekly-digest-1795140000", "2026-11-23T06:00:00Z", 300, wfv1.WorkflowFailed, []api.Failure{
+		{"reports", "weekly-digest", "", "weekly-digest-1795140000", "2026-11-23T06:00:00Z", 300, api.PhaseFailed, []api.Failure{
 			{DisplayName: "fetch", Message: "GET upstream /v1/reports: 410 Gone"},
 		}, ""},
 		// Healthy: a watched CronWorkflow, a CronJob, a namespace as a whole.
-		{"ml", "feature-refresh", "", "feature-refresh-1795492800", "2026-11-24T04:30:00Z", 45, wfv1.WorkflowSucceeded, nil, ""},
-		{"billing", "", "ledger-sync", "ledger-sync-29400060", "2026-11-24T04:00:00Z", 30, wfv1.WorkflowSucceeded, nil, ""},
-		{"etl", "", "", "manual-x7k2p", "2026-11-23T22:10:00Z", 600, wfv1.WorkflowSucceeded, nil, ""},
+		{"ml", "feature-refresh", "", "feature-refresh-1795492800", "2026-11-24T04:30:00Z", 45, api.PhaseSucceeded, nil, ""},
+		{"billing", "", "ledger-sync", "ledger-sync-29400060", "2026-11-24T04:00:00Z", 30, api.PhaseSucceeded, nil, ""},
+		{"etl", "", "", "manual-x7k2p", "2026-11-23T22:10:00Z", 600, api.PhaseSucceeded, nil, ""},
 	}
 	for i, r := range runs {
 		result := api.Result{

@@ -32,7 +32,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -129,7 +128,7 @@ func failedRun(cron string) api.Result {
 		WorkflowName:    workflowName(cron, seq),
 		UID:             newUID(),
 		CronWorkflow:    cron,
-		Phase:           wfv1.WorkflowFailed,
+		Phase:           api.PhaseFailed,
 		CreatedAt:       benchCreated.Format(time.RFC3339),
 		DurationSeconds: 42,
 	}
@@ -428,7 +427,7 @@ func runCallbacks(b *testing.B, fx *callbackFixture, clients int) {
 // replay is the job as the store keeps it after the results of runs, each a
 // phase, of CronWorkflow cron (one run an hour, each with a uid), built by
 // the store's own transition so the shapes follow the encoding.
-func replay(namespace, cron string, i int, withUID bool, phases ...wfv1.WorkflowPhase) state.Job {
+func replay(namespace, cron string, i int, withUID bool, phases ...api.Phase) state.Job {
 	var job state.Job
 	start := benchCreated.Add(-time.Duration(len(phases)) * time.Hour)
 	for r, phase := range phases {
@@ -444,7 +443,7 @@ func replay(namespace, cron string, i int, withUID bool, phases ...wfv1.Workflow
 		if withUID {
 			res.UID = fmt.Sprintf("3b9d2f4c-%04x-4a1b-9c2d-%012x", r, i)
 		}
-		if phase != wfv1.WorkflowSucceeded {
+		if phase != api.PhaseSucceeded {
 			res.Failures = []api.Failure{{
 				DisplayName:  "train-model(0)",
 				Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
@@ -459,8 +458,8 @@ func replay(namespace, cron string, i int, withUID bool, phases ...wfv1.Workflow
 	return job
 }
 
-func repeat(phase wfv1.WorkflowPhase, n int) []wfv1.WorkflowPhase {
-	out := make([]wfv1.WorkflowPhase, n)
+func repeat(phase api.Phase, n int) []api.Phase {
+	out := make([]api.Phase, n)
 	for i := range out {
 		out[i] = phase
 	}
@@ -471,9 +470,9 @@ func repeat(phase wfv1.WorkflowPhase, n int) []wfv1.WorkflowPhase {
 // then, when failing, a new streak of 7 failed runs (a failed node with a
 // 120-character message each).
 func realisticJob(i int, failing bool) state.Job {
-	phases := append(append(repeat(wfv1.WorkflowSucceeded, 10), repeat(wfv1.WorkflowFailed, 5)...), repeat(wfv1.WorkflowSucceeded, 3)...)
+	phases := append(append(repeat(api.PhaseSucceeded, 10), repeat(api.PhaseFailed, 5)...), repeat(api.PhaseSucceeded, 3)...)
 	if failing {
-		phases = append(phases, repeat(wfv1.WorkflowFailed, 7)...)
+		phases = append(phases, repeat(api.PhaseFailed, 7)...)
 	}
 	return replay(benchNamespace, cronName(i), i, true, phases...)
 }
@@ -481,12 +480,12 @@ func realisticJob(i int, failing bool) state.Job {
 // minimalHealthyJob is the smallest job a real callback can leave: one
 // succeeded run of a short-named CronWorkflow sent without a uid.
 func minimalHealthyJob(i int) state.Job {
-	return replay("ml", fmt.Sprintf("j%04d", i), i, false, wfv1.WorkflowSucceeded)
+	return replay("ml", fmt.Sprintf("j%04d", i), i, false, api.PhaseSucceeded)
 }
 
 // minimalFailingJob is a job after its first failed run (with a uid and a failed node).
 func minimalFailingJob(i int) state.Job {
-	return replay("ml", fmt.Sprintf("j%04d", i), i, true, wfv1.WorkflowFailed)
+	return replay("ml", fmt.Sprintf("j%04d", i), i, true, api.PhaseFailed)
 }
 
 // encodeJobs is the ConfigMap data of jobs 0..n-1 of a shape, as the store

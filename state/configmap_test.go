@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -91,7 +90,7 @@ func recordConcurrently(t *testing.T, stores []Store, jobs, runsPerJob, clients 
 		store := stores[c%len(stores)]
 		wg.Go(func() {
 			for cl := range calls {
-				r := run(fmt.Sprintf("job%d", cl.job), fmt.Sprintf("run%d-%d", cl.job, cl.run), wfv1.WorkflowFailed, 0)
+				r := run(fmt.Sprintf("job%d", cl.job), fmt.Sprintf("run%d-%d", cl.job, cl.run), api.PhaseFailed, 0)
 				if _, err := store.Record(context.Background(), r, at(100)); err != nil {
 					t.Errorf("record: %v", err)
 				}
@@ -163,7 +162,7 @@ func TestConfigMapStoreTwoReplicasEqualOne(t *testing.T) {
 	wantCounts(t, fresh, 32, 25)
 
 	// A redelivery to the other replica is a duplicate there too.
-	r := run("job0", "run0-24", wfv1.WorkflowFailed, 0)
+	r := run("job0", "run0-24", api.PhaseFailed, 0)
 	rec, err := b.Record(context.Background(), r, at(100))
 	if err != nil || !rec.Outcome.Duplicate {
 		t.Fatalf("redelivery: %+v, %v", rec.Outcome, err)
@@ -178,7 +177,7 @@ func TestConfigMapStoreFullRejectsAndKeepsWhatIsStored(t *testing.T) {
 	var stored int
 	var fullErr error
 	for i := 0; i < 20; i++ {
-		_, err := s.Record(ctx, run(fmt.Sprintf("job%d", i), "a", wfv1.WorkflowFailed, 0), at(1))
+		_, err := s.Record(ctx, run(fmt.Sprintf("job%d", i), "a", api.PhaseFailed, 0), at(1))
 		if err != nil {
 			fullErr = err
 			break
@@ -192,7 +191,7 @@ func TestConfigMapStoreFullRejectsAndKeepsWhatIsStored(t *testing.T) {
 		t.Fatal("nothing fit")
 	}
 	// Stored jobs still change.
-	if _, err := s.Record(ctx, run("job0", "b", wfv1.WorkflowFailed, 1), at(1)); err != nil {
+	if _, err := s.Record(ctx, run("job0", "b", api.PhaseFailed, 1), at(1)); err != nil {
 		t.Fatalf("update of a stored job when full: %v", err)
 	}
 	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 1500})
@@ -212,7 +211,7 @@ func TestConfigMapStoreRealLimitIsTheAPIServers(t *testing.T) {
 	// Fill the ConfigMap close to 1 MiB by hand, then let the API server, not
 	// our own bound, refuse the update that crosses it.
 	s := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 4 << 20})
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); err != nil {
 		t.Fatal(err)
 	}
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
@@ -221,7 +220,7 @@ func TestConfigMapStoreRealLimitIsTheAPIServers(t *testing.T) {
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Record(ctx, run("hourly", "a", wfv1.WorkflowFailed, 0), at(1))
+	_, err := s.Record(ctx, run("hourly", "a", api.PhaseFailed, 0), at(1))
 	if !errors.Is(err, ErrFull) {
 		t.Fatalf("err = %v, want ErrFull from the API server's limit", err)
 	}
@@ -248,13 +247,13 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 	if err != nil || len(all) != 1 || all[0].Name != "hourly" {
 		t.Fatalf("List with a garbage key: %v, %v", all, err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "c", wfv1.WorkflowFailed, 3), at(100)); !errors.Is(err, ErrCorrupt) {
+	if _, err := s.Record(ctx, run("nightly", "c", api.PhaseFailed, 3), at(100)); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Record on the garbage key: %v, want ErrCorrupt", err)
 	}
 	if _, err := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Get of the garbage key: %v, want ErrCorrupt", err)
 	}
-	if _, err := s.Record(ctx, run("hourly", "h2", wfv1.WorkflowFailed, 3), at(100)); err != nil {
+	if _, err := s.Record(ctx, run("hourly", "h2", api.PhaseFailed, 3), at(100)); err != nil {
 		t.Fatalf("other jobs must keep working: %v", err)
 	}
 	cm, _ = cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
@@ -272,12 +271,12 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
 	s := newConfigMapStore(t, env, ns, ConfigMapOptions{CallTimeout: time.Second, RefreshAfter: time.Millisecond})
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); err != nil {
 		t.Fatal(err)
 	}
 
 	env.StopAPIServer(t)
-	if _, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
+	if _, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Record while down: %v, want ErrUnavailable", err)
 	}
 	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
@@ -296,7 +295,7 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 
 	env.StartAPIServer(t)
 	waitReady(t, s, 30*time.Second)
-	rec, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1))
+	rec, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1))
 	if err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Fatalf("after the outage: %+v, %v", rec.Job, err)
 	}
@@ -318,7 +317,7 @@ func TestConfigMapStoreBadKeyFailsAlone(t *testing.T) {
 	var bad sync.WaitGroup
 	for i := range cap(badErrs) {
 		bad.Go(func() {
-			r := run(strings.Repeat("j", 251), fmt.Sprintf("long-%d", i), wfv1.WorkflowFailed, 0)
+			r := run(strings.Repeat("j", 251), fmt.Sprintf("long-%d", i), api.PhaseFailed, 0)
 			_, err := s.Record(context.Background(), r, at(100))
 			badErrs <- err
 		})
@@ -344,7 +343,7 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 	ctx := context.Background()
 	// Our own bound off (4 MiB), so that the API server's limit refuses.
 	s := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 4 << 20, RefreshAfter: time.Millisecond})
-	if _, err := s.Record(ctx, run("seed", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, run("seed", "a", api.PhaseFailed, 0), at(1)); err != nil {
 		t.Fatal(err)
 	}
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
@@ -364,7 +363,7 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = s.Record(ctx, run(fmt.Sprintf("jb%02d", i), "a", wfv1.WorkflowFailed, 0), at(1))
+			_, errs[i] = s.Record(ctx, run(fmt.Sprintf("jb%02d", i), "a", api.PhaseFailed, 0), at(1))
 		})
 	}
 	close(start)
@@ -416,7 +415,7 @@ func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancelShort()
 	began := time.Now()
-	if _, err := s.Record(short, run("hourly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil && !errors.Is(err, ErrUnavailable) {
+	if _, err := s.Record(short, run("hourly", "a", api.PhaseFailed, 0), at(1)); err != nil && !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Record past its deadline: %v, want ErrUnavailable", err)
 	}
 	if took := time.Since(began); took > 2*time.Second {
@@ -427,7 +426,7 @@ func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 	defer cancel()
 	recorded := make(chan error, 1)
 	go func() {
-		_, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1))
+		_, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1))
 		recorded <- err
 	}()
 	var err error

@@ -10,8 +10,9 @@ import (
 	"syscall"
 	"testing"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"golang.org/x/sys/unix"
+
+	"github.com/batchlatch/batchlatch/api"
 )
 
 // mountTmpfs mounts a small tmpfs on a fresh directory, as CI's root can;
@@ -39,7 +40,7 @@ func TestFileStoreNotReadyOnReadOnlyFileSystem(t *testing.T) {
 	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("read-only: Ready = %v, want ErrUnavailable", err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); !errors.Is(err, ErrUnavailable) {
+	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("read-only: Record = %v, want ErrUnavailable", err)
 	}
 }
@@ -51,7 +52,7 @@ func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Ready(ctx); err != nil {
@@ -73,7 +74,7 @@ func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
 	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("full: Ready = %v, want ErrUnavailable", err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
+	if _, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("full: Record = %v, want ErrUnavailable", err)
 	}
 
@@ -81,7 +82,7 @@ func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
 	if err := s.Ready(ctx); err != nil {
 		t.Errorf("room again: Ready = %v", err)
 	}
-	if rec, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
+	if rec, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Errorf("room again: Record = %+v, %v", rec.Job, err)
 	}
 }

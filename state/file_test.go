@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-
 	"github.com/batchlatch/batchlatch/api"
 )
 
@@ -56,9 +54,9 @@ func TestFileStorePersistsAcrossReopen(t *testing.T) {
 
 func applyInputs() []api.Result {
 	return []api.Result{
-		run("nightly", "a", wfv1.WorkflowFailed, 0),
-		run("nightly", "b", wfv1.WorkflowFailed, 1),
-		run("hourly", "h", wfv1.WorkflowSucceeded, 1),
+		run("nightly", "a", api.PhaseFailed, 0),
+		run("nightly", "b", api.PhaseFailed, 1),
+		run("hourly", "h", api.PhaseSucceeded, 1),
 	}
 }
 
@@ -88,7 +86,7 @@ func TestFileStoreWriteFailureChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s, _ := OpenFileStore(filepath.Join(dir, "missing-dir", "state.json"))
-	_, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1))
+	_, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Record into a missing directory: %v, want ErrUnavailable", err)
 	}
@@ -137,7 +135,7 @@ func TestFileStoreReadsLegacyFile(t *testing.T) {
 	if j, err := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"}); err != nil || j.ConsecutiveFailures != 1 {
 		t.Fatalf("legacy job: %+v, %v", j, err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(2)); err != nil {
+	if _, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(2)); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
@@ -187,7 +185,7 @@ func TestFileStoreNotReadyWhereWritesFail(t *testing.T) {
 // An identity no store can hold is bad input, whatever the store.
 func TestFileStoreRefusesKeysNoStoreCanHold(t *testing.T) {
 	s, _ := OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
-	r := run(strings.Repeat("j", 251), "a", wfv1.WorkflowFailed, 0)
+	r := run(strings.Repeat("j", 251), "a", api.PhaseFailed, 0)
 	_, err := s.Record(context.Background(), r, at(1))
 	var fe *api.FieldError
 	if !errors.As(err, &fe) || fe.Field != "job" {

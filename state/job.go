@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-
 	"github.com/batchlatch/batchlatch/api"
 )
 
@@ -87,17 +85,17 @@ func KeyOf(r api.Result) Key { return KeyFor(r.Kind(), r.Namespace, r.JobName())
 // holds 1 MiB for all jobs. Namespace, Name and Kind are not in it: the
 // stores keep them in the key (see Key.String).
 type Job struct {
-	Namespace           string             `json:"-"`
-	Name                string             `json:"-"`
-	Kind                string             `json:"-"` // as in Key`
-	FailingSince        *time.Time         `json:"failingSince,omitempty"`
-	ConsecutiveFailures int                `json:"failedRuns,omitempty"`
-	LastResultAt        time.Time          `json:"lastAt"`
-	LastWorkflow        string             `json:"workflow"`
-	LastUID             string             `json:"uid,omitempty"`
-	LastPhase           wfv1.WorkflowPhase `json:"phase"`
-	LastFailures        []api.Failure      `json:"failedSteps,omitempty"`
-	LastStreak          *api.Streak        `json:"lastStreak,omitempty"`
+	Namespace           string        `json:"-"`
+	Name                string        `json:"-"`
+	Kind                string        `json:"-"` // as in Key`
+	FailingSince        *time.Time    `json:"failingSince,omitempty"`
+	ConsecutiveFailures int           `json:"failedRuns,omitempty"`
+	LastResultAt        time.Time     `json:"lastAt"`
+	LastWorkflow        string        `json:"workflow"`
+	LastUID             string        `json:"uid,omitempty"`
+	LastPhase           api.Phase     `json:"phase"`
+	LastFailures        []api.Failure `json:"failedSteps,omitempty"`
+	LastStreak          *api.Streak   `json:"lastStreak,omitempty"`
 	// EarlierStreaks are the streaks before LastStreak, newest first: with
 	// it, at most api.MaxStreaks.
 	EarlierStreaks []api.Streak `json:"streaks,omitempty"`
@@ -317,7 +315,7 @@ func (j Job) match(r api.Result) match {
 	if has(legacyRunHash(dedup)) {
 		// Recorded before outcomes were told apart: the outcome is known
 		// only for the job's latest run.
-		if r.UID != j.LastUID || r.WorkflowName != j.LastWorkflow || r.Failed() == (j.LastPhase != wfv1.WorkflowSucceeded) {
+		if r.UID != j.LastUID || r.WorkflowName != j.LastWorkflow || r.Failed() == (j.LastPhase != api.PhaseSucceeded) {
 			return match{seen: true}
 		}
 		m.retry = true

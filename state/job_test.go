@@ -7,15 +7,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-
 	"github.com/batchlatch/batchlatch/api"
 )
 
 var t0 = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
 
 // run is a result of CronWorkflow cron in namespace ml that finished at t0+hours.
-func run(cron, uid string, phase wfv1.WorkflowPhase, hours int) api.Result {
+func run(cron, uid string, phase api.Phase, hours int) api.Result {
 	return api.Result{
 		Namespace:       "ml",
 		WorkflowName:    cron + "-" + uid,
@@ -81,12 +79,12 @@ func TestApply(t *testing.T) {
 	}{
 		{
 			name:         "first failure starts a streak at the run's finish time",
-			results:      []api.Result{run("nightly", "a", wfv1.WorkflowFailed, 0)},
+			results:      []api.Result{run("nightly", "a", api.PhaseFailed, 0)},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}},
 			check: func(t *testing.T, jobs map[Key]Job) {
 				j := jobs[nightly]
 				wantFailing(t, j, at(0), 1)
-				if j.LastWorkflow != "nightly-a" || j.LastUID != "a" || j.LastPhase != wfv1.WorkflowFailed {
+				if j.LastWorkflow != "nightly-a" || j.LastUID != "a" || j.LastPhase != api.PhaseFailed {
 					t.Errorf("last run = %s/%s/%s", j.LastWorkflow, j.LastUID, j.LastPhase)
 				}
 			},
@@ -94,9 +92,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "repeated failures count up and keep failingSince",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "b", wfv1.WorkflowFailed, 1),
-				run("nightly", "c", wfv1.WorkflowFailed, 2),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "b", api.PhaseFailed, 1),
+				run("nightly", "c", api.PhaseFailed, 2),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}, {Transition: StillFailing}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -109,8 +107,8 @@ func TestApply(t *testing.T) {
 		{
 			name: "Error counts as a failure",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowError, 0),
-				run("nightly", "b", wfv1.WorkflowFailed, 1),
+				run("nightly", "a", api.PhaseError, 0),
+				run("nightly", "b", api.PhaseFailed, 1),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(0), 2) },
@@ -118,9 +116,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "success ends the streak and records it",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "b", wfv1.WorkflowFailed, 1),
-				run("nightly", "c", wfv1.WorkflowSucceeded, 3),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "b", api.PhaseFailed, 1),
+				run("nightly", "c", api.PhaseSucceeded, 3),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}, {Transition: Recovered}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -138,8 +136,8 @@ func TestApply(t *testing.T) {
 		{
 			name: "success of a healthy job changes nothing but the last run",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowSucceeded, 0),
-				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+				run("nightly", "a", api.PhaseSucceeded, 0),
+				run("nightly", "b", api.PhaseSucceeded, 1),
 			},
 			wantOutcomes: []Outcome{{Transition: Unchanged}, {Transition: Unchanged}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -152,10 +150,10 @@ func TestApply(t *testing.T) {
 		{
 			name: "a duplicate uid changes nothing",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "b", wfv1.WorkflowFailed, 1),
-				run("nightly", "b", wfv1.WorkflowFailed, 1),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "b", api.PhaseFailed, 1),
+				run("nightly", "b", api.PhaseFailed, 1),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing}, {Transition: Unchanged, Duplicate: true}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(0), 2) },
@@ -163,9 +161,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "a redelivered failure after the success does not reopen the streak",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "b", api.PhaseSucceeded, 1),
+				run("nightly", "a", api.PhaseFailed, 0),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Recovered}, {Transition: Unchanged, Duplicate: true}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
@@ -173,8 +171,8 @@ func TestApply(t *testing.T) {
 		{
 			name: "an older failure arriving after a newer success does not change the state",
 			results: []api.Result{
-				run("nightly", "b", wfv1.WorkflowSucceeded, 2),
-				run("nightly", "a", wfv1.WorkflowFailed, 1),
+				run("nightly", "b", api.PhaseSucceeded, 2),
+				run("nightly", "a", api.PhaseFailed, 1),
 			},
 			wantOutcomes: []Outcome{{Transition: Unchanged}, {Transition: Unchanged, Stale: true}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -188,9 +186,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "an older success arriving after a newer failure does not end the streak",
 			results: []api.Result{
-				run("nightly", "b", wfv1.WorkflowFailed, 2),
-				run("nightly", "a", wfv1.WorkflowSucceeded, 1),
-				run("nightly", "a", wfv1.WorkflowSucceeded, 1),
+				run("nightly", "b", api.PhaseFailed, 2),
+				run("nightly", "a", api.PhaseSucceeded, 1),
+				run("nightly", "a", api.PhaseSucceeded, 1),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Stale: true}, {Transition: Unchanged, Duplicate: true}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(2), 1) },
@@ -198,10 +196,10 @@ func TestApply(t *testing.T) {
 		{
 			name: "two CronWorkflows in one namespace fail and recover independently",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("hourly", "h1", wfv1.WorkflowFailed, 1),
-				run("hourly", "h2", wfv1.WorkflowSucceeded, 2),
-				run("nightly", "b", wfv1.WorkflowFailed, 24),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("hourly", "h1", api.PhaseFailed, 1),
+				run("hourly", "h2", api.PhaseSucceeded, 2),
+				run("nightly", "b", api.PhaseFailed, 24),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StartedFailing}, {Transition: Recovered}, {Transition: StillFailing}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -215,11 +213,11 @@ func TestApply(t *testing.T) {
 		{
 			name: "argo retry: a success of the failed workflow (same uid) ends the streak",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "b", wfv1.WorkflowFailed, 5),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "b", api.PhaseFailed, 5),
 				// Argo resets startedAt on a retry: createdAt plus the retry's
 				// duration ends long before the failure it replaces.
-				withDuration(run("nightly", "b", wfv1.WorkflowSucceeded, 0), 600),
+				withDuration(run("nightly", "b", api.PhaseSucceeded, 0), 600),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing}, {Transition: Recovered, Retry: true}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -230,7 +228,7 @@ func TestApply(t *testing.T) {
 				if j.LastStreak == nil || *j.LastStreak != want {
 					t.Errorf("LastStreak = %+v, want %+v", j.LastStreak, want)
 				}
-				if j.LastPhase != wfv1.WorkflowSucceeded || !j.LastResultAt.Equal(at(100)) {
+				if j.LastPhase != api.PhaseSucceeded || !j.LastResultAt.Equal(at(100)) {
 					t.Errorf("last = %s at %s", j.LastPhase, j.LastResultAt)
 				}
 			},
@@ -238,10 +236,10 @@ func TestApply(t *testing.T) {
 		{
 			name: "at-least-once: one outcome delivered again, re-rendered, is a duplicate",
 			results: []api.Result{
-				withDuration(run("nightly", "a", wfv1.WorkflowFailed, 0), 12.5),
-				withDuration(run("nightly", "a", wfv1.WorkflowFailed, 0), 14),
-				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
-				withDuration(run("nightly", "b", wfv1.WorkflowSucceeded, 1), 3),
+				withDuration(run("nightly", "a", api.PhaseFailed, 0), 12.5),
+				withDuration(run("nightly", "a", api.PhaseFailed, 0), 14),
+				run("nightly", "b", api.PhaseSucceeded, 1),
+				withDuration(run("nightly", "b", api.PhaseSucceeded, 1), 3),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: Recovered}, {Transition: Unchanged, Duplicate: true}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
@@ -249,9 +247,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "a retried workflow that fails again, as Failed or Error, is the same failed run",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "a", wfv1.WorkflowError, 2),
-				run("nightly", "a", wfv1.WorkflowFailed, 3),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "a", api.PhaseError, 2),
+				run("nightly", "a", api.PhaseFailed, 3),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: Unchanged, Duplicate: true}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantFailing(t, jobs[nightly], at(0), 1) },
@@ -259,9 +257,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "a redelivered failure after its retry succeeded does not reopen the streak",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "a", wfv1.WorkflowSucceeded, 1),
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "a", api.PhaseSucceeded, 1),
+				run("nightly", "a", api.PhaseFailed, 0),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Recovered, Retry: true}, {Transition: Unchanged, Duplicate: true}},
 			check:        func(t *testing.T, jobs map[Key]Job) { wantHealthy(t, jobs[nightly]) },
@@ -272,7 +270,7 @@ func TestApply(t *testing.T) {
 				missed("nightly", 0),
 				missed("nightly", 0),
 				missed("nightly", 24),
-				run("nightly", "c", wfv1.WorkflowSucceeded, 48),
+				run("nightly", "c", api.PhaseSucceeded, 48),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing}, {Transition: Recovered}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -285,12 +283,12 @@ func TestApply(t *testing.T) {
 			name: "a run that shows up late for a missed tick is the same run",
 			results: []api.Result{
 				missed("nightly", 0),
-				named(run("nightly", "late", wfv1.WorkflowFailed, 0), "nightly-tick-0"),
+				named(run("nightly", "late", api.PhaseFailed, 0), "nightly-tick-0"),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: StillFailing, Supersedes: true}},
 			check: func(t *testing.T, jobs map[Key]Job) {
 				wantFailing(t, jobs[nightly], at(0), 1)
-				if jobs[nightly].LastPhase != wfv1.WorkflowFailed || jobs[nightly].LastUID != "late" {
+				if jobs[nightly].LastPhase != api.PhaseFailed || jobs[nightly].LastUID != "late" {
 					t.Errorf("last = %s %s, want the run's own result", jobs[nightly].LastPhase, jobs[nightly].LastUID)
 				}
 			},
@@ -298,12 +296,12 @@ func TestApply(t *testing.T) {
 		{
 			name: "a stuck run that then fails is one failed run; its success would end the streak",
 			results: []api.Result{
-				stuck(run("nightly", "a", wfv1.WorkflowFailed, 0)),
-				stuck(run("nightly", "a", wfv1.WorkflowFailed, 0)),
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				stuck(run("nightly", "a", wfv1.WorkflowFailed, 0)),
-				stuck(run("nightly", "b", wfv1.WorkflowFailed, 1)),
-				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
+				stuck(run("nightly", "a", api.PhaseFailed, 0)),
+				stuck(run("nightly", "a", api.PhaseFailed, 0)),
+				run("nightly", "a", api.PhaseFailed, 0),
+				stuck(run("nightly", "a", api.PhaseFailed, 0)),
+				stuck(run("nightly", "b", api.PhaseFailed, 1)),
+				run("nightly", "b", api.PhaseSucceeded, 1),
 			},
 			wantOutcomes: []Outcome{
 				{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing, Supersedes: true},
@@ -318,9 +316,9 @@ func TestApply(t *testing.T) {
 		{
 			name: "a new streak after a recovery starts afresh",
 			results: []api.Result{
-				run("nightly", "a", wfv1.WorkflowFailed, 0),
-				run("nightly", "b", wfv1.WorkflowSucceeded, 1),
-				run("nightly", "c", wfv1.WorkflowFailed, 5),
+				run("nightly", "a", api.PhaseFailed, 0),
+				run("nightly", "b", api.PhaseSucceeded, 1),
+				run("nightly", "c", api.PhaseFailed, 5),
 			},
 			wantOutcomes: []Outcome{{Transition: StartedFailing}, {Transition: Recovered}, {Transition: StartedFailing}},
 			check: func(t *testing.T, jobs map[Key]Job) {
@@ -348,7 +346,7 @@ func TestApply(t *testing.T) {
 }
 
 func TestApplyWithoutCreatedAtUsesReceiveTime(t *testing.T) {
-	r := api.Result{Namespace: "etl", WorkflowName: "w-1", Phase: wfv1.WorkflowFailed}
+	r := api.Result{Namespace: "etl", WorkflowName: "w-1", Phase: api.PhaseFailed}
 	j, o := Apply(Job{}, false, r, at(7))
 	if o.Transition != StartedFailing || !j.FailingSince.Equal(at(7)) {
 		t.Fatalf("got %+v, failingSince %v", o, j.FailingSince)
@@ -366,7 +364,7 @@ func TestApplyBoundsStoredSize(t *testing.T) {
 	var job Job
 	existing := false
 	for i := 0; i < 100; i++ {
-		r := run("nightly", strings.Repeat("u", 36)+string(rune('a'+i%26))+strings.Repeat("x", i/26), wfv1.WorkflowFailed, i)
+		r := run("nightly", strings.Repeat("u", 36)+string(rune('a'+i%26))+strings.Repeat("x", i/26), api.PhaseFailed, i)
 		r.Failures = []api.Failure{
 			{DisplayName: "step", Message: strings.Repeat("é", 1000)},
 			{DisplayName: "b"}, {DisplayName: "c"}, {DisplayName: "d"}, {DisplayName: "e"},
@@ -391,11 +389,11 @@ func TestApplyBoundsStoredSize(t *testing.T) {
 // Apply must not write into its input's slices: two results applied to the
 // same job (as a conflict retry re-applies a batch) must not see each other.
 func TestApplyDoesNotAliasInput(t *testing.T) {
-	base, _ := Apply(Job{}, false, run("nightly", "a", wfv1.WorkflowFailed, 0), at(9))
+	base, _ := Apply(Job{}, false, run("nightly", "a", api.PhaseFailed, 0), at(9))
 	// Spare capacity: an in-place append would land in shared memory.
 	base.RecentRuns = append(make([]string, 0, 32), base.RecentRuns...)
-	withB, _ := Apply(base, true, run("nightly", "b", wfv1.WorkflowFailed, 1), at(9))
-	withC, _ := Apply(base, true, run("nightly", "c", wfv1.WorkflowFailed, 1), at(9))
+	withB, _ := Apply(base, true, run("nightly", "b", api.PhaseFailed, 1), at(9))
+	withC, _ := Apply(base, true, run("nightly", "c", api.PhaseFailed, 1), at(9))
 	if last := withB.RecentRuns[len(withB.RecentRuns)-1]; last != runHash("b", outcomeFailed) {
 		t.Errorf("applying c to the same base changed b's job: last run %s, want %s", last, runHash("b", outcomeFailed))
 	}
@@ -464,7 +462,7 @@ func TestApplyReadsLegacyRunHashes(t *testing.T) {
 	since := at(1)
 	legacy := Job{
 		Namespace: "ml", Name: "nightly", FailingSince: &since, ConsecutiveFailures: 2,
-		LastResultAt: at(1), LastWorkflow: "nightly-b", LastUID: "b", LastPhase: wfv1.WorkflowFailed,
+		LastResultAt: at(1), LastWorkflow: "nightly-b", LastUID: "b", LastPhase: api.PhaseFailed,
 		RecentRuns: []string{legacyRunHash("a"), legacyRunHash("b")},
 	}
 	for _, tt := range []struct {
@@ -472,10 +470,10 @@ func TestApplyReadsLegacyRunHashes(t *testing.T) {
 		r    api.Result
 		want Outcome
 	}{
-		{"the latest failure again", run("nightly", "b", wfv1.WorkflowFailed, 1), Outcome{Transition: Unchanged, Duplicate: true}},
-		{"an older run again", run("nightly", "a", wfv1.WorkflowSucceeded, 0), Outcome{Transition: Unchanged, Duplicate: true}},
-		{"a retry of the latest run", run("nightly", "b", wfv1.WorkflowSucceeded, 1), Outcome{Transition: Recovered, Retry: true}},
-		{"a new run", run("nightly", "c", wfv1.WorkflowFailed, 2), Outcome{Transition: StillFailing}},
+		{"the latest failure again", run("nightly", "b", api.PhaseFailed, 1), Outcome{Transition: Unchanged, Duplicate: true}},
+		{"an older run again", run("nightly", "a", api.PhaseSucceeded, 0), Outcome{Transition: Unchanged, Duplicate: true}},
+		{"a retry of the latest run", run("nightly", "b", api.PhaseSucceeded, 1), Outcome{Transition: Recovered, Retry: true}},
+		{"a new run", run("nightly", "c", api.PhaseFailed, 2), Outcome{Transition: StillFailing}},
 	} {
 		if _, got := Apply(legacy, true, tt.r, at(100)); got != tt.want {
 			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)

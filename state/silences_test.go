@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 )
@@ -37,7 +36,7 @@ func silenceIDs(t *testing.T, s Store) string {
 func testSilences(t *testing.T, open func() Store) {
 	ctx := context.Background()
 	s := open()
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(100)); err != nil {
+	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(100)); err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range []api.Silence{silenceAt("a1", "nightly", 0, 200), silenceAt("b2", "", 0, 300), silenceAt("c3", "hourly", 0, 400)} {

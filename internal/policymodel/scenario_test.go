@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
@@ -108,9 +106,9 @@ func (s scenario) samples() []Sample {
 			restart(m) // the loop notices that writes resumed
 		}
 		if r, ok := results[m]; ok {
-			phase := wfv1.WorkflowSucceeded
+			phase := api.PhaseSucceeded
 			if r.failed {
-				phase = wfv1.WorkflowFailed
+				phase = api.PhaseFailed
 			}
 			at := minute(m).Add(10 * time.Second)
 			res := api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: fmt.Sprintf("nightly-%d", m), UID: fmt.Sprint(m), Phase: phase}

@@ -40,7 +40,7 @@ type cron struct {
 }
 
 type condition struct {
-	Phase   wfv1.WorkflowPhase // api.PhaseSpecError or api.PhaseSubmissionError
+	Phase   api.Phase // api.PhaseSpecError or api.PhaseSubmissionError
 	Message string
 }
 
@@ -161,7 +161,7 @@ func scheduledTick(cron, workflow string) (time.Time, bool) {
 // tickResult is a synthetic failure of the run cron's tick should have made.
 // It stands for that run (same name), so the run's own result, if it comes
 // late, supersedes it.
-func tickResult(c cron, tick time.Time, phase wfv1.WorkflowPhase, message string, at time.Time) api.Result {
+func tickResult(c cron, tick time.Time, phase api.Phase, message string, at time.Time) api.Result {
 	return api.Result{
 		Namespace:       c.Namespace,
 		WorkflowName:    runName(c.Name, tick),
@@ -207,7 +207,7 @@ func lost(c cron, runs []run, job *state.Job, handled map[string]bool) []run {
 			if r.began().Before(job.LastResultAt.Add(-reconcileHorizon)) {
 				continue
 			}
-			if job.Knows(api.Result{Namespace: c.Namespace, CronWorkflow: c.Name, WorkflowName: r.Name, UID: r.UID, Phase: r.Phase}) {
+			if job.Knows(api.Result{Namespace: c.Namespace, CronWorkflow: c.Name, WorkflowName: r.Name, UID: r.UID, Phase: api.Phase(r.Phase)}) {
 				continue
 			}
 		}

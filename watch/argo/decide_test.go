@@ -41,7 +41,7 @@ func tickName(n int) string { return runName("nightly", minutes(n)) }
 func TestDueMissedTicks(t *testing.T) {
 	base := everyMinute(t)
 	now := minutes(5) // ticks 1..5; 1..3 are past the 2m grace
-	failedJob := func(workflow string, phase wfv1.WorkflowPhase, at time.Time) *state.Job {
+	failedJob := func(workflow string, phase api.Phase, at time.Time) *state.Job {
 		return &state.Job{Namespace: "ml", Name: "nightly", LastWorkflow: workflow, LastPhase: phase, LastResultAt: at}
 	}
 	tests := []struct {
@@ -63,13 +63,13 @@ func TestDueMissedTicks(t *testing.T) {
 		{name: "created after the ticks", change: func(c *cron) { c.Created = minutes(3) }},
 		{name: "schedule changed: ticks before it are the old schedule's", change: func(c *cron) { c.SpecChangedAt = minutes(2) }, want: "Missed:" + tickName(3)},
 		{name: "a longer grace", change: func(c *cron) { c.Grace = 4 * time.Minute }, want: "Missed:" + tickName(1)},
-		{name: "a stored result of a later tick covers", job: failedJob(tickName(2), wfv1.WorkflowFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
+		{name: "a stored result of a later tick covers", job: failedJob(tickName(2), api.PhaseFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
 		{name: "the watcher's own result covers nothing", job: failedJob(tickName(2), api.PhaseMissed, minutes(4)),
 			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
 		{name: "Forbid: a run active at the tick", change: func(c *cron) { c.Forbid = true },
 			runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}}},
 		{name: "Forbid: a run that ended after the tick", change: func(c *cron) { c.Forbid = true },
-			job: failedJob(runName("nightly", t0), wfv1.WorkflowSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
+			job: failedJob(runName("nightly", t0), api.PhaseSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
 		{name: "Allow: a run of an earlier tick does not cover", runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}},
 			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
 		{name: "SubmissionError: every uncovered tick, without waiting for the grace",
@@ -142,7 +142,7 @@ func TestDueStuckRuns(t *testing.T) {
 
 func TestLostRuns(t *testing.T) {
 	c := everyMinute(t)
-	known, _ := state.Apply(state.Job{}, false, api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-k", UID: "k", Phase: wfv1.WorkflowFailed}, minutes(50))
+	known, _ := state.Apply(state.Job{}, false, api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-k", UID: "k", Phase: api.PhaseFailed}, minutes(50))
 	runs := []run{
 		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowFailed, Completed: true},                        // its callback came
 		{Name: "nightly-l", UID: "l", Created: minutes(45), Phase: wfv1.WorkflowFailed, Completed: true},                        // lost

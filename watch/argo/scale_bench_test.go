@@ -99,7 +99,7 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 					}
 					resultsMu.Lock()
 					results = append(results, api.Result{Namespace: ns, CronWorkflow: name, WorkflowName: created.Name, UID: string(created.UID),
-						Phase: created.Status.Phase, CreatedAt: tick.UTC().Format(time.RFC3339), DurationSeconds: 120})
+						Phase: api.Phase(created.Status.Phase), CreatedAt: tick.UTC().Format(time.RFC3339), DurationSeconds: 120})
 					resultsMu.Unlock()
 				}
 			}
@@ -196,7 +196,7 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 				}
 			}
 			store.Record(ctx, api.Result{Namespace: ns, CronWorkflow: cwf.Name, WorkflowName: created.Name, UID: string(created.UID),
-				Phase: created.Status.Phase, CreatedAt: tick.UTC().Format(time.RFC3339), DurationSeconds: 120}, time.Now())
+				Phase: api.Phase(created.Status.Phase), CreatedAt: tick.UTC().Format(time.RFC3339), DurationSeconds: 120}, time.Now())
 		}
 	}()
 	time.Sleep(steady)

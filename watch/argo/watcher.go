@@ -516,7 +516,7 @@ func resultOf(wf *wfv1.Workflow, now time.Time) api.Result {
 		WorkflowName:  wf.Name,
 		UID:           string(wf.UID),
 		CronWorkflow:  wf.Labels[common.LabelKeyCronWorkflow],
-		Phase:         wf.Status.Phase,
+		Phase:         api.Phase(wf.Status.Phase),
 		ScheduledTime: wf.Annotations[common.AnnotationKeyCronWfScheduledTime],
 		CreatedAt:     wf.CreationTimestamp.UTC().Format(time.RFC3339),
 	}
@@ -534,7 +534,7 @@ func resultOf(wf *wfv1.Workflow, now time.Time) api.Result {
 		}
 	}
 	sort.Slice(r.Failures, func(i, k int) bool { return r.Failures[i].FinishedAt < r.Failures[k].FinishedAt })
-	if len(r.Failures) == 0 && r.Phase != wfv1.WorkflowSucceeded && wf.Status.Message != "" {
+	if len(r.Failures) == 0 && r.Phase != api.PhaseSucceeded && wf.Status.Message != "" {
 		r.Failures = []api.Failure{{DisplayName: wf.Name, Message: wf.Status.Message, Phase: string(wf.Status.Phase)}}
 	}
 	return r

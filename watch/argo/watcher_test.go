@@ -210,7 +210,7 @@ func TestMissedTicksCountOnceAndASuccessEndsThem(t *testing.T) {
 	next := missed[len(missed)-1].Add(time.Minute)
 	wf := f.run(cwf, next, wfv1.WorkflowStatus{Phase: wfv1.WorkflowSucceeded, StartedAt: metav1.NewTime(next), FinishedAt: metav1.NewTime(next.Add(5 * time.Second))})
 	f.clock.Set(next.Add(30 * time.Second))
-	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: wf.Name, UID: string(wf.UID), Phase: wfv1.WorkflowSucceeded,
+	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: wf.Name, UID: string(wf.UID), Phase: api.PhaseSucceeded,
 		CreatedAt: next.UTC().Format(time.RFC3339), DurationSeconds: 5}, f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestUnsubmittableRunsFailWithTheConditionsMessage(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		typ   wfv1.ConditionType
-		phase wfv1.WorkflowPhase
+		phase api.Phase
 	}{
 		{"quota", wfv1.ConditionTypeSubmissionError, api.PhaseSubmissionError},
 		{"invalid", wfv1.ConditionTypeSpecError, api.PhaseSpecError},
@@ -303,7 +303,7 @@ func TestLostCallbacksArePickedUp(t *testing.T) {
 		t.Fatalf("job %+v", j)
 	}
 	// The callback comes after all: a duplicate.
-	late := api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: failed.Name, UID: string(failed.UID), Phase: wfv1.WorkflowFailed}
+	late := api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: failed.Name, UID: string(failed.UID), Phase: api.PhaseFailed}
 	if rec, err := store.Record(context.Background(), late, time.Now()); err != nil || !rec.Outcome.Duplicate {
 		t.Fatalf("late callback: %+v, %v", rec.Outcome, err)
 	}
@@ -349,7 +349,7 @@ func TestStuckRunThenItsOwnResult(t *testing.T) {
 	if _, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Update(context.Background(), wf, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	j = waitJob(t, store, key, "the run's own result", func(j state.Job) bool { return j.LastPhase == wfv1.WorkflowFailed })
+	j = waitJob(t, store, key, "the run's own result", func(j state.Job) bool { return j.LastPhase == api.PhaseFailed })
 	if j.ConsecutiveFailures != 1 || j.LastFailures[0].Message != "deadline exceeded" {
 		t.Fatalf("job %+v", j)
 	}
@@ -360,7 +360,7 @@ func TestDeletedCronWorkflowIsForgotten(t *testing.T) {
 	store := fileStore(t)
 	f.cron("nightly", "0 0 1 1 *", nil)
 	key := state.Key{Namespace: f.ns, Name: "nightly"}
-	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: "nightly-1", UID: "u1", Phase: wfv1.WorkflowFailed}, time.Now()); err != nil {
+	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: "nightly-1", UID: "u1", Phase: api.PhaseFailed}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	var forgot atomic.Int32

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,9 +24,9 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 	base := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
 	result := func(i int, failed bool) pendingResult {
 		r := api.Result{Namespace: "ml", CronJob: "nightly", WorkflowName: fmt.Sprintf("nightly-%d", 29924760+i), UID: fmt.Sprintf("uid-%d", i),
-			Phase: wfv1.WorkflowSucceeded, CreatedAt: base.Add(time.Duration(i) * time.Hour).Format(time.RFC3339), DurationSeconds: 90}
+			Phase: api.PhaseSucceeded, CreatedAt: base.Add(time.Duration(i) * time.Hour).Format(time.RFC3339), DurationSeconds: 90}
 		if failed {
-			r.Phase = wfv1.WorkflowFailed
+			r.Phase = api.PhaseFailed
 			r.Failures = []api.Failure{{DisplayName: "BackoffLimitExceeded", Message: fmt.Sprintf("run %d", i)}}
 		}
 		return pendingResult{Result: r}

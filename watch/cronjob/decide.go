@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/watch/cronrules"
@@ -48,8 +46,8 @@ type run struct {
 	Started     time.Time // status.startTime; zero until the Job starts
 	ScheduledAt time.Time // the scheduled-timestamp annotation; zero when absent
 	// Phase is the outcome of the Job's terminal condition: "" while it
-	// runs, wfv1.WorkflowSucceeded or wfv1.WorkflowFailed.
-	Phase wfv1.WorkflowPhase
+	// runs, api.PhaseSucceeded or api.PhaseFailed.
+	Phase api.Phase
 	// FinishedAt is when it completed or failed; Reason and Message are
 	// its Failed (or FailureTarget) condition's.
 	FinishedAt      time.Time
@@ -199,8 +197,8 @@ func resultOf(namespace, cron string, r run, now time.Time) api.Result {
 	// CreatedAt has whole seconds: measure from them, so that FinishedAt is
 	// the finish time to the second.
 	res.DurationSeconds = max(finished.Sub(r.Created.Truncate(time.Second)).Seconds(), 0)
-	if r.Phase == wfv1.WorkflowFailed {
-		f := api.Failure{DisplayName: r.Reason, Message: r.Message, Phase: string(wfv1.WorkflowFailed)}
+	if r.Phase == api.PhaseFailed {
+		f := api.Failure{DisplayName: r.Reason, Message: r.Message, Phase: string(api.PhaseFailed)}
 		if !r.FinishedAt.IsZero() {
 			f.FinishedAt = r.FinishedAt.UTC().Format(time.RFC3339)
 		}

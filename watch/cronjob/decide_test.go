@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,7 +65,7 @@ func TestDueMissedTicks(t *testing.T) {
 	base := everyMinute(t)
 	now := minutes(5) // ticks 1..5; 1..3 are past the 2m grace
 	all := "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)
-	stored := func(workflow string, phase wfv1.WorkflowPhase, at time.Time) *state.Job {
+	stored := func(workflow string, phase api.Phase, at time.Time) *state.Job {
 		return &state.Job{Namespace: "ml", Name: "nightly", Kind: api.KindCronJob, LastWorkflow: workflow, LastPhase: phase, LastResultAt: at}
 	}
 	tests := []struct {
@@ -77,7 +76,7 @@ func TestDueMissedTicks(t *testing.T) {
 		want   string
 	}{
 		{name: "no Job at all", want: all},
-		{name: "a Job for a tick covers it (by name)", runs: []run{{Name: tickName(2), Phase: wfv1.WorkflowSucceeded, Created: minutes(2)}},
+		{name: "a Job for a tick covers it (by name)", runs: []run{{Name: tickName(2), Phase: api.PhaseSucceeded, Created: minutes(2)}},
 			want: "Missed:" + tickName(1) + " Missed:" + tickName(3)},
 		{name: "a Job for a later tick covers the earlier ones (by annotation)", runs: []run{{Name: "nightly-x", Created: minutes(3), ScheduledAt: minutes(3)}}},
 		{name: "suspended", change: func(c *cronJob) { c.Suspended = true }},
@@ -88,12 +87,12 @@ func TestDueMissedTicks(t *testing.T) {
 			want: all + " Missed:" + tickName(4)},
 		{name: "startingDeadlineSeconds longer than the grace changes nothing", change: func(c *cronJob) { c.StartingDeadline = time.Hour }, want: all},
 		{name: "lastScheduleTime: the controller made Jobs up to it (gone since)", change: func(c *cronJob) { c.LastScheduled = minutes(2) }, want: "Missed:" + tickName(3)},
-		{name: "a stored result of a later tick covers", job: stored(tickName(2), wfv1.WorkflowFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
+		{name: "a stored result of a later tick covers", job: stored(tickName(2), api.PhaseFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
 		{name: "the watcher's own result covers nothing", job: stored(tickName(2), api.PhaseMissed, minutes(4)), want: all},
 		{name: "Forbid: a Job running at the tick", change: func(c *cronJob) { c.Forbid = true },
 			runs: []run{{Name: tickName(0), Created: t0, Started: t0}}},
 		{name: "Forbid: a Job that ended after the tick", change: func(c *cronJob) { c.Forbid = true },
-			job: stored(jobName("nightly", t0), wfv1.WorkflowSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
+			job: stored(jobName("nightly", t0), api.PhaseSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
 		{name: "Allow: a Job of an earlier tick does not cover", runs: []run{{Name: tickName(0), Created: t0, Started: t0}}, want: all},
 	}
 	for _, tt := range tests {
@@ -144,7 +143,7 @@ func TestDueStuckJobs(t *testing.T) {
 	runs := []run{
 		{Name: "nightly-a", UID: "a", Created: minutes(0), Started: minutes(0)},
 		{Name: "nightly-b", UID: "b", Created: minutes(30)}, // not started yet: counted from its creation
-		{Name: "nightly-c", UID: "c", Created: minutes(0), Started: minutes(0), Phase: wfv1.WorkflowFailed},
+		{Name: "nightly-c", UID: "c", Created: minutes(0), Started: minutes(0), Phase: api.PhaseFailed},
 		{Name: "nightly-d", UID: "d", Created: minutes(0), Started: minutes(90)}, // started late
 	}
 	got := due(c, runs, nil, now)
@@ -175,21 +174,21 @@ func TestRunOfReadsTheTerminalCondition(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		status   batchv1.JobStatus
-		phase    wfv1.WorkflowPhase
+		phase    api.Phase
 		finished time.Time
 		reason   string
 	}{
 		{"running, pods failed and retried", batchv1.JobStatus{Failed: 2, Active: 1}, "", time.Time{}, ""},
 		{"complete after retried pods", batchv1.JobStatus{Failed: 2, Succeeded: 1, CompletionTime: &done, Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobSuccessCriteriaMet, "CompletionsReached", "", minutes(6)), cond(batchv1.JobComplete, "CompletionsReached", "", minutes(6))}},
-			wfv1.WorkflowSucceeded, minutes(7), ""},
+			api.PhaseSucceeded, minutes(7), ""},
 		{"success criteria met, not complete yet", batchv1.JobStatus{Conditions: []batchv1.JobCondition{cond(batchv1.JobSuccessCriteriaMet, "SuccessPolicy", "", minutes(5))}},
-			wfv1.WorkflowSucceeded, minutes(5), ""},
+			api.PhaseSucceeded, minutes(5), ""},
 		{"failed", batchv1.JobStatus{Failed: 3, Conditions: []batchv1.JobCondition{
 			cond(batchv1.JobFailureTarget, "BackoffLimitExceeded", "limit", minutes(4)), cond(batchv1.JobFailed, "BackoffLimitExceeded", "limit", minutes(5))}},
-			wfv1.WorkflowFailed, minutes(5), "BackoffLimitExceeded"},
+			api.PhaseFailed, minutes(5), "BackoffLimitExceeded"},
 		{"failure target only", batchv1.JobStatus{Conditions: []batchv1.JobCondition{cond(batchv1.JobFailureTarget, "DeadlineExceeded", "late", minutes(4))}},
-			wfv1.WorkflowFailed, minutes(4), "DeadlineExceeded"},
+			api.PhaseFailed, minutes(4), "DeadlineExceeded"},
 		{"a condition that is not true", batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionFalse}}}, "", time.Time{}, ""},
 	} {
 		r := runOf(job(tt.status))
@@ -211,7 +210,7 @@ func TestRunOfReadsTheTerminalCondition(t *testing.T) {
 		if res.CronJob != "nightly" || res.UID != "u" || res.Phase != tt.phase {
 			t.Errorf("%s: %+v", tt.name, res)
 		}
-		if tt.phase == wfv1.WorkflowFailed && (len(res.Failures) != 1 || res.Failures[0].DisplayName != tt.reason || res.Failures[0].Message == "") {
+		if tt.phase == api.PhaseFailed && (len(res.Failures) != 1 || res.Failures[0].DisplayName != tt.reason || res.Failures[0].Message == "") {
 			t.Errorf("%s: failures %+v", tt.name, res.Failures)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -78,10 +77,10 @@ type Watcher struct {
 	sync  []cache.InformerSynced
 
 	mu      sync.Mutex
-	deleted map[state.Key]time.Time       // CronJobs seen deleted, when
-	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished Job
-	pending []pendingResult               // Job results not recorded yet
-	warned  sync.Map                      // bad annotations already logged
+	deleted map[state.Key]time.Time // CronJobs seen deleted, when
+	handled map[string]api.Phase    // uid → the outcome recorded of a finished Job
+	pending []pendingResult         // Job results not recorded yet
+	warned  sync.Map                // bad annotations already logged
 
 	wake      chan struct{} // a Job result is pending
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
@@ -114,7 +113,7 @@ func New(kube kubernetes.Interface, store state.Store, cfg Config, hooks Hooks, 
 		kube: kube, store: store, cfg: cfg, hooks: hooks,
 		logger:    logger.With("component", "cronjob-watch"),
 		deleted:   map[state.Key]time.Time{},
-		handled:   map[string]wfv1.WorkflowPhase{},
+		handled:   map[string]api.Phase{},
 		wake:      make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 	}
@@ -622,10 +621,10 @@ func runOf(job *batchv1.Job) run {
 	if target == nil {
 		return r
 	}
-	r.Phase = wfv1.WorkflowSucceeded
+	r.Phase = api.PhaseSucceeded
 	r.FinishedAt = target.LastTransitionTime.Time
 	if target.Type == batchv1.JobFailed || target.Type == batchv1.JobFailureTarget {
-		r.Phase = wfv1.WorkflowFailed
+		r.Phase = api.PhaseFailed
 		r.Reason, r.Message = target.Reason, target.Message
 	} else if job.Status.CompletionTime != nil {
 		r.FinishedAt = job.Status.CompletionTime.Time

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -249,7 +248,7 @@ func TestFailedJobsLatchUntilASuccess(t *testing.T) {
 	tick := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
 	first := f.setStatus(f.tickJob(cj, tick), failed("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
 	j := waitJob(t, store, key, "failed Job", func(j state.Job) bool { return j.Failing() })
-	if j.ConsecutiveFailures != 1 || j.LastUID != string(first.UID) || j.LastPhase != wfv1.WorkflowFailed || len(j.LastFailures) != 1 ||
+	if j.ConsecutiveFailures != 1 || j.LastUID != string(first.UID) || j.LastPhase != api.PhaseFailed || len(j.LastFailures) != 1 ||
 		j.LastFailures[0].DisplayName != "BackoffLimitExceeded" || j.LastFailures[0].Message != "Job has reached the specified backoff limit" {
 		t.Fatalf("job %+v", j)
 	}
@@ -263,7 +262,7 @@ func TestFailedJobsLatchUntilASuccess(t *testing.T) {
 	// A success ends the streak, though the failed Jobs are still there.
 	f.setStatus(f.tickJob(cj, tick.Add(2*time.Hour)), complete)
 	j = waitJob(t, store, key, "success", func(j state.Job) bool { return !j.Failing() })
-	if j.LastStreak == nil || j.LastStreak.Failures != 2 || j.LastPhase != wfv1.WorkflowSucceeded {
+	if j.LastStreak == nil || j.LastStreak.Failures != 2 || j.LastPhase != api.PhaseSucceeded {
 		t.Fatalf("job %+v", j)
 	}
 	settle()
@@ -323,7 +322,7 @@ func TestRetriedPodsAreNoFailure(t *testing.T) {
 	settle()
 	f.setStatus(job, complete)
 	j := waitJob(t, store, keyOf(f.ns, "nightly"), "completed Job", func(j state.Job) bool { return j.LastUID != "" })
-	if j.Failing() || j.LastPhase != wfv1.WorkflowSucceeded || j.ConsecutiveFailures != 0 {
+	if j.Failing() || j.LastPhase != api.PhaseSucceeded || j.ConsecutiveFailures != 0 {
 		t.Fatalf("job %+v", j)
 	}
 }
@@ -381,7 +380,7 @@ func TestStuckJobThenItsOwnResult(t *testing.T) {
 	// The Job fails after all: its own result replaces Stuck, and it is
 	// still one failed run.
 	f.setStatus(job, failed("DeadlineExceeded", "Job was active longer than specified deadline"))
-	j = waitJob(t, store, key, "the Job's own result", func(j state.Job) bool { return j.LastPhase == wfv1.WorkflowFailed })
+	j = waitJob(t, store, key, "the Job's own result", func(j state.Job) bool { return j.LastPhase == api.PhaseFailed })
 	if j.ConsecutiveFailures != 1 || j.LastFailures[0].DisplayName != "DeadlineExceeded" {
 		t.Fatalf("job %+v", j)
 	}
@@ -392,7 +391,7 @@ func TestDeletedCronJobIsForgotten(t *testing.T) {
 	store := fileStore(t)
 	f.cronJob("nightly", noTicks, nil)
 	key := keyOf(f.ns, "nightly")
-	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronJob: "nightly", WorkflowName: "nightly-1", UID: "u1", Phase: wfv1.WorkflowFailed}, time.Now()); err != nil {
+	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronJob: "nightly", WorkflowName: "nightly-1", UID: "u1", Phase: api.PhaseFailed}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	var forgot atomic.Int32
