@@ -1,32 +1,163 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
 )
 
-// FileStore keeps every job in one JSON file, for local runs. Each change
-// rewrites the file atomically (temp file, fsync, rename, fsync of the
-// directory), so a crash leaves either the old or the new state.
+// FileStore keeps every job in one JSON file, for local runs. A change is
+// made durable by rewriting the file atomically (temporary file, fsync,
+// rename, fsync of the directory), so a crash leaves either the old or the
+// new state.
+//
+// Concurrency. All methods are safe for concurrent use. Changes (Record,
+// Delete, AddSilence, DeleteSilence) are queued to a single writer goroutine,
+// which takes everything queued at once (group commit), applies the
+// operations one at a time in the order it took them, each to the state the
+// previous one left, writes the file once for all of them, and only then
+// answers them. Hence:
+//
+//   - A nil error means the change is in the file: fsynced and renamed into
+//     place.
+//   - An operation that fails on its own (an invalid key, ErrNotFound,
+//     ErrSilenceNotFound, ErrFull) fails alone and changes nothing; the
+//     others taken with it are written.
+//   - When the write fails, every operation taken with it that had not
+//     failed on its own returns the error (ErrUnavailable), and neither the
+//     file nor what reads return changes.
+//   - Changes made one after the other by a goroutine are applied in that
+//     order; concurrent ones in the order the queue hands them out.
+//   - The caller's context counts while its operation waits in the queue:
+//     cancelled then, the operation is dropped and the method returns
+//     ctx.Err(). Once the writer has taken it, it is carried out, and the
+//     method waits for the write and returns its outcome.
+//
+// Reads (Get, List, Silences) never wait for a write: they read an immutable
+// snapshot of the last state written, which the writer replaces after each
+// successful write. So they never see a change before it is durable.
+//
+// Lifecycle. OpenFileStore starts the writer. Close stops the queue (a later
+// change returns ErrUnavailable), lets the writer carry out every operation
+// already queued, and returns once it has exited. Close may be called more
+// than once; reads still answer after it, from the last state written. Only
+// one process may use a state file at a time.
 type FileStore struct {
 	path string
 
-	mu        sync.Mutex // serializes writes; guards the fields below
-	jobs      map[string]Job
-	silences  []api.Silence
-	savedSize int // bytes of the last file written or read
+	// snap is the last state written (or read at open): what reads return.
+	// The writer replaces it, never modifies it.
+	snap atomic.Pointer[fileState]
+	// savedSize is the size of the last file written or read, for Ready.
+	savedSize atomic.Int64
+
+	ops     chan *fileOp
+	closeMu sync.RWMutex  // held for reading while queueing; Close takes it to stop the queue
+	closed  bool          // guarded by closeMu
+	stopped chan struct{} // closed when the writer has exited
+
+	// The writer's own.
+	buf *bufio.Writer
+	// beforeRename, when set (by tests), runs after the temporary file is
+	// written and synced, before it replaces the state file; an error from
+	// it fails the write.
+	beforeRename func() error
 }
+
+// fileState is one state of the store. It is never modified once the writer
+// has published it: readers use it without a lock.
+type fileState struct {
+	// jobs are ordered by key as List returns them (see compareEntry);
+	// lookups are binary searches.
+	jobs     []*fileEntry
+	silences []api.Silence
+	// silencesJSON is how the silences are written, after the jobs: empty
+	// when there are none.
+	silencesJSON []byte
+}
+
+// fileEntry is one job, with the line that holds it in the file. Never
+// modified once made.
+type fileEntry struct {
+	key  Key    // ParseKey(name)
+	name string // the job's key in the file
+	job  Job
+	line []byte // `"name": {compact JSON of job}`
+}
+
+func newFileEntry(name string, job Job) (*fileEntry, error) {
+	k, err := json.Marshal(name)
+	if err != nil {
+		return nil, err
+	}
+	v, err := json.Marshal(job)
+	if err != nil {
+		return nil, err
+	}
+	line := make([]byte, 0, len(k)+2+len(v))
+	line = append(append(append(line, k...), ": "...), v...)
+	return &fileEntry{key: ParseKey(name), name: name, job: job, line: line}, nil
+}
+
+// entryKey is what jobs are looked up and ordered by: the job's key, then
+// its name in the file (which only a file edited by hand makes differ from
+// the key's String).
+type entryKey struct {
+	key  Key
+	name string
+}
+
+func compareEntry(e *fileEntry, k entryKey) int {
+	return cmp.Or(
+		strings.Compare(e.key.Namespace, k.key.Namespace),
+		strings.Compare(e.key.Name, k.key.Name),
+		strings.Compare(e.key.Kind, k.key.Kind),
+		strings.Compare(e.name, k.name),
+	)
+}
+
+// find returns where key is, or would be, in jobs.
+func find(jobs []*fileEntry, key Key) (int, bool) {
+	return slices.BinarySearchFunc(jobs, entryKey{key, key.String()}, compareEntry)
+}
+
+// fileOp is a change queued for the writer.
+type fileOp struct {
+	kind       opKind
+	result     api.Result
+	receivedAt time.Time
+	key        Key
+	silence    api.Silence // opAddSilence; opDeleteSilence: its ID
+	now        time.Time   // silence operations: what has ended
+	// taken goes from opQueued to opTaken when the writer takes the
+	// operation, or to opAbandoned when its caller gives up first.
+	taken atomic.Int32
+	done  chan opDone
+}
+
+const (
+	opQueued int32 = iota
+	opTaken
+	opAbandoned
+)
+
+// fileMaxBatch bounds the operations one write answers.
+const fileMaxBatch = 4096
 
 // The file's format marker: a file that lacks it is not batchlatch's state
 // and is never taken for empty state (and overwritten).
@@ -50,34 +181,60 @@ type legacyFileFormat struct {
 	Jobs map[string]Job `json:"jobs"`
 }
 
-// OpenFileStore loads path, or starts empty when it does not exist. A file
-// that is not batchlatch's state, or cannot be parsed, is an error: it is
-// never silently replaced. Temporary files that a crash mid-write left
-// beside it are removed.
+// OpenFileStore loads path, or starts empty when it does not exist, and
+// starts the store's writer (see FileStore; Close stops it). A file that is
+// not batchlatch's state, or cannot be parsed, is an error: it is never
+// silently replaced. Temporary files that a crash mid-write left beside it
+// are removed.
 func OpenFileStore(path string) (*FileStore, error) {
-	s := &FileStore{path: path, jobs: map[string]Job{}}
 	if err := removeTempFiles(path); err != nil {
 		return nil, err
 	}
+	st, size, err := loadStateFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &FileStore{
+		path:    path,
+		ops:     make(chan *fileOp, 1024),
+		stopped: make(chan struct{}),
+		buf:     bufio.NewWriterSize(nil, 256<<10),
+	}
+	s.snap.Store(st)
+	s.savedSize.Store(size)
+	go s.writeLoop()
+	return s, nil
+}
+
+// loadStateFile reads the state at path, empty when there is no file, and
+// the file's size.
+func loadStateFile(path string) (*fileState, int64, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil
+		return &fileState{}, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read state file: %w", err)
+		return nil, 0, fmt.Errorf("read state file: %w", err)
 	}
 	jobs, silences, err := decodeStateFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("state file %s: %w (fix it, or move it away to start empty)", path, err)
+		return nil, 0, fmt.Errorf("state file %s: %w (fix it, or move it away to start empty)", path, err)
 	}
-	for k, j := range jobs {
-		key := ParseKey(k)
+	st := &fileState{jobs: make([]*fileEntry, 0, len(jobs))}
+	for name, j := range jobs {
+		key := ParseKey(name)
 		j.Namespace, j.Name, j.Kind = key.Namespace, key.Name, key.Kind
-		s.jobs[k] = j
+		e, err := newFileEntry(name, j)
+		if err != nil {
+			return nil, 0, fmt.Errorf("state file %s: job %s: %w", path, name, err)
+		}
+		st.jobs = append(st.jobs, e)
 	}
-	s.silences = silences
-	s.savedSize = len(data)
-	return s, nil
+	slices.SortFunc(st.jobs, func(a, b *fileEntry) int { return compareEntry(a, entryKey{b.key, b.name}) })
+	if err := st.setSilences(silences); err != nil {
+		return nil, 0, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return st, int64(len(data)), nil
 }
 
 // decodeStateFile reads the file's jobs, refusing anything that is not
@@ -115,7 +272,7 @@ func decodeStateFile(data []byte) (map[string]Job, []api.Silence, error) {
 	return f.Jobs, f.Silences, nil
 }
 
-// tempPattern names the temporary files WriteFileAtomic makes beside path.
+// tempPattern names the temporary files the atomic writes make beside path.
 func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp-*" }
 
 // removeTempFiles removes what a crash mid-write left beside path. Only one
@@ -135,116 +292,50 @@ func removeTempFiles(path string) error {
 
 // Record implements Store.
 func (s *FileStore) Record(ctx context.Context, r api.Result, receivedAt time.Time) (Recorded, error) {
-	if err := ctx.Err(); err != nil {
-		return Recorded{}, err
-	}
-	if err := KeyOf(r).Validate(); err != nil {
-		return Recorded{}, err
-	}
-	key := KeyOf(r).String()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, existing := s.jobs[key]
-	job, outcome := Apply(old, existing, r, receivedAt)
-	if !outcome.Changed() {
-		return Recorded{Job: job, Outcome: outcome}, nil
-	}
-	s.jobs[key] = job
-	if err := s.persistLocked(); err != nil {
-		if existing {
-			s.jobs[key] = old
-		} else {
-			delete(s.jobs, key)
-		}
-		return Recorded{}, err
-	}
-	return Recorded{Job: job, Outcome: outcome}, nil
-}
-
-// Get implements Store.
-func (s *FileStore) Get(_ context.Context, key Key) (Job, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j, ok := s.jobs[key.String()]
-	if !ok {
-		return Job{}, ErrNotFound
-	}
-	return j, nil
-}
-
-// List implements Store.
-func (s *FileStore) List(context.Context) ([]Job, error) {
-	s.mu.Lock()
-	jobs := make([]Job, 0, len(s.jobs))
-	for _, j := range s.jobs {
-		jobs = append(jobs, j)
-	}
-	s.mu.Unlock()
-	SortByKey(jobs)
-	return jobs, nil
+	return s.submit(ctx, &fileOp{kind: opRecord, result: r, receivedAt: receivedAt, key: KeyOf(r)})
 }
 
 // Delete implements Store.
-func (s *FileStore) Delete(_ context.Context, key Key) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.jobs[key.String()]
-	if !ok {
-		return ErrNotFound
-	}
-	delete(s.jobs, key.String())
-	if err := s.persistLocked(); err != nil {
-		s.jobs[key.String()] = old
-		return err
-	}
-	return nil
+func (s *FileStore) Delete(ctx context.Context, key Key) error {
+	_, err := s.submit(ctx, &fileOp{kind: opDelete, key: key})
+	return err
 }
 
 // AddSilence implements Store.
 func (s *FileStore) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.silences
-	next, err := addSilence(old, silence, now)
-	if err != nil {
-		return err
-	}
-	s.silences = next
-	if err := s.persistLocked(); err != nil {
-		s.silences = old
-		return err
-	}
-	return nil
+	_, err := s.submit(ctx, &fileOp{kind: opAddSilence, silence: silence, now: now})
+	return err
 }
 
 // DeleteSilence implements Store.
 func (s *FileStore) DeleteSilence(ctx context.Context, id string, now time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	_, err := s.submit(ctx, &fileOp{kind: opDeleteSilence, silence: api.Silence{ID: id}, now: now})
+	return err
+}
+
+// Get implements Store.
+func (s *FileStore) Get(_ context.Context, key Key) (Job, error) {
+	jobs := s.snap.Load().jobs
+	i, ok := find(jobs, key)
+	if !ok {
+		return Job{}, ErrNotFound
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := s.silences
-	next, err := deleteSilence(old, id, now)
-	if err != nil {
-		return err
+	return jobs[i].job, nil
+}
+
+// List implements Store.
+func (s *FileStore) List(context.Context) ([]Job, error) {
+	entries := s.snap.Load().jobs
+	jobs := make([]Job, len(entries))
+	for i, e := range entries {
+		jobs[i] = e.job
 	}
-	s.silences = next
-	if err := s.persistLocked(); err != nil {
-		s.silences = old
-		return err
-	}
-	return nil
+	return jobs, nil
 }
 
 // Silences implements Store.
 func (s *FileStore) Silences(context.Context) ([]api.Silence, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.silences), nil
+	return slices.Clone(s.snap.Load().silences), nil
 }
 
 // Ready implements Store: ready means a write can succeed now, so it probes
@@ -261,9 +352,7 @@ func (s *FileStore) Ready(context.Context) error {
 	if err := os.Remove(name); err != nil {
 		return fmt.Errorf("%w: state directory %s: %v", ErrUnavailable, dir, err)
 	}
-	s.mu.Lock()
-	need := uint64(s.savedSize) + readyHeadroom
-	s.mu.Unlock()
+	need := uint64(s.savedSize.Load()) + readyHeadroom
 	if free, ok := freeBytes(dir); ok && free < need {
 		return fmt.Errorf("%w: state directory %s has %d bytes free, a write needs %d", ErrUnavailable, dir, free, need)
 	}
@@ -274,31 +363,322 @@ func (s *FileStore) Ready(context.Context) error {
 // a callback grows the state by a few KiB at most.
 const readyHeadroom = 64 << 10
 
-// Close implements Store. Every change is already on disk.
-func (s *FileStore) Close() error { return nil }
-
-func (s *FileStore) persistLocked() error {
-	data, err := json.MarshalIndent(fileFormat{Format: fileFormatName, Version: fileFormatVersion, Jobs: s.jobs, Silences: s.silences}, "", "  ")
-	if err != nil {
-		return err
+// Close implements Store: it stops the queue, lets the writer carry out what
+// was queued before, and returns when the writer has exited. Every change
+// acknowledged is on disk.
+func (s *FileStore) Close() error {
+	s.closeMu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.ops)
 	}
-	if err := WriteFileAtomic(s.path, data, 0o644); err != nil {
-		return fmt.Errorf("%w: write state file: %v", ErrUnavailable, err)
-	}
-	s.savedSize = len(data)
+	s.closeMu.Unlock()
+	<-s.stopped
 	return nil
 }
+
+// submit queues o and waits for its answer.
+func (s *FileStore) submit(ctx context.Context, o *fileOp) (Recorded, error) {
+	if err := ctx.Err(); err != nil {
+		return Recorded{}, err
+	}
+	o.done = make(chan opDone, 1)
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return Recorded{}, fmt.Errorf("%w: state file %s: store closed", ErrUnavailable, s.path)
+	}
+	select {
+	case s.ops <- o:
+		s.closeMu.RUnlock()
+	case <-ctx.Done():
+		s.closeMu.RUnlock()
+		return Recorded{}, ctx.Err()
+	}
+	select {
+	case d := <-o.done:
+		return d.rec, d.err
+	case <-ctx.Done():
+		if o.taken.CompareAndSwap(opQueued, opAbandoned) {
+			return Recorded{}, ctx.Err()
+		}
+		// The writer has it: its outcome stands, and is the answer.
+		d := <-o.done
+		return d.rec, d.err
+	}
+}
+
+// writeLoop is the writer: it takes what is queued, and commits it.
+func (s *FileStore) writeLoop() {
+	defer close(s.stopped)
+	last := 0
+	for o := range s.ops {
+		batch := s.gather(o, last)
+		last = len(batch)
+		if len(batch) > 0 {
+			s.commit(batch)
+		}
+	}
+}
+
+// gather takes first and every operation queued after it, up to
+// fileMaxBatch. After a batch of several (lastBatch), it also waits up to
+// lingerUnderLoad for as many: the callers just answered are about to send
+// their next changes, which would otherwise make a batch of their own and
+// leave the writer alternating between a full batch and a lone operation.
+// Operations whose callers gave up are left out.
+func (s *FileStore) gather(first *fileOp, lastBatch int) []*fileOp {
+	batch := make([]*fileOp, 0, max(lastBatch, 1))
+	take := func(o *fileOp) {
+		if o.taken.CompareAndSwap(opQueued, opTaken) {
+			batch = append(batch, o)
+		}
+	}
+	take(first)
+	var linger <-chan time.Time
+	if lastBatch > 1 {
+		timer := time.NewTimer(lingerUnderLoad)
+		defer timer.Stop()
+		linger = timer.C
+	}
+	for len(batch) < fileMaxBatch {
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return batch
+			}
+			take(o)
+			continue
+		default:
+		}
+		if linger == nil || len(batch) >= lastBatch {
+			return batch
+		}
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return batch
+			}
+			take(o)
+		case <-linger:
+			return batch
+		}
+	}
+	return batch
+}
+
+// commit applies batch to the last state written, writes the result once,
+// publishes it, and answers every operation.
+func (s *FileStore) commit(batch []*fileOp) {
+	next, answers, changed := applyFileBatch(s.snap.Load(), batch)
+	if changed {
+		size, err := s.write(next)
+		if err != nil {
+			err = fmt.Errorf("%w: write state file: %v", ErrUnavailable, err)
+			for i := range answers {
+				if answers[i].err == nil {
+					answers[i] = opDone{err: err}
+				}
+			}
+		} else {
+			s.snap.Store(next)
+			s.savedSize.Store(size)
+		}
+	}
+	for i, o := range batch {
+		o.done <- answers[i]
+	}
+}
+
+// applyFileBatch returns the state after batch, each operation's answer, and
+// whether anything changed. base is not modified.
+func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, bool) {
+	next := *base
+	answers := make([]opDone, len(batch))
+	jobsCopied, silencesChanged := false, false
+	// modifiable makes next.jobs a copy of its own before the first change.
+	modifiable := func() {
+		if !jobsCopied {
+			next.jobs = append(make([]*fileEntry, 0, len(base.jobs)+len(batch)), base.jobs...)
+			jobsCopied = true
+		}
+	}
+	for i, o := range batch {
+		switch o.kind {
+		case opAddSilence, opDeleteSilence:
+			var silences []api.Silence
+			var err error
+			if o.kind == opAddSilence {
+				silences, err = addSilence(next.silences, o.silence, o.now)
+			} else {
+				silences, err = deleteSilence(next.silences, o.silence.ID, o.now)
+			}
+			if err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			next.silences = silences
+			silencesChanged = true
+
+		case opDelete:
+			// No check of the key: deleting is also how an operator
+			// clears a key edited in by hand.
+			at, ok := find(next.jobs, o.key)
+			if !ok {
+				answers[i] = opDone{err: ErrNotFound}
+				continue
+			}
+			modifiable()
+			next.jobs = slices.Delete(next.jobs, at, at+1)
+
+		case opRecord:
+			// Checked here too, whatever the entry point: a key no store
+			// can hold fails alone.
+			if err := o.key.Validate(); err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			at, exists := find(next.jobs, o.key)
+			var old Job
+			if exists {
+				old = next.jobs[at].job
+			}
+			job, outcome := Apply(old, exists, o.result, o.receivedAt)
+			if !outcome.Changed() {
+				answers[i] = opDone{rec: Recorded{Job: job, Outcome: outcome}}
+				continue
+			}
+			entry, err := newFileEntry(o.key.String(), job)
+			if err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			modifiable()
+			if exists {
+				next.jobs[at] = entry
+			} else {
+				next.jobs = slices.Insert(next.jobs, at, entry)
+			}
+			answers[i] = opDone{rec: Recorded{Job: job, Outcome: outcome}}
+		}
+	}
+	if silencesChanged {
+		if err := next.setSilences(next.silences); err != nil {
+			// Silences that cannot be encoded: fail the operations that
+			// changed them, keep the rest.
+			for i, o := range batch {
+				if (o.kind == opAddSilence || o.kind == opDeleteSilence) && answers[i].err == nil {
+					answers[i] = opDone{err: err}
+				}
+			}
+			next.silences, next.silencesJSON = base.silences, base.silencesJSON
+			silencesChanged = false
+		}
+	}
+	return &next, answers, jobsCopied || silencesChanged
+}
+
+// setSilences makes silences the state's, with their encoding.
+func (st *fileState) setSilences(silences []api.Silence) error {
+	st.silences, st.silencesJSON = silences, nil
+	if len(silences) == 0 {
+		return nil
+	}
+	out := []byte(",\n  \"silences\": [")
+	for i, x := range silences {
+		v, err := json.Marshal(x)
+		if err != nil {
+			return fmt.Errorf("encode silence %s: %w", x.ID, err)
+		}
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(append(out, "\n    "...), v...)
+	}
+	st.silencesJSON = append(out, "\n  ]"...)
+	return nil
+}
+
+// write replaces the file with st, and returns the file's size.
+//
+// The file is written as it goes, one job a line (compact JSON, no buffer
+// of the whole state), so that memory does not grow with the state and an
+// edit by hand or a diff touches one job's line:
+//
+//	{
+//	  "format": "batchlatch-state",
+//	  "version": 1,
+//	  "jobs": {
+//	    "ns.job": {"failingSince":...},
+//	    ...
+//	  },
+//	  "silences": [
+//	    {...}
+//	  ]
+//	}
+func (s *FileStore) write(st *fileState) (int64, error) {
+	var size int64
+	err := writeFileAtomic(s.path, 0o644, func(f io.Writer) error {
+		w := s.buf
+		w.Reset(f)
+		defer w.Reset(nil)
+		n := 0
+		put := func(b []byte) {
+			m, _ := w.Write(b) // the error sticks; Flush returns it
+			n += m
+		}
+		put(fileHeader)
+		for i, e := range st.jobs {
+			if i > 0 {
+				put(jobSeparator)
+			} else {
+				put(jobSeparator[1:])
+			}
+			put(e.line)
+		}
+		if len(st.jobs) > 0 {
+			put(jobsEndNonEmpty)
+		} else {
+			put(jobsEndEmpty)
+		}
+		put(st.silencesJSON)
+		put(fileEnd)
+		size = int64(n)
+		return w.Flush()
+	}, s.beforeRename)
+	return size, err
+}
+
+// The fixed parts of the file.
+var (
+	fileHeader      = []byte(fmt.Sprintf("{\n  \"format\": %q,\n  \"version\": %d,\n  \"jobs\": {", fileFormatName, fileFormatVersion))
+	jobSeparator    = []byte(",\n    ")
+	jobsEndNonEmpty = []byte("\n  }")
+	jobsEndEmpty    = []byte("}")
+	fileEnd         = []byte("\n}\n")
+)
 
 // WriteFileAtomic replaces path with data so that a reader, or a restart
 // after a crash, sees either the old or the new content, never a mix.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomic(path, perm, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}, nil)
+}
+
+// writeFileAtomic replaces path with what write writes: a temporary file
+// beside it, synced, then renamed over it, then the directory synced.
+// beforeRename, when not nil, runs just before the rename; its error fails
+// the write.
+func writeFileAtomic(path string, perm os.FileMode, write func(io.Writer) error, beforeRename func() error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, tempPattern(path))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -312,6 +692,11 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return err
+	}
+	if beforeRename != nil {
+		if err := beforeRename(); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err

@@ -5,6 +5,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -84,5 +85,56 @@ func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
 	}
 	if rec, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Errorf("room again: Record = %+v, %v", rec.Job, err)
+	}
+}
+
+// A real write failure (the file system turned read-only under the store)
+// fails every change queued meanwhile and changes nothing, in memory or on
+// disk; once writable again, the store carries on from where it was.
+func TestFileStoreFailedWritesOnReadOnlyRemount(t *testing.T) {
+	ctx := context.Background()
+	dir := mountTmpfs(t, 0, "4m")
+	path := filepath.Join(dir, "state.json")
+	s, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	wantJobs, _ := s.List(ctx)
+	wantFile, _ := os.ReadFile(path)
+
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount read-only: %v", err)
+	}
+	errs := make(chan error, 16)
+	for i := range cap(errs) {
+		go func() {
+			_, err := s.Record(ctx, run(fmt.Sprintf("job%d", i%4), fmt.Sprint(i), wfv1.WorkflowFailed, 0), at(1))
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; !errors.Is(err, ErrUnavailable) {
+			t.Errorf("record on a read-only file system: %v, want ErrUnavailable", err)
+		}
+	}
+	if got, _ := s.List(ctx); fmt.Sprint(got) != fmt.Sprint(wantJobs) {
+		t.Errorf("in memory after failed writes:\n%v\nwant\n%v", got, wantJobs)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(wantFile) {
+		t.Errorf("file changed by failed writes:\n%s\nwant\n%s", got, wantFile)
+	}
+
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, ""); err != nil {
+		t.Fatalf("remount writable: %v", err)
+	}
+	if rec, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
+		t.Fatalf("writable again: %+v, %v", rec.Job, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("directory holds %v, want only the state file", entries)
 	}
 }

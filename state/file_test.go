@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/batchlatch/batchlatch/api"
 )
@@ -191,4 +193,456 @@ func TestFileStoreRefusesKeysNoStoreCanHold(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "job" {
 		t.Fatalf("Record = %v, want a FieldError naming the job", err)
 	}
+}
+
+// writeGate holds each of a store's writes just before its rename, until
+// the test lets it go on (nil) or fail (an error). When the test ends, the
+// writes still held, and later ones, go on.
+type writeGate struct {
+	entered  chan struct{} // a write is waiting
+	proceed  chan error
+	released chan struct{}
+}
+
+// gateWrites gates s's writes. Open s with openTestStore, so that the gate
+// is released before s is closed.
+func gateWrites(t *testing.T, s *FileStore) *writeGate {
+	g := &writeGate{entered: make(chan struct{}, 16), proceed: make(chan error), released: make(chan struct{})}
+	s.beforeRename = func() error {
+		select {
+		case g.entered <- struct{}{}:
+		case <-g.released:
+			return nil
+		}
+		select {
+		case err := <-g.proceed:
+			return err
+		case <-g.released:
+			return nil
+		}
+	}
+	t.Cleanup(func() { close(g.released) })
+	return g
+}
+
+// openTestStore opens a store that is closed when the test ends.
+func openTestStore(t *testing.T, path string) *FileStore {
+	t.Helper()
+	s, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// waitWrite waits until a write is held.
+func (g *writeGate) waitWrite(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write reached the rename")
+	}
+}
+
+// waitQueued waits until n operations wait in s's queue.
+func waitQueued(t *testing.T, s *FileStore, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.ops) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d operations queued, want %d", len(s.ops), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type recordAnswer struct {
+	rec Recorded
+	err error
+}
+
+// recordAsync records r in the background; the answer comes on the channel.
+func recordAsync(ctx context.Context, s Store, r api.Result) <-chan recordAnswer {
+	out := make(chan recordAnswer, 1)
+	go func() {
+		rec, err := s.Record(ctx, r, at(1))
+		out <- recordAnswer{rec, err}
+	}()
+	return out
+}
+
+func answerOf(t *testing.T, c <-chan recordAnswer) recordAnswer {
+	t.Helper()
+	select {
+	case a := <-c:
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
+		return recordAnswer{}
+	}
+}
+
+// noAnswerYet fails if c has an answer.
+func noAnswerYet(t *testing.T, c <-chan recordAnswer, what string) {
+	t.Helper()
+	select {
+	case a := <-c:
+		t.Fatalf("%s answered before its write: %+v", what, a)
+	case <-time.After(20 * time.Millisecond):
+	}
+}
+
+// 64 clients at once: every callback counts once, in memory and in the file,
+// and they share writes.
+func TestFileStoreGroupCommitLosesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int64
+	s.beforeRename = func() error { writes.Add(1); return nil }
+	const jobs, runs, clients = 16, 40, 64
+	recordConcurrently(t, []Store{s}, jobs, runs, clients)
+	wantCounts(t, s, jobs, runs)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	wantCounts(t, reopened, jobs, runs)
+	if n := writes.Load(); n > jobs*runs/2 {
+		t.Errorf("%d writes for %d callbacks: not grouped", n, jobs*runs)
+	}
+	t.Logf("%d callbacks in %d writes", jobs*runs, writes.Load())
+}
+
+// A bad operation in a batch fails alone: the others are written, in one
+// write.
+func TestFileStoreBadOperationFailsAlone(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s := openTestStore(t, path)
+	gate := gateWrites(t, s)
+
+	first := recordAsync(ctx, s, run("first", "a", wfv1.WorkflowFailed, 0))
+	gate.waitWrite(t) // the writer is busy: what follows queues up
+	good1 := recordAsync(ctx, s, run("nightly", "a", wfv1.WorkflowFailed, 0))
+	waitQueued(t, s, 1)
+	bad := recordAsync(ctx, s, run(strings.Repeat("j", 251), "a", wfv1.WorkflowFailed, 0))
+	waitQueued(t, s, 2)
+	missing := make(chan error, 1)
+	go func() { missing <- s.Delete(ctx, Key{Namespace: "ml", Name: "never-seen"}) }()
+	waitQueued(t, s, 3)
+	good2 := recordAsync(ctx, s, run("hourly", "h", wfv1.WorkflowFailed, 0))
+	waitQueued(t, s, 4)
+
+	gate.proceed <- nil // first's write
+	if a := answerOf(t, first); a.err != nil {
+		t.Fatal(a.err)
+	}
+	select { // one write for the four
+	case <-gate.entered:
+	case a := <-good1:
+		t.Fatalf("a good record of the batch answered without a write: %+v, %v", a.rec.Job, a.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write for the batch")
+	}
+	noAnswerYet(t, good1, "a good record")
+	gate.proceed <- nil
+	for _, c := range []<-chan recordAnswer{good1, good2} {
+		if a := answerOf(t, c); a.err != nil || a.rec.Job.ConsecutiveFailures != 1 {
+			t.Errorf("good record in the batch: %+v, %v", a.rec.Job, a.err)
+		}
+	}
+	var fe *api.FieldError
+	if a := answerOf(t, bad); !errors.As(a.err, &fe) {
+		t.Errorf("bad record: %v, want a FieldError", a.err)
+	}
+	if err := <-missing; !errors.Is(err, ErrNotFound) {
+		t.Errorf("delete of a missing job: %v, want ErrNotFound", err)
+	}
+	select {
+	case <-gate.entered:
+		t.Fatal("the batch took more than one write")
+	default:
+	}
+
+	s.beforeRename = nil
+	reopened, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	got, _ := reopened.List(ctx)
+	if len(got) != 3 {
+		t.Fatalf("file holds %v, want first, hourly and nightly", got)
+	}
+}
+
+// A failed write fails every operation of its batch and changes nothing, in
+// memory or on disk.
+func TestFileStoreFailedWriteFailsTheBatch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	s := openTestStore(t, path)
+	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSilence(ctx, silenceAt("s1", "nightly", 0, 100), at(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantJobs, _ := s.List(ctx)
+	wantSilences, _ := s.Silences(ctx)
+	wantFile, _ := os.ReadFile(path)
+
+	gate := gateWrites(t, s)
+	held := recordAsync(ctx, s, run("held", "a", wfv1.WorkflowFailed, 0))
+	gate.waitWrite(t)
+	batch := []<-chan recordAnswer{
+		recordAsync(ctx, s, run("nightly", "b", wfv1.WorkflowFailed, 1)),
+		recordAsync(ctx, s, run("hourly", "h", wfv1.WorkflowFailed, 0)),
+	}
+	waitQueued(t, s, 2)
+	silenced := make(chan error, 1)
+	go func() { silenced <- s.AddSilence(ctx, silenceAt("s2", "hourly", 0, 100), at(0)) }()
+	waitQueued(t, s, 3)
+	gate.proceed <- errors.New("injected: disk gone")
+	if a := answerOf(t, held); !errors.Is(a.err, ErrUnavailable) {
+		t.Fatalf("held write: %v, want ErrUnavailable", a.err)
+	}
+	gate.waitWrite(t)
+	gate.proceed <- errors.New("injected: disk gone")
+	for _, c := range batch {
+		if a := answerOf(t, c); !errors.Is(a.err, ErrUnavailable) || !strings.Contains(a.err.Error(), "disk gone") {
+			t.Errorf("record in a failed batch: %v, want ErrUnavailable", a.err)
+		}
+	}
+	if err := <-silenced; !errors.Is(err, ErrUnavailable) {
+		t.Errorf("silence in a failed batch: %v, want ErrUnavailable", err)
+	}
+
+	if got, _ := s.List(ctx); fmt.Sprint(got) != fmt.Sprint(wantJobs) {
+		t.Errorf("in memory after failed writes:\n%v\nwant\n%v", got, wantJobs)
+	}
+	if got, _ := s.Silences(ctx); fmt.Sprint(got) != fmt.Sprint(wantSilences) {
+		t.Errorf("silences after failed writes: %v, want %v", got, wantSilences)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(wantFile) {
+		t.Errorf("file changed by failed writes:\n%s\nwant\n%s", got, wantFile)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, tempPattern(path))); len(left) > 0 {
+		t.Errorf("failed writes left %v", left)
+	}
+
+	// The next write carries on from the state before the failures.
+	next := recordAsync(ctx, s, run("nightly", "b", wfv1.WorkflowFailed, 1))
+	gate.waitWrite(t)
+	gate.proceed <- nil
+	if a := answerOf(t, next); a.err != nil || a.rec.Job.ConsecutiveFailures != 2 {
+		t.Fatalf("after the failures: %+v, %v", a.rec.Job, a.err)
+	}
+}
+
+// Reads answer while a write is in progress, with the state before it: a
+// change is seen once it is durable, not before.
+func TestFileStoreReadsDoNotWaitForWrites(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, filepath.Join(t.TempDir(), "state.json"))
+	if _, err := s.Record(ctx, run("hourly", "h", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+		t.Fatal(err)
+	}
+	gate := gateWrites(t, s)
+	held := recordAsync(ctx, s, run("nightly", "a", wfv1.WorkflowFailed, 0))
+	gate.waitWrite(t)
+
+	read := make(chan string, 1)
+	go func() {
+		jobs, err := s.List(ctx)
+		_, getErr := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"})
+		hourly, _ := s.Get(ctx, Key{Namespace: "ml", Name: "hourly"})
+		silences, _ := s.Silences(ctx)
+		read <- fmt.Sprintf("%d jobs %v, nightly: %v, hourly: %d, silences: %d", len(jobs), err, getErr, hourly.ConsecutiveFailures, len(silences))
+	}()
+	select {
+	case got := <-read:
+		if want := fmt.Sprintf("1 jobs <nil>, nightly: %v, hourly: 1, silences: 0", ErrNotFound); got != want {
+			t.Errorf("reads during the write: %s, want %s", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reads wait for the write in progress")
+	}
+	noAnswerYet(t, held, "the held record")
+	gate.proceed <- nil
+	if a := answerOf(t, held); a.err != nil {
+		t.Fatal(a.err)
+	}
+	if _, err := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"}); err != nil {
+		t.Errorf("after the write: %v", err)
+	}
+}
+
+// A caller that gives up while its operation waits in the queue gets its
+// context's error, and the operation is dropped; once taken, an operation is
+// carried out and its outcome is the answer.
+func TestFileStoreContextCountsUntilTaken(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s := openTestStore(t, path)
+	gate := gateWrites(t, s)
+
+	takenCtx, cancelTaken := context.WithCancel(ctx)
+	taken := recordAsync(takenCtx, s, run("taken", "a", wfv1.WorkflowFailed, 0))
+	gate.waitWrite(t)
+	queuedCtx, cancelQueued := context.WithCancel(ctx)
+	queued := recordAsync(queuedCtx, s, run("queued", "a", wfv1.WorkflowFailed, 0))
+	waitQueued(t, s, 1)
+
+	cancelQueued()
+	if a := answerOf(t, queued); !errors.Is(a.err, context.Canceled) {
+		t.Fatalf("cancelled in the queue: %v, want context.Canceled", a.err)
+	}
+	cancelTaken()
+	noAnswerYet(t, taken, "a record being written")
+	gate.proceed <- nil
+	if a := answerOf(t, taken); a.err != nil || a.rec.Job.ConsecutiveFailures != 1 {
+		t.Fatalf("cancelled while written: %+v, %v; want its outcome", a.rec.Job, a.err)
+	}
+
+	// The writer drops the abandoned operation: nothing more to write.
+	select {
+	case <-gate.entered:
+		t.Fatal("the abandoned operation was written")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := s.Get(ctx, Key{Namespace: "ml", Name: "queued"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("abandoned record applied: %v", err)
+	}
+	if data, _ := os.ReadFile(path); strings.Contains(string(data), "queued") {
+		t.Errorf("abandoned record in the file:\n%s", data)
+	}
+}
+
+// Close carries out what was queued before it, then refuses changes; reads
+// still answer.
+func TestFileStoreCloseDrainsTheQueue(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s := openTestStore(t, path)
+	gate := gateWrites(t, s)
+	held := recordAsync(ctx, s, run("held", "a", wfv1.WorkflowFailed, 0))
+	gate.waitWrite(t)
+	var queued []<-chan recordAnswer
+	for i := range 5 {
+		queued = append(queued, recordAsync(ctx, s, run(fmt.Sprintf("job%d", i), "a", wfv1.WorkflowFailed, 0)))
+		waitQueued(t, s, i+1)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	for !func() bool { s.closeMu.RLock(); defer s.closeMu.RUnlock(); return s.closed }() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := s.Record(ctx, run("late", "a", wfv1.WorkflowFailed, 0), at(1)); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("record after Close: %v, want ErrUnavailable", err)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the queue was carried out", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	gate.proceed <- nil
+	gate.waitWrite(t)
+	gate.proceed <- nil
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range append(queued, held) {
+		if a := answerOf(t, c); a.err != nil {
+			t.Errorf("queued before Close: %v", a.err)
+		}
+	}
+	if jobs, _ := s.List(ctx); len(jobs) != 6 {
+		t.Errorf("List after Close: %d jobs, want 6", len(jobs))
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	reopened, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	if jobs, _ := reopened.List(ctx); len(jobs) != 6 {
+		t.Errorf("file after Close: %d jobs, want 6", len(jobs))
+	}
+}
+
+// The file holds one job a line, compact, in List's order, and reads back
+// the same, silences included.
+func TestFileStoreFileLayout(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, _ := OpenFileStore(path)
+	defer s.Close()
+	if err := s.AddSilence(ctx, silenceAt("s1", "nightly", 0, 100), at(0)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range append(applyInputs(), run("zeta", "z", wfv1.WorkflowFailed, 0), run("alpha", "a", wfv1.WorkflowFailed, 0)) {
+		if _, err := s.Record(ctx, r, at(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _ := os.ReadFile(path)
+	lines := strings.Split(string(data), "\n")
+	wantPrefixes := []string{`{`, `  "format": "batchlatch-state",`, `  "version": 1,`, `  "jobs": {`,
+		`    "ml.alpha": {"failingSince":`, `    "ml.hourly": {`, `    "ml.nightly": {`, `    "ml.zeta": {`,
+		`  },`, `  "silences": [`, `    {"id":"s1",`, `  ]`, `}`, ``}
+	if len(lines) != len(wantPrefixes) {
+		t.Fatalf("file:\n%s", data)
+	}
+	for i, want := range wantPrefixes {
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d: %q, want it to start with %q", i+1, lines[i], want)
+		}
+	}
+	jobs, silences, err := decodeStateFile(data)
+	if err != nil || len(jobs) != 4 || len(silences) != 1 {
+		t.Fatalf("decode: %d jobs, %d silences, %v", len(jobs), len(silences), err)
+	}
+	want, _ := s.List(ctx)
+	s.Close()
+	reopened, err := OpenFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	if got, _ := reopened.List(ctx); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("reopened:\n%v\nwant\n%v", got, want)
+	}
+
+	// Emptied, it is still the format.
+	for _, j := range want {
+		if err := reopened.Delete(ctx, j.Key()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reopened.DeleteSilence(ctx, "s1", at(1)); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(path)
+	if want := "{\n  \"format\": \"batchlatch-state\",\n  \"version\": 1,\n  \"jobs\": {}\n}\n"; string(data) != want {
+		t.Errorf("empty state:\n%s\nwant\n%s", data, want)
+	}
+}
+
+// OnFileWrite makes s call f at each write of its file, before the rename;
+// for benchmarks in package state_test.
+func OnFileWrite(s *FileStore, f func()) {
+	s.beforeRename = func() error { f(); return nil }
 }
