@@ -33,7 +33,6 @@ import (
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 
-
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/policymodel"
