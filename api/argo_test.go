@@ -50,4 +50,4 @@ func TestCoreNeedsOnlyTheStandardLibrary(t *testing.T) {
 }
 
 // stdlibOnly are the packages of the core.
-var stdlibOnly = []string{"github.com/batchlatch/batchlatch/api"}
+var stdlibOnly = []string{"github.com/batchlatch/batchlatch/api", "github.com/batchlatch/batchlatch/state"}

@@ -29,7 +29,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/server"
-	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 const defaultsFile = "workflow-defaults.yaml"
@@ -404,7 +404,7 @@ func TestWorkflowDefaultsValidate(t *testing.T) {
 func newServer(t *testing.T, ref *corev1.SecretKeySelector, clock time.Time) agent {
 	t.Helper()
 	const token = "d3faults-token"
-	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

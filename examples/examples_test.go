@@ -41,7 +41,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/server"
-	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 const manifestFile = "cronworkflow.yaml"
@@ -598,7 +598,7 @@ func TestCallbackReachesServer(t *testing.T) {
 	tick1, tick2 := twoTicks(t, cwf)
 
 	const token = "s3cr3t-token"
-	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

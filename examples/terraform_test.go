@@ -36,7 +36,7 @@ import (
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/policymodel"
-	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 const terraformDir = "terraform"
@@ -620,7 +620,7 @@ func (s *captureSink) all() []alarm.Entry {
 // NOTICE, INFO entries with a failing value and heartbeats.
 func loopEntries(t *testing.T) []alarm.Entry {
 	t.Helper()
-	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 // loadOpenAPI loads the document the server serves and checks that it is a
@@ -66,7 +67,7 @@ var ginParam = regexp.MustCompile(`[:*]([A-Za-z0-9_]+)`)
 // the operations the document describes, both ways.
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	doc := loadOpenAPI(t)
-	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +340,7 @@ func newContract(t *testing.T, token, readToken string) *contract {
 	if err != nil {
 		t.Fatalf("router of api/openapi.yaml: %v", err)
 	}
-	inner, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	inner, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 // What the status page's tests show: every kind of row, and data from
@@ -32,7 +33,7 @@ const (
 // at the fixed now of server_test.go, on 127.0.0.1.
 func pageServer(t *testing.T, readToken string) *httptest.Server {
 	t.Helper()
-	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

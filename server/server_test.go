@@ -18,6 +18,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 var now = time.Date(2026, 11, 24, 5, 0, 0, 0, time.UTC)
@@ -36,7 +37,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, token string) *fixture {
 	t.Helper()
-	store, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +296,7 @@ func (downStore) Record(context.Context, api.Result, time.Time) (state.Recorded,
 func (downStore) Ready(context.Context) error { return state.ErrUnavailable }
 
 func TestStoreUnavailableIs503WithRetryAfter(t *testing.T) {
-	inner, _ := state.OpenFileStore(filepath.Join(t.TempDir(), "s.json"))
+	inner, _ := filestore.Open(filepath.Join(t.TempDir(), "s.json"))
 	f := newFixtureWithStore(t, "", downStore{inner})
 	code, header, data := f.do("POST", "/api/v1/results", "application/json", result("nightly", "u1", "Failed", now), true)
 	if code != 503 || header.Get("Retry-After") == "" {

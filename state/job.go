@@ -1,5 +1,8 @@
-// Package state keeps the latest result of every job: the Job record, the
-// pure transition Apply, the Store interface and its implementations.
+// Package state is what batchlatch keeps of every job and the rules that
+// change it: the Job record, the pure transition Apply, silences, and the
+// Store contract. It depends on the standard library only (a test checks);
+// the stores live beside it: state/filestore (a JSON file) and
+// state/configmapstore (ConfigMaps, through client-go).
 package state
 
 import (

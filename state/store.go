@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,6 +23,9 @@ var (
 	ErrFull = errors.New("state store full")
 	// ErrSilenceNotFound: no silence in force with that ID.
 	ErrSilenceNotFound = errors.New("silence not found")
+	// ErrCorrupt: a job's stored value cannot be read (edited by hand?). It
+	// is left alone until someone fixes or deletes it.
+	ErrCorrupt = errors.New("stored job is unreadable")
 )
 
 // Recorded is the outcome of Store.Record: the job after the result.
@@ -77,9 +81,9 @@ func SortByKey(jobs []Job) {
 // MaxSilences bounds the silences in force: they are kept with the state.
 const MaxSilences = 1000
 
-// addSilence returns silences with s added and those ended before now
-// dropped, or ErrFull.
-func addSilence(silences []api.Silence, s api.Silence, now time.Time) ([]api.Silence, error) {
+// AddSilenceTo returns silences with s added and those ended before now
+// dropped, or ErrFull: what a store's AddSilence stores.
+func AddSilenceTo(silences []api.Silence, s api.Silence, now time.Time) ([]api.Silence, error) {
 	next := inForce(silences, now)
 	if len(next) >= MaxSilences {
 		return nil, fmt.Errorf("%w: %d silences in force, the most the state keeps", ErrFull, len(next))
@@ -87,9 +91,9 @@ func addSilence(silences []api.Silence, s api.Silence, now time.Time) ([]api.Sil
 	return append(next, s), nil
 }
 
-// deleteSilence returns silences without id and those ended before now, or
-// ErrNotFound.
-func deleteSilence(silences []api.Silence, id string, now time.Time) ([]api.Silence, error) {
+// DeleteSilenceFrom returns silences without id and those ended before now,
+// or ErrSilenceNotFound: what a store's DeleteSilence stores.
+func DeleteSilenceFrom(silences []api.Silence, id string, now time.Time) ([]api.Silence, error) {
 	next := inForce(silences, now)
 	i := slices.IndexFunc(next, func(s api.Silence) bool { return s.ID == id })
 	if i < 0 {
@@ -135,4 +139,19 @@ func Failing(jobs []Job) []Job {
 		return failing[i].Key().String() < failing[k].Key().String()
 	})
 	return failing
+}
+
+// DecodeJob reads a job stored as JSON under key (Key.String); the job's
+// identity comes from the key.
+func DecodeJob(key, value string) (Job, error) {
+	k := ParseKey(key)
+	if k.Namespace == "" {
+		return Job{}, fmt.Errorf("%w: key %q names no namespace", ErrCorrupt, key)
+	}
+	var j Job
+	if err := json.Unmarshal([]byte(value), &j); err != nil {
+		return Job{}, fmt.Errorf("%w: key %s: %v", ErrCorrupt, key, err)
+	}
+	j.Namespace, j.Name, j.Kind = k.Namespace, k.Name, k.Kind
+	return j, nil
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
 	// The IANA zones embedded, so schedules with a timezone read the same on
 	// any host or image (Argo's controller does the same).
 	_ "time/tzdata"
@@ -38,6 +39,8 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
+	"github.com/batchlatch/batchlatch/state/filestore"
 	argowatch "github.com/batchlatch/batchlatch/watch/argo"
 	cronjobwatch "github.com/batchlatch/batchlatch/watch/cronjob"
 )
@@ -243,7 +246,7 @@ func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 	if err != nil {
 		return kube{}, fmt.Errorf("find the Kubernetes API server (KUBECONFIG, ~/.kube/config or in-cluster): %w", err)
 	}
-	restConfig = state.TuneClient(restConfig)
+	restConfig = configmapstore.TuneClient(restConfig)
 	restConfig.UserAgent = "batchlatch"
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
@@ -259,7 +262,7 @@ func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 
 func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 	if cfg.State == "file" {
-		store, err := state.OpenFileStore(cfg.StateFile)
+		store, err := filestore.Open(cfg.StateFile)
 		if err != nil {
 			return nil, fmt.Errorf("--state-file: %w", err)
 		}
@@ -267,7 +270,7 @@ func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 		return store, nil
 	}
 	logger.Info("state in configmap", "namespace", k.namespace, "configmap", cfg.ConfigMap)
-	return state.NewConfigMapStore(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, state.ConfigMapOptions{}, logger), nil
+	return configmapstore.New(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, configmapstore.Options{}, logger), nil
 }
 
 // runAsLeader runs fn while this replica holds the Lease, campaigning again

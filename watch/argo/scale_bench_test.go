@@ -30,6 +30,7 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 // BenchmarkWatcherAtScale seeds the test API server with 2,000 CronWorkflows
@@ -119,7 +120,7 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	// The watcher, on a client that counts what it reads.
 	var requests, bytesRead atomic.Int64
 	cfg := env.RESTConfig()
-	cfg.QPS, cfg.Burst = 50, 100 // what the service uses (state.TuneClient)
+	cfg.QPS, cfg.Burst = 50, 100 // what the service uses (configmapstore.TuneClient)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return countingTransport{next: rt, requests: &requests, bytes: &bytesRead}
 	}
@@ -394,7 +395,7 @@ func seededStore(b *testing.B, results []api.Result, now time.Time) state.Store 
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	store, err := state.OpenFileStore(path)
+	store, err := filestore.Open(path)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -69,7 +71,7 @@ func newFixture(t *testing.T) *fixture {
 
 func fileStore(t *testing.T) state.Store {
 	t.Helper()
-	s, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	s, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +407,7 @@ func TestTwoWatchersCountExactly(t *testing.T) {
 	own := env.NewNamespace(t)
 	var stores []state.Store
 	for range 2 {
-		s := state.NewConfigMapStore(env.Clientset.CoreV1().ConfigMaps(own), "batchlatch-state", state.ConfigMapOptions{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		s := configmapstore.New(env.Clientset.CoreV1().ConfigMaps(own), "batchlatch-state", configmapstore.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		t.Cleanup(func() { s.Close() })
 		stores = append(stores, s)
 	}

@@ -29,6 +29,8 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 // BenchmarkCronJobWatcherAtScale seeds the test API server with 2,000
@@ -128,7 +130,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 
 	// The watcher, on a client that counts what it reads (as the service
 	// builds it: client-go's default encoding, protobuf for built-in types,
-	// and state.TuneClient's limits), and an empty store.
+	// and configmapstore.TuneClient's limits), and an empty store.
 	var requests, bytesRead atomic.Int64
 	kube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "", &requests, &bytesRead))
 	if err != nil {
@@ -422,7 +424,7 @@ func latest(a, b time.Time) time.Time {
 
 func openFileStore(b *testing.B) state.Store {
 	b.Helper()
-	s, err := state.OpenFileStore(filepath.Join(b.TempDir(), "state.json"))
+	s, err := filestore.Open(filepath.Join(b.TempDir(), "state.json"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -448,7 +450,7 @@ func (s *countingStore) Record(ctx context.Context, r api.Result, receivedAt tim
 // contentType (client-go's default when empty), counting requests and
 // response bytes.
 func countingConfig(cfg *rest.Config, contentType string, requests, bytes *atomic.Int64) *rest.Config {
-	cfg = state.TuneClient(cfg)
+	cfg = configmapstore.TuneClient(cfg)
 	if contentType != "" {
 		cfg.AcceptContentTypes = contentType
 		cfg.ContentType = contentType

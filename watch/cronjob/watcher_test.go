@@ -21,6 +21,7 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -61,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 
 func fileStore(t *testing.T) state.Store {
 	t.Helper()
-	s, err := state.OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	s, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

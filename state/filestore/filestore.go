@@ -1,4 +1,6 @@
-package state
+// Package filestore is the state.Store of one JSON file, for a single
+// process outside a cluster.
+package filestore
 
 import (
 	"bufio"
@@ -19,9 +21,10 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
 )
 
-// FileStore keeps every job in one JSON file, for local runs. A change is
+// Store keeps every job in one JSON file, for local runs. A change is
 // made durable by rewriting the file atomically (temporary file, fsync,
 // rename, fsync of the directory), so a crash leaves either the old or the
 // new state.
@@ -35,11 +38,11 @@ import (
 //
 //   - A nil error means the change is in the file: fsynced and renamed into
 //     place.
-//   - An operation that fails on its own (an invalid key, ErrNotFound,
-//     ErrSilenceNotFound, ErrFull) fails alone and changes nothing; the
+//   - An operation that fails on its own (an invalid key, state.ErrNotFound,
+//     state.ErrSilenceNotFound, state.ErrFull) fails alone and changes nothing; the
 //     others taken with it are written.
 //   - When the write fails, every operation taken with it that had not
-//     failed on its own returns the error (ErrUnavailable), and neither the
+//     failed on its own returns the error (state.ErrUnavailable), and neither the
 //     file nor what reads return changes.
 //   - Changes made one after the other by a goroutine are applied in that
 //     order; concurrent ones in the order the queue hands them out.
@@ -52,12 +55,12 @@ import (
 // snapshot of the last state written, which the writer replaces after each
 // successful write. So they never see a change before it is durable.
 //
-// Lifecycle. OpenFileStore starts the writer. Close stops the queue (a later
-// change returns ErrUnavailable), lets the writer carry out every operation
+// Lifecycle. Open starts the writer. Close stops the queue (a later
+// change returns state.ErrUnavailable), lets the writer carry out every operation
 // already queued, and returns once it has exited. Close may be called more
 // than once; reads still answer after it, from the last state written. Only
 // one process may use a state file at a time.
-type FileStore struct {
+type Store struct {
 	path string
 
 	// snap is the last state written (or read at open): what reads return.
@@ -94,13 +97,13 @@ type fileState struct {
 // fileEntry is one job, with the line that holds it in the file. Never
 // modified once made.
 type fileEntry struct {
-	key  Key    // ParseKey(name)
-	name string // the job's key in the file
-	job  Job
+	key  state.Key // state.ParseKey(name)
+	name string    // the job's key in the file
+	job  state.Job
 	line []byte // `"name": {compact JSON of job}`
 }
 
-func newFileEntry(name string, job Job) (*fileEntry, error) {
+func newFileEntry(name string, job state.Job) (*fileEntry, error) {
 	k, err := json.Marshal(name)
 	if err != nil {
 		return nil, err
@@ -111,14 +114,14 @@ func newFileEntry(name string, job Job) (*fileEntry, error) {
 	}
 	line := make([]byte, 0, len(k)+2+len(v))
 	line = append(append(append(line, k...), ": "...), v...)
-	return &fileEntry{key: ParseKey(name), name: name, job: job, line: line}, nil
+	return &fileEntry{key: state.ParseKey(name), name: name, job: job, line: line}, nil
 }
 
 // entryKey is what jobs are looked up and ordered by: the job's key, then
 // its name in the file (which only a file edited by hand makes differ from
 // the key's String).
 type entryKey struct {
-	key  Key
+	key  state.Key
 	name string
 }
 
@@ -132,16 +135,37 @@ func compareEntry(e *fileEntry, k entryKey) int {
 }
 
 // find returns where key is, or would be, in jobs.
-func find(jobs []*fileEntry, key Key) (int, bool) {
+func find(jobs []*fileEntry, key state.Key) (int, bool) {
 	return slices.BinarySearchFunc(jobs, entryKey{key, key.String()}, compareEntry)
 }
+
+// opKind is what a queued change does.
+type opKind int
+
+const (
+	opRecord opKind = iota
+	opDelete
+	opAddSilence
+	opDeleteSilence
+)
+
+// opDone is a change's answer.
+type opDone struct {
+	rec state.Recorded
+	err error
+}
+
+// lingerUnderLoad is how long a batch waits for more changes when the
+// previous batch held several (as the ConfigMap store does): the callers it
+// just answered are about to send their next callbacks.
+const lingerUnderLoad = 2 * time.Millisecond
 
 // fileOp is a change queued for the writer.
 type fileOp struct {
 	kind       opKind
 	result     api.Result
 	receivedAt time.Time
-	key        Key
+	key        state.Key
 	silence    api.Silence // opAddSilence; opDeleteSilence: its ID
 	now        time.Time   // silence operations: what has ended
 	// taken goes from opQueued to opTaken when the writer takes the
@@ -168,9 +192,9 @@ const (
 
 // fileFormat is the file's content.
 type fileFormat struct {
-	Format  string         `json:"format"`
-	Version int            `json:"version"`
-	Jobs    map[string]Job `json:"jobs"`
+	Format  string               `json:"format"`
+	Version int                  `json:"version"`
+	Jobs    map[string]state.Job `json:"jobs"`
 	// Silences are kept with the state, as durably.
 	Silences []api.Silence `json:"silences,omitempty"`
 }
@@ -178,15 +202,15 @@ type fileFormat struct {
 // legacyFileFormat is what releases before the format marker wrote; such a
 // file is read as is and written with the marker on the next change.
 type legacyFileFormat struct {
-	Jobs map[string]Job `json:"jobs"`
+	Jobs map[string]state.Job `json:"jobs"`
 }
 
-// OpenFileStore loads path, or starts empty when it does not exist, and
-// starts the store's writer (see FileStore; Close stops it). A file that is
+// Open loads path, or starts empty when it does not exist, and
+// starts the store's writer (see Store; Close stops it). A file that is
 // not batchlatch's state, or cannot be parsed, is an error: it is never
 // silently replaced. Temporary files that a crash mid-write left beside it
 // are removed.
-func OpenFileStore(path string) (*FileStore, error) {
+func Open(path string) (*Store, error) {
 	if err := removeTempFiles(path); err != nil {
 		return nil, err
 	}
@@ -194,7 +218,7 @@ func OpenFileStore(path string) (*FileStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &FileStore{
+	s := &Store{
 		path:    path,
 		ops:     make(chan *fileOp, 1024),
 		stopped: make(chan struct{}),
@@ -222,7 +246,7 @@ func loadStateFile(path string) (*fileState, int64, error) {
 	}
 	st := &fileState{jobs: make([]*fileEntry, 0, len(jobs))}
 	for name, j := range jobs {
-		key := ParseKey(name)
+		key := state.ParseKey(name)
 		j.Namespace, j.Name, j.Kind = key.Namespace, key.Name, key.Kind
 		e, err := newFileEntry(name, j)
 		if err != nil {
@@ -239,7 +263,7 @@ func loadStateFile(path string) (*fileState, int64, error) {
 
 // decodeStateFile reads the file's jobs, refusing anything that is not
 // batchlatch's state in a format this version knows.
-func decodeStateFile(data []byte) (map[string]Job, []api.Silence, error) {
+func decodeStateFile(data []byte) (map[string]state.Job, []api.Silence, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		if err == nil {
@@ -267,7 +291,7 @@ func decodeStateFile(data []byte) (map[string]Job, []api.Silence, error) {
 		return nil, nil, fmt.Errorf("format version %d is not %d, the one this batchlatch reads (written by another release?)", f.Version, fileFormatVersion)
 	}
 	if f.Jobs == nil {
-		f.Jobs = map[string]Job{}
+		f.Jobs = map[string]state.Job{}
 	}
 	return f.Jobs, f.Silences, nil
 }
@@ -290,71 +314,71 @@ func removeTempFiles(path string) error {
 	return nil
 }
 
-// Record implements Store.
-func (s *FileStore) Record(ctx context.Context, r api.Result, receivedAt time.Time) (Recorded, error) {
-	return s.submit(ctx, &fileOp{kind: opRecord, result: r, receivedAt: receivedAt, key: KeyOf(r)})
+// Record implements state.Store.
+func (s *Store) Record(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error) {
+	return s.submit(ctx, &fileOp{kind: opRecord, result: r, receivedAt: receivedAt, key: state.KeyOf(r)})
 }
 
-// Delete implements Store.
-func (s *FileStore) Delete(ctx context.Context, key Key) error {
+// Delete implements state.Store.
+func (s *Store) Delete(ctx context.Context, key state.Key) error {
 	_, err := s.submit(ctx, &fileOp{kind: opDelete, key: key})
 	return err
 }
 
-// AddSilence implements Store.
-func (s *FileStore) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
+// AddSilence implements state.Store.
+func (s *Store) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
 	_, err := s.submit(ctx, &fileOp{kind: opAddSilence, silence: silence, now: now})
 	return err
 }
 
-// DeleteSilence implements Store.
-func (s *FileStore) DeleteSilence(ctx context.Context, id string, now time.Time) error {
+// DeleteSilence implements state.Store.
+func (s *Store) DeleteSilence(ctx context.Context, id string, now time.Time) error {
 	_, err := s.submit(ctx, &fileOp{kind: opDeleteSilence, silence: api.Silence{ID: id}, now: now})
 	return err
 }
 
-// Get implements Store.
-func (s *FileStore) Get(_ context.Context, key Key) (Job, error) {
+// Get implements state.Store.
+func (s *Store) Get(_ context.Context, key state.Key) (state.Job, error) {
 	jobs := s.snap.Load().jobs
 	i, ok := find(jobs, key)
 	if !ok {
-		return Job{}, ErrNotFound
+		return state.Job{}, state.ErrNotFound
 	}
 	return jobs[i].job, nil
 }
 
-// List implements Store.
-func (s *FileStore) List(context.Context) ([]Job, error) {
+// List implements state.Store.
+func (s *Store) List(context.Context) ([]state.Job, error) {
 	entries := s.snap.Load().jobs
-	jobs := make([]Job, len(entries))
+	jobs := make([]state.Job, len(entries))
 	for i, e := range entries {
 		jobs[i] = e.job
 	}
 	return jobs, nil
 }
 
-// Silences implements Store.
-func (s *FileStore) Silences(context.Context) ([]api.Silence, error) {
+// Silences implements state.Store.
+func (s *Store) Silences(context.Context) ([]api.Silence, error) {
 	return slices.Clone(s.snap.Load().silences), nil
 }
 
 // Ready implements Store: ready means a write can succeed now, so it probes
 // the directory (a file can be made there) and the free space (room for
 // another copy of the state and a callback's growth).
-func (s *FileStore) Ready(context.Context) error {
+func (s *Store) Ready(context.Context) error {
 	dir := filepath.Dir(s.path)
 	probe, err := os.CreateTemp(dir, tempPattern(s.path))
 	if err != nil {
-		return fmt.Errorf("%w: state directory %s is not writable: %v", ErrUnavailable, dir, err)
+		return fmt.Errorf("%w: state directory %s is not writable: %v", state.ErrUnavailable, dir, err)
 	}
 	name := probe.Name()
 	probe.Close()
 	if err := os.Remove(name); err != nil {
-		return fmt.Errorf("%w: state directory %s: %v", ErrUnavailable, dir, err)
+		return fmt.Errorf("%w: state directory %s: %v", state.ErrUnavailable, dir, err)
 	}
 	need := uint64(s.savedSize.Load()) + readyHeadroom
 	if free, ok := freeBytes(dir); ok && free < need {
-		return fmt.Errorf("%w: state directory %s has %d bytes free, a write needs %d", ErrUnavailable, dir, free, need)
+		return fmt.Errorf("%w: state directory %s has %d bytes free, a write needs %d", state.ErrUnavailable, dir, free, need)
 	}
 	return nil
 }
@@ -366,7 +390,7 @@ const readyHeadroom = 64 << 10
 // Close implements Store: it stops the queue, lets the writer carry out what
 // was queued before, and returns when the writer has exited. Every change
 // acknowledged is on disk.
-func (s *FileStore) Close() error {
+func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -378,29 +402,29 @@ func (s *FileStore) Close() error {
 }
 
 // submit queues o and waits for its answer.
-func (s *FileStore) submit(ctx context.Context, o *fileOp) (Recorded, error) {
+func (s *Store) submit(ctx context.Context, o *fileOp) (state.Recorded, error) {
 	if err := ctx.Err(); err != nil {
-		return Recorded{}, err
+		return state.Recorded{}, err
 	}
 	o.done = make(chan opDone, 1)
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
-		return Recorded{}, fmt.Errorf("%w: state file %s: store closed", ErrUnavailable, s.path)
+		return state.Recorded{}, fmt.Errorf("%w: state file %s: store closed", state.ErrUnavailable, s.path)
 	}
 	select {
 	case s.ops <- o:
 		s.closeMu.RUnlock()
 	case <-ctx.Done():
 		s.closeMu.RUnlock()
-		return Recorded{}, ctx.Err()
+		return state.Recorded{}, ctx.Err()
 	}
 	select {
 	case d := <-o.done:
 		return d.rec, d.err
 	case <-ctx.Done():
 		if o.taken.CompareAndSwap(opQueued, opAbandoned) {
-			return Recorded{}, ctx.Err()
+			return state.Recorded{}, ctx.Err()
 		}
 		// The writer has it: its outcome stands, and is the answer.
 		d := <-o.done
@@ -409,7 +433,7 @@ func (s *FileStore) submit(ctx context.Context, o *fileOp) (Recorded, error) {
 }
 
 // writeLoop is the writer: it takes what is queued, and commits it.
-func (s *FileStore) writeLoop() {
+func (s *Store) writeLoop() {
 	defer close(s.stopped)
 	last := 0
 	for o := range s.ops {
@@ -427,7 +451,7 @@ func (s *FileStore) writeLoop() {
 // their next changes, which would otherwise make a batch of their own and
 // leave the writer alternating between a full batch and a lone operation.
 // Operations whose callers gave up are left out.
-func (s *FileStore) gather(first *fileOp, lastBatch int) []*fileOp {
+func (s *Store) gather(first *fileOp, lastBatch int) []*fileOp {
 	batch := make([]*fileOp, 0, max(lastBatch, 1))
 	take := func(o *fileOp) {
 		if o.taken.CompareAndSwap(opQueued, opTaken) {
@@ -469,12 +493,12 @@ func (s *FileStore) gather(first *fileOp, lastBatch int) []*fileOp {
 
 // commit applies batch to the last state written, writes the result once,
 // publishes it, and answers every operation.
-func (s *FileStore) commit(batch []*fileOp) {
+func (s *Store) commit(batch []*fileOp) {
 	next, answers, changed := applyFileBatch(s.snap.Load(), batch)
 	if changed {
 		size, err := s.write(next)
 		if err != nil {
-			err = fmt.Errorf("%w: write state file: %v", ErrUnavailable, err)
+			err = fmt.Errorf("%w: write state file: %v", state.ErrUnavailable, err)
 			for i := range answers {
 				if answers[i].err == nil {
 					answers[i] = opDone{err: err}
@@ -509,9 +533,9 @@ func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, boo
 			var silences []api.Silence
 			var err error
 			if o.kind == opAddSilence {
-				silences, err = addSilence(next.silences, o.silence, o.now)
+				silences, err = state.AddSilenceTo(next.silences, o.silence, o.now)
 			} else {
-				silences, err = deleteSilence(next.silences, o.silence.ID, o.now)
+				silences, err = state.DeleteSilenceFrom(next.silences, o.silence.ID, o.now)
 			}
 			if err != nil {
 				answers[i] = opDone{err: err}
@@ -525,7 +549,7 @@ func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, boo
 			// clears a key edited in by hand.
 			at, ok := find(next.jobs, o.key)
 			if !ok {
-				answers[i] = opDone{err: ErrNotFound}
+				answers[i] = opDone{err: state.ErrNotFound}
 				continue
 			}
 			modifiable()
@@ -539,13 +563,13 @@ func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, boo
 				continue
 			}
 			at, exists := find(next.jobs, o.key)
-			var old Job
+			var old state.Job
 			if exists {
 				old = next.jobs[at].job
 			}
-			job, outcome := Apply(old, exists, o.result, o.receivedAt)
+			job, outcome := state.Apply(old, exists, o.result, o.receivedAt)
 			if !outcome.Changed() {
-				answers[i] = opDone{rec: Recorded{Job: job, Outcome: outcome}}
+				answers[i] = opDone{rec: state.Recorded{Job: job, Outcome: outcome}}
 				continue
 			}
 			entry, err := newFileEntry(o.key.String(), job)
@@ -559,7 +583,7 @@ func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, boo
 			} else {
 				next.jobs = slices.Insert(next.jobs, at, entry)
 			}
-			answers[i] = opDone{rec: Recorded{Job: job, Outcome: outcome}}
+			answers[i] = opDone{rec: state.Recorded{Job: job, Outcome: outcome}}
 		}
 	}
 	if silencesChanged {
@@ -616,7 +640,7 @@ func (st *fileState) setSilences(silences []api.Silence) error {
 //	    {...}
 //	  ]
 //	}
-func (s *FileStore) write(st *fileState) (int64, error) {
+func (s *Store) write(st *fileState) (int64, error) {
 	var size int64
 	err := writeFileAtomic(s.path, 0o644, func(f io.Writer) error {
 		w := s.buf

@@ -1,4 +1,4 @@
-package state_test
+package filestore_test
 
 // Benchmarks of the file store at scale: durable callbacks per second and
 // their latency with 1,000 and 10,000 realistic failing jobs stored (the
@@ -30,7 +30,9 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
 var fileBenchDuration = flag.Duration("filebench.duration", 5*time.Second, "how long each BenchmarkFileStoreCallbacks sub-benchmark sends callbacks")
@@ -42,7 +44,7 @@ func writeStateFile(tb testing.TB, path string, n int) {
 	tb.Helper()
 	jobs := make(map[string]state.Job, n)
 	for i := range n {
-		j := realisticJob(i, true)
+		j := storetest.RealisticJob(i, true)
 		jobs[j.Key().String()] = j
 	}
 	data, err := json.Marshal(map[string]any{"format": "batchlatch-state", "version": 1, "jobs": jobs})
@@ -55,9 +57,9 @@ func writeStateFile(tb testing.TB, path string, n int) {
 }
 
 // realisticFailedRun is a new failed run of CronWorkflow cron with one
-// failed node, as replay's runs have: the job it updates keeps its size.
+// failed node, as storetest.Replay's runs have: the job it updates keeps its size.
 func realisticFailedRun(cron string) api.Result {
-	r := failedRun(cron)
+	r := storetest.FailedRun(cron)
 	r.DurationSeconds = 754.218377
 	r.Failures = []api.Failure{{
 		DisplayName:  "train-model(0)",
@@ -74,7 +76,7 @@ func realisticFailedRun(cron string) api.Result {
 // through a store of its own: what survives a restart.
 func storedFailures(tb testing.TB, path string) (failures, jobs int) {
 	tb.Helper()
-	s, err := state.OpenFileStore(path)
+	s, err := filestore.Open(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -174,14 +176,14 @@ func runFileCallbacks(b *testing.B, jobs, clients int, duration time.Duration) {
 	path := filepath.Join(b.TempDir(), "state.json")
 	writeStateFile(b, path, jobs)
 	beforeFailures, _ := storedFailures(b, path)
-	s, err := state.OpenFileStore(path)
+	s, err := filestore.Open(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	ctx := context.Background()
 	var writes atomic.Int64
-	state.OnFileWrite(s, func() { writes.Add(1) })
+	filestore.OnFileWrite(s, func() { writes.Add(1) })
 
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -214,7 +216,7 @@ func runFileCallbacks(b *testing.B, jobs, clients int, duration time.Duration) {
 					err = fmt.Errorf("List: %d jobs, want %d", len(all), jobs)
 				}
 			} else {
-				_, err = s.Get(ctx, state.Key{Namespace: benchNamespace, Name: cronName(i % jobs)})
+				_, err = s.Get(ctx, state.Key{Namespace: storetest.BenchNamespace, Name: storetest.CronName(i % jobs)})
 			}
 			d := time.Since(t0)
 			reads = append(reads, d)
@@ -238,7 +240,7 @@ func runFileCallbacks(b *testing.B, jobs, clients int, duration time.Duration) {
 			for time.Now().Before(deadline) {
 				i := int(next.Add(1)) - 1
 				t0 := time.Now()
-				rec, err := s.Record(ctx, realisticFailedRun(cronName(i%jobs)), benchCreated)
+				rec, err := s.Record(ctx, realisticFailedRun(storetest.CronName(i%jobs)), storetest.BenchCreated)
 				perClient[c].latencies = append(perClient[c].latencies, time.Since(t0))
 				if err == nil && (rec.Outcome.Duplicate || rec.Outcome.Stale) {
 					err = fmt.Errorf("not counted as a new failure: %+v", rec.Outcome)
@@ -276,12 +278,12 @@ func runFileCallbacks(b *testing.B, jobs, clients int, duration time.Duration) {
 	if n := writes.Load(); n > 0 {
 		b.ReportMetric(float64(ok)/float64(n), "callbacks/write")
 	}
-	b.ReportMetric(msOf(percentile(latencies, 0.50)), "p50-ms")
-	b.ReportMetric(msOf(percentile(latencies, 0.99)), "p99-ms")
-	b.ReportMetric(msOf(percentile(reads, 0.99)), "read-p99-ms")
+	b.ReportMetric(msOf(storetest.Percentile(latencies, 0.50)), "p50-ms")
+	b.ReportMetric(msOf(storetest.Percentile(latencies, 0.99)), "p99-ms")
+	b.ReportMetric(msOf(storetest.Percentile(reads, 0.99)), "read-p99-ms")
 	b.ReportMetric(msOf(reads[len(reads)-1]), "read-max-ms")
-	b.ReportMetric(msOf(percentile(lists, 0.99)), "list-p99-ms")
-	b.ReportMetric(msOf(percentile(gets, 0.99)), "get-p99-ms")
+	b.ReportMetric(msOf(storetest.Percentile(lists, 0.99)), "list-p99-ms")
+	b.ReportMetric(msOf(storetest.Percentile(gets, 0.99)), "get-p99-ms")
 	b.ReportMetric(float64(len(reads)), "reads")
 	b.ReportMetric(mb(heap0), "heap-MB")
 	b.ReportMetric(mb(mem.peakHeap), "heap-peak-MB")

@@ -1,4 +1,4 @@
-package state
+package filestore
 
 import (
 	"context"
@@ -13,24 +13,26 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/state"
 )
 
-func TestFileStorePersistsAcrossReopen(t *testing.T) {
+func TestStorePersistsAcrossReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
-	s, err := OpenFileStore(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range applyInputs() {
-		if _, err := s.Record(ctx, r, at(100)); err != nil {
+	for _, r := range storetest.ApplyInputs() {
+		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want, _ := s.List(ctx)
 	s.Close()
 
-	reopened, err := OpenFileStore(path)
+	reopened, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,45 +40,37 @@ func TestFileStorePersistsAcrossReopen(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 2 {
 		t.Fatalf("after reopen:\n%v\nwant\n%v", got, want)
 	}
-	j, err := reopened.Get(ctx, Key{Namespace: "ml", Name: "nightly"})
+	j, err := reopened.Get(ctx, state.Key{Namespace: "ml", Name: "nightly"})
 	if err != nil || j.ConsecutiveFailures != 2 {
 		t.Fatalf("Get = %+v, %v", j, err)
 	}
 	if err := reopened.Delete(ctx, j.Key()); err != nil {
 		t.Fatal(err)
 	}
-	if err := reopened.Delete(ctx, j.Key()); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	if err := reopened.Delete(ctx, j.Key()); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("second delete: %v, want state.ErrNotFound", err)
 	}
-	again, _ := OpenFileStore(path)
-	if _, err := again.Get(ctx, j.Key()); !errors.Is(err, ErrNotFound) {
+	again, _ := Open(path)
+	if _, err := again.Get(ctx, j.Key()); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("deleted job back after reopen: %v", err)
 	}
 }
 
-func applyInputs() []api.Result {
-	return []api.Result{
-		run("nightly", "a", api.PhaseFailed, 0),
-		run("nightly", "b", api.PhaseFailed, 1),
-		run("hourly", "h", api.PhaseSucceeded, 1),
-	}
-}
-
-func TestFileStoreConcurrentRecordsLoseNothing(t *testing.T) {
+func TestStoreConcurrentRecordsLoseNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	s, _ := OpenFileStore(path)
-	recordConcurrently(t, []Store{s}, 4, 8, 16)
-	reopened, err := OpenFileStore(path)
+	s, _ := Open(path)
+	storetest.RecordConcurrently(t, []state.Store{s}, 4, 8, 16)
+	reopened, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts(t, reopened, 4, 8)
+	storetest.WantCounts(t, reopened, 4, 8)
 }
 
-func TestFileStoreRefusesCorruptFile(t *testing.T) {
+func TestStoreRefusesCorruptFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	os.WriteFile(path, []byte(`{"jobs": {`), 0o644)
-	if _, err := OpenFileStore(path); err == nil {
+	if _, err := Open(path); err == nil {
 		t.Fatal("corrupt file accepted")
 	}
 	if data, _ := os.ReadFile(path); string(data) != `{"jobs": {` {
@@ -84,20 +78,20 @@ func TestFileStoreRefusesCorruptFile(t *testing.T) {
 	}
 }
 
-func TestFileStoreWriteFailureChangesNothing(t *testing.T) {
+func TestStoreWriteFailureChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, _ := OpenFileStore(filepath.Join(dir, "missing-dir", "state.json"))
-	_, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1))
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Record into a missing directory: %v, want ErrUnavailable", err)
+	s, _ := Open(filepath.Join(dir, "missing-dir", "state.json"))
+	_, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1))
+	if !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Record into a missing directory: %v, want state.ErrUnavailable", err)
 	}
 	if jobs, _ := s.List(ctx); len(jobs) != 0 {
 		t.Fatalf("failed write left %d jobs in memory", len(jobs))
 	}
 }
 
-func TestFileStoreRefusesForeignFiles(t *testing.T) {
+func TestStoreRefusesForeignFiles(t *testing.T) {
 	for _, content := range []string{
 		`{"name":"my-app"}`,
 		`null`,
@@ -112,7 +106,7 @@ func TestFileStoreRefusesForeignFiles(t *testing.T) {
 	} {
 		path := filepath.Join(t.TempDir(), "state.json")
 		os.WriteFile(path, []byte(content), 0o644)
-		if _, err := OpenFileStore(path); err == nil {
+		if _, err := Open(path); err == nil {
 			t.Errorf("%q taken for state", content)
 		} else if !strings.Contains(err.Error(), path) {
 			t.Errorf("%q: error does not name the file: %v", content, err)
@@ -125,31 +119,31 @@ func TestFileStoreRefusesForeignFiles(t *testing.T) {
 
 // Files written before the format marker are read, and get it on the next
 // write.
-func TestFileStoreReadsLegacyFile(t *testing.T) {
+func TestStoreReadsLegacyFile(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
 	legacy := `{"jobs":{"ml.nightly":{"failingSince":"2026-11-24T02:00:00Z","failedRuns":1,"lastAt":"2026-11-24T02:00:00Z","workflow":"nightly-a","uid":"a","phase":"Failed","runs":["x"]}}}`
 	os.WriteFile(path, []byte(legacy), 0o644)
-	s, err := OpenFileStore(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if j, err := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"}); err != nil || j.ConsecutiveFailures != 1 {
+	if j, err := s.Get(ctx, state.Key{Namespace: "ml", Name: "nightly"}); err != nil || j.ConsecutiveFailures != 1 {
 		t.Fatalf("legacy job: %+v, %v", j, err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(2)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(2)); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
 	if !strings.Contains(string(data), `"format": "batchlatch-state"`) || !strings.Contains(string(data), `"version": 1`) {
 		t.Fatalf("rewritten without the format marker:\n%s", data)
 	}
-	if _, err := OpenFileStore(path); err != nil {
+	if _, err := Open(path); err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 }
 
-func TestFileStoreRemovesTemporaryFilesLeftByACrash(t *testing.T) {
+func TestStoreRemovesTemporaryFilesLeftByACrash(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	leftovers := []string{".state.json.tmp-123", ".state.json.tmp-abc"}
@@ -158,7 +152,7 @@ func TestFileStoreRemovesTemporaryFilesLeftByACrash(t *testing.T) {
 	}
 	other := filepath.Join(dir, ".other.json.tmp-1") // not ours
 	os.WriteFile(other, []byte("x"), 0o644)
-	if _, err := OpenFileStore(path); err != nil {
+	if _, err := Open(path); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range leftovers {
@@ -171,24 +165,24 @@ func TestFileStoreRemovesTemporaryFilesLeftByACrash(t *testing.T) {
 	}
 }
 
-func TestFileStoreNotReadyWhereWritesFail(t *testing.T) {
+func TestStoreNotReadyWhereWritesFail(t *testing.T) {
 	ctx := context.Background()
-	missing, _ := OpenFileStore(filepath.Join(t.TempDir(), "missing-dir", "state.json"))
-	if err := missing.Ready(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("directory missing: Ready = %v, want ErrUnavailable", err)
+	missing, _ := Open(filepath.Join(t.TempDir(), "missing-dir", "state.json"))
+	if err := missing.Ready(ctx); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("directory missing: Ready = %v, want state.ErrUnavailable", err)
 	}
 
-	ok, _ := OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
+	ok, _ := Open(filepath.Join(t.TempDir(), "state.json"))
 	if err := ok.Ready(ctx); err != nil {
 		t.Errorf("writable directory: Ready = %v", err)
 	}
 }
 
 // An identity no store can hold is bad input, whatever the store.
-func TestFileStoreRefusesKeysNoStoreCanHold(t *testing.T) {
-	s, _ := OpenFileStore(filepath.Join(t.TempDir(), "state.json"))
-	r := run(strings.Repeat("j", 251), "a", api.PhaseFailed, 0)
-	_, err := s.Record(context.Background(), r, at(1))
+func TestStoreRefusesKeysNoStoreCanHold(t *testing.T) {
+	s, _ := Open(filepath.Join(t.TempDir(), "state.json"))
+	r := storetest.Run(strings.Repeat("j", 251), "a", api.PhaseFailed, 0)
+	_, err := s.Record(context.Background(), r, storetest.At(1))
 	var fe *api.FieldError
 	if !errors.As(err, &fe) || fe.Field != "job" {
 		t.Fatalf("Record = %v, want a FieldError naming the job", err)
@@ -206,7 +200,7 @@ type writeGate struct {
 
 // gateWrites gates s's writes. Open s with openTestStore, so that the gate
 // is released before s is closed.
-func gateWrites(t *testing.T, s *FileStore) *writeGate {
+func gateWrites(t *testing.T, s *Store) *writeGate {
 	g := &writeGate{entered: make(chan struct{}, 16), proceed: make(chan error), released: make(chan struct{})}
 	s.beforeRename = func() error {
 		select {
@@ -226,9 +220,9 @@ func gateWrites(t *testing.T, s *FileStore) *writeGate {
 }
 
 // openTestStore opens a store that is closed when the test ends.
-func openTestStore(t *testing.T, path string) *FileStore {
+func openTestStore(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := OpenFileStore(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +241,7 @@ func (g *writeGate) waitWrite(t *testing.T) {
 }
 
 // waitQueued waits until n operations wait in s's queue.
-func waitQueued(t *testing.T, s *FileStore, n int) {
+func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.ops) != n {
@@ -259,15 +253,15 @@ func waitQueued(t *testing.T, s *FileStore, n int) {
 }
 
 type recordAnswer struct {
-	rec Recorded
+	rec state.Recorded
 	err error
 }
 
 // recordAsync records r in the background; the answer comes on the channel.
-func recordAsync(ctx context.Context, s Store, r api.Result) <-chan recordAnswer {
+func recordAsync(ctx context.Context, s state.Store, r api.Result) <-chan recordAnswer {
 	out := make(chan recordAnswer, 1)
 	go func() {
-		rec, err := s.Record(ctx, r, at(1))
+		rec, err := s.Record(ctx, r, storetest.At(1))
 		out <- recordAnswer{rec, err}
 	}()
 	return out
@@ -296,26 +290,26 @@ func noAnswerYet(t *testing.T, c <-chan recordAnswer, what string) {
 
 // 64 clients at once: every callback counts once, in memory and in the file,
 // and they share writes.
-func TestFileStoreGroupCommitLosesNothing(t *testing.T) {
+func TestStoreGroupCommitLosesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
-	s, err := OpenFileStore(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var writes atomic.Int64
 	s.beforeRename = func() error { writes.Add(1); return nil }
 	const jobs, runs, clients = 16, 40, 64
-	recordConcurrently(t, []Store{s}, jobs, runs, clients)
-	wantCounts(t, s, jobs, runs)
+	storetest.RecordConcurrently(t, []state.Store{s}, jobs, runs, clients)
+	storetest.WantCounts(t, s, jobs, runs)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	reopened, err := OpenFileStore(path)
+	reopened, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reopened.Close()
-	wantCounts(t, reopened, jobs, runs)
+	storetest.WantCounts(t, reopened, jobs, runs)
 	if n := writes.Load(); n > jobs*runs/2 {
 		t.Errorf("%d writes for %d callbacks: not grouped", n, jobs*runs)
 	}
@@ -324,22 +318,22 @@ func TestFileStoreGroupCommitLosesNothing(t *testing.T) {
 
 // A bad operation in a batch fails alone: the others are written, in one
 // write.
-func TestFileStoreBadOperationFailsAlone(t *testing.T) {
+func TestStoreBadOperationFailsAlone(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
 	s := openTestStore(t, path)
 	gate := gateWrites(t, s)
 
-	first := recordAsync(ctx, s, run("first", "a", wfv1.WorkflowFailed, 0))
+	first := recordAsync(ctx, s, storetest.Run("first", "a", api.PhaseFailed, 0))
 	gate.waitWrite(t) // the writer is busy: what follows queues up
-	good1 := recordAsync(ctx, s, run("nightly", "a", wfv1.WorkflowFailed, 0))
+	good1 := recordAsync(ctx, s, storetest.Run("nightly", "a", api.PhaseFailed, 0))
 	waitQueued(t, s, 1)
-	bad := recordAsync(ctx, s, run(strings.Repeat("j", 251), "a", wfv1.WorkflowFailed, 0))
+	bad := recordAsync(ctx, s, storetest.Run(strings.Repeat("j", 251), "a", api.PhaseFailed, 0))
 	waitQueued(t, s, 2)
 	missing := make(chan error, 1)
-	go func() { missing <- s.Delete(ctx, Key{Namespace: "ml", Name: "never-seen"}) }()
+	go func() { missing <- s.Delete(ctx, state.Key{Namespace: "ml", Name: "never-seen"}) }()
 	waitQueued(t, s, 3)
-	good2 := recordAsync(ctx, s, run("hourly", "h", wfv1.WorkflowFailed, 0))
+	good2 := recordAsync(ctx, s, storetest.Run("hourly", "h", api.PhaseFailed, 0))
 	waitQueued(t, s, 4)
 
 	gate.proceed <- nil // first's write
@@ -364,8 +358,8 @@ func TestFileStoreBadOperationFailsAlone(t *testing.T) {
 	if a := answerOf(t, bad); !errors.As(a.err, &fe) {
 		t.Errorf("bad record: %v, want a FieldError", a.err)
 	}
-	if err := <-missing; !errors.Is(err, ErrNotFound) {
-		t.Errorf("delete of a missing job: %v, want ErrNotFound", err)
+	if err := <-missing; !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("delete of a missing job: %v, want state.ErrNotFound", err)
 	}
 	select {
 	case <-gate.entered:
@@ -374,7 +368,7 @@ func TestFileStoreBadOperationFailsAlone(t *testing.T) {
 	}
 
 	s.beforeRename = nil
-	reopened, err := OpenFileStore(path)
+	reopened, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,15 +381,15 @@ func TestFileStoreBadOperationFailsAlone(t *testing.T) {
 
 // A failed write fails every operation of its batch and changes nothing, in
 // memory or on disk.
-func TestFileStoreFailedWriteFailsTheBatch(t *testing.T) {
+func TestStoreFailedWriteFailsTheBatch(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "state.json")
 	s := openTestStore(t, path)
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddSilence(ctx, silenceAt("s1", "nightly", 0, 100), at(0)); err != nil {
+	if err := s.AddSilence(ctx, storetest.SilenceAt("s1", "nightly", 0, 100), storetest.At(0)); err != nil {
 		t.Fatal(err)
 	}
 	wantJobs, _ := s.List(ctx)
@@ -403,29 +397,29 @@ func TestFileStoreFailedWriteFailsTheBatch(t *testing.T) {
 	wantFile, _ := os.ReadFile(path)
 
 	gate := gateWrites(t, s)
-	held := recordAsync(ctx, s, run("held", "a", wfv1.WorkflowFailed, 0))
+	held := recordAsync(ctx, s, storetest.Run("held", "a", api.PhaseFailed, 0))
 	gate.waitWrite(t)
 	batch := []<-chan recordAnswer{
-		recordAsync(ctx, s, run("nightly", "b", wfv1.WorkflowFailed, 1)),
-		recordAsync(ctx, s, run("hourly", "h", wfv1.WorkflowFailed, 0)),
+		recordAsync(ctx, s, storetest.Run("nightly", "b", api.PhaseFailed, 1)),
+		recordAsync(ctx, s, storetest.Run("hourly", "h", api.PhaseFailed, 0)),
 	}
 	waitQueued(t, s, 2)
 	silenced := make(chan error, 1)
-	go func() { silenced <- s.AddSilence(ctx, silenceAt("s2", "hourly", 0, 100), at(0)) }()
+	go func() { silenced <- s.AddSilence(ctx, storetest.SilenceAt("s2", "hourly", 0, 100), storetest.At(0)) }()
 	waitQueued(t, s, 3)
 	gate.proceed <- errors.New("injected: disk gone")
-	if a := answerOf(t, held); !errors.Is(a.err, ErrUnavailable) {
-		t.Fatalf("held write: %v, want ErrUnavailable", a.err)
+	if a := answerOf(t, held); !errors.Is(a.err, state.ErrUnavailable) {
+		t.Fatalf("held write: %v, want state.ErrUnavailable", a.err)
 	}
 	gate.waitWrite(t)
 	gate.proceed <- errors.New("injected: disk gone")
 	for _, c := range batch {
-		if a := answerOf(t, c); !errors.Is(a.err, ErrUnavailable) || !strings.Contains(a.err.Error(), "disk gone") {
-			t.Errorf("record in a failed batch: %v, want ErrUnavailable", a.err)
+		if a := answerOf(t, c); !errors.Is(a.err, state.ErrUnavailable) || !strings.Contains(a.err.Error(), "disk gone") {
+			t.Errorf("record in a failed batch: %v, want state.ErrUnavailable", a.err)
 		}
 	}
-	if err := <-silenced; !errors.Is(err, ErrUnavailable) {
-		t.Errorf("silence in a failed batch: %v, want ErrUnavailable", err)
+	if err := <-silenced; !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("silence in a failed batch: %v, want state.ErrUnavailable", err)
 	}
 
 	if got, _ := s.List(ctx); fmt.Sprint(got) != fmt.Sprint(wantJobs) {
@@ -442,7 +436,7 @@ func TestFileStoreFailedWriteFailsTheBatch(t *testing.T) {
 	}
 
 	// The next write carries on from the state before the failures.
-	next := recordAsync(ctx, s, run("nightly", "b", wfv1.WorkflowFailed, 1))
+	next := recordAsync(ctx, s, storetest.Run("nightly", "b", api.PhaseFailed, 1))
 	gate.waitWrite(t)
 	gate.proceed <- nil
 	if a := answerOf(t, next); a.err != nil || a.rec.Job.ConsecutiveFailures != 2 {
@@ -452,27 +446,27 @@ func TestFileStoreFailedWriteFailsTheBatch(t *testing.T) {
 
 // Reads answer while a write is in progress, with the state before it: a
 // change is seen once it is durable, not before.
-func TestFileStoreReadsDoNotWaitForWrites(t *testing.T) {
+func TestStoreReadsDoNotWaitForWrites(t *testing.T) {
 	ctx := context.Background()
 	s := openTestStore(t, filepath.Join(t.TempDir(), "state.json"))
-	if _, err := s.Record(ctx, run("hourly", "h", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("hourly", "h", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 	gate := gateWrites(t, s)
-	held := recordAsync(ctx, s, run("nightly", "a", wfv1.WorkflowFailed, 0))
+	held := recordAsync(ctx, s, storetest.Run("nightly", "a", api.PhaseFailed, 0))
 	gate.waitWrite(t)
 
 	read := make(chan string, 1)
 	go func() {
 		jobs, err := s.List(ctx)
-		_, getErr := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"})
-		hourly, _ := s.Get(ctx, Key{Namespace: "ml", Name: "hourly"})
+		_, getErr := s.Get(ctx, state.Key{Namespace: "ml", Name: "nightly"})
+		hourly, _ := s.Get(ctx, state.Key{Namespace: "ml", Name: "hourly"})
 		silences, _ := s.Silences(ctx)
 		read <- fmt.Sprintf("%d jobs %v, nightly: %v, hourly: %d, silences: %d", len(jobs), err, getErr, hourly.ConsecutiveFailures, len(silences))
 	}()
 	select {
 	case got := <-read:
-		if want := fmt.Sprintf("1 jobs <nil>, nightly: %v, hourly: 1, silences: 0", ErrNotFound); got != want {
+		if want := fmt.Sprintf("1 jobs <nil>, nightly: %v, hourly: 1, silences: 0", state.ErrNotFound); got != want {
 			t.Errorf("reads during the write: %s, want %s", got, want)
 		}
 	case <-time.After(5 * time.Second):
@@ -483,7 +477,7 @@ func TestFileStoreReadsDoNotWaitForWrites(t *testing.T) {
 	if a := answerOf(t, held); a.err != nil {
 		t.Fatal(a.err)
 	}
-	if _, err := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"}); err != nil {
+	if _, err := s.Get(ctx, state.Key{Namespace: "ml", Name: "nightly"}); err != nil {
 		t.Errorf("after the write: %v", err)
 	}
 }
@@ -491,17 +485,17 @@ func TestFileStoreReadsDoNotWaitForWrites(t *testing.T) {
 // A caller that gives up while its operation waits in the queue gets its
 // context's error, and the operation is dropped; once taken, an operation is
 // carried out and its outcome is the answer.
-func TestFileStoreContextCountsUntilTaken(t *testing.T) {
+func TestStoreContextCountsUntilTaken(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
 	s := openTestStore(t, path)
 	gate := gateWrites(t, s)
 
 	takenCtx, cancelTaken := context.WithCancel(ctx)
-	taken := recordAsync(takenCtx, s, run("taken", "a", wfv1.WorkflowFailed, 0))
+	taken := recordAsync(takenCtx, s, storetest.Run("taken", "a", api.PhaseFailed, 0))
 	gate.waitWrite(t)
 	queuedCtx, cancelQueued := context.WithCancel(ctx)
-	queued := recordAsync(queuedCtx, s, run("queued", "a", wfv1.WorkflowFailed, 0))
+	queued := recordAsync(queuedCtx, s, storetest.Run("queued", "a", api.PhaseFailed, 0))
 	waitQueued(t, s, 1)
 
 	cancelQueued()
@@ -521,7 +515,7 @@ func TestFileStoreContextCountsUntilTaken(t *testing.T) {
 		t.Fatal("the abandoned operation was written")
 	case <-time.After(50 * time.Millisecond):
 	}
-	if _, err := s.Get(ctx, Key{Namespace: "ml", Name: "queued"}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, state.Key{Namespace: "ml", Name: "queued"}); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("abandoned record applied: %v", err)
 	}
 	if data, _ := os.ReadFile(path); strings.Contains(string(data), "queued") {
@@ -531,16 +525,16 @@ func TestFileStoreContextCountsUntilTaken(t *testing.T) {
 
 // Close carries out what was queued before it, then refuses changes; reads
 // still answer.
-func TestFileStoreCloseDrainsTheQueue(t *testing.T) {
+func TestStoreCloseDrainsTheQueue(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
 	s := openTestStore(t, path)
 	gate := gateWrites(t, s)
-	held := recordAsync(ctx, s, run("held", "a", wfv1.WorkflowFailed, 0))
+	held := recordAsync(ctx, s, storetest.Run("held", "a", api.PhaseFailed, 0))
 	gate.waitWrite(t)
 	var queued []<-chan recordAnswer
 	for i := range 5 {
-		queued = append(queued, recordAsync(ctx, s, run(fmt.Sprintf("job%d", i), "a", wfv1.WorkflowFailed, 0)))
+		queued = append(queued, recordAsync(ctx, s, storetest.Run(fmt.Sprintf("job%d", i), "a", api.PhaseFailed, 0)))
 		waitQueued(t, s, i+1)
 	}
 	closed := make(chan error, 1)
@@ -548,8 +542,8 @@ func TestFileStoreCloseDrainsTheQueue(t *testing.T) {
 	for !func() bool { s.closeMu.RLock(); defer s.closeMu.RUnlock(); return s.closed }() {
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := s.Record(ctx, run("late", "a", wfv1.WorkflowFailed, 0), at(1)); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("record after Close: %v, want ErrUnavailable", err)
+	if _, err := s.Record(ctx, storetest.Run("late", "a", api.PhaseFailed, 0), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("record after Close: %v, want state.ErrUnavailable", err)
 	}
 	select {
 	case err := <-closed:
@@ -573,7 +567,7 @@ func TestFileStoreCloseDrainsTheQueue(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	reopened, err := OpenFileStore(path)
+	reopened, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,16 +579,16 @@ func TestFileStoreCloseDrainsTheQueue(t *testing.T) {
 
 // The file holds one job a line, compact, in List's order, and reads back
 // the same, silences included.
-func TestFileStoreFileLayout(t *testing.T) {
+func TestStoreFileLayout(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.json")
-	s, _ := OpenFileStore(path)
+	s, _ := Open(path)
 	defer s.Close()
-	if err := s.AddSilence(ctx, silenceAt("s1", "nightly", 0, 100), at(0)); err != nil {
+	if err := s.AddSilence(ctx, storetest.SilenceAt("s1", "nightly", 0, 100), storetest.At(0)); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range append(applyInputs(), run("zeta", "z", wfv1.WorkflowFailed, 0), run("alpha", "a", wfv1.WorkflowFailed, 0)) {
-		if _, err := s.Record(ctx, r, at(100)); err != nil {
+	for _, r := range append(storetest.ApplyInputs(), storetest.Run("zeta", "z", api.PhaseFailed, 0), storetest.Run("alpha", "a", api.PhaseFailed, 0)) {
+		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -617,7 +611,7 @@ func TestFileStoreFileLayout(t *testing.T) {
 	}
 	want, _ := s.List(ctx)
 	s.Close()
-	reopened, err := OpenFileStore(path)
+	reopened, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -632,7 +626,7 @@ func TestFileStoreFileLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := reopened.DeleteSilence(ctx, "s1", at(1)); err != nil {
+	if err := reopened.DeleteSilence(ctx, "s1", storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 	data, _ = os.ReadFile(path)
@@ -643,6 +637,40 @@ func TestFileStoreFileLayout(t *testing.T) {
 
 // OnFileWrite makes s call f at each write of its file, before the rename;
 // for benchmarks in package state_test.
-func OnFileWrite(s *FileStore, f func()) {
+func OnFileWrite(s *Store, f func()) {
 	s.beforeRename = func() error { f(); return nil }
+}
+
+func TestStoreSilences(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	storetest.Silences(t, func() state.Store {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// At most state.MaxSilences in force; ended ones make room.
+func TestSilencesAreBounded(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range state.MaxSilences {
+		if err := s.AddSilence(ctx, storetest.SilenceAt(fmt.Sprintf("s%d", i), "", 0, 10+i), storetest.At(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddSilence(ctx, storetest.SilenceAt("over", "", 0, 100), storetest.At(0)); !errors.Is(err, state.ErrFull) {
+		t.Fatalf("silence past the limit: %v, want state.ErrFull", err)
+	}
+	if err := s.AddSilence(ctx, storetest.SilenceAt("later", "", 0, 2000), storetest.At(11)); err != nil {
+		t.Fatalf("after two silences ended: %v", err)
+	}
+	if got, _ := s.Silences(ctx); len(got) != state.MaxSilences-1 {
+		t.Fatalf("%d silences, want %d", len(got), state.MaxSilences-1)
+	}
 }

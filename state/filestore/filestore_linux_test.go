@@ -1,6 +1,6 @@
 //go:build linux
 
-package state
+package filestore
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/state"
 )
 
 // mountTmpfs mounts a small tmpfs on a fresh directory, as CI's root can;
@@ -31,29 +33,29 @@ func mountTmpfs(t *testing.T, flags uintptr, size string) string {
 	return dir
 }
 
-func TestFileStoreNotReadyOnReadOnlyFileSystem(t *testing.T) {
+func TestStoreNotReadyOnReadOnlyFileSystem(t *testing.T) {
 	ctx := context.Background()
 	dir := mountTmpfs(t, unix.MS_RDONLY, "1m")
-	s, err := OpenFileStore(filepath.Join(dir, "state.json"))
+	s, err := Open(filepath.Join(dir, "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("read-only: Ready = %v, want ErrUnavailable", err)
+	if err := s.Ready(ctx); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("read-only: Ready = %v, want state.ErrUnavailable", err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("read-only: Record = %v, want ErrUnavailable", err)
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("read-only: Record = %v, want state.ErrUnavailable", err)
 	}
 }
 
-func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
+func TestStoreNotReadyOnFullFileSystem(t *testing.T) {
 	ctx := context.Background()
 	dir := mountTmpfs(t, 0, "512k")
-	s, err := OpenFileStore(filepath.Join(dir, "state.json"))
+	s, err := Open(filepath.Join(dir, "state.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Ready(ctx); err != nil {
@@ -72,18 +74,18 @@ func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
 		}
 	}
 	f.Close()
-	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("full: Ready = %v, want ErrUnavailable", err)
+	if err := s.Ready(ctx); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("full: Ready = %v, want state.ErrUnavailable", err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("full: Record = %v, want ErrUnavailable", err)
+	if _, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("full: Record = %v, want state.ErrUnavailable", err)
 	}
 
 	os.Remove(filler)
 	if err := s.Ready(ctx); err != nil {
 		t.Errorf("room again: Ready = %v", err)
 	}
-	if rec, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
+	if rec, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Errorf("room again: Record = %+v, %v", rec.Job, err)
 	}
 }
@@ -91,16 +93,16 @@ func TestFileStoreNotReadyOnFullFileSystem(t *testing.T) {
 // A real write failure (the file system turned read-only under the store)
 // fails every change queued meanwhile and changes nothing, in memory or on
 // disk; once writable again, the store carries on from where it was.
-func TestFileStoreFailedWritesOnReadOnlyRemount(t *testing.T) {
+func TestStoreFailedWritesOnReadOnlyRemount(t *testing.T) {
 	ctx := context.Background()
 	dir := mountTmpfs(t, 0, "4m")
 	path := filepath.Join(dir, "state.json")
-	s, err := OpenFileStore(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Record(ctx, run("nightly", "a", wfv1.WorkflowFailed, 0), at(1)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 	wantJobs, _ := s.List(ctx)
@@ -112,13 +114,13 @@ func TestFileStoreFailedWritesOnReadOnlyRemount(t *testing.T) {
 	errs := make(chan error, 16)
 	for i := range cap(errs) {
 		go func() {
-			_, err := s.Record(ctx, run(fmt.Sprintf("job%d", i%4), fmt.Sprint(i), wfv1.WorkflowFailed, 0), at(1))
+			_, err := s.Record(ctx, storetest.Run(fmt.Sprintf("job%d", i%4), fmt.Sprint(i), api.PhaseFailed, 0), storetest.At(1))
 			errs <- err
 		}()
 	}
 	for range cap(errs) {
-		if err := <-errs; !errors.Is(err, ErrUnavailable) {
-			t.Errorf("record on a read-only file system: %v, want ErrUnavailable", err)
+		if err := <-errs; !errors.Is(err, state.ErrUnavailable) {
+			t.Errorf("record on a read-only file system: %v, want state.ErrUnavailable", err)
 		}
 	}
 	if got, _ := s.List(ctx); fmt.Sprint(got) != fmt.Sprint(wantJobs) {
@@ -131,7 +133,7 @@ func TestFileStoreFailedWritesOnReadOnlyRemount(t *testing.T) {
 	if err := unix.Mount("", dir, "", unix.MS_REMOUNT, ""); err != nil {
 		t.Fatalf("remount writable: %v", err)
 	}
-	if rec, err := s.Record(ctx, run("nightly", "b", wfv1.WorkflowFailed, 1), at(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
+	if rec, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Fatalf("writable again: %+v, %v", rec.Job, err)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package state
+package filestore
 
 import "golang.org/x/sys/unix"
 

@@ -1,4 +1,6 @@
-package state
+// Package configmapstore is the state.Store kept in a ConfigMap, shared by
+// every replica through the API server.
+package configmapstore
 
 import (
 	"cmp"
@@ -20,17 +22,14 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
 )
 
-// ErrCorrupt: a job's stored value cannot be read (edited by hand?). It is
-// left alone until someone fixes or deletes it.
-var ErrCorrupt = errors.New("stored job is unreadable")
-
-// MaxConfigMapData is the API server's limit on the summed size of a
+// MaxData is the API server's limit on the summed size of a
 // ConfigMap's values.
-const MaxConfigMapData = 1 << 20
+const MaxData = 1 << 20
 
-// ConfigMapStore keeps one key per job in one ConfigMap, each value the job's
+// Store keeps one key per job in one ConfigMap, each value the job's
 // compact JSON.
 //
 // Writes go through a single committer goroutine that groups the operations
@@ -41,7 +40,7 @@ const MaxConfigMapData = 1 << 20
 // object. Reads are served from the last object seen, refreshed from the API
 // server when older than RefreshAfter, so that the alarm loop keeps working
 // from the last known state while the API server is away.
-type ConfigMapStore struct {
+type Store struct {
 	client       corev1client.ConfigMapInterface
 	name         string
 	logger       *slog.Logger
@@ -54,20 +53,20 @@ type ConfigMapStore struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
-	mu       sync.Mutex        // guards the fields below
-	cm       *corev1.ConfigMap // last object seen; nil until loaded
-	jobs     map[string]Job    // decoded cm.Data, without unreadable keys
-	corrupt  map[string]string // key -> value that could not be decoded
-	silences []api.Silence     // decoded cm.Data[silencesKey]
+	mu       sync.Mutex           // guards the fields below
+	cm       *corev1.ConfigMap    // last object seen; nil until loaded
+	jobs     map[string]state.Job // decoded cm.Data, without unreadable keys
+	corrupt  map[string]string    // key -> value that could not be decoded
+	silences []api.Silence        // decoded cm.Data[silencesKey]
 	loadedAt time.Time
 }
 
-// ConfigMapOptions tunes a ConfigMapStore; zero values take the defaults.
-type ConfigMapOptions struct {
+// Options tunes a Store; zero values take the defaults.
+type Options struct {
 	// MaxBatch bounds the operations in one update (default 512); 1 makes
 	// one update per callback, the baseline the benchmark compares against.
 	MaxBatch int
-	// MaxData bounds the summed size of the values (default MaxConfigMapData).
+	// MaxData bounds the summed size of the values (default MaxData).
 	MaxData int
 	// CallTimeout bounds each API call (default 5s).
 	CallTimeout time.Duration
@@ -93,7 +92,7 @@ type op struct {
 	kind       opKind
 	result     api.Result
 	receivedAt time.Time
-	key        Key
+	key        state.Key
 	silence    api.Silence // opAddSilence; opDeleteSilence: its ID
 	now        time.Time   // silence operations: what has ended
 	// deadline is the caller's: conflicts are retried until it passes.
@@ -105,11 +104,11 @@ type op struct {
 const defaultOpTimeout = 30 * time.Second
 
 type opDone struct {
-	rec Recorded
+	rec state.Recorded
 	err error
 }
 
-// TuneClient sets what a ConfigMapStore's client needs: client-go's default
+// TuneClient sets what a Store's client needs: client-go's default
 // of 5 QPS would throttle a burst of callbacks.
 func TuneClient(c *rest.Config) *rest.Config {
 	c = rest.CopyConfig(c)
@@ -117,16 +116,16 @@ func TuneClient(c *rest.Config) *rest.Config {
 	return c
 }
 
-// NewConfigMapStore returns a store on ConfigMap name, reached through client
+// New returns a store on ConfigMap name, reached through client
 // (a ConfigMapInterface of the service's own namespace). It returns at once:
 // the ConfigMap is loaded, or created when missing, in the background, with
-// retries, and Ready reports ErrUnavailable until then.
-func NewConfigMapStore(client corev1client.ConfigMapInterface, name string, opts ConfigMapOptions, logger *slog.Logger) *ConfigMapStore {
+// retries, and Ready reports state.ErrUnavailable until then.
+func New(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger) *Store {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
 	}
 	if opts.MaxData <= 0 {
-		opts.MaxData = MaxConfigMapData
+		opts.MaxData = MaxData
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 5 * time.Second
@@ -135,7 +134,7 @@ func NewConfigMapStore(client corev1client.ConfigMapInterface, name string, opts
 		opts.RefreshAfter = time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &ConfigMapStore{
+	s := &Store{
 		client:       client,
 		name:         name,
 		logger:       logger.With("component", "configmap-store", "configmap", name),
@@ -145,7 +144,7 @@ func NewConfigMapStore(client corev1client.ConfigMapInterface, name string, opts
 		refreshAfter: opts.RefreshAfter,
 		ops:          make(chan *op, 4096),
 		cancel:       cancel,
-		jobs:         map[string]Job{},
+		jobs:         map[string]state.Job{},
 		corrupt:      map[string]string{},
 	}
 	s.done.Go(func() { s.loadUntilDone(ctx) })
@@ -155,7 +154,7 @@ func NewConfigMapStore(client corev1client.ConfigMapInterface, name string, opts
 
 // loadUntilDone loads the ConfigMap at start, retrying with backoff while the
 // API server cannot be reached.
-func (s *ConfigMapStore) loadUntilDone(ctx context.Context) {
+func (s *Store) loadUntilDone(ctx context.Context) {
 	backoff := 200 * time.Millisecond
 	for {
 		err := s.refresh(ctx)
@@ -173,7 +172,7 @@ func (s *ConfigMapStore) loadUntilDone(ctx context.Context) {
 }
 
 // refresh fetches the ConfigMap, creating it when missing, and adopts it.
-func (s *ConfigMapStore) refresh(ctx context.Context) error {
+func (s *Store) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
 	cm, err := s.client.Get(ctx, s.name, metav1.GetOptions{})
@@ -189,7 +188,7 @@ func (s *ConfigMapStore) refresh(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w: get configmap %s: %v", ErrUnavailable, s.name, err)
+		return fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
 	}
 	s.adopt(cm)
 	return nil
@@ -198,7 +197,7 @@ func (s *ConfigMapStore) refresh(ctx context.Context) error {
 // adopt makes cm the last object seen, decoding only the values that changed.
 // A response that is older than the object already seen (a read that was
 // overtaken by an update) is ignored.
-func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
+func (s *Store) adopt(cm *corev1.ConfigMap) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var old map[string]string
@@ -234,7 +233,7 @@ func (s *ConfigMapStore) adopt(cm *corev1.ConfigMap) {
 		if prev, ok := old[key]; ok && prev == value {
 			continue
 		}
-		job, err := decodeJob(key, value)
+		job, err := state.DecodeJob(key, value)
 		if err != nil {
 			if s.corrupt[key] != value {
 				s.logger.Error("stored job is unreadable; leaving it alone until it is fixed or deleted", "err", err, "key", key)
@@ -259,43 +258,29 @@ func olderVersion(a, b string) bool {
 	return errA == nil && errB == nil && x < y
 }
 
-// decodeJob reads a stored value; the job's identity comes from its key.
-func decodeJob(key, value string) (Job, error) {
-	k := ParseKey(key)
-	if k.Namespace == "" {
-		return Job{}, fmt.Errorf("%w: key %q names no namespace", ErrCorrupt, key)
-	}
-	var j Job
-	if err := json.Unmarshal([]byte(value), &j); err != nil {
-		return Job{}, fmt.Errorf("%w: key %s: %v", ErrCorrupt, key, err)
-	}
-	j.Namespace, j.Name, j.Kind = k.Namespace, k.Name, k.Kind
-	return j, nil
-}
-
 // decodeSilences reads the stored silences.
 func decodeSilences(value string) ([]api.Silence, error) {
 	var silences []api.Silence
 	if err := json.Unmarshal([]byte(value), &silences); err != nil {
-		return nil, fmt.Errorf("%w: key %s: %v", ErrCorrupt, silencesKey, err)
+		return nil, fmt.Errorf("%w: key %s: %v", state.ErrCorrupt, silencesKey, err)
 	}
 	return silences, nil
 }
 
-// AddSilence implements Store.
-func (s *ConfigMapStore) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
+// AddSilence implements state.Store.
+func (s *Store) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
 	_, err := s.submit(ctx, &op{kind: opAddSilence, silence: silence, now: now})
 	return err
 }
 
-// DeleteSilence implements Store.
-func (s *ConfigMapStore) DeleteSilence(ctx context.Context, id string, now time.Time) error {
+// DeleteSilence implements state.Store.
+func (s *Store) DeleteSilence(ctx context.Context, id string, now time.Time) error {
 	_, err := s.submit(ctx, &op{kind: opDeleteSilence, silence: api.Silence{ID: id}, now: now})
 	return err
 }
 
-// Silences implements Store.
-func (s *ConfigMapStore) Silences(ctx context.Context) ([]api.Silence, error) {
+// Silences implements state.Store.
+func (s *Store) Silences(ctx context.Context) ([]api.Silence, error) {
 	if _, _, err := s.fresh(ctx); err != nil {
 		return nil, err
 	}
@@ -304,18 +289,18 @@ func (s *ConfigMapStore) Silences(ctx context.Context) ([]api.Silence, error) {
 	return slices.Clone(s.silences), nil
 }
 
-// Record implements Store.
-func (s *ConfigMapStore) Record(ctx context.Context, r api.Result, receivedAt time.Time) (Recorded, error) {
-	return s.submit(ctx, &op{kind: opRecord, result: r, receivedAt: receivedAt, key: KeyOf(r)})
+// Record implements state.Store.
+func (s *Store) Record(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error) {
+	return s.submit(ctx, &op{kind: opRecord, result: r, receivedAt: receivedAt, key: state.KeyOf(r)})
 }
 
-// Delete implements Store.
-func (s *ConfigMapStore) Delete(ctx context.Context, key Key) error {
+// Delete implements state.Store.
+func (s *Store) Delete(ctx context.Context, key state.Key) error {
 	_, err := s.submit(ctx, &op{kind: opDelete, key: key})
 	return err
 }
 
-func (s *ConfigMapStore) submit(ctx context.Context, o *op) (Recorded, error) {
+func (s *Store) submit(ctx context.Context, o *op) (state.Recorded, error) {
 	o.done = make(chan opDone, 1)
 	if deadline, ok := ctx.Deadline(); ok {
 		o.deadline = deadline
@@ -325,7 +310,7 @@ func (s *ConfigMapStore) submit(ctx context.Context, o *op) (Recorded, error) {
 	select {
 	case s.ops <- o:
 	case <-ctx.Done():
-		return Recorded{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		return state.Recorded{}, fmt.Errorf("%w: %v", state.ErrUnavailable, ctx.Err())
 	}
 	select {
 	case d := <-o.done:
@@ -333,13 +318,13 @@ func (s *ConfigMapStore) submit(ctx context.Context, o *op) (Recorded, error) {
 	case <-ctx.Done():
 		// The operation may still be committed; a retried callback is then
 		// answered as a duplicate.
-		return Recorded{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		return state.Recorded{}, fmt.Errorf("%w: %v", state.ErrUnavailable, ctx.Err())
 	}
 }
 
 // commitLoop takes every operation queued while the previous update was in
 // flight and commits them together.
-func (s *ConfigMapStore) commitLoop(ctx context.Context) {
+func (s *Store) commitLoop(ctx context.Context) {
 	lastBatch := 0
 	for {
 		var batch []*op
@@ -363,7 +348,7 @@ const lingerUnderLoad = 2 * time.Millisecond
 
 // gather adds to batch what is queued, and under load what arrives within
 // lingerUnderLoad, up to maxBatch.
-func (s *ConfigMapStore) gather(batch []*op, underLoad bool) []*op {
+func (s *Store) gather(batch []*op, underLoad bool) []*op {
 	var linger <-chan time.Time
 	if underLoad {
 		timer := time.NewTimer(lingerUnderLoad)
@@ -403,11 +388,11 @@ const (
 //
 // A conflict (another replica wrote first) is re-applied to a fresh read,
 // after a jittered backoff, for as long as the operations' deadlines allow;
-// an operation whose deadline passes is answered ErrUnavailable and leaves
+// an operation whose deadline passes is answered state.ErrUnavailable and leaves
 // the batch. An update that the API server refuses for what it would hold
 // (too large, invalid) is retried in halves, so that only the operation at
 // fault fails: one item's failure never fails the others in its batch.
-func (s *ConfigMapStore) commit(ctx context.Context, batch []*op) {
+func (s *Store) commit(ctx context.Context, batch []*op) {
 	backoff := conflictBackoffMin
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
@@ -448,7 +433,7 @@ func (s *ConfigMapStore) commit(ctx context.Context, batch []*op) {
 				backoff = min(2*backoff, conflictBackoffMax)
 				select {
 				case <-ctx.Done():
-					answerAll(batch, opDone{err: fmt.Errorf("%w: store closed", ErrUnavailable)})
+					answerAll(batch, opDone{err: fmt.Errorf("%w: store closed", state.ErrUnavailable)})
 					return
 				case <-time.After(wait):
 				}
@@ -460,11 +445,11 @@ func (s *ConfigMapStore) commit(ctx context.Context, batch []*op) {
 			s.commit(ctx, batch[half:])
 			return
 		case refusedContent(err) && tooLarge(err):
-			err = fmt.Errorf("%w: update configmap %s: %v", ErrFull, s.name, err)
+			err = fmt.Errorf("%w: update configmap %s: %v", state.ErrFull, s.name, err)
 		case refusedContent(err):
 			err = fmt.Errorf("update configmap %s: the API server refused it: %v", s.name, err)
 		default:
-			err = fmt.Errorf("%w: update configmap %s: %v", ErrUnavailable, s.name, err)
+			err = fmt.Errorf("%w: update configmap %s: %v", state.ErrUnavailable, s.name, err)
 		}
 		answerAll(batch, opDone{err: err})
 		return
@@ -477,7 +462,7 @@ func dropExpired(batch []*op, now time.Time) []*op {
 	kept := batch[:0:0]
 	for _, o := range batch {
 		if now.After(o.deadline) {
-			o.done <- opDone{err: fmt.Errorf("%w: deadline passed while other writers kept the ConfigMap busy", ErrUnavailable)}
+			o.done <- opDone{err: fmt.Errorf("%w: deadline passed while other writers kept the ConfigMap busy", state.ErrUnavailable)}
 			continue
 		}
 		kept = append(kept, o)
@@ -509,7 +494,7 @@ func tooLarge(err error) bool {
 
 // applyBatch computes the object after batch, and each operation's answer.
 // It returns a nil object when no operation changes anything.
-func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigMap, []opDone) {
+func (s *Store) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigMap, []opDone) {
 	next := base.DeepCopy()
 	if next.Data == nil {
 		next.Data = map[string]string{}
@@ -527,16 +512,16 @@ func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev
 			silences, err := decodeSilences(cmp.Or(value, "[]"))
 			if err == nil {
 				if o.kind == opAddSilence {
-					silences, err = addSilence(silences, o.silence, o.now)
+					silences, err = state.AddSilenceTo(silences, o.silence, o.now)
 				} else {
-					silences, err = deleteSilence(silences, o.silence.ID, o.now)
+					silences, err = state.DeleteSilenceFrom(silences, o.silence.ID, o.now)
 				}
 			}
 			if err == nil {
 				encoded, err = json.Marshal(silences)
 			}
 			if err == nil && size-len(value)+len(encoded) > s.maxData {
-				err = fmt.Errorf("%w: the silences would bring ConfigMap %s over its limit of %d bytes", ErrFull, s.name, s.maxData)
+				err = fmt.Errorf("%w: the silences would bring ConfigMap %s over its limit of %d bytes", state.ErrFull, s.name, s.maxData)
 			}
 			if err != nil {
 				answers[i] = opDone{err: err}
@@ -558,7 +543,7 @@ func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev
 		if o.kind == opDelete {
 			// Deleting is also how an operator clears an unreadable key.
 			if !exists {
-				answers[i] = opDone{err: ErrNotFound}
+				answers[i] = opDone{err: state.ErrNotFound}
 				continue
 			}
 			delete(next.Data, key)
@@ -566,16 +551,16 @@ func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev
 			changed = true
 			continue
 		}
-		var job Job
+		var job state.Job
 		if exists {
 			var err error
-			if job, err = decodeJob(key, value); err != nil {
+			if job, err = state.DecodeJob(key, value); err != nil {
 				answers[i] = opDone{err: err}
 				continue
 			}
 		}
-		job, outcome := Apply(job, exists, o.result, o.receivedAt)
-		answers[i] = opDone{rec: Recorded{Job: job, Outcome: outcome}}
+		job, outcome := state.Apply(job, exists, o.result, o.receivedAt)
+		answers[i] = opDone{rec: state.Recorded{Job: job, Outcome: outcome}}
 		if !outcome.Changed() {
 			continue
 		}
@@ -586,7 +571,7 @@ func (s *ConfigMapStore) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev
 		}
 		if grown := size - len(value) + len(encoded); grown > s.maxData {
 			answers[i] = opDone{err: fmt.Errorf("%w: job %s would bring ConfigMap %s to %d bytes, over its limit of %d; delete jobs that are gone (DELETE /api/v1/jobs/{namespace}/{job})",
-				ErrFull, key, s.name, grown, s.maxData)}
+				state.ErrFull, key, s.name, grown, s.maxData)}
 			continue
 		}
 		size += len(encoded) - len(value)
@@ -613,7 +598,7 @@ func answerAll(batch []*op, d opDone) {
 
 // recentlyLoaded reports whether the API server answered for the ConfigMap
 // within refreshAfter.
-func (s *ConfigMapStore) recentlyLoaded() bool {
+func (s *Store) recentlyLoaded() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cm != nil && time.Since(s.loadedAt) <= s.refreshAfter
@@ -621,8 +606,8 @@ func (s *ConfigMapStore) recentlyLoaded() bool {
 
 // fresh returns the cached jobs, refreshing them first when they are older
 // than refreshAfter. When the API server cannot be reached it serves the last
-// known state; before anything was loaded it returns ErrUnavailable.
-func (s *ConfigMapStore) fresh(ctx context.Context) (map[string]Job, map[string]string, error) {
+// known state; before anything was loaded it returns state.ErrUnavailable.
+func (s *Store) fresh(ctx context.Context) (map[string]state.Job, map[string]string, error) {
 	if !s.recentlyLoaded() {
 		if err := s.refresh(ctx); err != nil {
 			s.logger.Debug("refresh state; serving the last known", "err", err)
@@ -631,9 +616,9 @@ func (s *ConfigMapStore) fresh(ctx context.Context) (map[string]Job, map[string]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cm == nil {
-		return nil, nil, fmt.Errorf("%w: configmap %s not loaded yet", ErrUnavailable, s.name)
+		return nil, nil, fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, s.name)
 	}
-	jobs := make(map[string]Job, len(s.jobs))
+	jobs := make(map[string]state.Job, len(s.jobs))
 	for k, j := range s.jobs {
 		jobs[k] = j
 	}
@@ -644,39 +629,39 @@ func (s *ConfigMapStore) fresh(ctx context.Context) (map[string]Job, map[string]
 	return jobs, corrupt, nil
 }
 
-// Get implements Store.
-func (s *ConfigMapStore) Get(ctx context.Context, key Key) (Job, error) {
+// Get implements state.Store.
+func (s *Store) Get(ctx context.Context, key state.Key) (state.Job, error) {
 	jobs, corrupt, err := s.fresh(ctx)
 	if err != nil {
-		return Job{}, err
+		return state.Job{}, err
 	}
 	if _, bad := corrupt[key.String()]; bad {
-		return Job{}, fmt.Errorf("%w: key %s", ErrCorrupt, key)
+		return state.Job{}, fmt.Errorf("%w: key %s", state.ErrCorrupt, key)
 	}
 	j, ok := jobs[key.String()]
 	if !ok {
-		return Job{}, ErrNotFound
+		return state.Job{}, state.ErrNotFound
 	}
 	return j, nil
 }
 
-// List implements Store. Unreadable keys are left out (and logged once).
-func (s *ConfigMapStore) List(ctx context.Context) ([]Job, error) {
+// List implements state.Store. Unreadable keys are left out (and logged once).
+func (s *Store) List(ctx context.Context) ([]state.Job, error) {
 	jobs, _, err := s.fresh(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Job, 0, len(jobs))
+	out := make([]state.Job, 0, len(jobs))
 	for _, j := range jobs {
 		out = append(out, j)
 	}
-	SortByKey(out)
+	state.SortByKey(out)
 	return out, nil
 }
 
 // Ready implements Store: the API server answered for the ConfigMap within
 // the last RefreshAfter, or answers now.
-func (s *ConfigMapStore) Ready(ctx context.Context) error {
+func (s *Store) Ready(ctx context.Context) error {
 	if s.recentlyLoaded() {
 		return nil
 	}
@@ -684,14 +669,14 @@ func (s *ConfigMapStore) Ready(ctx context.Context) error {
 }
 
 // Close implements Store: it stops the background goroutines. Operations
-// still queued are answered with ErrUnavailable.
-func (s *ConfigMapStore) Close() error {
+// still queued are answered with state.ErrUnavailable.
+func (s *Store) Close() error {
 	s.cancel()
 	s.done.Wait()
 	for {
 		select {
 		case o := <-s.ops:
-			o.done <- opDone{err: fmt.Errorf("%w: store closed", ErrUnavailable)}
+			o.done <- opDone{err: fmt.Errorf("%w: store closed", state.ErrUnavailable)}
 		default:
 			return nil
 		}

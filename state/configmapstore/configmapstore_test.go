@@ -1,11 +1,9 @@
-package state
+package configmapstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,48 +16,35 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/state"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // newConfigMapStore opens a store in a fresh namespace and waits until it is ready.
-func newConfigMapStore(t *testing.T, env *kubetest.Env, ns string, opts ConfigMapOptions) *ConfigMapStore {
+func newConfigMapStore(t *testing.T, env *kubetest.Env, ns string, opts Options) *Store {
 	t.Helper()
-	s := NewConfigMapStore(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", opts, quietLogger())
+	s := New(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", opts, storetest.QuietLogger())
 	t.Cleanup(func() { s.Close() })
-	waitReady(t, s, 30*time.Second)
+	storetest.WaitReady(t, s, 30*time.Second)
 	return s
-}
-
-func waitReady(t *testing.T, s Store, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = s.Ready(context.Background()); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("store not ready within %s: %v", within, err)
 }
 
 func TestConfigMapStoreRestartFindsEveryJob(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	first := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	for _, r := range applyInputs() {
-		if _, err := first.Record(ctx, r, at(100)); err != nil {
+	first := newConfigMapStore(t, env, ns, Options{})
+	for _, r := range storetest.ApplyInputs() {
+		if _, err := first.Record(ctx, r, storetest.At(100)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want, _ := first.List(ctx)
 	first.Close()
 
-	second := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	second := newConfigMapStore(t, env, ns, Options{})
 	got, err := second.List(ctx)
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 2 {
 		t.Fatalf("after restart: %v (%v)\nwant %v", got, err, want)
@@ -78,58 +63,14 @@ func TestConfigMapStoreRestartFindsEveryJob(t *testing.T) {
 	}
 }
 
-// recordConcurrently sends runsPerJob failures of each of jobs CronWorkflows,
-// spread over stores, from clients goroutines; every run finishes at the same
-// time so that none is stale and each must count exactly once.
-func recordConcurrently(t *testing.T, stores []Store, jobs, runsPerJob, clients int) {
-	t.Helper()
-	type call struct{ job, run int }
-	calls := make(chan call)
-	var wg sync.WaitGroup
-	for c := 0; c < clients; c++ {
-		store := stores[c%len(stores)]
-		wg.Go(func() {
-			for cl := range calls {
-				r := run(fmt.Sprintf("job%d", cl.job), fmt.Sprintf("run%d-%d", cl.job, cl.run), api.PhaseFailed, 0)
-				if _, err := store.Record(context.Background(), r, at(100)); err != nil {
-					t.Errorf("record: %v", err)
-				}
-			}
-		})
-	}
-	for r := 0; r < runsPerJob; r++ {
-		for j := 0; j < jobs; j++ {
-			calls <- call{job: j, run: r}
-		}
-	}
-	close(calls)
-	wg.Wait()
-}
-
-func wantCounts(t *testing.T, s Store, jobs, runsPerJob int) {
-	t.Helper()
-	all, err := s.List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(all) != jobs {
-		t.Fatalf("%d jobs, want %d", len(all), jobs)
-	}
-	for _, j := range all {
-		if j.ConsecutiveFailures != runsPerJob {
-			t.Errorf("%s: %d consecutive failures, want %d", j.Key(), j.ConsecutiveFailures, runsPerJob)
-		}
-	}
-}
-
 func TestConfigMapStoreGroupCommitLosesNothing(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	s := newConfigMapStore(t, env, ns, Options{})
 	before := resourceVersion(t, env, ns)
-	recordConcurrently(t, []Store{s}, 8, 40, 32)
-	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	wantCounts(t, fresh, 8, 40)
+	storetest.RecordConcurrently(t, []state.Store{s}, 8, 40, 32)
+	fresh := newConfigMapStore(t, env, ns, Options{})
+	storetest.WantCounts(t, fresh, 8, 40)
 	// The etcd revision counts every write of the cluster (the API server's
 	// own leases too): far fewer than one per callback means they were grouped.
 	if writes := resourceVersion(t, env, ns) - before; writes > 8*40/4 {
@@ -155,15 +96,15 @@ func resourceVersion(t *testing.T, env *kubetest.Env, ns string) uint64 {
 func TestConfigMapStoreTwoReplicasEqualOne(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	a := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	b := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	recordConcurrently(t, []Store{a, b}, 32, 25, 64)
-	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	wantCounts(t, fresh, 32, 25)
+	a := newConfigMapStore(t, env, ns, Options{})
+	b := newConfigMapStore(t, env, ns, Options{})
+	storetest.RecordConcurrently(t, []state.Store{a, b}, 32, 25, 64)
+	fresh := newConfigMapStore(t, env, ns, Options{})
+	storetest.WantCounts(t, fresh, 32, 25)
 
 	// A redelivery to the other replica is a duplicate there too.
-	r := run("job0", "run0-24", api.PhaseFailed, 0)
-	rec, err := b.Record(context.Background(), r, at(100))
+	r := storetest.Run("job0", "run0-24", api.PhaseFailed, 0)
+	rec, err := b.Record(context.Background(), r, storetest.At(100))
 	if err != nil || !rec.Outcome.Duplicate {
 		t.Fatalf("redelivery: %+v, %v", rec.Outcome, err)
 	}
@@ -173,33 +114,33 @@ func TestConfigMapStoreFullRejectsAndKeepsWhatIsStored(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 1500})
+	s := newConfigMapStore(t, env, ns, Options{MaxData: 1500})
 	var stored int
 	var fullErr error
 	for i := 0; i < 20; i++ {
-		_, err := s.Record(ctx, run(fmt.Sprintf("job%d", i), "a", api.PhaseFailed, 0), at(1))
+		_, err := s.Record(ctx, storetest.Run(fmt.Sprintf("job%d", i), "a", api.PhaseFailed, 0), storetest.At(1))
 		if err != nil {
 			fullErr = err
 			break
 		}
 		stored++
 	}
-	if !errors.Is(fullErr, ErrFull) || !strings.Contains(fullErr.Error(), "limit") {
-		t.Fatalf("err = %v, want ErrFull", fullErr)
+	if !errors.Is(fullErr, state.ErrFull) || !strings.Contains(fullErr.Error(), "limit") {
+		t.Fatalf("err = %v, want state.ErrFull", fullErr)
 	}
 	if stored == 0 {
 		t.Fatal("nothing fit")
 	}
 	// Stored jobs still change.
-	if _, err := s.Record(ctx, run("job0", "b", api.PhaseFailed, 1), at(1)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("job0", "b", api.PhaseFailed, 1), storetest.At(1)); err != nil {
 		t.Fatalf("update of a stored job when full: %v", err)
 	}
-	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 1500})
+	fresh := newConfigMapStore(t, env, ns, Options{MaxData: 1500})
 	all, _ := fresh.List(ctx)
 	if len(all) != stored {
 		t.Fatalf("%d jobs stored, want %d", len(all), stored)
 	}
-	if j, _ := fresh.Get(ctx, Key{Namespace: "ml", Name: "job0"}); j.ConsecutiveFailures != 2 {
+	if j, _ := fresh.Get(ctx, state.Key{Namespace: "ml", Name: "job0"}); j.ConsecutiveFailures != 2 {
 		t.Fatalf("job0: %+v", j)
 	}
 }
@@ -210,19 +151,19 @@ func TestConfigMapStoreRealLimitIsTheAPIServers(t *testing.T) {
 	ctx := context.Background()
 	// Fill the ConfigMap close to 1 MiB by hand, then let the API server, not
 	// our own bound, refuse the update that crosses it.
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 4 << 20})
-	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); err != nil {
+	s := newConfigMapStore(t, env, ns, Options{MaxData: 4 << 20})
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
 	cm, _ := cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
-	cm.Data["filler"] = strings.Repeat("x", MaxConfigMapData-len(cm.Data["ml.nightly"])-40)
+	cm.Data["filler"] = strings.Repeat("x", MaxData-len(cm.Data["ml.nightly"])-40)
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Record(ctx, run("hourly", "a", api.PhaseFailed, 0), at(1))
-	if !errors.Is(err, ErrFull) {
-		t.Fatalf("err = %v, want ErrFull from the API server's limit", err)
+	_, err := s.Record(ctx, storetest.Run("hourly", "a", api.PhaseFailed, 0), storetest.At(1))
+	if !errors.Is(err, state.ErrFull) {
+		t.Fatalf("err = %v, want state.ErrFull from the API server's limit", err)
 	}
 }
 
@@ -230,9 +171,9 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{RefreshAfter: time.Millisecond})
-	for _, r := range applyInputs() {
-		if _, err := s.Record(ctx, r, at(100)); err != nil {
+	s := newConfigMapStore(t, env, ns, Options{RefreshAfter: time.Millisecond})
+	for _, r := range storetest.ApplyInputs() {
+		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -247,13 +188,13 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 	if err != nil || len(all) != 1 || all[0].Name != "hourly" {
 		t.Fatalf("List with a garbage key: %v, %v", all, err)
 	}
-	if _, err := s.Record(ctx, run("nightly", "c", api.PhaseFailed, 3), at(100)); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Record on the garbage key: %v, want ErrCorrupt", err)
+	if _, err := s.Record(ctx, storetest.Run("nightly", "c", api.PhaseFailed, 3), storetest.At(100)); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("Record on the garbage key: %v, want state.ErrCorrupt", err)
 	}
-	if _, err := s.Get(ctx, Key{Namespace: "ml", Name: "nightly"}); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Get of the garbage key: %v, want ErrCorrupt", err)
+	if _, err := s.Get(ctx, state.Key{Namespace: "ml", Name: "nightly"}); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("Get of the garbage key: %v, want state.ErrCorrupt", err)
 	}
-	if _, err := s.Record(ctx, run("hourly", "h2", api.PhaseFailed, 3), at(100)); err != nil {
+	if _, err := s.Record(ctx, storetest.Run("hourly", "h2", api.PhaseFailed, 3), storetest.At(100)); err != nil {
 		t.Fatalf("other jobs must keep working: %v", err)
 	}
 	cm, _ = cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
@@ -261,7 +202,7 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 		t.Fatalf("garbage was overwritten: %q", cm.Data["ml.nightly"])
 	}
 	// Deleting the job is how an operator clears it.
-	if err := s.Delete(ctx, Key{Namespace: "ml", Name: "nightly"}); err != nil {
+	if err := s.Delete(ctx, state.Key{Namespace: "ml", Name: "nightly"}); err != nil {
 		t.Fatalf("delete garbage key: %v", err)
 	}
 }
@@ -270,16 +211,16 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{CallTimeout: time.Second, RefreshAfter: time.Millisecond})
-	if _, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1)); err != nil {
+	s := newConfigMapStore(t, env, ns, Options{CallTimeout: time.Second, RefreshAfter: time.Millisecond})
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 
 	env.StopAPIServer(t)
-	if _, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1)); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("Record while down: %v, want ErrUnavailable", err)
+	if _, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Record while down: %v, want state.ErrUnavailable", err)
 	}
-	if err := s.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+	if err := s.Ready(ctx); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("Ready while down: %v", err)
 	}
 	// The alarm loop keeps the last known state.
@@ -287,19 +228,19 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 		t.Fatalf("List while down: %v, %v", all, err)
 	}
 	// A store started during the outage is not ready and keeps trying.
-	late := NewConfigMapStore(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", ConfigMapOptions{CallTimeout: time.Second}, quietLogger())
+	late := New(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", Options{CallTimeout: time.Second}, storetest.QuietLogger())
 	defer late.Close()
-	if _, err := late.List(ctx); !errors.Is(err, ErrUnavailable) {
+	if _, err := late.List(ctx); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("List before the first load: %v", err)
 	}
 
 	env.StartAPIServer(t)
-	waitReady(t, s, 30*time.Second)
-	rec, err := s.Record(ctx, run("nightly", "b", api.PhaseFailed, 1), at(1))
+	storetest.WaitReady(t, s, 30*time.Second)
+	rec, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1))
 	if err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Fatalf("after the outage: %+v, %v", rec.Job, err)
 	}
-	waitReady(t, late, 30*time.Second)
+	storetest.WaitReady(t, late, 30*time.Second)
 	if all, _ := late.List(ctx); len(all) != 1 || all[0].ConsecutiveFailures != 2 {
 		t.Fatalf("late store: %v", all)
 	}
@@ -311,18 +252,18 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 func TestConfigMapStoreBadKeyFailsAlone(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	s := newConfigMapStore(t, env, ns, Options{})
 	const jobs, runs, clients = 16, 10, 32
 	badErrs := make(chan error, 40)
 	var bad sync.WaitGroup
 	for i := range cap(badErrs) {
 		bad.Go(func() {
-			r := run(strings.Repeat("j", 251), fmt.Sprintf("long-%d", i), api.PhaseFailed, 0)
-			_, err := s.Record(context.Background(), r, at(100))
+			r := storetest.Run(strings.Repeat("j", 251), fmt.Sprintf("long-%d", i), api.PhaseFailed, 0)
+			_, err := s.Record(context.Background(), r, storetest.At(100))
 			badErrs <- err
 		})
 	}
-	recordConcurrently(t, []Store{s}, jobs, runs, clients)
+	storetest.RecordConcurrently(t, []state.Store{s}, jobs, runs, clients)
 	bad.Wait()
 	close(badErrs)
 	for err := range badErrs {
@@ -331,8 +272,8 @@ func TestConfigMapStoreBadKeyFailsAlone(t *testing.T) {
 			t.Errorf("over-long key: %v, want a FieldError naming the job", err)
 		}
 	}
-	fresh := newConfigMapStore(t, env, ns, ConfigMapOptions{})
-	wantCounts(t, fresh, jobs, runs)
+	fresh := newConfigMapStore(t, env, ns, Options{})
+	storetest.WantCounts(t, fresh, jobs, runs)
 }
 
 // An update the API server refuses for its size is retried in halves, so
@@ -342,15 +283,15 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
 	// Our own bound off (4 MiB), so that the API server's limit refuses.
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{MaxData: 4 << 20, RefreshAfter: time.Millisecond})
-	if _, err := s.Record(ctx, run("seed", "a", api.PhaseFailed, 0), at(1)); err != nil {
+	s := newConfigMapStore(t, env, ns, Options{MaxData: 4 << 20, RefreshAfter: time.Millisecond})
+	if _, err := s.Record(ctx, storetest.Run("seed", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
 	cm, _ := cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
 	jobSize := len(cm.Data["ml.seed"]) // every job below has this size
 	const fit = 5
-	cm.Data["filler"] = strings.Repeat("x", MaxConfigMapData-(1+fit)*jobSize-jobSize/2)
+	cm.Data["filler"] = strings.Repeat("x", MaxData-(1+fit)*jobSize-jobSize/2)
 	if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +304,7 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = s.Record(ctx, run(fmt.Sprintf("jb%02d", i), "a", api.PhaseFailed, 0), at(1))
+			_, errs[i] = s.Record(ctx, storetest.Run(fmt.Sprintf("jb%02d", i), "a", api.PhaseFailed, 0), storetest.At(1))
 		})
 	}
 	close(start)
@@ -374,8 +315,8 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 		switch {
 		case err == nil:
 			acknowledged++
-		case !errors.Is(err, ErrFull):
-			t.Errorf("jb%02d: %v, want success or ErrFull", i, err)
+		case !errors.Is(err, state.ErrFull):
+			t.Errorf("jb%02d: %v, want success or state.ErrFull", i, err)
 		}
 	}
 	cm, _ = cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
@@ -391,7 +332,7 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	s := newConfigMapStore(t, env, ns, ConfigMapOptions{})
+	s := newConfigMapStore(t, env, ns, Options{})
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
 	busy, stopBusy := context.WithCancel(context.Background())
 	defer stopBusy()
@@ -415,8 +356,8 @@ func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancelShort()
 	began := time.Now()
-	if _, err := s.Record(short, run("hourly", "a", api.PhaseFailed, 0), at(1)); err != nil && !errors.Is(err, ErrUnavailable) {
-		t.Errorf("Record past its deadline: %v, want ErrUnavailable", err)
+	if _, err := s.Record(short, storetest.Run("hourly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil && !errors.Is(err, state.ErrUnavailable) {
+		t.Errorf("Record past its deadline: %v, want state.ErrUnavailable", err)
 	}
 	if took := time.Since(began); took > 2*time.Second {
 		t.Errorf("Record with a 200ms deadline took %s", took)
@@ -426,7 +367,7 @@ func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 	defer cancel()
 	recorded := make(chan error, 1)
 	go func() {
-		_, err := s.Record(ctx, run("nightly", "a", api.PhaseFailed, 0), at(1))
+		_, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1))
 		recorded <- err
 	}()
 	var err error
@@ -443,7 +384,13 @@ func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Record: %v", err)
 	}
-	if j, err := s.Get(context.Background(), Key{Namespace: "ml", Name: "nightly"}); err != nil || j.ConsecutiveFailures != 1 {
+	if j, err := s.Get(context.Background(), state.Key{Namespace: "ml", Name: "nightly"}); err != nil || j.ConsecutiveFailures != 1 {
 		t.Fatalf("stored: %+v, %v", j, err)
 	}
+}
+
+func TestConfigMapStoreSilences(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	storetest.Silences(t, func() state.Store { return newConfigMapStore(t, env, ns, Options{}) })
 }

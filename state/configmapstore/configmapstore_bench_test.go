@@ -1,4 +1,4 @@
-package state_test
+package configmapstore_test
 
 // Benchmarks of the ConfigMap store against the real kube-apiserver (and
 // etcd) that internal/kubetest starts; the package's TestMain is in
@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -39,39 +38,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
-	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
 )
 
 const (
 	benchConfigMap = "batchlatch-state"
 	// benchJobs is how many jobs the ConfigMap holds before timing callbacks.
 	benchJobs = 1000
-	// benchNamespace is the Argo namespace of every job: 12 characters.
-	benchNamespace = "data-science"
 )
-
-// benchCreated is every run's createdAt. One time for all runs means none is
-// stale, so each accepted failure must add exactly one consecutive failure.
-var benchCreated = time.Date(2026, 11, 24, 5, 0, 0, 0, time.UTC)
-
-// cronName is job i's CronWorkflow: 24 characters for every i < 100000.
-func cronName(i int) string { return fmt.Sprintf("hourly-feature-etl-%05d", i) }
-
-// workflowName is a cron-created workflow's name: cron + "-" + 10-digit unix time.
-func workflowName(cron string, seq uint64) string {
-	return cron + "-" + strconv.FormatUint(uint64(benchCreated.Unix())+seq%1_000_000, 10)
-}
-
-var uidSeq atomic.Uint64
-
-// newUID returns a distinct 36-character, UUID-shaped workflow uid.
-func newUID() string {
-	n := uidSeq.Add(1)
-	return fmt.Sprintf("6f1c2a9e-%04x-4%03x-8%03x-%012x", n>>40&0xffff, n>>28&0xfff, n>>16&0xfff, n&0xffffffffffff)
-}
 
 func benchLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -121,24 +99,11 @@ func waitStoreReady(tb testing.TB, s state.Store) {
 	tb.Fatalf("store not ready: %v", err)
 }
 
-func failedRun(cron string) api.Result {
-	seq := uidSeq.Load()
-	return api.Result{
-		Namespace:       benchNamespace,
-		WorkflowName:    workflowName(cron, seq),
-		UID:             newUID(),
-		CronWorkflow:    cron,
-		Phase:           api.PhaseFailed,
-		CreatedAt:       benchCreated.Format(time.RFC3339),
-		DurationSeconds: 42,
-	}
-}
-
 // prefill records one failed run of each of jobs CronWorkflows through a
 // group-commit store of its own, then closes it.
 func prefill(tb testing.TB, cms corev1client.ConfigMapInterface, jobs int) {
 	tb.Helper()
-	s := state.NewConfigMapStore(cms, benchConfigMap, state.ConfigMapOptions{}, benchLogger())
+	s := configmapstore.New(cms, benchConfigMap, configmapstore.Options{}, benchLogger())
 	defer s.Close()
 	waitStoreReady(tb, s)
 	var next atomic.Int64
@@ -147,7 +112,7 @@ func prefill(tb testing.TB, cms corev1client.ConfigMapInterface, jobs int) {
 	for range 64 {
 		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < jobs; i = int(next.Add(1)) - 1 {
-				if _, err := s.Record(context.Background(), failedRun(cronName(i)), benchCreated); err != nil {
+				if _, err := s.Record(context.Background(), storetest.FailedRun(storetest.CronName(i)), storetest.BenchCreated); err != nil {
 					failures.Add(1)
 				}
 			}
@@ -238,7 +203,7 @@ type callbackFixture struct {
 	client *http.Client
 }
 
-func newCallbackFixture(tb testing.TB, opts state.ConfigMapOptions) *callbackFixture {
+func newCallbackFixture(tb testing.TB, opts configmapstore.Options) *callbackFixture {
 	tb.Helper()
 	env := kubetest.Get(tb)
 	ns := env.NewNamespace(tb)
@@ -249,7 +214,7 @@ func newCallbackFixture(tb testing.TB, opts state.ConfigMapOptions) *callbackFix
 	}
 
 	counts := &countingConfigMaps{ConfigMapInterface: cms}
-	store := state.NewConfigMapStore(counts, benchConfigMap, opts, benchLogger())
+	store := configmapstore.New(counts, benchConfigMap, opts, benchLogger())
 	tb.Cleanup(func() { store.Close() })
 	waitStoreReady(tb, store)
 
@@ -289,15 +254,6 @@ func (f *callbackFixture) post(body []byte) (int, []byte, error) {
 	return resp.StatusCode, data, err
 }
 
-// percentile is the nearest-rank p-quantile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(float64(len(sorted))*p)) - 1
-	return sorted[min(max(rank, 0), len(sorted)-1)]
-}
-
 // BenchmarkCallbacks measures durable callbacks per second and their latency
 // through HTTP, with benchJobs jobs stored, for the group-commit store and for
 // the one-update-per-callback baseline, at 1, 16 and 64 concurrent clients.
@@ -310,10 +266,10 @@ func BenchmarkCallbacks(b *testing.B) {
 	top := b
 	stores := []struct {
 		name string
-		opts state.ConfigMapOptions
+		opts configmapstore.Options
 	}{
-		{"groupcommit", state.ConfigMapOptions{}},
-		{"baseline", state.ConfigMapOptions{MaxBatch: 1}},
+		{"groupcommit", configmapstore.Options{}},
+		{"baseline", configmapstore.Options{MaxBatch: 1}},
 	}
 	// Interleaved, so that both stores see the same cluster history.
 	for _, clients := range []int{1, 16, 64} {
@@ -333,7 +289,7 @@ func runCallbacks(b *testing.B, fx *callbackFixture, clients int) {
 	beforeFailures, _, _ := storedState(b, fx.cms)
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
-		body, err := json.Marshal(failedRun(cronName(i % benchJobs)))
+		body, err := json.Marshal(storetest.FailedRun(storetest.CronName(i % benchJobs)))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -385,8 +341,8 @@ func runCallbacks(b *testing.B, fx *callbackFixture, clients int) {
 	slices.Sort(sorted)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(float64(ok.Load())/elapsed.Seconds(), "callbacks/s")
-	b.ReportMetric(ms(percentile(sorted, 0.50)), "p50-ms")
-	b.ReportMetric(ms(percentile(sorted, 0.99)), "p99-ms")
+	b.ReportMetric(ms(storetest.Percentile(sorted, 0.50)), "p50-ms")
+	b.ReportMetric(ms(storetest.Percentile(sorted, 0.99)), "p99-ms")
 	b.ReportMetric(float64(errs.Load()), "errors")
 	updates := fx.counts.updates.Load() - updates0
 	if updates > 0 {
@@ -420,72 +376,6 @@ func runCallbacks(b *testing.B, fx *callbackFixture, clients int) {
 		b.Fatalf("ConfigMap: consecutive failures rose by %d, want %d (200 answers); %d jobs, want %d", got, want, jobs, benchJobs)
 	}
 	b.ReportMetric(float64(size)/1024, "cm-KiB")
-}
-
-// Job shapes, every job of a shape the same number of bytes.
-
-// replay is the job as the store keeps it after the results of runs, each a
-// phase, of CronWorkflow cron (one run an hour, each with a uid), built by
-// the store's own transition so the shapes follow the encoding.
-func replay(namespace, cron string, i int, withUID bool, phases ...api.Phase) state.Job {
-	var job state.Job
-	start := benchCreated.Add(-time.Duration(len(phases)) * time.Hour)
-	for r, phase := range phases {
-		created := start.Add(time.Duration(r) * time.Hour)
-		res := api.Result{
-			Namespace:       namespace,
-			WorkflowName:    cron + "-" + strconv.FormatInt(created.Unix(), 10),
-			CronWorkflow:    cron,
-			Phase:           phase,
-			CreatedAt:       created.Format(time.RFC3339),
-			DurationSeconds: 754.218377,
-		}
-		if withUID {
-			res.UID = fmt.Sprintf("3b9d2f4c-%04x-4a1b-9c2d-%012x", r, i)
-		}
-		if phase != api.PhaseSucceeded {
-			res.Failures = []api.Failure{{
-				DisplayName:  "train-model(0)",
-				Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
-				TemplateName: "train-model",
-				Phase:        "Failed",
-				PodName:      res.WorkflowName + "-train-model-1234567890",
-				FinishedAt:   created.Format(time.RFC3339),
-			}}
-		}
-		job, _ = state.Apply(job, r > 0, res, created.Add(13*time.Minute))
-	}
-	return job
-}
-
-func repeat(phase api.Phase, n int) []api.Phase {
-	out := make([]api.Phase, n)
-	for i := range out {
-		out[i] = phase
-	}
-	return out
-}
-
-// realisticJob is job i after many runs: a streak of 5 failures that ended,
-// then, when failing, a new streak of 7 failed runs (a failed node with a
-// 120-character message each).
-func realisticJob(i int, failing bool) state.Job {
-	phases := append(append(repeat(api.PhaseSucceeded, 10), repeat(api.PhaseFailed, 5)...), repeat(api.PhaseSucceeded, 3)...)
-	if failing {
-		phases = append(phases, repeat(api.PhaseFailed, 7)...)
-	}
-	return replay(benchNamespace, cronName(i), i, true, phases...)
-}
-
-// minimalHealthyJob is the smallest job a real callback can leave: one
-// succeeded run of a short-named CronWorkflow sent without a uid.
-func minimalHealthyJob(i int) state.Job {
-	return replay("ml", fmt.Sprintf("j%04d", i), i, false, api.PhaseSucceeded)
-}
-
-// minimalFailingJob is a job after its first failed run (with a uid and a failed node).
-func minimalFailingJob(i int) state.Job {
-	return replay("ml", fmt.Sprintf("j%04d", i), i, true, api.PhaseFailed)
 }
 
 // encodeJobs is the ConfigMap data of jobs 0..n-1 of a shape, as the store
@@ -535,33 +425,33 @@ func createConfigMap(cms corev1client.ConfigMapInterface, name string, data map[
 // TestConfigMapCapacity computes how many jobs one ConfigMap holds with the
 // store's encoding, and checks the figure against the real API server.
 func TestConfigMapCapacity(t *testing.T) {
-	failing := func(i int) state.Job { return realisticJob(i, true) }
-	healthy := func(i int) state.Job { return realisticJob(i, false) }
+	failing := func(i int) state.Job { return storetest.RealisticJob(i, true) }
+	healthy := func(i int) state.Job { return storetest.RealisticJob(i, false) }
 
 	perFailing := valueSize(t, failing, 10000)
-	capFailing := state.MaxConfigMapData / perFailing
+	capFailing := configmapstore.MaxData / perFailing
 	perHealthy := valueSize(t, healthy, 10000)
-	capHealthy := state.MaxConfigMapData / perHealthy
-	t.Logf("realistic failing job: %d bytes -> %d jobs fit in %d bytes", perFailing, capFailing, state.MaxConfigMapData)
+	capHealthy := configmapstore.MaxData / perHealthy
+	t.Logf("realistic failing job: %d bytes -> %d jobs fit in %d bytes", perFailing, capFailing, configmapstore.MaxData)
 	t.Logf("realistic healthy job: %d bytes -> %d jobs fit", perHealthy, capHealthy)
-	perMinHealthy := valueSize(t, minimalHealthyJob, 5000)
-	perMinFailing := valueSize(t, minimalFailingJob, 5000)
+	perMinHealthy := valueSize(t, storetest.MinimalHealthyJob, 5000)
+	perMinFailing := valueSize(t, storetest.MinimalFailingJob, 5000)
 	t.Logf("smallest healthy job (short names, no uid): %d bytes -> %d jobs; smallest failing job with a uid: %d bytes -> %d jobs (5,000 jobs need <= %d bytes each)",
-		perMinHealthy, state.MaxConfigMapData/perMinHealthy, perMinFailing, state.MaxConfigMapData/perMinFailing, state.MaxConfigMapData/5000)
+		perMinHealthy, configmapstore.MaxData/perMinHealthy, perMinFailing, configmapstore.MaxData/perMinFailing, configmapstore.MaxData/5000)
 	sample, _ := json.Marshal(failing(0))
 	t.Logf("a failing job's value: %s", sample)
 
 	env := kubetest.Get(t)
 	cms := env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(t))
 	data, size := encodeJobs(t, capFailing, failing)
-	if size > state.MaxConfigMapData {
-		t.Fatalf("%d jobs are %d bytes, over %d", capFailing, size, state.MaxConfigMapData)
+	if size > configmapstore.MaxData {
+		t.Fatalf("%d jobs are %d bytes, over %d", capFailing, size, configmapstore.MaxData)
 	}
 	if err := createConfigMap(cms, "fits", data); err != nil {
 		t.Fatalf("the API server refused %d failing jobs (%d bytes): %v", capFailing, size, err)
 	}
 	// The stored object reads back through the store.
-	s := state.NewConfigMapStore(cms, "fits", state.ConfigMapOptions{}, benchLogger())
+	s := configmapstore.New(cms, "fits", configmapstore.Options{}, benchLogger())
 	defer s.Close()
 	waitStoreReady(t, s)
 	if jobs, err := s.List(context.Background()); err != nil || len(jobs) != capFailing {
@@ -569,13 +459,13 @@ func TestConfigMapCapacity(t *testing.T) {
 	}
 
 	over, overSize := encodeJobs(t, capFailing+1, failing)
-	if overSize <= state.MaxConfigMapData {
+	if overSize <= configmapstore.MaxData {
 		t.Fatalf("%d jobs are only %d bytes", capFailing+1, overSize)
 	}
 	err := createConfigMap(cms, "over", over)
 	switch {
 	case err == nil:
-		t.Errorf("the API server accepted %d failing jobs (%d bytes > MaxConfigMapData %d): the real limit is not ours", capFailing+1, overSize, state.MaxConfigMapData)
+		t.Errorf("the API server accepted %d failing jobs (%d bytes > MaxConfigMapData %d): the real limit is not ours", capFailing+1, overSize, configmapstore.MaxData)
 	case apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err):
 		t.Logf("one more job (%d bytes) is refused: %v", overSize, err)
 	default:
@@ -593,14 +483,14 @@ func TestConfigMapCapacity(t *testing.T) {
 func BenchmarkStartToReady5000Jobs(b *testing.B) {
 	env := kubetest.Get(b)
 	top := b
-	failing := func(i int) state.Job { return realisticJob(i, true) }
-	capFailing := state.MaxConfigMapData / valueSize(b, failing, 10000)
+	failing := func(i int) state.Job { return storetest.RealisticJob(i, true) }
+	capFailing := configmapstore.MaxData / valueSize(b, failing, 10000)
 
 	cms := env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(b))
 	data, size := encodeJobs(b, 5000, failing)
 	err := createConfigMap(cms, benchConfigMap, data)
 	if err == nil {
-		b.Fatalf("the API server stored 5000 realistic failing jobs (%d bytes); MaxConfigMapData (%d) is wrong", size, state.MaxConfigMapData)
+		b.Fatalf("the API server stored 5000 realistic failing jobs (%d bytes); MaxConfigMapData (%d) is wrong", size, configmapstore.MaxData)
 	}
 	b.Logf("5000 realistic failing jobs (%d bytes each, %d in all) cannot be stored: %v", size/5000, size, err)
 
@@ -609,7 +499,7 @@ func BenchmarkStartToReady5000Jobs(b *testing.B) {
 		jobs  int
 		shape func(int) state.Job
 	}{
-		{"jobs=5000/shape=minimal-healthy", 5000, minimalHealthyJob},
+		{"jobs=5000/shape=minimal-healthy", 5000, storetest.MinimalHealthyJob},
 		{fmt.Sprintf("jobs=%d/shape=realistic-failing-full", capFailing), capFailing, failing},
 	}
 	for _, c := range cases {
@@ -634,7 +524,7 @@ func startToReady(b *testing.B, cms corev1client.ConfigMapInterface, want int) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		s := state.NewConfigMapStore(cms, benchConfigMap, state.ConfigMapOptions{}, benchLogger())
+		s := configmapstore.New(cms, benchConfigMap, configmapstore.Options{}, benchLogger())
 		deadline := start.Add(30 * time.Second)
 		for s.Ready(ctx) != nil {
 			if time.Now().After(deadline) {
@@ -656,7 +546,7 @@ func startToReady(b *testing.B, cms corev1client.ConfigMapInterface, want int) {
 
 // tunedClient is a client configured as the service configures its own.
 func tunedClient(tb testing.TB, env *kubetest.Env) kubernetes.Interface {
-	cs, err := kubernetes.NewForConfig(state.TuneClient(env.RESTConfig()))
+	cs, err := kubernetes.NewForConfig(configmapstore.TuneClient(env.RESTConfig()))
 	if err != nil {
 		tb.Fatal(err)
 	}
