@@ -461,3 +461,27 @@ func orWorkflow(kind string) string {
 	}
 	return kind
 }
+
+// Merge returns the newer of two copies of one job that two places held (a
+// move between ConfigMaps cut short, or a copy written by an older release
+// meanwhile): the copy whose recent runs include the other's latest run has
+// seen everything the other has; when neither has (they diverged), the one
+// with the later result wins, and the other's runs since they diverged are
+// not counted.
+func Merge(a, b Job) Job {
+	switch {
+	case a.Knows(b.lastRun()):
+		return a
+	case b.Knows(a.lastRun()):
+		return b
+	case b.LastResultAt.After(a.LastResultAt):
+		return b
+	}
+	return a
+}
+
+// lastRun is the result of the job's latest run, as far as matching runs
+// goes.
+func (j Job) lastRun() api.Result {
+	return api.Result{Namespace: j.Namespace, WorkflowName: j.LastWorkflow, UID: j.LastUID, Phase: j.LastPhase}
+}

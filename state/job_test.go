@@ -480,3 +480,29 @@ func TestApplyReadsLegacyRunHashes(t *testing.T) {
 		}
 	}
 }
+
+// Merge keeps the copy that has seen the other's latest run, whichever
+// order they come in; diverged copies: the later result.
+func TestMerge(t *testing.T) {
+	jobs, _ := applyAll([]api.Result{run("nightly", "a", api.PhaseFailed, 0)})
+	older := jobs[Key{Namespace: "ml", Name: "nightly"}]
+	newer, _ := Apply(older, true, run("nightly", "b", api.PhaseFailed, 1), at(1))
+	newest, _ := Apply(newer, true, run("nightly", "c", api.PhaseSucceeded, 2), at(2))
+	diverged, _ := Apply(older, true, run("nightly", "d", api.PhaseFailed, 3), at(3))
+	for _, tc := range []struct {
+		name string
+		a, b Job
+		want Job
+	}{
+		{"same", newer, newer, newer},
+		{"older first", older, newer, newer},
+		{"newer first", newer, older, newer},
+		{"two runs apart", older, newest, newest},
+		{"diverged: the later result", newest, diverged, diverged},
+		{"diverged, other order", diverged, newest, diverged},
+	} {
+		if got := Merge(tc.a, tc.b); got.LastUID != tc.want.LastUID || got.ConsecutiveFailures != tc.want.ConsecutiveFailures {
+			t.Errorf("%s: merged to %s (%d failures), want %s (%d)", tc.name, got.LastUID, got.ConsecutiveFailures, tc.want.LastUID, tc.want.ConsecutiveFailures)
+		}
+	}
+}

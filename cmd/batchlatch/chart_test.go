@@ -21,12 +21,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/batchlatch/batchlatch/alarm"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -471,7 +473,7 @@ func TestChartTemplate(t *testing.T) {
 
 		role := renderedObject[rbacv1.Role](t, r, "Role")
 		wantRules := []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"batchlatch-state"}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: stateConfigMaps("batchlatch-state", 32), Verbs: []string{"get", "update"}},
 			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"batchlatch-leader"}, Verbs: []string{"get", "update"}},
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
@@ -1015,7 +1017,7 @@ func TestChartRestricted(t *testing.T) {
 
 // chartRole is the Role the chart renders with its default values in
 // namespace ns, for TestLeastPrivilegeRoleIsEnough. The tests run the binary
-// with the default --configmap and --lease-name, which must be the names the
+// with the default --configmap, --state-shards and --lease-name, which must be the names the
 // Role grants.
 func chartRole(t *testing.T, ns string) *rbacv1.Role {
 	t.Helper()
@@ -1026,11 +1028,21 @@ func chartRole(t *testing.T, ns string) *rbacv1.Role {
 	for _, rule := range role.Rules {
 		names = append(names, rule.ResourceNames...)
 	}
-	if want := []string{defaults["configmap"], defaults["lease-name"]}; !slices.Equal(names, want) {
+	shards, _ := strconv.Atoi(defaults["state-shards"])
+	if want := append(stateConfigMaps(defaults["configmap"], shards), defaults["lease-name"]); !slices.Equal(names, want) {
 		t.Fatalf("the chart's Role grants %q, the binary's defaults are %q", names, want)
 	}
 	if role.Namespace != ns {
 		t.Fatalf("role in namespace %q, want %s", role.Namespace, ns)
 	}
 	return role
+}
+
+// stateConfigMaps are the state's ConfigMaps: the layout's and n shards.
+func stateConfigMaps(name string, n int) []string {
+	names := []string{name}
+	for i := range n {
+		names = append(names, configmapstore.ShardName(name, i))
+	}
+	return names
 }

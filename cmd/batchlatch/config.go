@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
 )
 
 // Config is every setting of the service. Each flag --some-flag can also be
@@ -23,6 +25,7 @@ type Config struct {
 	State          string
 	StateFile      string
 	ConfigMap      string
+	StateShards    int
 	Namespace      string
 	Sink           string
 	Project        string
@@ -45,6 +48,10 @@ type Config struct {
 	ShutdownGrace  time.Duration
 	LogLevel       string
 
+	// LoggingEndpoint is a Cloud Logging API emulator's host:port (hidden
+	// flag, for tests and emulators only): plain-text gRPC, no credentials.
+	LoggingEndpoint string
+
 	// The Argo watcher (see "What if the exit handler never runs?").
 	WatchArgo         bool
 	ArgoNamespaces    []string // empty: all
@@ -61,6 +68,11 @@ type Config struct {
 	CronJobForgetAfter time.Duration
 }
 
+// loggingEndpointFlag points the Cloud Logging sink at an emulator (such as
+// internal/fakelogging) in plain text and without credentials: for tests and
+// emulators only, so --help does not list it.
+const loggingEndpointFlag = "logging-endpoint"
+
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "BATCHLATCH_"
 
@@ -76,6 +88,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.State, "state", "auto", "where job state is kept: auto (configmap in a cluster, else file), configmap or file")
 	fs.StringVar(&cfg.StateFile, "state-file", "batchlatch-state.json", "state file, for --state file")
 	fs.StringVar(&cfg.ConfigMap, "configmap", "batchlatch-state", "ConfigMap holding the state, for --state configmap")
+	fs.IntVar(&cfg.StateShards, "state-shards", 32, "ConfigMaps the jobs are spread over, <configmap>-0 … <configmap>-<n-1>, for --state configmap; fixed once the state is written")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "the service's own namespace (ConfigMap, Lease); in a pod, from the Downward API")
 	fs.StringVar(&cfg.Sink, "sink", "auto", "where entries go: auto (cloudlogging when --project is set, else stdout), cloudlogging or stdout")
 	fs.StringVar(&cfg.Project, "project", "", "Google Cloud project the entries are written to")
@@ -96,6 +109,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.ContainerName, "container-name", "batchlatch", "monitored-resource label container_name")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "bound on one Cloud Logging write, retries included")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long shutdown waits for requests in flight and the final flush")
+	fs.StringVar(&cfg.LoggingEndpoint, loggingEndpointFlag, "", "for tests and emulators only: host:port of a Cloud Logging API emulator, reached in plain-text gRPC without credentials (hidden from --help)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&cfg.WatchArgo, "watch-argo", false, "watch Argo CronWorkflows and Workflows for runs that never report: missed ticks, unsubmittable runs, lost callbacks, stuck runs, deleted CronWorkflows")
 	fs.Func("argo-namespaces", "comma-separated namespaces the Argo watcher reads (default all)", namespaceList("--argo-namespaces", &cfg.ArgoNamespaces))
@@ -111,6 +125,9 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: batchlatch [serve] [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n`batchlatch help` lists the client commands (failures, jobs, silence, …).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == loggingEndpointFlag {
+				return // hidden: for tests and emulators only
+			}
 			def := f.DefValue
 			if def == "" {
 				def = `""`
@@ -183,6 +200,11 @@ func (c Config) validate() error {
 	if c.Sink == "cloudlogging" && c.Project == "" {
 		errs = append(errs, errors.New("--sink cloudlogging: needs --project"))
 	}
+	if c.LoggingEndpoint != "" {
+		if _, port, err := net.SplitHostPort(c.LoggingEndpoint); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("--%s: %q is not host:port", loggingEndpointFlag, c.LoggingEndpoint))
+		}
+	}
 	if c.LeaseDuration < 2*time.Second {
 		errs = append(errs, fmt.Errorf("--lease-duration: must be at least 2s, got %s", c.LeaseDuration))
 	}
@@ -190,6 +212,9 @@ func (c Config) validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("--%s: must be positive, got %s", name, d))
 		}
+	}
+	if c.StateShards < 1 || c.StateShards > configmapstore.MaxShards {
+		errs = append(errs, fmt.Errorf("--state-shards: must be from 1 to %d, got %d", configmapstore.MaxShards, c.StateShards))
 	}
 	if c.ArgoURL != "" {
 		if u, err := url.Parse(c.ArgoURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

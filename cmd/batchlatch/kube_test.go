@@ -99,9 +99,8 @@ func TestConfigMapStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("healthy job lost: %d", code)
 	}
 	// Who is failing shows at a glance in the ConfigMap.
-	cm, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), "batchlatch-state", metav1.GetOptions{})
-	if err != nil || len(cm.Data) != 3 || !strings.Contains(cm.Data["ml.nightly"], `"failedRuns":2`) {
-		t.Fatalf("ConfigMap: %v %v", cm.Data, err)
+	if data := storedJobs(t, env, ns); len(data) != 3 || !strings.Contains(data["ml.nightly"], `"failedRuns":2`) {
+		t.Fatalf("state ConfigMaps: %v", data)
 	}
 }
 
@@ -577,17 +576,14 @@ func TestTwoReplicasUnderLoadAnswerOnly2xx(t *testing.T) {
 		t.Fatalf("%d valid and %d over-long answers, want %d and %d", valid, refused, jobs*runs, overLong)
 	}
 	// What is stored, read straight from the API server.
-	cm, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), "batchlatch-state", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := storedJobs(t, env, ns)
 	for job := range jobs {
-		if value := cm.Data[fmt.Sprintf("ml.job%d", job)]; !strings.Contains(value, fmt.Sprintf(`"failedRuns":%d,`, runs)) {
+		if value := data[fmt.Sprintf("ml.job%d", job)]; !strings.Contains(value, fmt.Sprintf(`"failedRuns":%d,`, runs)) {
 			t.Errorf("job%d: %s, want %d failed runs", job, value, runs)
 		}
 	}
-	if len(cm.Data) != jobs {
-		t.Errorf("%d keys stored, want %d", len(cm.Data), jobs)
+	if len(data) != jobs {
+		t.Errorf("%d keys stored, want %d", len(data), jobs)
 	}
 }
 
@@ -919,4 +915,28 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// storedJobs is what the state's ConfigMaps hold, one key per job, read
+// straight from the API server: every shard's keys together. A job in two
+// shards is an error.
+func storedJobs(t *testing.T, env *kubetest.Env, ns string) map[string]string {
+	t.Helper()
+	list, err := env.Clientset.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=state"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := map[string]string{}
+	for _, cm := range list.Items {
+		for key, value := range cm.Data {
+			if strings.HasPrefix(key, "_") {
+				continue
+			}
+			if _, twice := data[key]; twice {
+				t.Errorf("job %s is stored in two ConfigMaps", key)
+			}
+			data[key] = value
+		}
+	}
+	return data
 }

@@ -26,6 +26,9 @@ import (
 	argoclient "github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -269,8 +272,8 @@ func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 		logger.Info("state in file", "path", cfg.StateFile)
 		return store, nil
 	}
-	logger.Info("state in configmap", "namespace", k.namespace, "configmap", cfg.ConfigMap)
-	return configmapstore.New(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, configmapstore.Options{}, logger), nil
+	logger.Info("state in configmaps", "namespace", k.namespace, "configmap", cfg.ConfigMap, "shards", cfg.StateShards)
+	return configmapstore.NewSharded(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, cfg.StateShards, configmapstore.Options{}, logger), nil
 }
 
 // runAsLeader runs fn while this replica holds the Lease, campaigning again
@@ -327,7 +330,23 @@ func openSink(ctx context.Context, cfg Config, stdout io.Writer, metrics *alarm.
 		ContainerName: cfg.ContainerName,
 		OwnNamespace:  cfg.Namespace,
 		WriteTimeout:  cfg.WriteTimeout,
-	}, metrics, logger)
+	}, metrics, logger, loggingEmulator(cfg.LoggingEndpoint)...)
+}
+
+// loggingEmulator are the client options that point the Cloud Logging sink
+// at an emulator at endpoint (--logging-endpoint, for tests and emulators):
+// plain-text gRPC, no credentials. None when endpoint is empty. The
+// monitored resource is passed explicitly either way, so the client never
+// probes the metadata server.
+func loggingEmulator(endpoint string) []option.ClientOption {
+	if endpoint == "" {
+		return nil
+	}
+	return []option.ClientOption{
+		option.WithEndpoint(endpoint),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+	}
 }
 
 // newArgoWatcher builds the Argo source on the service's Kubernetes

@@ -82,6 +82,10 @@ const (
 	opDelete
 	opAddSilence
 	opDeleteSilence
+	// opMerge brings in copies of jobs and silences held elsewhere (moved
+	// from another ConfigMap): state.Merge decides for each job held here
+	// too; silences are joined by ID.
+	opMerge
 )
 
 // silencesKey holds the silences, as a JSON array. No job's key can be it:
@@ -89,12 +93,14 @@ const (
 const silencesKey = "_silences"
 
 type op struct {
-	kind       opKind
-	result     api.Result
-	receivedAt time.Time
-	key        state.Key
-	silence    api.Silence // opAddSilence; opDeleteSilence: its ID
-	now        time.Time   // silence operations: what has ended
+	kind          opKind
+	result        api.Result
+	receivedAt    time.Time
+	key           state.Key
+	silence       api.Silence   // opAddSilence; opDeleteSilence: its ID
+	now           time.Time     // silence operations: what has ended
+	merge         []state.Job   // opMerge
+	mergeSilences []api.Silence // opMerge
 	// deadline is the caller's: conflicts are retried until it passes.
 	deadline time.Time
 	done     chan opDone
@@ -180,7 +186,7 @@ func (s *Store) refresh(ctx context.Context) error {
 		cm, err = s.client.Create(ctx, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{
 				Name:   s.name,
-				Labels: map[string]string{"app.kubernetes.io/name": "batchlatch", "app.kubernetes.io/component": "state"},
+				Labels: stateLabels,
 			},
 		}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
@@ -287,6 +293,13 @@ func (s *Store) Silences(ctx context.Context) ([]api.Silence, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.silences), nil
+}
+
+// merge brings in jobs and silences held elsewhere (see opMerge), durably;
+// it fails with state.ErrFull when they do not fit.
+func (s *Store) merge(ctx context.Context, jobs []state.Job, silences []api.Silence) error {
+	_, err := s.submit(ctx, &op{kind: opMerge, merge: jobs, mergeSilences: silences})
+	return err
 }
 
 // Record implements state.Store.
@@ -506,6 +519,14 @@ func (s *Store) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigM
 	answers := make([]opDone, len(batch))
 	changed := false
 	for i, o := range batch {
+		if o.kind == opMerge {
+			var err error
+			if size, err = s.applyMerge(next.Data, size, o); err != nil {
+				answers[i] = opDone{err: err}
+			}
+			changed = true
+			continue
+		}
 		if o.kind == opAddSilence || o.kind == opDeleteSilence {
 			value := next.Data[silencesKey]
 			var encoded []byte
@@ -582,6 +603,57 @@ func (s *Store) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigM
 		return nil, answers
 	}
 	return next, answers
+}
+
+// applyMerge applies an opMerge to data (of size bytes) and returns its new
+// size: each job merged with the copy held here, silences joined by ID.
+// Whatever does not fit is left out, and reported as state.ErrFull.
+func (s *Store) applyMerge(data map[string]string, size int, o *op) (int, error) {
+	var full error
+	for _, job := range o.merge {
+		key := job.Key().String()
+		value, exists := data[key]
+		if exists {
+			held, err := state.DecodeJob(key, value)
+			if err != nil {
+				// An unreadable value here is left alone, as everywhere.
+				continue
+			}
+			job = state.Merge(held, job)
+		}
+		encoded, err := json.Marshal(job)
+		if err != nil {
+			return size, err
+		}
+		if string(encoded) == value {
+			continue
+		}
+		if grown := size - len(value) + len(encoded); grown > s.maxData {
+			full = fmt.Errorf("%w: job %s does not fit in ConfigMap %s (%d bytes, limit %d)", state.ErrFull, key, s.name, grown, s.maxData)
+			continue
+		}
+		size += len(encoded) - len(value)
+		data[key] = string(encoded)
+	}
+	if len(o.mergeSilences) > 0 {
+		value := data[silencesKey]
+		held, err := decodeSilences(cmp.Or(value, "[]"))
+		if err != nil {
+			return size, err
+		}
+		for _, x := range o.mergeSilences {
+			if !slices.ContainsFunc(held, func(h api.Silence) bool { return h.ID == x.ID }) {
+				held = append(held, x)
+			}
+		}
+		encoded, err := json.Marshal(held)
+		if err != nil {
+			return size, err
+		}
+		size += len(encoded) - len(value)
+		data[silencesKey] = string(encoded)
+	}
+	return size, full
 }
 
 func answer(batch []*op, answers []opDone) {

@@ -1,0 +1,372 @@
+package configmapstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// Sharded keeps the jobs in n ConfigMaps, <name>-0 … <name>-<n-1>, each job
+// in the shard its key hashes to (FNV-1a of Key.String, modulo n), one
+// readable key per job as in a single Store. Each shard is a Store with its
+// own group commit: updates of different shards go out in parallel, and each
+// rewrites only its shard. The silences live in shard 0.
+//
+// ConfigMap <name> itself (the whole state before there were shards) holds
+// the layout, {"shards":n} under the key "_layout". A release that finds jobs
+// there moves them into their shards before it serves (Ready reports
+// state.ErrUnavailable meanwhile), and removes them from <name> only once
+// every shard holds them; so a replica killed half-way, or two replicas
+// moving at once, lose nothing and count nothing twice: a job found in both
+// places is merged (state.Merge). It looks again every SweepEvery, for jobs an
+// older release still running (a rolling upgrade) wrote there. The number of
+// shards is fixed once the layout is written: a replica configured with
+// another refuses to start, naming both.
+//
+// Methods are safe for concurrent use; Close stops every shard.
+type Sharded struct {
+	client corev1client.ConfigMapInterface
+	name   string
+	shards []*Store
+	logger *slog.Logger
+	sweep  time.Duration
+
+	prepared atomic.Bool
+	failed   atomic.Pointer[error] // a layout this release must not touch
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+}
+
+// layoutKey holds the layout in ConfigMap <name>.
+const layoutKey = "_layout"
+
+// layout is what layoutKey holds.
+type layout struct {
+	Shards int `json:"shards"`
+}
+
+// DefaultSweepEvery is how often a Sharded store looks for jobs written to
+// the old layout after it moved them.
+const DefaultSweepEvery = time.Minute
+
+// MaxShards bounds the shard count: each is a ConfigMap the Role names.
+const MaxShards = 256
+
+// ShardName is the name of shard i of the state ConfigMap name.
+func ShardName(name string, i int) string { return name + "-" + strconv.Itoa(i) }
+
+// NewSharded returns a store on n shards of ConfigMap name (see Sharded),
+// each a Store with opts. It returns at once; the layout is read (and the
+// jobs moved, once) in the background.
+func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts Options, logger *slog.Logger) *Sharded {
+	n = min(max(n, 1), MaxShards)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Sharded{
+		client: client,
+		name:   name,
+		logger: logger.With("component", "configmap-store", "configmap", name, "shards", n),
+		sweep:  DefaultSweepEvery,
+		cancel: cancel,
+	}
+	for i := range n {
+		s.shards = append(s.shards, New(client, ShardName(name, i), opts, logger))
+	}
+	s.done.Go(func() { s.prepare(ctx) })
+	return s
+}
+
+// shardOf is the shard that holds key.
+func (s *Sharded) shardOf(key state.Key) *Store { return s.shards[shardIndex(key, len(s.shards))] }
+
+// shardIndex is the shard of n that holds key: FNV-1a of its stored form,
+// stable across releases and replicas.
+func shardIndex(key state.Key, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key.String()))
+	return int(h.Sum32() % uint32(n))
+}
+
+// prepare writes or checks the layout, moves jobs from the old layout, and
+// then keeps sweeping it.
+func (s *Sharded) prepare(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for !s.prepared.Load() {
+		err := s.moveOldLayout(ctx)
+		var refused refusedLayout
+		switch {
+		case err == nil:
+			s.prepared.Store(true)
+			continue
+		case errors.As(err, &refused):
+			s.failed.Store(&err)
+			s.logger.Error("state layout", "err", err)
+			return
+		}
+		s.logger.Warn("prepare state shards; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	ticker := time.NewTicker(s.sweep)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := s.moveOldLayout(ctx); err != nil {
+				s.logger.Warn("sweep the old state layout", "err", err)
+			}
+		}
+	}
+}
+
+// refusedLayout: the layout on the API server is not this store's.
+type refusedLayout struct{ error }
+
+// moveOldLayout makes ConfigMap <name> hold the layout and nothing else
+// readable: its jobs and silences are merged into the shards first.
+func (s *Sharded) moveOldLayout(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		old, err := s.client.Get(callCtx, s.name, metav1.GetOptions{})
+		cancel()
+		want, _ := json.Marshal(layout{Shards: len(s.shards)})
+		if apierrors.IsNotFound(err) {
+			callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err = s.client.Create(callCtx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: s.name, Labels: stateLabels},
+				Data:       map[string]string{layoutKey: string(want)},
+			}, metav1.CreateOptions{})
+			cancel()
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%w: create configmap %s: %v", state.ErrUnavailable, s.name, err)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
+		}
+		if v, ok := old.Data[layoutKey]; ok {
+			var l layout
+			if err := json.Unmarshal([]byte(v), &l); err != nil || l.Shards != len(s.shards) {
+				return refusedLayout{fmt.Errorf("ConfigMap %s says the state is in %s shards, this replica is configured for %d: set the shard count back (changing it is not supported yet)", s.name, v, len(s.shards))}
+			}
+		}
+		jobs, silences, kept := s.readOldLayout(old)
+		if len(jobs) == 0 && len(silences) == 0 && old.Data[layoutKey] == string(want) {
+			return nil
+		}
+		start := time.Now()
+		if err := s.mergeIntoShards(ctx, jobs, silences); err != nil {
+			return err
+		}
+		// Only now that every shard holds them: the precondition makes a
+		// write by an older release in between start this over.
+		next := old.DeepCopy()
+		kept[layoutKey] = string(want)
+		next.Data = kept
+		callCtx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		_, err = s.client.Update(callCtx, next, metav1.UpdateOptions{})
+		cancel()
+		if apierrors.IsConflict(err) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%w: update configmap %s: %v", state.ErrUnavailable, s.name, err)
+		}
+		if len(jobs) > 0 || len(silences) > 0 {
+			s.logger.Info("moved the state into its shards", "jobs", len(jobs), "silences", len(silences), "took", time.Since(start))
+		}
+		return nil
+	}
+}
+
+// stateLabels mark the state's ConfigMaps.
+var stateLabels = map[string]string{"app.kubernetes.io/name": "batchlatch", "app.kubernetes.io/component": "state"}
+
+// readOldLayout returns the jobs and silences ConfigMap old holds, and the
+// data to keep there: unreadable values stay where an operator can fix them.
+func (s *Sharded) readOldLayout(old *corev1.ConfigMap) (jobs []state.Job, silences []api.Silence, kept map[string]string) {
+	kept = map[string]string{}
+	for key, value := range old.Data {
+		switch {
+		case key == layoutKey:
+		case key == silencesKey:
+			var err error
+			if silences, err = decodeSilences(value); err != nil {
+				s.logger.Error("silences in the old layout are unreadable; leaving them", "err", err)
+				kept[key] = value
+			}
+		case strings.HasPrefix(key, "_"):
+			kept[key] = value
+		default:
+			job, err := state.DecodeJob(key, value)
+			if err != nil {
+				s.logger.Error("a job in the old layout is unreadable; leaving it", "err", err, "key", key)
+				kept[key] = value
+				continue
+			}
+			jobs = append(jobs, job)
+		}
+	}
+	return jobs, silences, kept
+}
+
+// mergeIntoShards merges jobs into their shards and silences into shard 0,
+// all shards at once.
+func (s *Sharded) mergeIntoShards(ctx context.Context, jobs []state.Job, silences []api.Silence) error {
+	perShard := make(map[*Store][]state.Job)
+	for _, j := range jobs {
+		shard := s.shardOf(j.Key())
+		perShard[shard] = append(perShard[shard], j)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	errs := make([]error, len(s.shards))
+	var wg sync.WaitGroup
+	for i, shard := range s.shards {
+		var sil []api.Silence
+		if i == 0 {
+			sil = silences
+		}
+		if len(perShard[shard]) == 0 && len(sil) == 0 {
+			continue
+		}
+		wg.Go(func() { errs[i] = shard.merge(ctx, perShard[shard], sil) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// notPrepared is the error of every call before the layout is ready.
+func (s *Sharded) notPrepared() error {
+	if err := s.failed.Load(); err != nil {
+		return fmt.Errorf("%w: %v", state.ErrUnavailable, *err)
+	}
+	if !s.prepared.Load() {
+		return fmt.Errorf("%w: state shards of %s not prepared yet", state.ErrUnavailable, s.name)
+	}
+	return nil
+}
+
+// Record implements state.Store.
+func (s *Sharded) Record(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error) {
+	if err := s.notPrepared(); err != nil {
+		return state.Recorded{}, err
+	}
+	return s.shardOf(state.KeyOf(r)).Record(ctx, r, receivedAt)
+}
+
+// Get implements state.Store.
+func (s *Sharded) Get(ctx context.Context, key state.Key) (state.Job, error) {
+	if err := s.notPrepared(); err != nil {
+		return state.Job{}, err
+	}
+	return s.shardOf(key).Get(ctx, key)
+}
+
+// List implements state.Store: every shard's jobs, or an error when any
+// shard cannot be read (a partial list would read as jobs gone).
+func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
+	if err := s.notPrepared(); err != nil {
+		return nil, err
+	}
+	lists := make([][]state.Job, len(s.shards))
+	errs := make([]error, len(s.shards))
+	var wg sync.WaitGroup
+	for i, shard := range s.shards {
+		wg.Go(func() { lists[i], errs[i] = shard.List(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var out []state.Job
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	state.SortByKey(out)
+	return out, nil
+}
+
+// Delete implements state.Store.
+func (s *Sharded) Delete(ctx context.Context, key state.Key) error {
+	if err := s.notPrepared(); err != nil {
+		return err
+	}
+	return s.shardOf(key).Delete(ctx, key)
+}
+
+// AddSilence implements state.Store.
+func (s *Sharded) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
+	if err := s.notPrepared(); err != nil {
+		return err
+	}
+	return s.shards[0].AddSilence(ctx, silence, now)
+}
+
+// DeleteSilence implements state.Store.
+func (s *Sharded) DeleteSilence(ctx context.Context, id string, now time.Time) error {
+	if err := s.notPrepared(); err != nil {
+		return err
+	}
+	return s.shards[0].DeleteSilence(ctx, id, now)
+}
+
+// Silences implements state.Store.
+func (s *Sharded) Silences(ctx context.Context) ([]api.Silence, error) {
+	if err := s.notPrepared(); err != nil {
+		return nil, err
+	}
+	return s.shards[0].Silences(ctx)
+}
+
+// Ready implements state.Store: the layout is prepared and every shard is
+// ready.
+func (s *Sharded) Ready(ctx context.Context) error {
+	if err := s.notPrepared(); err != nil {
+		return err
+	}
+	errs := make([]error, len(s.shards))
+	var wg sync.WaitGroup
+	for i, shard := range s.shards {
+		wg.Go(func() { errs[i] = shard.Ready(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close implements state.Store.
+func (s *Sharded) Close() error {
+	s.cancel()
+	s.done.Wait()
+	for _, shard := range s.shards {
+		shard.Close()
+	}
+	return nil
+}
+
+var _ state.Store = (*Sharded)(nil)

@@ -1,0 +1,306 @@
+package configmapstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+const testShards = 8
+
+// newSharded opens a sharded store in ns and waits until it is ready.
+func newSharded(t *testing.T, env *kubetest.Env, ns string, shards int, opts Options) *Sharded {
+	t.Helper()
+	s := NewSharded(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", shards, opts, storetest.QuietLogger())
+	t.Cleanup(func() { s.Close() })
+	storetest.WaitReady(t, s, 30*time.Second)
+	return s
+}
+
+// stateData reads the state's ConfigMaps straight from the API server: the
+// keys of each, by name.
+func stateData(t *testing.T, env *kubetest.Env, ns string) map[string]map[string]string {
+	t.Helper()
+	list, err := env.Clientset.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=state"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, cm := range list.Items {
+		out[cm.Name] = cm.Data
+	}
+	return out
+}
+
+// Jobs spread over the shards, each in the one its key hashes to, one
+// readable key per job; the old name holds the layout only; concurrent
+// callbacks through two replicas count exactly, and a restart finds them.
+func TestShardedSpreadsJobsAndLosesNothing(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	a := newSharded(t, env, ns, testShards, Options{})
+	b := newSharded(t, env, ns, testShards, Options{})
+	storetest.RecordConcurrently(t, []state.Store{a, b}, 64, 5, 32)
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{}), 64, 5)
+
+	data := stateData(t, env, ns)
+	if got := data["batchlatch-state"]; len(got) != 1 || got[layoutKey] != `{"shards":8}` {
+		t.Fatalf("batchlatch-state holds %v, want the layout only", got)
+	}
+	seen := map[string]bool{}
+	for i := range testShards {
+		name := ShardName("batchlatch-state", i)
+		shard, ok := data[name]
+		if !ok {
+			t.Fatalf("no ConfigMap %s", name)
+		}
+		if len(shard) == 0 {
+			t.Errorf("%s holds no job of 64: the hash does not spread them", name)
+		}
+		for key, value := range shard {
+			job, err := state.DecodeJob(key, value)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if shardIndex(job.Key(), testShards) != i {
+				t.Errorf("job %s in %s, not in the shard its key hashes to", key, name)
+			}
+			if seen[key] {
+				t.Errorf("job %s in two shards", key)
+			}
+			seen[key] = true
+			if !strings.Contains(value, `"failedRuns":5`) {
+				t.Errorf("%s: %s, want a readable value with 5 failed runs", key, value)
+			}
+		}
+	}
+	if len(seen) != 64 {
+		t.Fatalf("%d jobs in the shards, want 64", len(seen))
+	}
+}
+
+func TestShardedSilences(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	storetest.Silences(t, func() state.Store { return newSharded(t, env, ns, testShards, Options{}) })
+}
+
+// oldLayout writes jobs and a silence the way a release before shards did:
+// one Store on ConfigMap batchlatch-state.
+func oldLayout(t *testing.T, env *kubetest.Env, ns string, jobs, runs int) {
+	t.Helper()
+	old := newConfigMapStore(t, env, ns, Options{})
+	storetest.RecordConcurrently(t, []state.Store{old}, jobs, runs, 16)
+	if err := old.AddSilence(context.Background(), storetest.SilenceAt("s1", "job1", 0, 1_000_000), storetest.At(0)); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+}
+
+// An install with the single ConfigMap of earlier releases moves to shards
+// by itself on the first start, losing nothing: jobs, counts and silences;
+// afterwards the old ConfigMap holds only the layout.
+func TestShardedMovesTheOldLayout(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	oldLayout(t, env, ns, 300, 2)
+	s := newSharded(t, env, ns, testShards, Options{})
+	storetest.WantCounts(t, s, 300, 2)
+	if silences, err := s.Silences(context.Background()); err != nil || len(silences) != 1 || silences[0].ID != "s1" {
+		t.Fatalf("silences after the move: %v, %v", silences, err)
+	}
+	if got := stateData(t, env, ns)["batchlatch-state"]; len(got) != 1 || got[layoutKey] == "" {
+		t.Fatalf("batchlatch-state after the move holds %d keys, want the layout only", len(got))
+	}
+	// A restart has nothing to move.
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{}), 300, 2)
+}
+
+// Two replicas that start at once both move the old layout: nothing lost,
+// nothing counted twice, each job in one shard.
+func TestShardedTwoReplicasMoveAtOnce(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	oldLayout(t, env, ns, 300, 2)
+	var wg sync.WaitGroup
+	stores := make([]*Sharded, 2)
+	for i := range stores {
+		wg.Go(func() { stores[i] = newSharded(t, env, ns, testShards, Options{}) })
+	}
+	wg.Wait()
+	// Both serve: callbacks through both count once.
+	var calls sync.WaitGroup
+	for j := range 300 {
+		calls.Go(func() {
+			r := storetest.Run(fmt.Sprintf("job%d", j), fmt.Sprintf("third-%d", j), api.PhaseFailed, 0)
+			if _, err := stores[j%2].Record(context.Background(), r, storetest.At(100)); err != nil {
+				t.Errorf("record: %v", err)
+			}
+		})
+	}
+	calls.Wait()
+	// Read by a fresh replica: the others' caches may be a second behind.
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{}), 300, 3)
+	total := 0
+	for name, data := range stateData(t, env, ns) {
+		if name != "batchlatch-state" {
+			total += len(data)
+		}
+	}
+	if total != 300+1 { // the jobs, and shard 0's silences
+		t.Fatalf("%d keys in the shards, want 301", total)
+	}
+}
+
+// A replica killed half-way leaves some shards holding their jobs while
+// the old ConfigMap still holds them all, and the callbacks that came after
+// (through a replica that finished) are in the shards only. The next start
+// keeps the newer copy of every job and loses nothing.
+func TestShardedMoveCutShortLosesNothing(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	oldLayout(t, env, ns, 100, 2)
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	ctx := context.Background()
+	legacy, err := cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the killed replica got done: every other shard holds its jobs,
+	// and each of those jobs got another failure since, through a replica
+	// that finished the move.
+	jobs := map[int][]state.Job{}
+	for key, value := range legacy.Data {
+		if j, err := state.DecodeJob(key, value); err == nil {
+			i := shardIndex(j.Key(), testShards)
+			jobs[i] = append(jobs[i], j)
+		}
+	}
+	moved := map[state.Key]bool{}
+	for i := 0; i < testShards; i += 2 {
+		shard := New(cms, ShardName("batchlatch-state", i), Options{}, storetest.QuietLogger())
+		if err := shard.merge(ctx, jobs[i], nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs[i] {
+			if _, err := shard.Record(ctx, storetest.Run(j.Name, "after-"+j.Name, api.PhaseFailed, 0), storetest.At(100)); err != nil {
+				t.Fatal(err)
+			}
+			moved[j.Key()] = true
+		}
+		shard.Close()
+	}
+	if len(moved) == 0 || len(moved) == 100 {
+		t.Fatalf("%d of 100 jobs moved: not half-way", len(moved))
+	}
+
+	next := newSharded(t, env, ns, testShards, Options{})
+	all, err := next.List(ctx)
+	if err != nil || len(all) != 100 {
+		t.Fatalf("%d jobs after the move (%v), want 100", len(all), err)
+	}
+	for _, j := range all {
+		want := 2
+		if moved[j.Key()] {
+			want = 3
+		}
+		if j.ConsecutiveFailures != want {
+			t.Errorf("%s: %d failures, want %d", j.Key(), j.ConsecutiveFailures, want)
+		}
+	}
+}
+
+// A release from before the shards, still running during a rolling
+// upgrade, may write to the old ConfigMap after the move: the sweep brings
+// those writes into the shards.
+func TestShardedSweepsWritesOfAnOlderRelease(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	s := NewSharded(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", testShards, Options{}, storetest.QuietLogger())
+	s.sweep = 100 * time.Millisecond
+	t.Cleanup(func() { s.Close() })
+	storetest.WaitReady(t, s, 30*time.Second)
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	// The older release: its store on the old name, knowing the job from
+	// before the move.
+	old := newConfigMapStore(t, env, ns, Options{})
+	if _, err := old.Record(ctx, storetest.Run("hourly", "h", api.PhaseFailed, 1), storetest.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, err := s.Get(ctx, state.Key{Namespace: "ml", Name: "hourly"})
+		if err == nil && j.Failing() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the older release's write never reached the shards: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := stateData(t, env, ns)["batchlatch-state"]; len(got) != 1 {
+		t.Fatalf("batchlatch-state holds %v after the sweep, want the layout only", got)
+	}
+}
+
+// The shard count is fixed once written: a replica configured with another
+// is never ready and says why.
+func TestShardedRefusesAnotherShardCount(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	newSharded(t, env, ns, testShards, Options{})
+	other := NewSharded(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", 4, Options{}, storetest.QuietLogger())
+	defer other.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := other.Ready(context.Background())
+		if err != nil && strings.Contains(err.Error(), `{"shards":8}`) && strings.Contains(err.Error(), "configured for 4") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready = %v, want an error naming both shard counts", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := other.Record(context.Background(), storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Record = %v, want ErrUnavailable", err)
+	}
+}
+
+// The API server down and back: the shards keep the last known state for
+// reads, refuse writes, and take them again after.
+func TestShardedAPIServerOutage(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	s := newSharded(t, env, ns, testShards, Options{CallTimeout: time.Second, RefreshAfter: time.Millisecond})
+	if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	env.StopAPIServer(t)
+	if _, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
+		t.Fatalf("Record while down: %v, want ErrUnavailable", err)
+	}
+	if all, err := s.List(ctx); err != nil || len(all) != 1 || !all[0].Failing() {
+		t.Fatalf("List while down: %v, %v", all, err)
+	}
+	env.StartAPIServer(t)
+	storetest.WaitReady(t, s, 30*time.Second)
+	if rec, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
+		t.Fatalf("after the outage: %+v, %v", rec.Job, err)
+	}
+}
