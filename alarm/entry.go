@@ -87,7 +87,9 @@ func (p Payload) FailingValue() (int, bool) {
 // Sink receives entries. Implementations are safe for concurrent use.
 type Sink interface {
 	// Write hands one entry to the sink. It returns quickly: sinks that send
-	// over the network buffer and report failures through their metrics.
+	// over the network buffer and report failures through their metrics
+	// (in a burst that outruns the network, one may wait for it, boundedly,
+	// rather than drop entries).
 	Write(ctx context.Context, e Entry) error
 	// Close flushes what is buffered, waiting at most until ctx is done.
 	Close(ctx context.Context) error

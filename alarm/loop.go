@@ -181,7 +181,13 @@ func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 	}
 	if !kicked {
 		l.metrics.Passes.Inc()
-		l.metrics.FailingJobs.Set(float64(len(state.Failing(jobs))))
+		failing := 0
+		for _, j := range jobs {
+			if j.Failing() {
+				failing++
+			}
+		}
+		l.metrics.FailingJobs.Set(float64(failing))
 	}
 }
 
