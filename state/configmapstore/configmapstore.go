@@ -114,11 +114,13 @@ type opDone struct {
 	err error
 }
 
-// TuneClient sets what a Store's client needs: client-go's default
-// of 5 QPS would throttle a burst of callbacks.
+// TuneClient sets what a Store's client needs: client-go's default of 5
+// QPS would throttle a burst of callbacks, and each shard of a Sharded store
+// commits on its own, so the limit must let every shard commit at once many
+// times a second (the API server's priority and fairness still protects it).
 func TuneClient(c *rest.Config) *rest.Config {
 	c = rest.CopyConfig(c)
-	c.QPS, c.Burst = 50, 100
+	c.QPS, c.Burst = 1000, 2000
 	return c
 }
 

@@ -92,11 +92,11 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 }
 
 // shardOf is the shard that holds key.
-func (s *Sharded) shardOf(key state.Key) *Store { return s.shards[shardIndex(key, len(s.shards))] }
+func (s *Sharded) shardOf(key state.Key) *Store { return s.shards[ShardIndex(key, len(s.shards))] }
 
-// shardIndex is the shard of n that holds key: FNV-1a of its stored form,
+// ShardIndex is the shard of n that holds key: FNV-1a of its stored form,
 // stable across releases and replicas.
-func shardIndex(key state.Key, n int) int {
+func ShardIndex(key state.Key, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(key.String()))
 	return int(h.Sum32() % uint32(n))

@@ -73,7 +73,7 @@ func TestShardedSpreadsJobsAndLosesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			if shardIndex(job.Key(), testShards) != i {
+			if ShardIndex(job.Key(), testShards) != i {
 				t.Errorf("job %s in %s, not in the shard its key hashes to", key, name)
 			}
 			if seen[key] {
@@ -183,7 +183,7 @@ func TestShardedMoveCutShortLosesNothing(t *testing.T) {
 	jobs := map[int][]state.Job{}
 	for key, value := range legacy.Data {
 		if j, err := state.DecodeJob(key, value); err == nil {
-			i := shardIndex(j.Key(), testShards)
+			i := ShardIndex(j.Key(), testShards)
 			jobs[i] = append(jobs[i], j)
 		}
 	}

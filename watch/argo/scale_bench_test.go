@@ -120,7 +120,7 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	// The watcher, on a client that counts what it reads.
 	var requests, bytesRead atomic.Int64
 	cfg := env.RESTConfig()
-	cfg.QPS, cfg.Burst = 50, 100 // what the service uses (configmapstore.TuneClient)
+	cfg.QPS, cfg.Burst = 1000, 2000 // what the service uses (configmapstore.TuneClient)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 		return countingTransport{next: rt, requests: &requests, bytes: &bytesRead}
 	}

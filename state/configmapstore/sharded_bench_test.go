@@ -1,0 +1,187 @@
+package configmapstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/server"
+	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
+)
+
+// benchShards is the service's default shard count.
+const benchShards = 32
+
+// prefillShards writes jobs 0..n-1 of a shape straight into the shards of
+// the state, as a sharded store would have written them, and the layout.
+func prefillShards(tb testing.TB, cms corev1client.ConfigMapInterface, n, shards int, shape func(int) state.Job) {
+	tb.Helper()
+	data := make([]map[string]string, shards)
+	for i := range data {
+		data[i] = map[string]string{}
+	}
+	for i := range n {
+		j := shape(i)
+		value, err := json.Marshal(j)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		data[configmapstore.ShardIndex(j.Key(), shards)][j.Key().String()] = string(value)
+	}
+	labels := map[string]string{"app.kubernetes.io/name": "batchlatch", "app.kubernetes.io/component": "state"}
+	create := func(name string, d map[string]string) {
+		if _, err := cms.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Data: d}, metav1.CreateOptions{}); err != nil {
+			tb.Fatalf("create %s: %v", name, err)
+		}
+	}
+	create(benchConfigMap, map[string]string{"_layout": fmt.Sprintf(`{"shards":%d}`, shards)})
+	var wg sync.WaitGroup
+	for i, d := range data {
+		wg.Go(func() { create(configmapstore.ShardName(benchConfigMap, i), d) })
+	}
+	wg.Wait()
+}
+
+// newShardedFixture is the service with a sharded store of jobs realistic
+// failing jobs, behind the real HTTP server.
+func newShardedFixture(tb testing.TB, jobs int) *callbackFixture {
+	tb.Helper()
+	env := kubetest.Get(tb)
+	ns := env.NewNamespace(tb)
+	cms := tunedClient(tb, env).CoreV1().ConfigMaps(ns)
+	prefillShards(tb, cms, jobs, benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
+	counts := &countingConfigMaps{ConfigMapInterface: cms}
+	store := configmapstore.NewSharded(counts, benchConfigMap, benchShards, configmapstore.Options{}, benchLogger())
+	tb.Cleanup(func() { store.Close() })
+	waitStoreReady(tb, store)
+	if _, stored, _ := storedState(tb, cms); stored != jobs {
+		tb.Fatalf("prefill stored %d jobs, want %d", stored, jobs)
+	}
+	reg := prometheus.NewRegistry()
+	srv := httptest.NewServer(server.NewServer(benchLogger(), store, noopKicker{}, reg, server.NewMetrics(reg), server.Config{}))
+	tb.Cleanup(srv.Close)
+	transport := &http.Transport{Proxy: nil, MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
+	tb.Cleanup(transport.CloseIdleConnections)
+	return &callbackFixture{
+		jobs:   jobs,
+		cms:    cms,
+		counts: counts,
+		cpu:    newCPUClock(env),
+		url:    srv.URL + "/api/v1/results",
+		client: &http.Client{Transport: transport, Timeout: 30 * time.Second},
+	}
+}
+
+// BenchmarkShardedCallbacks is BenchmarkCallbacks on the sharded store of
+// the service's default 32 shards, with 1,000 and 10,000 realistic failing
+// jobs stored (689 bytes each, the capacity test's kind). Run it with a fixed
+// count: -benchtime=4000x. cm-KiB is the largest shard at the end; rss-MiB
+// and heap-MiB are this process's (the store, the HTTP server and the load
+// generator) after the run.
+func BenchmarkShardedCallbacks(b *testing.B) {
+	kubetest.Get(b)
+	top := b
+	for _, jobs := range []int{1000, 10000} {
+		var fx *callbackFixture
+		for _, clients := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("jobs=%d/clients=%d", jobs, clients), func(b *testing.B) {
+				if fx == nil {
+					fx = newShardedFixture(outliving{TB: b, top: top}, jobs)
+				}
+				runCallbacks(b, fx, clients)
+				reportMemory(b)
+			})
+		}
+	}
+}
+
+// reportMemory reports this process's resident set and live heap.
+func reportMemory(b *testing.B) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	b.ReportMetric(float64(m.HeapInuse)/(1<<20), "heap-MiB")
+	if rss := vmRSS(); rss > 0 {
+		b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+	}
+}
+
+// vmRSS is this process's resident set in bytes, 0 where /proc has none.
+func vmRSS() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkShardedStartToReady times a sharded store from NewSharded until
+// Ready returns nil and List returns every job, with 10,000 realistic
+// failing jobs in 32 shards; heap-MiB is the store's live heap once ready.
+func BenchmarkShardedStartToReady10000Jobs(b *testing.B) {
+	env := kubetest.Get(b)
+	ns := env.NewNamespace(b)
+	cms := tunedClient(b, env).CoreV1().ConfigMaps(ns)
+	const jobs = 10000
+	prefillShards(b, cms, jobs, benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
+	_, _, largest := storedState(b, cms)
+	ctx := context.Background()
+	var total time.Duration
+	var heap uint64
+	b.ResetTimer()
+	for range b.N {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		// A new client, as a starting process has: client-go's rate limit
+		// is per client, and the earlier rounds' requests are not this one's.
+		fresh := tunedClient(b, env).CoreV1().ConfigMaps(ns)
+		start := time.Now()
+		s := configmapstore.NewSharded(fresh, benchConfigMap, benchShards, configmapstore.Options{}, benchLogger())
+		for s.Ready(ctx) != nil {
+			if time.Since(start) > 30*time.Second {
+				b.Fatal("store not ready within 30s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		list, err := s.List(ctx)
+		total += time.Since(start)
+		b.StopTimer()
+		if err != nil || len(list) != jobs {
+			b.Fatalf("List: %d jobs (%v), want %d", len(list), err, jobs)
+		}
+		list = nil
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		heap = max(heap, after.HeapInuse-min(before.HeapInuse, after.HeapInuse))
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total)/float64(b.N)/float64(time.Millisecond), "ms-to-ready")
+	b.ReportMetric(float64(heap)/(1<<20), "store-heap-MiB")
+	b.ReportMetric(float64(largest)/1024, "largest-shard-KiB")
+}
