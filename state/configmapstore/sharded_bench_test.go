@@ -3,6 +3,7 @@ package configmapstore_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -26,8 +27,9 @@ import (
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 )
 
-// benchShards is the service's default shard count.
-const benchShards = 32
+// benchShards is the shard count the benchmarks use: the service's default,
+// or -shards to compare others.
+var benchShards = flag.Int("shards", 32, "shards of the sharded store's benchmarks")
 
 // prefillShards writes jobs 0..n-1 of a shape straight into the shards of
 // the state, as a sharded store would have written them, and the layout.
@@ -66,9 +68,9 @@ func newShardedFixture(tb testing.TB, jobs int) *callbackFixture {
 	env := kubetest.Get(tb)
 	ns := env.NewNamespace(tb)
 	cms := tunedClient(tb, env).CoreV1().ConfigMaps(ns)
-	prefillShards(tb, cms, jobs, benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
+	prefillShards(tb, cms, jobs, *benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
 	counts := &countingConfigMaps{ConfigMapInterface: cms}
-	store := configmapstore.NewSharded(counts, benchConfigMap, benchShards, configmapstore.Options{}, benchLogger())
+	store := configmapstore.NewSharded(counts, benchConfigMap, *benchShards, configmapstore.Options{}, benchLogger())
 	tb.Cleanup(func() { store.Close() })
 	waitStoreReady(tb, store)
 	if _, stored, _ := storedState(tb, cms); stored != jobs {
@@ -146,7 +148,7 @@ func BenchmarkShardedStartToReady10000Jobs(b *testing.B) {
 	ns := env.NewNamespace(b)
 	cms := tunedClient(b, env).CoreV1().ConfigMaps(ns)
 	const jobs = 10000
-	prefillShards(b, cms, jobs, benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
+	prefillShards(b, cms, jobs, *benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
 	_, _, largest := storedState(b, cms)
 	ctx := context.Background()
 	var total time.Duration
@@ -160,7 +162,7 @@ func BenchmarkShardedStartToReady10000Jobs(b *testing.B) {
 		// is per client, and the earlier rounds' requests are not this one's.
 		fresh := tunedClient(b, env).CoreV1().ConfigMaps(ns)
 		start := time.Now()
-		s := configmapstore.NewSharded(fresh, benchConfigMap, benchShards, configmapstore.Options{}, benchLogger())
+		s := configmapstore.NewSharded(fresh, benchConfigMap, *benchShards, configmapstore.Options{}, benchLogger())
 		for s.Ready(ctx) != nil {
 			if time.Since(start) > 30*time.Second {
 				b.Fatal("store not ready within 30s")
@@ -184,4 +186,32 @@ func BenchmarkShardedStartToReady10000Jobs(b *testing.B) {
 	b.ReportMetric(float64(total)/float64(b.N)/float64(time.Millisecond), "ms-to-ready")
 	b.ReportMetric(float64(heap)/(1<<20), "store-heap-MiB")
 	b.ReportMetric(float64(largest)/1024, "largest-shard-KiB")
+}
+
+// TestShardedCapacity stores 10,000 realistic failing jobs in the default
+// shards on the real API server, reads them back through the store, and
+// reports the largest shard and the capacity that leaves.
+func TestShardedCapacity(t *testing.T) {
+	env := kubetest.Get(t)
+	cms := tunedClient(t, env).CoreV1().ConfigMaps(env.NewNamespace(t))
+	const jobs = 10000
+	failing := func(i int) state.Job { return storetest.RealisticJob(i, true) }
+	prefillShards(t, cms, jobs, *benchShards, failing)
+	s := configmapstore.NewSharded(cms, benchConfigMap, *benchShards, configmapstore.Options{}, benchLogger())
+	defer s.Close()
+	waitStoreReady(t, s)
+	if list, err := s.List(context.Background()); err != nil || len(list) != jobs {
+		t.Fatalf("store lists %d jobs (%v), want %d", len(list), err, jobs)
+	}
+	_, stored, largest := storedState(t, cms)
+	if stored != jobs {
+		t.Fatalf("%d jobs stored, want %d", stored, jobs)
+	}
+	per := valueSize(t, failing, jobs)
+	mean := float64(jobs*per) / float64(*benchShards)
+	// The fullest shard fills first: capacity is the shards' room scaled by
+	// how much fuller than the mean it is.
+	capacity := int(float64(*benchShards*configmapstore.MaxData/per) * mean / float64(largest))
+	t.Logf("%d realistic failing jobs (%d bytes each) in %d shards: largest shard %d KiB (mean %.0f KiB); about %d such jobs fit",
+		jobs, per, *benchShards, largest/1024, mean/1024, capacity)
 }
