@@ -6,6 +6,9 @@
 #   hack/kube-env.sh stop DIR              stop the processes recorded in DIR/env
 #   hack/kube-env.sh stop-apiserver DIR    stop only kube-apiserver (outage tests)
 #   hack/kube-env.sh start-apiserver DIR   restart it on the same port with the same certs
+#   hack/kube-env.sh kill-apiserver DIR    SIGKILL kube-apiserver (a crash; start-apiserver brings it back)
+#   hack/kube-env.sh stop-etcd DIR [--kill]  stop only etcd, keeping its data (--kill: SIGKILL)
+#   hack/kube-env.sh start-etcd DIR        restart etcd on the same ports with its data
 #
 # The binaries are built from the Go module proxy (release download sites are
 # not reachable from CI) and cached outside the repo, keyed by version, in
@@ -225,7 +228,7 @@ show_logs() {
 # load_env: read DIR/env (written by write_env) if it exists. It records
 # which binaries were started, which matters if the versions changed since.
 load_env() {
-	ETCD_PID='' APISERVER_PID='' WATCHDOG_PID='' APISERVER_PORT='' ETCD_URL=''
+	ETCD_PID='' APISERVER_PID='' WATCHDOG_PID='' APISERVER_PORT='' ETCD_URL='' ETCD_PEER_URL=''
 	if [[ -f "$DIR/env" ]]; then
 		# shellcheck disable=SC1091
 		source "$DIR/env"
@@ -243,6 +246,7 @@ write_env() {
 		printf 'ADMIN_TOKEN=%q\n' "$ADMIN_TOKEN"
 		printf 'CA_FILE=%q\n' "$DIR/pki/ca.crt"
 		printf 'ETCD_URL=%q\n' "$ETCD_URL"
+		printf 'ETCD_PEER_URL=%q\n' "$ETCD_PEER_URL"
 		printf 'ETCD_PID=%q\n' "$ETCD_PID"
 		printf 'ETCD_BIN=%q\n' "$ETCD_BIN"
 		printf 'WATCHDOG_PID=%q\n' "$WATCHDOG_PID"
@@ -320,14 +324,15 @@ EOF
 
 # ---------------------------------------------------------------- etcd
 
-# launch_etcd CLIENT_PORT PEER_PORT: start etcd and wait for /health.
+# launch_etcd CLIENT_PORT PEER_PORT [keep]: start etcd and wait for /health.
 # Returns 2 if it could not bind its ports (caller retries with others).
+# With keep, etcd restarts on the data it has (start-etcd).
 launch_etcd() {
-	local client="$1" peer="$2" i from
+	local client="$1" peer="$2" keep="${3:-}" i from
 	local url="http://127.0.0.1:$client" peer_url="http://127.0.0.1:$peer"
 	from=$(($(wc -l <"$DIR/etcd.log") + 1))
 	# Fresh data: a test cluster is not meant to outlive 'stop'.
-	rm -rf "$DIR/etcd"
+	[[ "$keep" == keep ]] || rm -rf "$DIR/etcd"
 	# env -i: etcd reads every ETCD_* variable as a flag.
 	# Benchmarks rewrite a ConfigMap of up to 1 MiB thousands of times: compact
 	# every minute and allow 8 GiB, or etcd stops at its default 2 GiB quota.
@@ -351,7 +356,7 @@ launch_etcd() {
 			return 1
 		fi
 		if curl_local "$url/health" 2>/dev/null | grep -q '"health":"true"'; then
-			ETCD_URL="$url"
+			ETCD_URL="$url" ETCD_PEER_URL="$peer_url"
 			return 0
 		fi
 		sleep 0.1
@@ -527,8 +532,58 @@ cmd_start_apiserver() {
 	write_env
 }
 
+cmd_kill_apiserver() {
+	load_env
+	[[ -f "$DIR/env" ]] || die "$DIR/env not found: nothing started there"
+	if ours "$APISERVER_PID" "$APISERVER_BIN"; then
+		kill -KILL "$APISERVER_PID" 2>/dev/null || true
+		local i
+		for ((i = 0; i < 50; i++)); do
+			alive "$APISERVER_PID" || break
+			sleep 0.1
+		done
+	fi
+	APISERVER_PID=''
+	write_env
+}
+
+# stop-etcd DIR [--kill]: kube-apiserver keeps running (its requests fail
+# until etcd is back); the data stays for start-etcd.
+cmd_stop_etcd() {
+	load_env
+	[[ -f "$DIR/env" ]] || die "$DIR/env not found: nothing started there"
+	if [[ "${1:-}" == --kill ]] && ours "$ETCD_PID" "$ETCD_BIN"; then
+		kill -KILL "$ETCD_PID" 2>/dev/null || true
+		local i
+		for ((i = 0; i < 50; i++)); do
+			alive "$ETCD_PID" || break
+			sleep 0.1
+		done
+	else
+		stop_pid "$ETCD_PID" "$ETCD_BIN"
+	fi
+	ETCD_PID=''
+	write_env
+}
+
+cmd_start_etcd() {
+	load_env
+	[[ -f "$DIR/env" && -n "$ETCD_URL" ]] || die "$DIR/env not found: run 'start' first"
+	[[ -n "$ETCD_PEER_URL" ]] || die "$DIR/env has no ETCD_PEER_URL: the cluster was started by an older kube-env.sh"
+	if ours "$ETCD_PID" "$ETCD_BIN"; then
+		log "etcd already running"
+		return 0
+	fi
+	if ! launch_etcd "${ETCD_URL##*:}" "${ETCD_PEER_URL##*:}" keep; then
+		write_env
+		show_logs
+		die "etcd did not become healthy on $ETCD_URL"
+	fi
+	write_env
+}
+
 usage() {
-	sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -539,7 +594,7 @@ main() {
 		cmd_build
 		return
 		;;
-	start | stop | stop-apiserver | start-apiserver) ;;
+	start | stop | stop-apiserver | start-apiserver | kill-apiserver | stop-etcd | start-etcd) ;;
 	*) usage ;;
 	esac
 	[[ -n "${2:-}" ]] || usage
@@ -550,6 +605,9 @@ main() {
 	stop) cmd_stop "${3:-}" ;;
 	stop-apiserver) cmd_stop_apiserver ;;
 	start-apiserver) cmd_start_apiserver ;;
+	kill-apiserver) cmd_kill_apiserver ;;
+	stop-etcd) cmd_stop_etcd "${3:-}" ;;
+	start-etcd) cmd_start_etcd ;;
 	esac
 }
 

@@ -63,6 +63,25 @@ type Entry struct {
 	Size int
 	// Proto is the entry as it arrived in the request.
 	Proto *logpb.LogEntry
+	// Received is when the server took the request that carried the entry.
+	Received time.Time
+}
+
+// Write is one WriteLogEntries call as the server answered it: kept for
+// every call, also with Discard, so a long test can tell when entries
+// arrived without storing them.
+type Write struct {
+	// At is when the call arrived.
+	At time.Time
+	// Entries is how many entries the server accepted from it (0 for a
+	// rejected call; diagnostic-log entries left out).
+	Entries int
+	// Code is the call's answer: codes.OK when accepted.
+	Code codes.Code
+	// Labels are those of the call's first accepted entry (the request's
+	// common labels overlaid by the entry's), nil when it had none: a
+	// client's own labels, such as which process wrote.
+	Labels map[string]string
 }
 
 // Server is the fake LoggingServiceV2. Its methods are safe for concurrent use.
@@ -72,17 +91,20 @@ type Server struct {
 	lis  net.Listener
 	grpc *grpc.Server
 
-	mu          sync.Mutex
-	entries     []Entry
-	accepted    int  // entries accepted, stored or not
-	discard     bool // count entries without storing them
-	requests    int  // WriteLogEntries calls
-	rejected    int  // calls answered with an error
-	diagnostics int  // diagnostic-log entries skipped
-	failCode    codes.Code
-	failNext    int
-	failNextErr codes.Code
-	lastReq     *logpb.WriteLogEntriesRequest
+	mu            sync.Mutex
+	entries       []Entry
+	accepted      int  // entries accepted, stored or not
+	discard       bool // count entries without storing them
+	requests      int  // WriteLogEntries calls
+	rejected      int  // calls answered with an error
+	diagnostics   int  // diagnostic-log entries skipped
+	failCode      codes.Code
+	failNext      int
+	failNextErr   codes.Code
+	lastReq       *logpb.WriteLogEntriesRequest
+	writes        []Write
+	failUntil     time.Time
+	failUntilCode codes.Code
 }
 
 // New starts a server on 127.0.0.1 on a free port.
@@ -127,6 +149,22 @@ func (s *Server) FailNext(n int, code codes.Code) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failNext, s.failNextErr = n, code
+}
+
+// FailUntil makes every WriteLogEntries call that arrives before until fail
+// with code (an outage of the API that ends by itself); after until, calls
+// are answered as before. It applies after FailNext and before SetError.
+func (s *Server) FailUntil(code codes.Code, until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failUntil, s.failUntilCode = until, code
+}
+
+// Writes returns every WriteLogEntries call so far, oldest first.
+func (s *Server) Writes() []Write {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Write(nil), s.writes...)
 }
 
 // Discard makes the server count the entries it accepts without storing
@@ -189,40 +227,52 @@ func (s *Server) WaitFor(ctx context.Context, ok func([]Entry) bool) ([]Entry, e
 func (s *Server) WriteLogEntries(_ context.Context, req *logpb.WriteLogEntriesRequest) (*logpb.WriteLogEntriesResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	s.requests++
+	reject := func(code codes.Code, format string, args ...any) error {
+		s.rejected++
+		s.writes = append(s.writes, Write{At: now, Code: code})
+		return status.Errorf(code, format, args...)
+	}
 	switch {
 	case s.failNext > 0:
 		s.failNext--
-		s.rejected++
-		return nil, status.Errorf(s.failNextErr, "fakelogging: told to fail (%s)", s.failNextErr)
+		return nil, reject(s.failNextErr, "fakelogging: told to fail (%s)", s.failNextErr)
+	case now.Before(s.failUntil):
+		return nil, reject(s.failUntilCode, "fakelogging: told to fail until %s (%s)", s.failUntil.Format(time.RFC3339), s.failUntilCode)
 	case s.failCode != codes.OK:
-		s.rejected++
-		return nil, status.Errorf(s.failCode, "fakelogging: told to fail (%s)", s.failCode)
+		return nil, reject(s.failCode, "fakelogging: told to fail (%s)", s.failCode)
 	}
 	if req.GetLogName() == "" && hasEntryWithoutLogName(req) {
-		s.rejected++
-		return nil, status.Error(codes.InvalidArgument, "fakelogging: no log name")
+		return nil, reject(codes.InvalidArgument, "fakelogging: no log name")
 	}
 	entries := make([]Entry, 0, len(req.GetEntries()))
 	for i, pe := range req.GetEntries() {
 		e := effective(req, pe, !s.discard)
 		if e.Size > MaxEntryBytes {
-			s.rejected++
-			return nil, status.Errorf(codes.InvalidArgument, "fakelogging: entry %d takes %d bytes, more than %d", i, e.Size, MaxEntryBytes)
+			return nil, reject(codes.InvalidArgument, "fakelogging: entry %d takes %d bytes, more than %d", i, e.Size, MaxEntryBytes)
 		}
+		e.Received = now
 		entries = append(entries, e)
 	}
 	s.lastReq = req
+	accepted := 0
+	var labels map[string]string
 	for _, e := range entries {
 		if strings.HasSuffix(e.LogName, "/logs/"+diagnosticLogID) {
 			s.diagnostics++
 			continue
 		}
-		s.accepted++
+		if accepted == 0 {
+			labels = e.Labels
+		}
+		accepted++
 		if !s.discard {
 			s.entries = append(s.entries, e)
 		}
 	}
+	s.accepted += accepted
+	s.writes = append(s.writes, Write{At: now, Entries: accepted, Code: codes.OK, Labels: labels})
 	return &logpb.WriteLogEntriesResponse{}, nil
 }
 

@@ -341,3 +341,52 @@ func (e *Env) requireOwned(t testing.TB) {
 		t.Skipf("stopping kube-apiserver needs a cluster of this package's own; unset %s", KubeconfigEnv)
 	}
 }
+
+// KillAPIServer kills kube-apiserver with SIGKILL (a crash: nothing is
+// drained); StartAPIServer brings it back on the same address. If the test
+// doesn't, it is restarted when the test ends. Like StopAPIServer, it skips
+// the test when the cluster is shared.
+func (e *Env) KillAPIServer(t testing.TB) {
+	t.Helper()
+	e.requireOwned(t)
+	if out, err := runScript(e.script, "kill-apiserver", e.Dir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := runScript(e.script, "start-apiserver", e.Dir); err != nil {
+			t.Errorf("restart kube-apiserver after the test: %v\n%s", err, out)
+		}
+	})
+}
+
+// StopEtcd stops etcd, keeping its data (kill: with SIGKILL, else SIGTERM
+// and SIGKILL after 5 s); kube-apiserver keeps running and fails its
+// requests meanwhile. StartEtcd brings etcd back on the same ports; if the
+// test doesn't, it is restarted when the test ends. It skips the test when
+// the cluster is shared.
+func (e *Env) StopEtcd(t testing.TB, kill bool) {
+	t.Helper()
+	e.requireOwned(t)
+	args := []string{"stop-etcd", e.Dir}
+	if kill {
+		args = append(args, "--kill")
+	}
+	if out, err := runScript(e.script, args...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := runScript(e.script, "start-etcd", e.Dir); err != nil {
+			t.Errorf("restart etcd after the test: %v\n%s", err, out)
+		}
+	})
+}
+
+// StartEtcd restarts etcd after StopEtcd, on its data, and waits until it is
+// healthy (kube-apiserver reconnects by itself).
+func (e *Env) StartEtcd(t testing.TB) {
+	t.Helper()
+	e.requireOwned(t)
+	if out, err := runScript(e.script, "start-etcd", e.Dir); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
