@@ -282,9 +282,20 @@ func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 func runAsLeader(ctx context.Context, cfg Config, k kube, logger *slog.Logger, fn func(context.Context)) {
 	identity := cfg.PodName
 	logger = logger.With("component", "leader-election", "identity", identity)
+	// A request to the Lease that hangs (etcd gone, the API server waiting
+	// on it) must not outlast a renewal: bound each one to half the renew
+	// deadline, as kube-controller-manager does, or taking the Lease again
+	// after an outage waits for the API server to give up.
+	leaseConfig := rest.CopyConfig(k.config)
+	leaseConfig.Timeout = cfg.LeaseDuration / 3
+	leaseClient, err := kubernetes.NewForConfig(leaseConfig)
+	if err != nil {
+		logger.Error("lease client", "err", err)
+		return
+	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: cfg.LeaseName, Namespace: k.namespace},
-		Client:     k.client.CoordinationV1(),
+		Client:     leaseClient.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
 	for ctx.Err() == nil {
