@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/batchlatch/batchlatch/internal/procstat"
 )
 
 // Build builds the batchlatch binary of the module at root into dir.
@@ -225,26 +227,7 @@ func (r *Replica) RSS() (int64, error) {
 	if pid == 0 {
 		return 0, fmt.Errorf("%s: not running", r.Name)
 	}
-	return rssOf(pid)
-}
-
-func rssOf(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			fields := strings.Fields(rest) // "12345 kB"
-			if len(fields) == 2 && fields[1] == "kB" {
-				kb, err := strconv.ParseInt(fields[0], 10, 64)
-				return kb << 10, err
-			}
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return procstat.RSS(pid)
 }
 
 // WaitStatus polls path until it answers want, the process exits, or

@@ -22,14 +22,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/procstat"
 	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/filestore"
@@ -91,24 +90,6 @@ func storedFailures(tb testing.TB, path string) (failures, jobs int) {
 	return failures, len(all)
 }
 
-// vmRSS is the process's resident set size in bytes, from /proc/self/status;
-// 0 where that cannot be read.
-func vmRSS() uint64 {
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
-}
-
 // memSampler records the highest RSS and HeapInuse seen while it runs.
 type memSampler struct {
 	stop              chan struct{}
@@ -122,7 +103,7 @@ func startMemSampler(every time.Duration) *memSampler {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		m.peakHeap = max(m.peakHeap, ms.HeapInuse)
-		m.peakRSS = max(m.peakRSS, vmRSS())
+		m.peakRSS = max(m.peakRSS, uint64(procstat.SelfRSS()))
 	}
 	sample()
 	m.done.Go(func() {
@@ -189,7 +170,7 @@ func runFileCallbacks(b *testing.B, jobs, clients int, duration time.Duration) {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	heap0, rss0 := ms.HeapInuse, vmRSS()
+	heap0, rss0 := ms.HeapInuse, uint64(procstat.SelfRSS())
 	mem := startMemSampler(20 * time.Millisecond)
 
 	type sample struct{ latencies []time.Duration }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/procstat"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
@@ -134,7 +135,7 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	}
 	runtime.GC()
 	debug.FreeOSMemory()
-	rssBefore := rssBytes()
+	rssBefore := procstat.SelfRSS()
 	w := New(argo, meta, store, Config{MissedGrace: 10 * time.Minute, ReconcileInterval: 5 * time.Minute, ForgetAfter: 10 * time.Minute},
 		Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.ResetTimer()
@@ -150,7 +151,7 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	firstPass := time.Since(syncStart)
 	initialRequests, initialBytes := requests.Load(), bytesRead.Load()
 	runtime.GC()
-	rssSynced := rssBytes()
+	rssSynced := procstat.SelfRSS()
 
 	// Steady state: every CronWorkflow runs hourly, so the window sees its
 	// share of runs, each created Running, updated, and completed as the
@@ -360,21 +361,6 @@ func (c countingBody) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.bytes.Add(int64(n))
 	return n, err
-}
-
-// rssBytes is the process's resident set size.
-func rssBytes() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // seededStore is a file store holding results, written at once.
