@@ -670,6 +670,13 @@ func answerAll(batch []*op, d opDone) {
 	}
 }
 
+// loaded reports whether the ConfigMap was read at least once.
+func (s *Store) loaded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cm != nil
+}
+
 // recentlyLoaded reports whether the API server answered for the ConfigMap
 // within refreshAfter.
 func (s *Store) recentlyLoaded() bool {

@@ -344,19 +344,25 @@ func (s *Sharded) Silences(ctx context.Context) ([]api.Silence, error) {
 	return s.shards[0].Silences(ctx)
 }
 
-// Ready implements state.Store: the layout is prepared and every shard is
-// ready.
+// Ready implements state.Store: the layout is prepared, every shard has
+// been loaded, and the API server answered within RefreshAfter, or answers
+// now. The shards share the API server: one answer speaks for all of them,
+// so a readiness probe costs at most one request, not one per shard.
 func (s *Sharded) Ready(ctx context.Context) error {
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	errs := make([]error, len(s.shards))
-	var wg sync.WaitGroup
-	for i, shard := range s.shards {
-		wg.Go(func() { errs[i] = shard.Ready(ctx) })
+	for _, shard := range s.shards {
+		if !shard.loaded() {
+			return fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, shard.name)
+		}
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	for _, shard := range s.shards {
+		if shard.recentlyLoaded() {
+			return nil
+		}
+	}
+	return s.shards[0].Ready(ctx)
 }
 
 // Close implements state.Store.

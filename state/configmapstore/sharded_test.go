@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
@@ -302,5 +305,34 @@ func TestShardedAPIServerOutage(t *testing.T) {
 	storetest.WaitReady(t, s, 30*time.Second)
 	if rec, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(1)); err != nil || rec.Job.ConsecutiveFailures != 2 {
 		t.Fatalf("after the outage: %+v, %v", rec.Job, err)
+	}
+}
+
+// countingGets counts the reads of ConfigMaps.
+type countingGets struct {
+	corev1client.ConfigMapInterface
+	gets atomic.Int64
+}
+
+func (c *countingGets) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.ConfigMap, error) {
+	c.gets.Add(1)
+	return c.ConfigMapInterface.Get(ctx, name, opts)
+}
+
+// A readiness probe of a sharded store asks the API server once, not once
+// per shard: the shards share it.
+func TestShardedReadyAsksOnce(t *testing.T) {
+	env := kubetest.Get(t)
+	counting := &countingGets{ConfigMapInterface: env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(t))}
+	s := NewSharded(counting, "batchlatch-state", testShards, Options{RefreshAfter: 50 * time.Millisecond}, storetest.QuietLogger())
+	defer s.Close()
+	storetest.WaitReady(t, s, 30*time.Second)
+	time.Sleep(100 * time.Millisecond) // every shard's last read is stale
+	before := counting.gets.Load()
+	if err := s.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := counting.gets.Load() - before; n != 1 {
+		t.Fatalf("Ready read %d ConfigMaps, want 1", n)
 	}
 }
