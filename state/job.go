@@ -203,8 +203,8 @@ type Outcome struct {
 // ended. The loop is kicked then, so that the change is written at once.
 func (o Outcome) Announces(job Job) bool {
 	switch o.Transition {
-	case StartedFailing, StillFailing:
-		return job.Failing() && job.ConsecutiveFailures == job.Threshold() && !o.Duplicate && !o.Stale
+	case StartedFailing, StillFailing: // never a duplicate or a stale result
+		return job.ConsecutiveFailures == job.Threshold()
 	case Recovered:
 		return true
 	}

@@ -522,11 +522,11 @@ func (s *Store) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigM
 	changed := false
 	for i, o := range batch {
 		if o.kind == opMerge {
-			var err error
-			if size, err = s.applyMerge(next.Data, size, o); err != nil {
+			grown, merged, err := s.applyMerge(next.Data, size, o)
+			if err != nil {
 				answers[i] = opDone{err: err}
 			}
-			changed = true
+			size, changed = grown, changed || merged
 			continue
 		}
 		if o.kind == opAddSilence || o.kind == opDeleteSilence {
@@ -608,54 +608,60 @@ func (s *Store) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigM
 }
 
 // applyMerge applies an opMerge to data (of size bytes) and returns its new
-// size: each job merged with the copy held here, silences joined by ID.
-// Whatever does not fit is left out, and reported as state.ErrFull.
-func (s *Store) applyMerge(data map[string]string, size int, o *op) (int, error) {
+// size and whether it changed anything: each job merged with the copy held
+// here, silences joined by ID. Whatever does not fit is left out, and
+// reported as state.ErrFull.
+func (s *Store) applyMerge(data map[string]string, size int, o *op) (int, bool, error) {
 	var full error
+	changed := false
+	put := func(key, value string) {
+		old := data[key]
+		if value == old {
+			return
+		}
+		if grown := size - len(old) + len(value); grown > s.maxData {
+			full = fmt.Errorf("%w: %s does not fit in ConfigMap %s (%d bytes, limit %d)", state.ErrFull, key, s.name, grown, s.maxData)
+			return
+		}
+		size += len(value) - len(old)
+		data[key] = value
+		changed = true
+	}
 	for _, job := range o.merge {
 		key := job.Key().String()
-		value, exists := data[key]
-		if exists {
+		if value, exists := data[key]; exists {
 			held, err := state.DecodeJob(key, value)
 			if err != nil {
-				// An unreadable value here is left alone, as everywhere.
-				continue
+				continue // an unreadable value here is left alone, as everywhere
 			}
 			job = state.Merge(held, job)
 		}
 		encoded, err := json.Marshal(job)
 		if err != nil {
-			return size, err
+			return size, changed, err
 		}
-		if string(encoded) == value {
-			continue
-		}
-		if grown := size - len(value) + len(encoded); grown > s.maxData {
-			full = fmt.Errorf("%w: job %s does not fit in ConfigMap %s (%d bytes, limit %d)", state.ErrFull, key, s.name, grown, s.maxData)
-			continue
-		}
-		size += len(encoded) - len(value)
-		data[key] = string(encoded)
+		put(key, string(encoded))
 	}
 	if len(o.mergeSilences) > 0 {
-		value := data[silencesKey]
-		held, err := decodeSilences(cmp.Or(value, "[]"))
+		held, err := decodeSilences(cmp.Or(data[silencesKey], "[]"))
 		if err != nil {
-			return size, err
+			return size, changed, err
 		}
+		n := len(held)
 		for _, x := range o.mergeSilences {
 			if !slices.ContainsFunc(held, func(h api.Silence) bool { return h.ID == x.ID }) {
 				held = append(held, x)
 			}
 		}
-		encoded, err := json.Marshal(held)
-		if err != nil {
-			return size, err
+		if len(held) > n {
+			encoded, err := json.Marshal(held)
+			if err != nil {
+				return size, changed, err
+			}
+			put(silencesKey, string(encoded))
 		}
-		size += len(encoded) - len(value)
-		data[silencesKey] = string(encoded)
 	}
-	return size, full
+	return size, changed, full
 }
 
 func answer(batch []*op, answers []opDone) {

@@ -336,3 +336,39 @@ func TestShardedReadyAsksOnce(t *testing.T) {
 		t.Fatalf("Ready read %d ConfigMaps, want 1", n)
 	}
 }
+
+// countingUpdates counts the writes of ConfigMaps.
+type countingUpdates struct {
+	corev1client.ConfigMapInterface
+	updates atomic.Int64
+}
+
+func (c *countingUpdates) Update(ctx context.Context, cm *corev1.ConfigMap, opts metav1.UpdateOptions) (*corev1.ConfigMap, error) {
+	c.updates.Add(1)
+	return c.ConfigMapInterface.Update(ctx, cm, opts)
+}
+
+// Merging what a shard already holds (a move started again) writes nothing.
+func TestMergeOfWhatIsHeldWritesNothing(t *testing.T) {
+	env := kubetest.Get(t)
+	counting := &countingUpdates{ConfigMapInterface: env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(t))}
+	s := New(counting, "shard", Options{}, storetest.QuietLogger())
+	defer s.Close()
+	storetest.WaitReady(t, s, 30*time.Second)
+	ctx := context.Background()
+	rec, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	silence := storetest.SilenceAt("s1", "", 0, 1_000_000)
+	if err := s.AddSilence(ctx, silence, storetest.At(0)); err != nil {
+		t.Fatal(err)
+	}
+	before := counting.updates.Load()
+	if err := s.merge(ctx, []state.Job{rec.Job}, []api.Silence{silence}); err != nil {
+		t.Fatal(err)
+	}
+	if n := counting.updates.Load() - before; n != 0 {
+		t.Fatalf("%d updates for a merge of what is held, want 0", n)
+	}
+}
