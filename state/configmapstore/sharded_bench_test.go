@@ -133,41 +133,12 @@ func BenchmarkShardedStartToReady10000Jobs(b *testing.B) {
 	const jobs = 10000
 	prefillShards(b, cms, jobs, *benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
 	_, _, largest := storedState(b, cms)
-	ctx := context.Background()
-	var total time.Duration
-	var heap uint64
-	b.ResetTimer()
-	for range b.N {
-		runtime.GC()
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
+	startToReady(b, jobs, func() state.Store {
 		// A new client, as a starting process has: client-go's rate limit
 		// is per client, and the earlier rounds' requests are not this one's.
 		fresh := tunedClient(b, env).CoreV1().ConfigMaps(ns)
-		start := time.Now()
-		s := configmapstore.NewSharded(fresh, benchConfigMap, *benchShards, configmapstore.Options{}, benchLogger())
-		for s.Ready(ctx) != nil {
-			if time.Since(start) > 30*time.Second {
-				b.Fatal("store not ready within 30s")
-			}
-			time.Sleep(time.Millisecond)
-		}
-		list, err := s.List(ctx)
-		total += time.Since(start)
-		b.StopTimer()
-		if err != nil || len(list) != jobs {
-			b.Fatalf("List: %d jobs (%v), want %d", len(list), err, jobs)
-		}
-		list = nil
-		runtime.GC()
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		heap = max(heap, after.HeapInuse-min(before.HeapInuse, after.HeapInuse))
-		s.Close()
-		b.StartTimer()
-	}
-	b.ReportMetric(float64(total)/float64(b.N)/float64(time.Millisecond), "ms-to-ready")
-	b.ReportMetric(float64(heap)/(1<<20), "store-heap-MiB")
+		return configmapstore.NewSharded(fresh, benchConfigMap, *benchShards, configmapstore.Options{}, benchLogger())
+	})
 	b.ReportMetric(float64(largest)/1024, "largest-shard-KiB")
 }
 
