@@ -89,7 +89,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
 	handled map[string]bool         // uids of completed runs already read
-	warned  sync.Map                // bad annotations already logged
+	warned  cronrules.Warned        // bad annotations already logged
 
 	firstPass chan struct{} // closed once Run has synced, reconciled and evaluated
 }
@@ -349,7 +349,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	if cwf := w.cronWorkflow(r.Namespace, r.CronWorkflow); cwf != nil {
 		var err error
 		if r, err = cronrules.WithFailureThreshold(r, thresholdAnnotations(cwf)); err != nil {
-			if _, seen := w.warned.LoadOrStore(string(cwf.UID)+"/"+cwf.ResourceVersion+"/"+api.AnnotationFailureThreshold, true); !seen {
+			if w.warned.First(string(cwf.UID), cwf.ResourceVersion, api.AnnotationFailureThreshold) {
 				log.Warn("ignoring annotation", "err", err)
 			}
 		}
@@ -474,7 +474,7 @@ func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > maxAnnotatedDuration {
 		// Once per version of the object, not at every evaluation.
-		if _, seen := w.warned.LoadOrStore(string(cwf.UID)+"/"+cwf.ResourceVersion+"/"+key, true); seen {
+		if !w.warned.First(string(cwf.UID), cwf.ResourceVersion, key) {
 			return def
 		}
 		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "annotation", key, "value", api.Quote(v))

@@ -80,7 +80,7 @@ type Watcher struct {
 	deleted map[state.Key]time.Time // CronJobs seen deleted, when
 	handled map[string]api.Phase    // uid → the outcome recorded of a finished Job
 	pending []pendingResult         // Job results not recorded yet
-	warned  sync.Map                // bad annotations already logged
+	warned  cronrules.Warned        // bad annotations already logged
 
 	wake      chan struct{} // a Job result is pending
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
@@ -463,7 +463,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error
 	if cj := w.cronJob(r.Namespace, r.CronJob); cj != nil {
 		var err error
 		if r, err = cronrules.WithFailureThreshold(r, cj.Annotations); err != nil {
-			if _, seen := w.warned.LoadOrStore(string(cj.UID)+"/"+cj.ResourceVersion+"/"+api.AnnotationFailureThreshold, true); !seen {
+			if w.warned.First(string(cj.UID), cj.ResourceVersion, api.AnnotationFailureThreshold) {
 				log.Warn("ignoring annotation", "err", err)
 			}
 		}
@@ -571,7 +571,7 @@ func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Du
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 || d > maxAnnotatedDuration {
 		// Once per version of the object, not at every evaluation.
-		if _, seen := w.warned.LoadOrStore(string(cj.UID)+"/"+cj.ResourceVersion+"/"+key, true); seen {
+		if !w.warned.First(string(cj.UID), cj.ResourceVersion, key) {
 			return def
 		}
 		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cj.Namespace, "cronJob", cj.Name, "annotation", key, "value", api.Quote(v))

@@ -11,6 +11,7 @@ package cronrules
 import (
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -133,4 +134,15 @@ func WithFailureThreshold(r api.Result, annotations map[string]string) (api.Resu
 	out[api.AnnotationFailureThreshold] = v
 	r.Annotations = out
 	return r, nil
+}
+
+// Warned remembers which bad annotations were reported: once per version of
+// the object, not at every evaluation. The zero value is ready for use.
+type Warned struct{ seen sync.Map }
+
+// First reports whether annotation key of version version of the object
+// with uid uid is reported for the first time.
+func (w *Warned) First(uid, version, key string) bool {
+	_, seen := w.seen.LoadOrStore(uid+"/"+version+"/"+key, true)
+	return !seen
 }
