@@ -35,9 +35,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,4 +391,54 @@ func (e *Env) StartEtcd(t testing.TB) {
 	if out, err := runScript(e.script, "start-etcd", e.Dir); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+}
+
+// Traffic counts what a client sends and reads: its requests, the bytes of
+// the responses, and their content types.
+type Traffic struct {
+	Requests, Bytes atomic.Int64
+	contentTypes    sync.Map
+}
+
+// Count returns a copy of cfg whose client counts its traffic in t.
+func (t *Traffic) Count(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt, t: t} }
+	return cfg
+}
+
+// ContentTypes are the content types of the responses read, sorted.
+func (t *Traffic) ContentTypes() []string {
+	var types []string
+	t.contentTypes.Range(func(k, _ any) bool { types = append(types, k.(string)); return true })
+	slices.Sort(types)
+	return types
+}
+
+type countingTransport struct {
+	next http.RoundTripper
+	t    *Traffic
+}
+
+func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.t.Requests.Add(1)
+	resp, err := c.next.RoundTrip(req)
+	if resp != nil {
+		c.t.contentTypes.Store(resp.Header.Get("Content-Type"), true)
+		if resp.Body != nil {
+			resp.Body = countingBody{ReadCloser: resp.Body, bytes: &c.t.Bytes}
+		}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	bytes *atomic.Int64
+}
+
+func (c countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.bytes.Add(int64(n))
+	return n, err
 }

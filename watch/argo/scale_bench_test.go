@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/internal/procstat"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/state/configmapstore"
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
@@ -119,12 +118,9 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	podBytes := seedPods(b, env, pods)
 
 	// The watcher, on a client that counts what it reads.
-	var requests, bytesRead atomic.Int64
-	cfg := env.RESTConfig()
-	cfg.QPS, cfg.Burst = 1000, 2000 // what the service uses (configmapstore.TuneClient)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return countingTransport{next: rt, requests: &requests, bytes: &bytesRead}
-	}
+	var traffic kubetest.Traffic
+	requests, bytesRead := &traffic.Requests, &traffic.Bytes
+	cfg := configmapstore.TuneClient(traffic.Count(env.RESTConfig())) // as the service's
 	argo, err := versioned.NewForConfig(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -317,11 +313,9 @@ func seedPods(b *testing.B, env *kubetest.Env, n int) int64 {
 	}
 	close(work)
 	wg.Wait()
-	var requests, bytes atomic.Int64
-	cfg := env.RESTConfig()
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return countingTransport{next: rt, requests: &requests, bytes: &bytes}
-	}
+	var traffic kubetest.Traffic
+	bytes := &traffic.Bytes
+	cfg := traffic.Count(env.RESTConfig())
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -332,35 +326,6 @@ func seedPods(b *testing.B, env *kubetest.Env, n int) int64 {
 	}
 	b.Logf("the script's list: %d pods, %d bytes", len(list.Items), bytes.Load())
 	return bytes.Load()
-}
-
-// countingTransport counts requests and response bytes.
-type countingTransport struct {
-	next            http.RoundTripper
-	requests, bytes *atomic.Int64
-}
-
-func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c.requests.Add(1)
-	if os.Getenv("BATCHLATCH_BENCH_DEBUG") != "" {
-		fmt.Fprintln(os.Stderr, "REQ", time.Now().Format("15:04:05.000"), req.Method, req.URL.String())
-	}
-	resp, err := c.next.RoundTrip(req)
-	if resp != nil && resp.Body != nil {
-		resp.Body = countingBody{ReadCloser: resp.Body, bytes: c.bytes}
-	}
-	return resp, err
-}
-
-type countingBody struct {
-	io.ReadCloser
-	bytes *atomic.Int64
-}
-
-func (c countingBody) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.bytes.Add(int64(n))
-	return n, err
 }
 
 // seededStore is a file store holding results, written at once.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,8 +132,9 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	// The watcher, on a client that counts what it reads (as the service
 	// builds it: client-go's default encoding, protobuf for built-in types,
 	// and configmapstore.TuneClient's limits), and an empty store.
-	var requests, bytesRead atomic.Int64
-	kube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "", &requests, &bytesRead))
+	var traffic kubetest.Traffic
+	requests, bytesRead := &traffic.Requests, &traffic.Bytes
+	kube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "", &traffic))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,8 +164,9 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 
 	// kube-state-metrics' way, next to it: informers on every Job and
 	// CronJob, full objects.
-	var fullRequests, fullBytes atomic.Int64
-	fullKube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "application/vnd.kubernetes.protobuf", &fullRequests, &fullBytes))
+	var fullTraffic kubetest.Traffic
+	fullRequests, fullBytes := &fullTraffic.Requests, &fullTraffic.Bytes
+	fullKube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "application/vnd.kubernetes.protobuf", &fullTraffic))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -185,8 +187,9 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 		b.Fatalf("the full informer holds %d Jobs", n)
 	}
 	// The same objects in JSON, the watcher's encoding: one LIST of each.
-	var jsonRequests, jsonBytes atomic.Int64
-	jsonKube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "application/json", &jsonRequests, &jsonBytes))
+	var jsonTraffic kubetest.Traffic
+	jsonBytes := &jsonTraffic.Bytes
+	jsonKube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "application/json", &jsonTraffic))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -304,9 +307,8 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 		{"  RSS growth, Go heap growth", fmt.Sprintf("+%.0f MiB, +%.1f MiB", mib(rssFull-rssSynced), mib(heapFull-heapSynced))},
 		{"  steady, per hour (protobuf)", fmt.Sprintf("%.2f MiB", fullSteadyBytes/(1<<20))},
 	}
-	var types []string
-	responseTypes.Range(func(k, _ any) bool { types = append(types, k.(string)); return true })
-	table = append(table, [2]string{"response content types seen", strings.Join(types, ", ")})
+	types := append(append(traffic.ContentTypes(), fullTraffic.ContentTypes()...), jsonTraffic.ContentTypes()...)
+	table = append(table, [2]string{"response content types seen", strings.Join(slices.Compact(slices.Sorted(slices.Values(types))), ", ")})
 	var out strings.Builder
 	fmt.Fprintln(&out, "\nCronJob watcher at scale")
 	for _, row := range table {
@@ -448,50 +450,14 @@ func (s *countingStore) Record(ctx context.Context, r api.Result, receivedAt tim
 }
 
 // countingConfig is cfg with the service's client limits, reading
-// contentType (client-go's default when empty), counting requests and
-// response bytes.
-func countingConfig(cfg *rest.Config, contentType string, requests, bytes *atomic.Int64) *rest.Config {
-	cfg = configmapstore.TuneClient(cfg)
+// contentType (client-go's default when empty), counting its traffic in t.
+func countingConfig(cfg *rest.Config, contentType string, t *kubetest.Traffic) *rest.Config {
+	cfg = configmapstore.TuneClient(t.Count(cfg))
 	if contentType != "" {
 		cfg.AcceptContentTypes = contentType
 		cfg.ContentType = contentType
 	}
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return countingTransport{next: rt, requests: requests, bytes: bytes}
-	}
 	return cfg
-}
-
-// responseTypes are the content types of the responses read.
-var responseTypes sync.Map
-
-// countingTransport counts requests and response bytes.
-type countingTransport struct {
-	next            http.RoundTripper
-	requests, bytes *atomic.Int64
-}
-
-func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	c.requests.Add(1)
-	resp, err := c.next.RoundTrip(req)
-	if resp != nil {
-		responseTypes.Store(resp.Header.Get("Content-Type"), true)
-	}
-	if resp != nil && resp.Body != nil {
-		resp.Body = countingBody{ReadCloser: resp.Body, bytes: c.bytes}
-	}
-	return resp, err
-}
-
-type countingBody struct {
-	io.ReadCloser
-	bytes *atomic.Int64
-}
-
-func (c countingBody) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.bytes.Add(int64(n))
-	return n, err
 }
 
 // memory is the process's resident set size and the Go heap in use, after
