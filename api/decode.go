@@ -287,8 +287,8 @@ func (r Result) validate(receivedAt time.Time, phases []Phase) error {
 		}
 	}
 	if v, ok := r.Annotations[AnnotationFailureThreshold]; ok {
-		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > MaxFailureThreshold {
-			return &FieldError{Field: "annotations." + AnnotationFailureThreshold, Message: fmt.Sprintf("%s is not a whole number from 1 to %d", Quote(v), MaxFailureThreshold)}
+		if _, err := ParseFailureThreshold(v); err != nil {
+			return &FieldError{Field: "annotations." + AnnotationFailureThreshold, Message: err.Error()}
 		}
 	}
 	return r.validateTimes(receivedAt)
@@ -305,11 +305,18 @@ const MaxFailureThreshold = 100
 // FailureThreshold is the result's failure threshold, 0 when it has none
 // (Validate has checked a present one).
 func (r Result) FailureThreshold() int {
-	n, err := strconv.Atoi(r.Annotations[AnnotationFailureThreshold])
-	if err != nil || n < 1 || n > MaxFailureThreshold {
-		return 0
-	}
+	n, _ := ParseFailureThreshold(r.Annotations[AnnotationFailureThreshold])
 	return n
+}
+
+// ParseFailureThreshold reads the annotation's value: a whole number from 1
+// to MaxFailureThreshold, else 0 and an error saying so.
+func ParseFailureThreshold(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxFailureThreshold {
+		return 0, fmt.Errorf("%s is not a whole number from 1 to %d", Quote(v), MaxFailureThreshold)
+	}
+	return n, nil
 }
 
 // PhaseAccepted reports whether p is one of AcceptedPhases.

@@ -125,9 +125,8 @@ func WithFailureThreshold(r api.Result, annotations map[string]string) (api.Resu
 	if !ok {
 		return r, nil
 	}
-	probe := api.Result{Annotations: map[string]string{api.AnnotationFailureThreshold: v}}
-	if probe.FailureThreshold() == 0 {
-		return r, fmt.Errorf("annotation %s: %s is not a whole number from 1 to %d", api.AnnotationFailureThreshold, api.Quote(v), api.MaxFailureThreshold)
+	if _, err := api.ParseFailureThreshold(v); err != nil {
+		return r, fmt.Errorf("annotation %s: %w", api.AnnotationFailureThreshold, err)
 	}
 	out := make(map[string]string, len(r.Annotations)+1)
 	maps.Copy(out, r.Annotations)
