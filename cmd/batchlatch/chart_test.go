@@ -1038,11 +1038,31 @@ func chartRole(t *testing.T, ns string) *rbacv1.Role {
 	return role
 }
 
-// stateConfigMaps are the state's ConfigMaps: the layout's and n shards.
+// stateConfigMaps are the state's ConfigMaps: the layout's, n shards and
+// their journals.
 func stateConfigMaps(name string, n int) []string {
 	names := []string{name}
 	for i := range n {
 		names = append(names, configmapstore.ShardName(name, i))
 	}
+	for i := range configmapstore.JournalCount(n) {
+		names = append(names, configmapstore.JournalName(name, i))
+	}
 	return names
+}
+
+// The Role names every shard and journal the binary opens, whatever the
+// shard count: the chart computes the journals' count as the store does.
+func TestChartRoleNamesEveryShardAndJournal(t *testing.T) {
+	for _, shards := range []int{1, 8, 9, 32, 100} {
+		r := mustTemplate(t, "batchlatch", "batchlatch", fmt.Sprintf("stateShards: %d\n", shards))
+		role := renderedObject[rbacv1.Role](t, r, "Role")
+		var names []string
+		for _, rule := range role.Rules {
+			names = append(names, rule.ResourceNames...)
+		}
+		if want := append(stateConfigMaps("batchlatch-state", shards), "batchlatch-leader"); !slices.Equal(names, want) {
+			t.Errorf("stateShards %d: the Role grants %q, want %q", shards, names, want)
+		}
+	}
 }

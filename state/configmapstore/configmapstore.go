@@ -3,7 +3,6 @@
 package configmapstore
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +58,13 @@ type Store struct {
 	jobs     map[string]state.Job // decoded cm.Data, without unreadable keys
 	corrupt  map[string]string    // key -> value that could not be decoded
 	silences []api.Silence        // decoded cm.Data[silencesKey]
+	size     int                  // summed size of cm.Data's values
 	loadedAt time.Time
+
+	// A journal's only (see journalRole): nil for a shard.
+	journal *journalRole
+	deleted map[string]bool // keys whose tombstone the journal holds
+	marks   map[int]string  // decoded cm.Data[compactedKey]
 }
 
 // Options tunes a Store; zero values take the defaults.
@@ -73,6 +79,10 @@ type Options struct {
 	// RefreshAfter is how old the cached object may get before a read
 	// fetches it again (default 1s).
 	RefreshAfter time.Duration
+	// CompactAbove and CompactIdle tune a Sharded store's journals
+	// (defaults DefaultCompactAbove and DefaultCompactIdle).
+	CompactAbove int
+	CompactIdle  time.Duration
 }
 
 type opKind int
@@ -86,6 +96,11 @@ const (
 	// from another ConfigMap): state.Merge decides for each job held here
 	// too; silences are joined by ID.
 	opMerge
+	// opCompact writes a journal's entries into their home shard.
+	opCompact
+	// opCompacted removes from a journal the entries its home shard now
+	// holds.
+	opCompacted
 )
 
 // silencesKey holds the silences, as a JSON array. No job's key can be it:
@@ -97,10 +112,13 @@ type op struct {
 	result        api.Result
 	receivedAt    time.Time
 	key           state.Key
-	silence       api.Silence   // opAddSilence; opDeleteSilence: its ID
-	now           time.Time     // silence operations: what has ended
-	merge         []state.Job   // opMerge
-	mergeSilences []api.Silence // opMerge
+	silence       api.Silence       // opAddSilence; opDeleteSilence: its ID
+	now           time.Time         // silence operations: what has ended
+	merge         []state.Job       // opMerge
+	mergeSilences []api.Silence     // opMerge
+	entries       map[string]string // opCompact, opCompacted: key -> journal value
+	shard         int               // opCompacted: the home shard's index
+	version       string            // opCompact: the journal's resourceVersion entries were read at; opCompacted: the shard's holding them
 	// deadline is the caller's: conflicts are retried until it passes.
 	deadline time.Time
 	done     chan opDone
@@ -129,6 +147,11 @@ func TuneClient(c *rest.Config) *rest.Config {
 // the ConfigMap is loaded, or created when missing, in the background, with
 // retries, and Ready reports state.ErrUnavailable until then.
 func New(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger) *Store {
+	return newStore(client, name, opts, logger, nil)
+}
+
+// newStore is New, of a journal when journal is not nil.
+func newStore(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger, journal *journalRole) *Store {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
 	}
@@ -154,6 +177,9 @@ func New(client corev1client.ConfigMapInterface, name string, opts Options, logg
 		cancel:       cancel,
 		jobs:         map[string]state.Job{},
 		corrupt:      map[string]string{},
+		journal:      journal,
+		deleted:      map[string]bool{},
+		marks:        map[int]string{},
 	}
 	s.done.Go(func() { s.loadUntilDone(ctx) })
 	s.done.Go(func() { s.commitLoop(ctx) })
@@ -225,6 +251,15 @@ func (s *Store) adopt(cm *corev1.ConfigMap) {
 			delete(s.corrupt, key)
 		}
 	}
+	for key := range s.deleted {
+		if _, ok := cm.Data[key]; !ok {
+			delete(s.deleted, key)
+		}
+	}
+	if s.journal != nil {
+		s.marks = decodeMarks(cm.Data[compactedKey])
+	}
+	s.size = 0
 	if value, ok := cm.Data[silencesKey]; !ok {
 		s.silences = nil
 	} else if prev, same := old[silencesKey]; !same || prev != value {
@@ -235,12 +270,20 @@ func (s *Store) adopt(cm *corev1.ConfigMap) {
 		s.silences = silences
 	}
 	for key, value := range cm.Data {
-		if key == silencesKey {
+		s.size += len(value)
+		if strings.HasPrefix(key, "_") { // silences, marks: not jobs
 			continue
 		}
 		if prev, ok := old[key]; ok && prev == value {
 			continue
 		}
+		if s.journal != nil && value == tombstone {
+			s.deleted[key] = true
+			delete(s.jobs, key)
+			delete(s.corrupt, key)
+			continue
+		}
+		delete(s.deleted, key)
 		job, err := state.DecodeJob(key, value)
 		if err != nil {
 			if s.corrupt[key] != value {
@@ -289,7 +332,7 @@ func (s *Store) DeleteSilence(ctx context.Context, id string, now time.Time) err
 
 // Silences implements state.Store.
 func (s *Store) Silences(ctx context.Context) ([]api.Silence, error) {
-	if _, _, err := s.fresh(ctx); err != nil {
+	if err := s.freshen(ctx); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -343,15 +386,29 @@ func (s *Store) commitLoop(ctx context.Context) {
 	lastBatch := 0
 	for {
 		var batch []*op
+		// A journal wakes when idle, also before its first update (it may
+		// have been loaded holding jobs), to compact what it holds.
+		var idle <-chan time.Time
+		if s.journal != nil {
+			idle = time.After(s.journal.compactIdle)
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle:
+			if s.holdsJobs() {
+				s.compactAll(ctx)
+			}
+			continue
 		case o := <-s.ops:
 			batch = append(batch, o)
 		}
 		batch = s.gather(batch, lastBatch > 1)
 		lastBatch = len(batch)
 		s.commit(ctx, batch)
+		if s.journal != nil {
+			s.compactOver(ctx)
+		}
 	}
 }
 
@@ -427,10 +484,17 @@ func (s *Store) commit(ctx context.Context, batch []*op) {
 			base = s.cm
 			s.mu.Unlock()
 		}
-		next, answers := s.applyBatch(base, batch)
+		next, answers := s.applyBatch(ctx, base, batch)
 		if next == nil { // nothing to write
 			answer(batch, answers)
 			return
+		}
+		if len(next.ManagedFields) > 0 {
+			// batchlatch is the state's only writer: tracking each of its
+			// hundreds of keys' owner would cost the API server a third of
+			// every update. One entry, empty, clears them, and the API
+			// server tracks no fields of an object that has none.
+			next.ManagedFields = []metav1.ManagedFieldsEntry{{}}
 		}
 		callCtx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		updated, err := s.client.Update(callCtx, next, metav1.UpdateOptions{})
@@ -507,163 +571,6 @@ func tooLarge(err error) bool {
 	return false
 }
 
-// applyBatch computes the object after batch, and each operation's answer.
-// It returns a nil object when no operation changes anything.
-func (s *Store) applyBatch(base *corev1.ConfigMap, batch []*op) (*corev1.ConfigMap, []opDone) {
-	next := base.DeepCopy()
-	if next.Data == nil {
-		next.Data = map[string]string{}
-	}
-	size := 0
-	for _, v := range next.Data {
-		size += len(v)
-	}
-	answers := make([]opDone, len(batch))
-	changed := false
-	for i, o := range batch {
-		if o.kind == opMerge {
-			grown, merged, err := s.applyMerge(next.Data, size, o)
-			if err != nil {
-				answers[i] = opDone{err: err}
-			}
-			size, changed = grown, changed || merged
-			continue
-		}
-		if o.kind == opAddSilence || o.kind == opDeleteSilence {
-			value := next.Data[silencesKey]
-			var encoded []byte
-			silences, err := decodeSilences(cmp.Or(value, "[]"))
-			if err == nil {
-				if o.kind == opAddSilence {
-					silences, err = state.AddSilenceTo(silences, o.silence, o.now)
-				} else {
-					silences, err = state.DeleteSilenceFrom(silences, o.silence.ID, o.now)
-				}
-			}
-			if err == nil {
-				encoded, err = json.Marshal(silences)
-			}
-			if err == nil && size-len(value)+len(encoded) > s.maxData {
-				err = fmt.Errorf("%w: the silences would bring ConfigMap %s over its limit of %d bytes", state.ErrFull, s.name, s.maxData)
-			}
-			if err != nil {
-				answers[i] = opDone{err: err}
-				continue
-			}
-			size += len(encoded) - len(value)
-			next.Data[silencesKey] = string(encoded)
-			changed = true
-			continue
-		}
-		// Checked before the operation joins the update: a key the
-		// ConfigMap cannot hold would make the API server refuse them all.
-		if err := o.key.Validate(); err != nil {
-			answers[i] = opDone{err: err}
-			continue
-		}
-		key := o.key.String()
-		value, exists := next.Data[key]
-		if o.kind == opDelete {
-			// Deleting is also how an operator clears an unreadable key.
-			if !exists {
-				answers[i] = opDone{err: state.ErrNotFound}
-				continue
-			}
-			delete(next.Data, key)
-			size -= len(value)
-			changed = true
-			continue
-		}
-		var job state.Job
-		if exists {
-			var err error
-			if job, err = state.DecodeJob(key, value); err != nil {
-				answers[i] = opDone{err: err}
-				continue
-			}
-		}
-		job, outcome := state.Apply(job, exists, o.result, o.receivedAt)
-		answers[i] = opDone{rec: state.Recorded{Job: job, Outcome: outcome}}
-		if !outcome.Changed() {
-			continue
-		}
-		encoded, err := json.Marshal(job)
-		if err != nil {
-			answers[i] = opDone{err: err}
-			continue
-		}
-		if grown := size - len(value) + len(encoded); grown > s.maxData {
-			answers[i] = opDone{err: fmt.Errorf("%w: job %s would bring ConfigMap %s to %d bytes, over its limit of %d; delete jobs that are gone (DELETE /api/v1/jobs/{namespace}/{job})",
-				state.ErrFull, key, s.name, grown, s.maxData)}
-			continue
-		}
-		size += len(encoded) - len(value)
-		next.Data[key] = string(encoded)
-		changed = true
-	}
-	if !changed {
-		return nil, answers
-	}
-	return next, answers
-}
-
-// applyMerge applies an opMerge to data (of size bytes) and returns its new
-// size and whether it changed anything: each job merged with the copy held
-// here, silences joined by ID. Whatever does not fit is left out, and
-// reported as state.ErrFull.
-func (s *Store) applyMerge(data map[string]string, size int, o *op) (int, bool, error) {
-	var full error
-	changed := false
-	put := func(key, value string) {
-		old := data[key]
-		if value == old {
-			return
-		}
-		if grown := size - len(old) + len(value); grown > s.maxData {
-			full = fmt.Errorf("%w: %s does not fit in ConfigMap %s (%d bytes, limit %d)", state.ErrFull, key, s.name, grown, s.maxData)
-			return
-		}
-		size += len(value) - len(old)
-		data[key] = value
-		changed = true
-	}
-	for _, job := range o.merge {
-		key := job.Key().String()
-		if value, exists := data[key]; exists {
-			held, err := state.DecodeJob(key, value)
-			if err != nil {
-				continue // an unreadable value here is left alone, as everywhere
-			}
-			job = state.Merge(held, job)
-		}
-		encoded, err := json.Marshal(job)
-		if err != nil {
-			return size, changed, err
-		}
-		put(key, string(encoded))
-	}
-	if len(o.mergeSilences) > 0 {
-		held, err := decodeSilences(cmp.Or(data[silencesKey], "[]"))
-		if err != nil {
-			return size, changed, err
-		}
-		n := len(held)
-		for _, x := range o.mergeSilences {
-			if !slices.ContainsFunc(held, func(h api.Silence) bool { return h.ID == x.ID }) {
-				held = append(held, x)
-			}
-		}
-		if len(held) > n {
-			encoded, err := json.Marshal(held)
-			if err != nil {
-				return size, changed, err
-			}
-			put(silencesKey, string(encoded))
-		}
-	}
-	return size, changed, full
-}
-
 func answer(batch []*op, answers []opDone) {
 	for i, o := range batch {
 		o.done <- answers[i]
@@ -691,57 +598,60 @@ func (s *Store) recentlyLoaded() bool {
 	return s.cm != nil && time.Since(s.loadedAt) <= s.refreshAfter
 }
 
-// fresh returns the cached jobs, refreshing them first when they are older
-// than refreshAfter. When the API server cannot be reached it serves the last
-// known state; before anything was loaded it returns state.ErrUnavailable.
-func (s *Store) fresh(ctx context.Context) (map[string]state.Job, map[string]string, error) {
+// freshen refreshes the cached object when it is older than refreshAfter.
+// When the API server cannot be reached the last known object serves;
+// before anything was loaded it returns state.ErrUnavailable.
+func (s *Store) freshen(ctx context.Context) error {
 	if !s.recentlyLoaded() {
 		if err := s.refresh(ctx); err != nil {
 			s.logger.Debug("refresh state; serving the last known", "err", err)
 		}
 	}
+	if !s.loaded() {
+		return fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, s.name)
+	}
+	return nil
+}
+
+// lookup finds key in the last object seen: found is false when it holds
+// no value for it; a journal's tombstone is found, as state.ErrNotFound, and
+// an unreadable value as state.ErrCorrupt.
+func (s *Store) lookup(key string) (job state.Job, found bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cm == nil {
-		return nil, nil, fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, s.name)
+	if _, bad := s.corrupt[key]; bad {
+		return state.Job{}, true, fmt.Errorf("%w: key %s", state.ErrCorrupt, key)
 	}
-	jobs := make(map[string]state.Job, len(s.jobs))
-	for k, j := range s.jobs {
-		jobs[k] = j
+	if s.deleted[key] {
+		return state.Job{}, true, state.ErrNotFound
 	}
-	corrupt := make(map[string]string, len(s.corrupt))
-	for k, v := range s.corrupt {
-		corrupt[k] = v
-	}
-	return jobs, corrupt, nil
+	job, found = s.jobs[key]
+	return job, found, nil
 }
 
 // Get implements state.Store.
 func (s *Store) Get(ctx context.Context, key state.Key) (state.Job, error) {
-	jobs, corrupt, err := s.fresh(ctx)
-	if err != nil {
+	if err := s.freshen(ctx); err != nil {
 		return state.Job{}, err
 	}
-	if _, bad := corrupt[key.String()]; bad {
-		return state.Job{}, fmt.Errorf("%w: key %s", state.ErrCorrupt, key)
-	}
-	j, ok := jobs[key.String()]
-	if !ok {
+	job, found, err := s.lookup(key.String())
+	if !found {
 		return state.Job{}, state.ErrNotFound
 	}
-	return j, nil
+	return job, err
 }
 
 // List implements state.Store. Unreadable keys are left out (and logged once).
 func (s *Store) List(ctx context.Context) ([]state.Job, error) {
-	jobs, _, err := s.fresh(ctx)
-	if err != nil {
+	if err := s.freshen(ctx); err != nil {
 		return nil, err
 	}
-	out := make([]state.Job, 0, len(jobs))
-	for _, j := range jobs {
+	s.mu.Lock()
+	out := make([]state.Job, 0, len(s.jobs))
+	for _, j := range s.jobs {
 		out = append(out, j)
 	}
+	s.mu.Unlock()
 	state.SortByKey(out)
 	return out, nil
 }

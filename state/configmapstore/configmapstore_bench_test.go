@@ -14,6 +14,7 @@ package configmapstore_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -125,32 +126,51 @@ func prefill(tb testing.TB, cms corev1client.ConfigMapInterface, jobs int) {
 	}
 }
 
-// storedState reads the state's ConfigMaps (one, or the shards) as the API
-// server has them: the summed consecutive failures, the number of jobs and
-// the largest ConfigMap's summed size of values.
+// storedState reads the state's ConfigMaps (one, or the shards and their
+// journals) as the API server has them: the summed consecutive failures, the
+// number of jobs and the largest ConfigMap's summed size of values.
 func storedState(tb testing.TB, cms corev1client.ConfigMapInterface) (failures, jobs, size int) {
 	tb.Helper()
 	list, err := cms.List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=state"})
 	if err != nil {
 		tb.Fatalf("read ConfigMaps: %v", err)
 	}
+	// A journal's value is newer than its shard's: read the shards first.
+	slices.SortStableFunc(list.Items, func(a, b corev1.ConfigMap) int {
+		return cmp.Compare(journalRank(a.Name), journalRank(b.Name))
+	})
+	values := map[string]string{}
 	for _, cm := range list.Items {
 		cmSize := 0
 		for key, value := range cm.Data {
-			if strings.HasPrefix(key, "_") {
-				continue
-			}
-			var j state.Job
-			if err := json.Unmarshal([]byte(value), &j); err != nil {
-				tb.Fatalf("key %s: %v", key, err)
-			}
-			failures += j.ConsecutiveFailures
 			cmSize += len(value)
-			jobs++
+			switch {
+			case strings.HasPrefix(key, "_"):
+			case value == "deleted" && journalRank(cm.Name) == 1:
+				delete(values, key)
+			default:
+				values[key] = value
+			}
 		}
 		size = max(size, cmSize)
 	}
+	for key, value := range values {
+		var j state.Job
+		if err := json.Unmarshal([]byte(value), &j); err != nil {
+			tb.Fatalf("key %s: %v", key, err)
+		}
+		failures += j.ConsecutiveFailures
+		jobs++
+	}
 	return failures, jobs, size
+}
+
+// journalRank orders a sharded store's journals after its shards.
+func journalRank(name string) int {
+	if strings.Contains(name, "-journal-") {
+		return 1
+	}
+	return 0
 }
 
 // cpuClock reads the CPU time (user + system) of the benchmark's own process

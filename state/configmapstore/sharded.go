@@ -1,12 +1,14 @@
 package configmapstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,12 @@ import (
 // own group commit: updates of different shards go out in parallel, and each
 // rewrites only its shard. The silences live in shard 0.
 //
+// Jobs' changes go through journals first, <name>-journal-0 … (one for
+// every eight shards, journal i for the shards whose index modulo their
+// count is i; see journalRole): a callback then rewrites a share of a small
+// ConfigMap rather than of its 200 KiB shard, and the journal moves jobs
+// into their shard many at a time.
+//
 // ConfigMap <name> itself (the whole state before there were shards) holds
 // the layout, {"shards":n} under the key "_layout". A release that finds jobs
 // there moves them into their shards before it serves (Ready reports
@@ -41,11 +49,12 @@ import (
 //
 // Methods are safe for concurrent use; Close stops every shard.
 type Sharded struct {
-	client corev1client.ConfigMapInterface
-	name   string
-	shards []*Store
-	logger *slog.Logger
-	sweep  time.Duration
+	client   corev1client.ConfigMapInterface
+	name     string
+	shards   []*Store
+	journals []*Store
+	logger   *slog.Logger
+	sweep    time.Duration
 
 	prepared atomic.Bool
 	failed   atomic.Pointer[error] // a layout this release must not touch
@@ -87,6 +96,14 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 	for i := range n {
 		s.shards = append(s.shards, New(client, ShardName(name, i), opts, logger))
 	}
+	role := &journalRole{
+		homes:        s.shards,
+		compactAbove: cmp.Or(opts.CompactAbove, DefaultCompactAbove),
+		compactIdle:  cmp.Or(opts.CompactIdle, DefaultCompactIdle),
+	}
+	for i := range JournalCount(n) {
+		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role))
+	}
 	s.done.Go(func() { s.prepare(ctx) })
 	return s
 }
@@ -94,12 +111,15 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 // shardOf is the shard that holds key.
 func (s *Sharded) shardOf(key state.Key) *Store { return s.shards[ShardIndex(key, len(s.shards))] }
 
+// journalOf is the journal that key's changes go through.
+func (s *Sharded) journalOf(key state.Key) *Store {
+	return s.journals[ShardIndex(key, len(s.shards))%len(s.journals)]
+}
+
 // ShardIndex is the shard of n that holds key: FNV-1a of its stored form,
 // stable across releases and replicas.
 func ShardIndex(key state.Key, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(key.String()))
-	return int(h.Sum32() % uint32(n))
+	return shardIndexOf(key.String(), n)
 }
 
 // prepare writes or checks the layout, moves jobs from the old layout, and
@@ -235,31 +255,38 @@ func (s *Sharded) readOldLayout(old *corev1.ConfigMap) (jobs []state.Job, silenc
 	return jobs, silences, kept
 }
 
-// mergeIntoShards merges jobs into their shards and silences into shard 0,
-// all shards at once.
+// mergeIntoShards merges jobs into the state through their journals, a
+// few at a time so that each journal compacts in between, and silences into
+// shard 0; all journals at once.
 func (s *Sharded) mergeIntoShards(ctx context.Context, jobs []state.Job, silences []api.Silence) error {
-	perShard := make(map[*Store][]state.Job)
+	perJournal := make([][]state.Job, len(s.journals))
 	for _, j := range jobs {
-		shard := s.shardOf(j.Key())
-		perShard[shard] = append(perShard[shard], j)
+		i := ShardIndex(j.Key(), len(s.shards)) % len(s.journals)
+		perJournal[i] = append(perJournal[i], j)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	errs := make([]error, len(s.shards))
+	errs := make([]error, len(s.journals)+1)
 	var wg sync.WaitGroup
-	for i, shard := range s.shards {
-		var sil []api.Silence
-		if i == 0 {
-			sil = silences
-		}
-		if len(perShard[shard]) == 0 && len(sil) == 0 {
-			continue
-		}
-		wg.Go(func() { errs[i] = shard.merge(ctx, perShard[shard], sil) })
+	for i, journal := range s.journals {
+		wg.Go(func() {
+			for chunk := range slices.Chunk(perJournal[i], mergeChunk) {
+				if errs[i] = journal.merge(ctx, chunk, nil); errs[i] != nil {
+					return
+				}
+			}
+		})
+	}
+	if len(silences) > 0 {
+		wg.Go(func() { errs[len(s.journals)] = s.shards[0].merge(ctx, nil, silences) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// mergeChunk is how many jobs one journal update of a move carries: about
+// 45 KiB of realistic failing jobs, under DefaultCompactAbove.
+const mergeChunk = 64
 
 // notPrepared is the error of every call before the layout is ready.
 func (s *Sharded) notPrepared() error {
@@ -277,7 +304,7 @@ func (s *Sharded) Record(ctx context.Context, r api.Result, receivedAt time.Time
 	if err := s.notPrepared(); err != nil {
 		return state.Recorded{}, err
 	}
-	return s.shardOf(state.KeyOf(r)).Record(ctx, r, receivedAt)
+	return s.journalOf(state.KeyOf(r)).Record(ctx, r, receivedAt)
 }
 
 // Get implements state.Store.
@@ -285,31 +312,71 @@ func (s *Sharded) Get(ctx context.Context, key state.Key) (state.Job, error) {
 	if err := s.notPrepared(); err != nil {
 		return state.Job{}, err
 	}
-	return s.shardOf(key).Get(ctx, key)
+	journal := s.journalOf(key)
+	if err := journal.freshen(ctx); err != nil {
+		return state.Job{}, err
+	}
+	if job, found, err := journal.lookup(key.String()); found {
+		return job, err
+	}
+	shard := ShardIndex(key, len(s.shards))
+	if err := s.shards[shard].atLeast(ctx, journal.mark(shard)); err != nil {
+		return state.Job{}, err
+	}
+	return s.shards[shard].Get(ctx, key)
 }
 
-// List implements state.Store: every shard's jobs, or an error when any
-// shard cannot be read (a partial list would read as jobs gone).
+// List implements state.Store: every shard's jobs as their journals have
+// them, or an error when any cannot be read (a partial list would read as
+// jobs gone).
 func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 	if err := s.notPrepared(); err != nil {
 		return nil, err
 	}
-	lists := make([][]state.Job, len(s.shards))
-	errs := make([]error, len(s.shards))
-	var wg sync.WaitGroup
-	for i, shard := range s.shards {
-		wg.Go(func() { lists[i], errs[i] = shard.List(ctx) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	// The journals first: their marks say how new each shard must be.
+	if err := eachAtOnce(s.journals, func(_ int, j *Store) error { return j.freshen(ctx) }); err != nil {
 		return nil, err
 	}
-	var out []state.Job
-	for _, l := range lists {
-		out = append(out, l...)
+	err := eachAtOnce(s.shards, func(i int, shard *Store) error {
+		if err := shard.freshen(ctx); err != nil {
+			return err
+		}
+		return shard.atLeast(ctx, s.journals[i%len(s.journals)].mark(i))
+	})
+	if err != nil {
+		return nil, err
 	}
+	jobs := map[string]state.Job{}
+	for _, shard := range s.shards {
+		shard.mu.Lock()
+		maps.Copy(jobs, shard.jobs)
+		shard.mu.Unlock()
+	}
+	for _, j := range s.journals {
+		j.mu.Lock()
+		maps.Copy(jobs, j.jobs)
+		for key := range j.deleted {
+			delete(jobs, key)
+		}
+		for key := range j.corrupt {
+			delete(jobs, key)
+		}
+		j.mu.Unlock()
+	}
+	out := slices.Collect(maps.Values(jobs))
 	state.SortByKey(out)
 	return out, nil
+}
+
+// eachAtOnce calls f for every store at once and joins their errors.
+func eachAtOnce(stores []*Store, f func(int, *Store) error) error {
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, st := range stores {
+		wg.Go(func() { errs[i] = f(i, st) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Delete implements state.Store.
@@ -317,7 +384,7 @@ func (s *Sharded) Delete(ctx context.Context, key state.Key) error {
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	return s.shardOf(key).Delete(ctx, key)
+	return s.journalOf(key).Delete(ctx, key)
 }
 
 // AddSilence implements state.Store.
@@ -352,7 +419,7 @@ func (s *Sharded) Ready(ctx context.Context) error {
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	for _, shard := range s.shards {
+	for _, shard := range append(slices.Clone(s.journals), s.shards...) {
 		if !shard.loaded() {
 			return fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, shard.name)
 		}
@@ -369,7 +436,8 @@ func (s *Sharded) Ready(ctx context.Context) error {
 func (s *Sharded) Close() error {
 	s.cancel()
 	s.done.Wait()
-	for _, shard := range s.shards {
+	// The journals first: a compaction waits on a shard.
+	for _, shard := range append(slices.Clone(s.journals), s.shards...) {
 		shard.Close()
 	}
 	return nil

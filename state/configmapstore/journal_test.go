@@ -1,0 +1,257 @@
+package configmapstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// neverIdle keeps the journals from compacting by themselves when idle.
+const neverIdle = time.Hour
+
+// Two replicas whose journals compact all the time (past 2 KiB) while 64
+// clients send callbacks through both: every run counts once, and the
+// shards hold jobs before the journals ever went idle.
+func TestJournalCompactsUnderLoadAcrossReplicas(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	busy := Options{CompactAbove: 2 << 10, CompactIdle: neverIdle}
+	a := newSharded(t, env, ns, testShards, busy)
+	b := newSharded(t, env, ns, testShards, busy)
+	storetest.RecordConcurrently(t, []state.Store{a, b}, 64, 8, 64)
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle}), 64, 8)
+	inShards := 0
+	for name, data := range stateData(t, env, ns) {
+		if !strings.Contains(name, "-journal-") && name != "batchlatch-state" {
+			inShards += len(data)
+		}
+	}
+	if inShards == 0 {
+		t.Fatal("no job reached a shard: the journals never compacted")
+	}
+}
+
+// A replica that read a shard before another replica compacted a job into
+// it must not build on its older copy: the journal's mark makes it read the
+// shard again.
+func TestJournalReadsTheShardAsNewAsItsLastCompaction(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	// b has read every shard, empty, and never compacts.
+	b := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	a := newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond})
+	if _, err := a.Record(ctx, storetest.Run("nightly", "first", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	if data := waitCompacted(t, env, ns); data[ShardName("batchlatch-state", 0)]["ml.nightly"] == "" {
+		t.Fatalf("the job is not in its shard after the compaction: %v", data)
+	}
+	rec, err := b.Record(ctx, storetest.Run("nightly", "second", api.PhaseFailed, 1), storetest.At(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Job.ConsecutiveFailures != 2 {
+		t.Fatalf("second failure counted as failure %d: built on the shard b read before the compaction", rec.Job.ConsecutiveFailures)
+	}
+}
+
+// A delete writes a tombstone, which hides the shard's copy at once and
+// leaves both places at the next compaction; a new run starts afresh.
+func TestJournalDeleteOfAJobInItsShard(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	s := newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond})
+	key := state.Key{Namespace: "ml", Name: "nightly"}
+	for i := range 2 {
+		if _, err := s.Record(ctx, storetest.Run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i), storetest.At(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCompacted(t, env, ns)
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, key); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("get after delete: %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, key); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+	if list, err := s.List(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("list after delete: %v, %v", list, err)
+	}
+	data := waitCompacted(t, env, ns)
+	if v, ok := data[ShardName("batchlatch-state", 0)]["ml.nightly"]; ok {
+		t.Fatalf("the shard still holds the deleted job: %s", v)
+	}
+	rec, err := s.Record(ctx, storetest.Run("nightly", "r9", api.PhaseFailed, 9), storetest.At(9))
+	if err != nil || rec.Job.ConsecutiveFailures != 1 {
+		t.Fatalf("a run after the delete: %d failures (%v), want 1", rec.Job.ConsecutiveFailures, err)
+	}
+}
+
+// A value edited by hand into something unreadable, in the journal or in
+// the shard, fails only its own job, and a delete clears it.
+func TestJournalLeavesGarbageAlone(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	for name, key := range map[string]string{ShardName("batchlatch-state", 0): "ml.inshard", JournalName("batchlatch-state", 0): "ml.injournal"} {
+		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: stateLabels},
+			Data: map[string]string{key: "{not json"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	for _, job := range []string{"inshard", "injournal"} {
+		key := state.Key{Namespace: "ml", Name: job}
+		if _, err := s.Get(ctx, key); !errors.Is(err, state.ErrCorrupt) {
+			t.Fatalf("get %s: %v, want ErrCorrupt", job, err)
+		}
+		if _, err := s.Record(ctx, storetest.Run(job, "a", api.PhaseFailed, 0), storetest.At(1)); !errors.Is(err, state.ErrCorrupt) {
+			t.Fatalf("record %s: %v, want ErrCorrupt", job, err)
+		}
+		if err := s.Delete(ctx, key); err != nil {
+			t.Fatalf("delete %s: %v", job, err)
+		}
+		if rec, err := s.Record(ctx, storetest.Run(job, "b", api.PhaseFailed, 1), storetest.At(1)); err != nil || rec.Job.ConsecutiveFailures != 1 {
+			t.Fatalf("record %s after the delete: %+v, %v", job, rec.Job, err)
+		}
+	}
+	if _, err := s.Record(ctx, storetest.Run("healthy", "a", api.PhaseSucceeded, 0), storetest.At(1)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The limit that matters is the shard's: a journal refuses a job that would
+// bring its shard past it once compacted, naming the shard, and keeps
+// everything stored.
+func TestJournalRefusesWhatItsShardCannotHold(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	s := newSharded(t, env, ns, 1, Options{MaxData: 1500, CompactAbove: 400, CompactIdle: 20 * time.Millisecond})
+	stored := 0
+	var full error
+	for i := range 20 {
+		if _, err := s.Record(ctx, storetest.Run(fmt.Sprint("job", i), "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+			full = err
+			break
+		}
+		stored++
+	}
+	if !errors.Is(full, state.ErrFull) || !strings.Contains(full.Error(), ShardName("batchlatch-state", 0)) {
+		t.Fatalf("err = %v, want state.ErrFull naming the shard", full)
+	}
+	if stored == 0 {
+		t.Fatal("nothing fit")
+	}
+	data := waitCompacted(t, env, ns)
+	size := 0
+	for _, v := range data[ShardName("batchlatch-state", 0)] {
+		size += len(v)
+	}
+	if size > 1500 {
+		t.Fatalf("the shard holds %d bytes, over its limit of 1500", size)
+	}
+	storetest.WantCounts(t, s, stored, 1)
+}
+
+// A replica killed between a compaction's two updates leaves a job in both
+// the shard and the journal, and may leave a newer run in the journal than
+// it compacted: the journal's copy counts, once, and the next compaction
+// finishes the move.
+func TestJournalCompactionCutShort(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	seed := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	for i := range 3 {
+		if _, err := seed.Record(ctx, storetest.Run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i), storetest.At(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 { // the killed replica compacted the first two runs
+			if _, err := seed.Record(ctx, storetest.Run("hourly", "h", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+				t.Fatal(err)
+			}
+			journal, err := cms.Get(ctx, JournalName("batchlatch-state", 0), metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			shard, err := cms.Get(ctx, ShardName("batchlatch-state", 0), metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			shard.Data = map[string]string{"ml.nightly": journal.Data["ml.nightly"], "ml.hourly": journal.Data["ml.hourly"]}
+			if _, err := cms.Update(ctx, shard, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seed.Close()
+
+	s := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	for _, want := range []struct {
+		job  string
+		runs int
+	}{{"nightly", 3}, {"hourly", 1}} {
+		j, err := s.Get(ctx, state.Key{Namespace: "ml", Name: want.job})
+		if err != nil || j.ConsecutiveFailures != want.runs {
+			t.Fatalf("%s: %d failures (%v), want %d", want.job, j.ConsecutiveFailures, err, want.runs)
+		}
+	}
+	rec, err := s.Record(ctx, storetest.Run("nightly", "r3", api.PhaseFailed, 3), storetest.At(3))
+	if err != nil || rec.Job.ConsecutiveFailures != 4 {
+		t.Fatalf("the next run: %d failures (%v), want 4", rec.Job.ConsecutiveFailures, err)
+	}
+	s.Close()
+	newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond})
+	data := waitCompacted(t, env, ns)
+	if v := data[ShardName("batchlatch-state", 0)]["ml.nightly"]; !strings.Contains(v, `"failedRuns":4`) {
+		t.Fatalf("the shard holds %s after the compaction, want 4 failed runs", v)
+	}
+}
+
+// A replica that compacts from a journal it read before another replica's
+// compaction would write its older copies over the newer ones: the shard
+// refuses them.
+func TestJournalRefusesAStaleCompaction(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	a := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	b := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	if _, err := a.Record(ctx, storetest.Run("nightly", "r0", api.PhaseFailed, 0), storetest.At(0)); err != nil {
+		t.Fatal(err)
+	}
+	// b's write conflicts with a's and reads the journal: b now holds a
+	// copy with nightly's first run.
+	if _, err := b.Record(ctx, storetest.Run("hourly", "h", api.PhaseFailed, 0), storetest.At(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Record(ctx, storetest.Run("nightly", "r1", api.PhaseFailed, 1), storetest.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond}).Close()
+	waitCompacted(t, env, ns)
+	b.journals[0].compactAll(ctx) // from its copy, read before that compaction
+	j, err := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle}).Get(ctx, state.Key{Namespace: "ml", Name: "nightly"})
+	if err != nil || j.ConsecutiveFailures != 2 {
+		t.Fatalf("nightly: %d failures (%v), want 2: a stale compaction undid the second", j.ConsecutiveFailures, err)
+	}
+}
