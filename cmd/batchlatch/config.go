@@ -88,7 +88,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.State, "state", "auto", "where job state is kept: auto (configmap in a cluster, else file), configmap or file")
 	fs.StringVar(&cfg.StateFile, "state-file", "batchlatch-state.json", "state file, for --state file")
 	fs.StringVar(&cfg.ConfigMap, "configmap", "batchlatch-state", "ConfigMap holding the state, for --state configmap")
-	fs.IntVar(&cfg.StateShards, "state-shards", 32, "ConfigMaps the jobs are spread over, <configmap>-0 … <configmap>-<n-1>, for --state configmap; fixed once the state is written")
+	fs.IntVar(&cfg.StateShards, "state-shards", 32, "ConfigMaps the jobs are spread over, <configmap>-0 … <configmap>-<n-1>, written through <configmap>-journal-0 … (one for every eight), for --state configmap; fixed once the state is written")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "the service's own namespace (ConfigMap, Lease); in a pod, from the Downward API")
 	fs.StringVar(&cfg.Sink, "sink", "auto", "where entries go: auto (cloudlogging when --project is set, else stdout), cloudlogging or stdout")
 	fs.StringVar(&cfg.Project, "project", "", "Google Cloud project the entries are written to")
