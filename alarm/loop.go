@@ -174,11 +174,7 @@ func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 	}
 	cfg := l.dueConfig(w.started, kicked)
 	cfg.Silences = silences
-	entries, next := Due(jobs, w.announced, now, cfg)
-	w.announced = next
-	for _, e := range entries {
-		l.write(ctx, e)
-	}
+	w.announced = DueEach(jobs, w.announced, now, cfg, func(e Entry) { l.write(ctx, e) })
 	if !kicked {
 		l.metrics.Passes.Inc()
 		failing := 0
