@@ -1,6 +1,7 @@
 package alarm
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -19,6 +20,15 @@ const (
 	DefaultRecoveryWindow = 30 * time.Minute
 	DefaultPolicyWindow   = 12 * time.Minute
 )
+
+// DefaultKickEvery is the least time between two kicked passes. A kicked
+// pass lists and weighs every job to find the few that changed; in a burst
+// (a cluster-wide outage failing every job at once: 5,000 kicks in 40 s on
+// one replica of the reliability suite) kicks ran passes back to back, 40% of
+// everything the process allocated. One a second still writes a new
+// failure's first entry within the Cloud Logging client's own bundling delay
+// (1 s).
+const DefaultKickEvery = time.Second
 
 // Lister is the part of state.Store the loop reads.
 type Lister interface {
@@ -40,6 +50,7 @@ type Loop struct {
 	schedules      api.ScheduleOf
 	silences       func(ctx context.Context) ([]api.Silence, error)
 	kick           chan struct{}
+	kickEvery      time.Duration
 }
 
 // LoopConfig holds the Loop's settings.
@@ -55,6 +66,9 @@ type LoopConfig struct {
 	Schedules api.ScheduleOf
 	// Silences returns the stored silences; nil: none.
 	Silences func(ctx context.Context) ([]api.Silence, error)
+	// KickEvery is the least time between kicked passes; DefaultKickEvery
+	// when zero.
+	KickEvery time.Duration
 }
 
 // NewLoop makes a loop that reads jobs and writes to sink.
@@ -79,6 +93,7 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 		schedules:      schedules,
 		silences:       cfg.Silences,
 		kick:           make(chan struct{}, 1),
+		kickEvery:      cmp.Or(cfg.KickEvery, DefaultKickEvery),
 	}
 }
 
@@ -99,6 +114,7 @@ func (l *Loop) Run(ctx context.Context) {
 	defer ticker.Stop()
 	w := writer{announced: Announced{}, started: l.now(), failures: l.metrics.SinkFailures()}
 	l.pass(ctx, &w, false)
+	var lastKicked time.Time // wall time: the test clock may stand still
 	for {
 		select {
 		case <-ctx.Done():
@@ -106,6 +122,16 @@ func (l *Loop) Run(ctx context.Context) {
 		case <-ticker.C:
 			l.pass(ctx, &w, false)
 		case <-l.kick:
+			// Kicks that come meanwhile wait in the channel: one pass
+			// answers them all.
+			if wait := l.kickEvery - time.Since(lastKicked); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
+			lastKicked = time.Now()
 			l.pass(ctx, &w, true)
 		}
 	}
@@ -174,11 +200,7 @@ func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 	}
 	cfg := l.dueConfig(w.started, kicked)
 	cfg.Silences = silences
-	entries, next := Due(jobs, w.announced, now, cfg)
-	w.announced = next
-	for _, e := range entries {
-		l.write(ctx, e)
-	}
+	w.announced = DueEach(jobs, w.announced, now, cfg, func(e Entry) { l.write(ctx, e) })
 	if !kicked {
 		l.metrics.Passes.Inc()
 		failing := 0

@@ -357,3 +357,53 @@ func TestLoopAnnouncesAgainWhenWritesResume(t *testing.T) {
 		t.Fatalf("after the outage: %+v, want the NOTICE again and failing 0 entries", got[:2])
 	}
 }
+
+// countingJobs counts the lists: one per pass.
+type countingJobs struct {
+	memJobs
+	lists atomic.Int64
+}
+
+func (c *countingJobs) List(ctx context.Context) ([]state.Job, error) {
+	c.lists.Add(1)
+	return c.memJobs.List(ctx)
+}
+
+// A burst of kicks (every callback of a mass failure kicks) runs one kicked
+// pass per KickEvery, not one per kick: each lists and weighs every job.
+func TestLoopKicksInABurstShareAPass(t *testing.T) {
+	clk := &clock{t: since.Add(time.Hour)}
+	jobs := &countingJobs{}
+	jobs.set(failingJob("nightly", 1))
+	sink := &recordingSink{}
+	const every = 100 * time.Millisecond
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Hour, RecoveryWindow: 30 * time.Minute, Now: clk.Now, KickEvery: every},
+		NewMetrics(prometheus.NewRegistry()), testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { loop.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, sink, 1, time.Second) // the first pass
+
+	// 200 kicks over 0.5 s: 5 kick intervals.
+	start := time.Now()
+	for range 200 {
+		loop.Kick()
+		time.Sleep(2500 * time.Microsecond)
+	}
+	time.Sleep(2 * every) // the last kick's pass
+	elapsed := time.Since(start)
+	passes := jobs.lists.Load() - 1
+	t.Logf("%d kicked passes for 200 kicks in %s", passes, elapsed.Round(time.Millisecond))
+	if most := int64(elapsed/every) + 1; passes < 1 || passes > most {
+		t.Errorf("%d kicked passes for 200 kicks in %s, want 1 to %d", passes, elapsed.Round(time.Millisecond), most)
+	}
+	// A kick after a quiet spell still writes (at once: no kicked pass
+	// ran within KickEvery).
+	time.Sleep(every)
+	jobs.set(failingJob("nightly", 1), failingJob("hourly", 1))
+	loop.Kick()
+	if got := waitFor(t, sink, 1, time.Second); len(got) != 1 || got[0].Payload.Job != "hourly" {
+		t.Errorf("after a quiet kick: %+v, want one ERROR for hourly", got)
+	}
+}

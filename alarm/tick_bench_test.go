@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,6 +154,8 @@ type tickFigures struct {
 	accepted int     // entries the fake API accepted
 	requests int     // WriteLogEntries requests
 	errors   float64 // sink errors (overflow, failed requests), as onError saw them
+	peakHeap uint64  // the most the heap grew during the tick (the fake API's too when in process)
+	alloc    uint64  // bytes allocated during the tick (the fake API's too when in process)
 }
 
 func (f *tickFigures) add(g tickFigures) {
@@ -164,6 +167,8 @@ func (f *tickFigures) add(g tickFigures) {
 	f.accepted += g.accepted
 	f.handed += g.handed
 	f.errors += g.errors
+	f.peakHeap = max(f.peakHeap, g.peakHeap)
+	f.alloc += g.alloc
 }
 
 func (f tickFigures) report(b *testing.B, n int) {
@@ -183,6 +188,8 @@ func (f tickFigures) report(b *testing.B, n int) {
 	if f.requests > 0 {
 		b.ReportMetric(float64(f.accepted)/float64(f.requests), "entries/request")
 	}
+	b.ReportMetric(float64(f.peakHeap)/(1<<20), "tick-heap-MiB")
+	b.ReportMetric(per(float64(f.alloc))/(1<<20), "alloc-MiB/tick")
 	b.ReportMetric(0, "ns/op") // the tick figures say it better
 }
 
@@ -366,11 +373,14 @@ func (r *tickRig) tick(b *testing.B, w *writer) tickFigures {
 	runtime.GC() // the previous tick's garbage is not this one's cost
 	requests0, rejected0, accepted0, api0 := r.api.stats(b)
 	handed0, errors0 := r.handed(), clSinkErrors(r.metrics)
+	alloc0 := heapAllocs()
+	stopSampling := samplePeakHeap()
 	cpu0, start := cpuTime(b), time.Now()
 	r.loop.pass(context.Background(), w, false)
 	passCPU := cpuTime(b) - cpu0
 	r.sink.flush() // errors are counted by onError
-	f := tickFigures{cpu: cpuTime(b) - cpu0, wall: time.Since(start), passCPU: passCPU}
+	f := tickFigures{cpu: cpuTime(b) - cpu0, wall: time.Since(start), passCPU: passCPU, peakHeap: stopSampling()}
+	f.alloc = heapAllocs() - alloc0
 	requests, rejected, accepted, api := r.api.stats(b)
 	f.requests, f.accepted, f.apiCPU = requests-requests0, accepted-accepted0, api-api0
 	f.handed = r.handed() - handed0
@@ -381,10 +391,43 @@ func (r *tickRig) tick(b *testing.B, w *writer) tickFigures {
 	return f
 }
 
+// heapAllocs is how many bytes this process allocated on the heap so far.
+func heapAllocs() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
+}
+
+// samplePeakHeap reads the heap's objects every 2 ms until the function it
+// returns is called, which returns the most it saw above the first reading:
+// what a tick adds to the heap at its peak (the entries the sink holds until
+// they are sent), the jobs already held left out.
+func samplePeakHeap() func() uint64 {
+	done, peak := make(chan struct{}), make(chan uint64)
+	go func() {
+		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(sample)
+		base, most := sample[0].Value.Uint64(), uint64(0)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(sample)
+			most = max(most, sample[0].Value.Uint64()-min(base, sample[0].Value.Uint64()))
+			select {
+			case <-done:
+				peak <- most
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); return <-peak }
+}
+
 // BenchmarkAlarmTick measures the alarm loop's pass over 10,000 failing jobs
 // into the Cloud Logging sink against the fake API on 127.0.0.1, delivery
 // included: CPU time (getrusage, user+system), wall time, write requests and
-// entries.
+// entries, the heap's peak during the tick and what it allocated.
 //
 //   - first: the first pass of a run (a restart, a new leader), which
 //     announces every streak with TransitionWeight entries;

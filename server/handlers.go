@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -24,17 +22,21 @@ const namespaceJob = "-"
 
 // requireToken rejects requests without "Authorization: Bearer <token>" when a
 // token is configured.
-func requireToken(token string) gin.HandlerFunc {
+func requireToken(token string) func(http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
-	return func(c *gin.Context) {
+	return func(next http.Handler) http.Handler {
 		if token == "" {
-			return
+			return next
 		}
-		got := []byte(c.GetHeader("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			c.Header("WWW-Authenticate", `Bearer realm="batchlatch"`)
-			abortWithError(c, errUnauthorized)
-		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got := []byte(r.Header.Get("Authorization"))
+			if subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="batchlatch"`)
+				writeError(w, errUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 }
 
@@ -42,44 +44,47 @@ func requireToken(token string) gin.HandlerFunc {
 // the write token, as "Authorization: Bearer <token>", or as the password of
 // HTTP Basic authentication (any user name), so that a browser can open the
 // status page. Without a read token reads are open.
-func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
-	return func(c *gin.Context) {
+func requireReadToken(readToken, writeToken string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
 		if readToken == "" {
-			return
+			return next
 		}
-		given := ""
-		if bearer, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok {
-			given = bearer
-		} else if _, password, ok := c.Request.BasicAuth(); ok {
-			given = password
-		}
-		for _, token := range []string{readToken, writeToken} {
-			if token != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1 {
-				return
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			given := ""
+			if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+				given = bearer
+			} else if _, password, ok := r.BasicAuth(); ok {
+				given = password
 			}
-		}
-		c.Header("WWW-Authenticate", `Basic realm="batchlatch"`)
-		abortWithError(c, errUnauthorized)
+			for _, token := range []string{readToken, writeToken} {
+				if token != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1 {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="batchlatch"`)
+			writeError(w, errUnauthorized)
+		})
 	}
 }
 
-func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, views Views) gin.HandlerFunc {
+func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, views Views) http.HandlerFunc {
 	logger = logger.With("component", "results")
-	return func(c *gin.Context) {
+	return func(w http.ResponseWriter, r *http.Request) {
 		receivedAt := views.Now()
-		result, err := readResult(c, receivedAt)
+		result, err := readResult(w, r, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("rejected").Inc()
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(c.Request.Context(), recordTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
 		defer cancel()
 		rec, err := store.Record(ctx, result, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("error").Inc()
 			logger.Warn("record result", "err", err, "namespace", result.Namespace, "workflow", result.WorkflowName)
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
 		outcome := string(rec.Outcome.Transition)
@@ -97,12 +102,12 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 		}
 		logger.Info("result", "namespace", result.Namespace, "job", rec.Job.Name, "workflow", result.WorkflowName,
 			"phase", result.Phase, "outcome", outcome, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-		job, err := views.One(c.Request.Context(), rec.Job)
+		job, err := views.One(r.Context(), rec.Job)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		c.JSON(http.StatusOK, api.ResultResponse{
+		writeJSON(w, http.StatusOK, api.ResultResponse{
 			Duplicate: rec.Outcome.Duplicate,
 			Stale:     rec.Outcome.Stale,
 			Retry:     rec.Outcome.Retry,
@@ -118,12 +123,12 @@ const recordTimeout = 15 * time.Second
 
 // readResult checks the content type, reads at most MaxBodyBytes and decodes
 // the callback body, received at receivedAt.
-func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
-	mediaType, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+func readResult(w http.ResponseWriter, r *http.Request, receivedAt time.Time) (api.Result, error) {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mediaType != "application/json" {
 		return api.Result{}, errUnsupportedMedia
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -134,36 +139,36 @@ func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
 	return api.DecodeResult(body, receivedAt)
 }
 
-func handleListFailures(views Views) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
+func handleListFailures(views Views) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		namespace, err := optionalNamespace("namespace", r.URL.Query().Get("namespace"))
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		failing, err := views.Failing(c.Request.Context(), namespace)
+		failing, err := views.Failing(r.Context(), namespace)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		c.JSON(http.StatusOK, api.FailureList{Failures: failing})
+		writeJSON(w, http.StatusOK, api.FailureList{Failures: failing})
 	}
 }
 
 // handleListJobs serves both /jobs and /jobs/{namespace}.
-func handleListJobs(views Views) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		namespace, err := optionalNamespace("{namespace}", c.Param("namespace"))
+func handleListJobs(views Views) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		namespace, err := optionalNamespace("{namespace}", r.PathValue("namespace"))
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		jobs, err := views.List(c.Request.Context(), namespace)
+		jobs, err := views.List(r.Context(), namespace)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		c.JSON(http.StatusOK, api.JobList{Jobs: jobs})
+		writeJSON(w, http.StatusOK, api.JobList{Jobs: jobs})
 	}
 }
 
@@ -182,48 +187,51 @@ func listJobs(ctx context.Context, store state.Store, namespace string) ([]state
 	return inNamespace, nil
 }
 
-func handleGetJob(views Views) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		key, err := pathKey(c)
+func handleGetJob(views Views) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, err := pathKey(r)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		job, err := views.Get(c.Request.Context(), key)
+		job, err := views.Get(r.Context(), key)
 		if err != nil {
-			abortWithError(c, notFoundNames(err, key))
+			writeError(w, notFoundNames(err, key))
 			return
 		}
-		c.JSON(http.StatusOK, job)
+		writeJSON(w, http.StatusOK, job)
 	}
 }
 
-func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
+func handleDeleteJob(logger *slog.Logger, store state.Store) http.HandlerFunc {
 	logger = logger.With("component", "jobs")
-	return func(c *gin.Context) {
-		key, err := pathKey(c)
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, err := pathKey(r)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		if err := store.Delete(c.Request.Context(), key); err != nil {
-			abortWithError(c, notFoundNames(err, key))
+		if err := store.Delete(r.Context(), key); err != nil {
+			writeError(w, notFoundNames(err, key))
 			return
 		}
 		logger.Info("job deleted", "namespace", key.Namespace, "job", key.Name)
-		c.Status(http.StatusNoContent)
+		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
 // pathKey is the job named by /jobs/{namespace}/{job}[?kind=…], checked
 // with the rules a callback's body is checked with, so that no path reaches
 // one job under another's name. The kind is Workflow unless ?kind=CronJob.
-func pathKey(c *gin.Context) (state.Key, error) {
-	namespace, name := c.Param("namespace"), c.Param("job")
+func pathKey(r *http.Request) (state.Key, error) {
+	namespace, name := r.PathValue("namespace"), r.PathValue("job")
 	if err := api.ValidateNamespace("{namespace}", namespace); err != nil {
 		return state.Key{}, err
 	}
-	kind := c.DefaultQuery("kind", api.KindWorkflow)
+	kind := api.KindWorkflow
+	if given, ok := r.URL.Query()["kind"]; ok && len(given) > 0 {
+		kind = given[0] // ?kind= with no value is refused below, not taken as the default
+	}
 	if kind != api.KindWorkflow && kind != api.KindCronJob {
 		return state.Key{}, &api.FieldError{Field: "kind", Message: fmt.Sprintf("%s is not a kind of job; accepted values: %s, %s", api.Quote(kind), api.KindWorkflow, api.KindCronJob)}
 	}
@@ -247,30 +255,22 @@ func optionalNamespace(field, namespace string) (string, error) {
 	return namespace, api.ValidateNamespace(field, namespace)
 }
 
-func handleHealthz() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+func handleHealthz() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
 }
 
-func handleReadyz(store state.Store) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+func handleReadyz(store state.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := store.Ready(ctx); err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}
-}
-
-func handleNotFound() gin.HandlerFunc {
-	return func(c *gin.Context) { abortWithError(c, errRouteNotFound) }
-}
-
-func handleMethodNotAllowed() gin.HandlerFunc {
-	return func(c *gin.Context) { abortWithError(c, errMethodNotAllowed) }
 }
 
 // notFoundNames says which job was not found: the stores' ErrNotFound does

@@ -8,18 +8,11 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
-
-func init() {
-	// gin's mode is process-wide; release mode keeps its debug banner off
-	// stdout, where the stdout sink writes entries.
-	gin.SetMode(gin.ReleaseMode)
-}
 
 // Kicker is told when a job starts failing or recovers, so that the first
 // entry goes out at once rather than at the next tick.
@@ -60,32 +53,67 @@ func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer p
 	if cfg.Silences == nil {
 		cfg.Silences = store.Silences
 	}
-	engine := gin.New()
-	engine.HandleMethodNotAllowed = true
-	engine.ContextWithFallback = true
-	engine.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, recovered any) {
-		logger.Error("panic in handler", "err", recovered, "path", c.Request.URL.Path)
-		c.AbortWithStatus(http.StatusInternalServerError)
-	}))
-	engine.Use(accessLog(logger.With("component", "http")))
-	addRoutes(engine, logger, store, kicker, gatherer, metrics, cfg)
-	return engine
+	h := http.Handler(newRouter(routes(logger, store, kicker, gatherer, metrics, cfg)))
+	h = accessLog(logger.With("component", "http"), h)
+	return recoverPanics(logger, h)
+}
+
+// recoverPanics answers 500 to a request whose handler panicked, and logs
+// it, rather than leaving the client with a dropped connection.
+func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			recovered := recover()
+			if recovered == nil {
+				return
+			}
+			if recovered == http.ErrAbortHandler { // the handler's way to drop the connection
+				panic(recovered)
+			}
+			logger.Error("panic in handler", "err", recovered, "path", r.URL.Path)
+			w.WriteHeader(http.StatusInternalServerError)
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // accessLog logs every request at debug level, and failed ones as warnings.
-func accessLog(logger *slog.Logger) gin.HandlerFunc {
-	return func(c *gin.Context) {
+func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		c.Next()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
 		level := slog.LevelDebug
-		if c.Writer.Status() >= 500 {
+		if sw.status >= 500 {
 			level = slog.LevelWarn
 		}
-		logger.Log(c.Request.Context(), level, "request",
-			"method", c.Request.Method, "path", c.Request.URL.Path,
-			"status", c.Writer.Status(), "duration", time.Since(start))
-	}
+		logger.Log(r.Context(), level, "request",
+			"method", r.Method, "path", r.URL.Path,
+			"status", sw.status, "duration", time.Since(start))
+	})
 }
+
+// statusWriter remembers the status a handler answered, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.status, w.wrote = status, true
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Metrics counts what the server does.
 type Metrics struct {

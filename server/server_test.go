@@ -188,8 +188,12 @@ func TestRoutes(t *testing.T) {
 	if code, _, _ := f.do("GET", "/api/v1/nothing", "", "", false); code != 404 {
 		t.Errorf("unknown route: %d", code)
 	}
-	if code, _, _ := f.do("PUT", "/api/v1/results", "", "", false); code != 405 {
-		t.Errorf("PUT results: %d, want 405", code)
+	if code, header, _ := f.do("PUT", "/api/v1/results", "", "", false); code != 405 || header.Get("Allow") != "POST" {
+		t.Errorf("PUT results: %d, Allow %q; want 405, Allow POST", code, header.Get("Allow"))
+	}
+	// A trailing slash is redirected to the route (the client follows it).
+	if code, _, body := f.do("GET", "/api/v1/failures/", "", "", false); code != 200 || !strings.Contains(string(body), `"failures"`) {
+		t.Errorf("GET /api/v1/failures/: %d %s", code, body)
 	}
 }
 

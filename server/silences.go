@@ -16,8 +16,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gin-gonic/gin"
-
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -29,70 +27,70 @@ const (
 	maxSilenceBody      = 8 << 10
 )
 
-func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
+func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) http.HandlerFunc {
 	logger = logger.With("component", "silences")
-	return func(c *gin.Context) {
+	return func(w http.ResponseWriter, r *http.Request) {
 		at := now().UTC()
-		req, err := readSilenceRequest(c)
+		req, err := readSilenceRequest(w, r)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
 		silence, err := newSilence(req, at)
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
-		if err := store.AddSilence(c.Request.Context(), silence, at); err != nil {
-			abortWithError(c, err)
+		if err := store.AddSilence(r.Context(), silence, at); err != nil {
+			writeError(w, err)
 			return
 		}
 		kicker.Kick()
 		logger.Info("silence created", "id", silence.ID, "namespace", silence.Namespace, "job", silence.Job, "kind", silence.Kind,
 			"endsAt", silence.EndsAt, "reason", silence.Reason, "createdBy", silence.CreatedBy)
-		c.JSON(http.StatusCreated, silence)
+		writeJSON(w, http.StatusCreated, silence)
 	}
 }
 
-func handleListSilences(store state.Store, now func() time.Time) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		all, err := store.Silences(c.Request.Context())
+func handleListSilences(store state.Store, now func() time.Time) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		all, err := store.Silences(r.Context())
 		if err != nil {
-			abortWithError(c, err)
+			writeError(w, err)
 			return
 		}
 		active := state.InForce(all, now())
 		slices.SortStableFunc(active, func(a, b api.Silence) int { return a.EndsAt.Compare(b.EndsAt) })
-		c.JSON(http.StatusOK, api.SilenceList{Silences: append([]api.Silence{}, active...)})
+		writeJSON(w, http.StatusOK, api.SilenceList{Silences: append([]api.Silence{}, active...)})
 	}
 }
 
-func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
+func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) http.HandlerFunc {
 	logger = logger.With("component", "silences")
-	return func(c *gin.Context) {
-		id := c.Param("id")
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
 		if !silenceID(id) {
-			abortWithError(c, &api.FieldError{Field: "{id}", Message: fmt.Sprintf("%s is not a silence ID (%d hexadecimal digits)", api.Quote(id), 2*silenceIDBytes)})
+			writeError(w, &api.FieldError{Field: "{id}", Message: fmt.Sprintf("%s is not a silence ID (%d hexadecimal digits)", api.Quote(id), 2*silenceIDBytes)})
 			return
 		}
-		if err := store.DeleteSilence(c.Request.Context(), id, now()); err != nil {
-			abortWithError(c, err)
+		if err := store.DeleteSilence(r.Context(), id, now()); err != nil {
+			writeError(w, err)
 			return
 		}
 		kicker.Kick()
 		logger.Info("silence deleted", "id", id)
-		c.Status(http.StatusNoContent)
+		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
 // readSilenceRequest decodes the body strictly: an unknown field is a
 // mistake (a misspelt "endsAt" must not silence for nothing).
-func readSilenceRequest(c *gin.Context) (api.SilenceRequest, error) {
+func readSilenceRequest(w http.ResponseWriter, r *http.Request) (api.SilenceRequest, error) {
 	var req api.SilenceRequest
-	if mediaType, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mediaType != "application/json" {
+	if mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mediaType != "application/json" {
 		return req, errUnsupportedMedia
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxSilenceBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSilenceBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {

@@ -765,6 +765,9 @@ func TestChartConfigParses(t *testing.T) {
 				case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 					env[e.Name] = namespace
 					fromAPI[e.Name] = "metadata.namespace"
+				case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+					env[e.Name] = strconv.FormatInt(c.Resources.Limits.Memory().Value(), 10)
+					fromAPI[e.Name] = "limits.memory"
 				case e.ValueFrom.SecretKeyRef != nil:
 					ref := e.ValueFrom.SecretKeyRef
 					if ref.Name != values.ReadToken.ExistingSecret || ref.Key != values.ReadToken.ExistingSecretKey {
@@ -776,6 +779,9 @@ func TestChartConfigParses(t *testing.T) {
 				}
 			}
 			wantFromAPI := map[string]string{"POD_NAME": "metadata.name", "BATCHLATCH_POD_NAME": "metadata.name", "BATCHLATCH_NAMESPACE": "metadata.namespace"}
+			if _, limited := c.Resources.Limits[corev1.ResourceMemory]; limited {
+				wantFromAPI["BATCHLATCH_MEMORY_LIMIT"] = "limits.memory"
+			}
 			if !maps.Equal(fromAPI, wantFromAPI) {
 				t.Errorf("Downward API env %v, want %v", fromAPI, wantFromAPI)
 			}
@@ -818,6 +824,10 @@ func TestChartConfigParses(t *testing.T) {
 				}
 			} else if cfg.ReadToken != want {
 				t.Errorf("read token %q without readToken.existingSecret", cfg.ReadToken)
+			}
+			// The runtime's soft limit follows the container's, when it has one.
+			if want := c.Resources.Limits.Memory().Value(); cfg.MemoryLimit != want {
+				t.Errorf("memory limit %d, want the container's %d", cfg.MemoryLimit, want)
 			}
 			if cfg.ArgoURL != values.ArgoURL {
 				t.Errorf("argo url %q, want %q", cfg.ArgoURL, values.ArgoURL)

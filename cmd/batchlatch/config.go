@@ -47,6 +47,9 @@ type Config struct {
 	WriteTimeout   time.Duration
 	ShutdownGrace  time.Duration
 	LogLevel       string
+	// MemoryLimit is the container's memory limit in bytes (0: none): the
+	// Go runtime's soft limit is derived from it (softMemoryLimit).
+	MemoryLimit int64
 
 	// LoggingEndpoint is a Cloud Logging API emulator's host:port (hidden
 	// flag, for tests and emulators only): plain-text gRPC, no credentials.
@@ -111,6 +114,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long shutdown waits for requests in flight and the final flush")
 	fs.StringVar(&cfg.LoggingEndpoint, loggingEndpointFlag, "", "for tests and emulators only: host:port of a Cloud Logging API emulator, reached in plain-text gRPC without credentials (hidden from --help)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Int64Var(&cfg.MemoryLimit, "memory-limit", 0, "the container's memory limit in bytes (in a pod, from the Downward API): the Go runtime's soft memory limit is set to 3/4 of it, so that the GC works harder before the container is killed; GOMEMLIMIT, when set, wins (0: none)")
 	fs.BoolVar(&cfg.WatchArgo, "watch-argo", false, "watch Argo CronWorkflows and Workflows for runs that never report: missed ticks, unsubmittable runs, lost callbacks, stuck runs, deleted CronWorkflows")
 	fs.Func("argo-namespaces", "comma-separated namespaces the Argo watcher reads (default all)", namespaceList("--argo-namespaces", &cfg.ArgoNamespaces))
 	fs.DurationVar(&cfg.MissedGrace, "missed-grace", 10*time.Minute, "a tick with no run this long after it is a missed run (annotation batchlatch.io/missed-grace overrides it)")
@@ -196,6 +200,9 @@ func (c Config) validate() error {
 	}
 	if c.Instance == "" {
 		errs = append(errs, errors.New("--instance: must not be empty"))
+	}
+	if c.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("--memory-limit: must not be negative, got %d", c.MemoryLimit))
 	}
 	if c.Sink == "cloudlogging" && c.Project == "" {
 		errs = append(errs, errors.New("--sink cloudlogging: needs --project"))

@@ -1,6 +1,7 @@
 package procstat
 
 import (
+	"os"
 	"runtime"
 	"testing"
 )
@@ -22,5 +23,19 @@ func TestSelfRSS(t *testing.T) {
 	}
 	if _, err := RSS(1 << 30); err == nil {
 		t.Fatal("RSS of a process that does not exist: no error")
+	}
+}
+
+// The split adds up: anonymous and file pages are part of the total.
+func TestMemory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	r, err := Memory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Anon <= 0 || r.File <= 0 || r.Anon+r.File > r.Total {
+		t.Fatalf("resident %+v: want anonymous and file pages within the total", r)
 	}
 }
