@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -346,24 +345,41 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	jobs := map[string]state.Job{}
-	for _, shard := range s.shards {
-		shard.mu.Lock()
-		maps.Copy(jobs, shard.jobs)
-		shard.mu.Unlock()
+	// The journals' jobs, and the keys each answers for (a job, a
+	// tombstone or an unreadable value), which hide the shards' copies.
+	size := 0
+	for _, st := range append(slices.Clone(s.journals), s.shards...) {
+		st.mu.Lock()
+		size += len(st.jobs)
+		st.mu.Unlock()
 	}
-	for _, j := range s.journals {
+	out := make([]state.Job, 0, size) // one allocation: a Job is large
+	held := make([]map[string]bool, len(s.journals))
+	for i, j := range s.journals {
 		j.mu.Lock()
-		maps.Copy(jobs, j.jobs)
+		held[i] = make(map[string]bool, len(j.jobs)+len(j.deleted)+len(j.corrupt))
+		for key, job := range j.jobs {
+			held[i][key] = true
+			out = append(out, job)
+		}
 		for key := range j.deleted {
-			delete(jobs, key)
+			held[i][key] = true
 		}
 		for key := range j.corrupt {
-			delete(jobs, key)
+			held[i][key] = true
 		}
 		j.mu.Unlock()
 	}
-	out := slices.Collect(maps.Values(jobs))
+	for i, shard := range s.shards {
+		hidden := held[i%len(s.journals)]
+		shard.mu.Lock()
+		for key, job := range shard.jobs {
+			if !hidden[key] {
+				out = append(out, job)
+			}
+		}
+		shard.mu.Unlock()
+	}
 	state.SortByKey(out)
 	return out, nil
 }

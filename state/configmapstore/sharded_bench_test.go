@@ -169,3 +169,21 @@ func TestShardedCapacity(t *testing.T) {
 	t.Logf("%d realistic failing jobs (%d bytes each) in %d shards: largest shard %d KiB (mean %.0f KiB); about %d such jobs fit",
 		jobs, per, *benchShards, largest/1024, mean/1024, capacity)
 }
+
+// BenchmarkShardedList is what the alarm loop's List costs with 10,000
+// realistic failing jobs in 32 shards, from the store's cache.
+func BenchmarkShardedList10000Jobs(b *testing.B) {
+	env := kubetest.Get(b)
+	cms := tunedClient(b, env).CoreV1().ConfigMaps(env.NewNamespace(b))
+	const jobs = 10000
+	prefillShards(b, cms, jobs, *benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
+	s := configmapstore.NewSharded(cms, benchConfigMap, *benchShards, configmapstore.Options{RefreshAfter: time.Hour}, benchLogger())
+	defer s.Close()
+	waitStoreReady(b, s)
+	b.ReportAllocs()
+	for b.Loop() {
+		if list, err := s.List(context.Background()); err != nil || len(list) != jobs {
+			b.Fatalf("%d jobs (%v), want %d", len(list), err, jobs)
+		}
+	}
+}
