@@ -666,7 +666,8 @@ func (s *Store) Ready(ctx context.Context) error {
 }
 
 // Close implements Store: it stops the background goroutines. Operations
-// still queued are answered with state.ErrUnavailable.
+// still queued are answered with state.ErrUnavailable; a journal then moves
+// its jobs into their shards.
 func (s *Store) Close() error {
 	s.cancel()
 	s.done.Wait()
@@ -675,7 +676,21 @@ func (s *Store) Close() error {
 		case o := <-s.ops:
 			o.done <- opDone{err: fmt.Errorf("%w: store closed", state.ErrUnavailable)}
 		default:
+			s.finalCompaction()
 			return nil
 		}
 	}
+}
+
+// finalCompaction leaves a closing journal's jobs in their shards, so that
+// the shards alone show the state (to kubectl, and to a release without
+// journals), within CallTimeout: what it cannot move stays in the journal,
+// where the next replica finds it.
+func (s *Store) finalCompaction() {
+	if s.journal == nil || !s.holdsJobs() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.callTimeout)
+	defer cancel()
+	s.compactAll(ctx)
 }

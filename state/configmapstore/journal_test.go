@@ -255,3 +255,30 @@ func TestJournalRefusesAStaleCompaction(t *testing.T) {
 		t.Fatalf("nightly: %d failures (%v), want 2: a stale compaction undid the second", j.ConsecutiveFailures, err)
 	}
 }
+
+// A replica that stops leaves its journal's jobs in their shards: the
+// shards alone show the state.
+func TestJournalClosingLeavesItsJobsInTheShards(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	s := newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle})
+	storetest.RecordConcurrently(t, []state.Store{s}, 20, 2, 8)
+	s.Close()
+	inShards := 0
+	for name, data := range stateData(t, env, ns) {
+		for key := range data {
+			if strings.HasPrefix(key, "_") {
+				continue
+			}
+			if strings.Contains(name, "-journal-") {
+				t.Errorf("%s still holds %s", name, key)
+			} else if name != "batchlatch-state" {
+				inShards++
+			}
+		}
+	}
+	if inShards != 20 {
+		t.Fatalf("%d jobs in the shards, want 20", inShards)
+	}
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle}), 20, 2)
+}

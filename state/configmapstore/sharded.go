@@ -452,8 +452,10 @@ func (s *Sharded) Ready(ctx context.Context) error {
 func (s *Sharded) Close() error {
 	s.cancel()
 	s.done.Wait()
-	// The journals first: a compaction waits on a shard.
-	for _, shard := range append(slices.Clone(s.journals), s.shards...) {
+	// The journals first, all at once (each moves its jobs into their
+	// shards, within CallTimeout): a compaction waits on a shard.
+	_ = eachAtOnce(s.journals, func(_ int, j *Store) error { return j.Close() })
+	for _, shard := range s.shards {
 		shard.Close()
 	}
 	return nil
