@@ -29,6 +29,10 @@ import (
 // or -shards to compare others.
 var benchShards = flag.Int("shards", 32, "shards of the sharded store's benchmarks")
 
+// benchCompactAbove is the journals' compaction threshold the callback
+// benchmark uses: the default, or -compact-above to compare others.
+var benchCompactAbove = flag.Int("compact-above", configmapstore.DefaultCompactAbove, "journal size past which the sharded store's journals compact, in bytes")
+
 // prefillShards writes jobs 0..n-1 of a shape straight into the shards of
 // the state, as a sharded store would have written them, and the layout.
 func prefillShards(tb testing.TB, cms corev1client.ConfigMapInterface, n, shards int, shape func(int) state.Job) {
@@ -68,7 +72,7 @@ func newShardedFixture(tb testing.TB, jobs int) *callbackFixture {
 	cms := tunedClient(tb, env).CoreV1().ConfigMaps(ns)
 	prefillShards(tb, cms, jobs, *benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
 	counts := &countingConfigMaps{ConfigMapInterface: cms}
-	store := configmapstore.NewSharded(counts, benchConfigMap, *benchShards, configmapstore.Options{}, benchLogger())
+	store := configmapstore.NewSharded(counts, benchConfigMap, *benchShards, configmapstore.Options{CompactAbove: *benchCompactAbove}, benchLogger())
 	tb.Cleanup(func() { store.Close() })
 	waitStoreReady(tb, store)
 	if _, stored, _ := storedState(tb, cms); stored != jobs {
