@@ -65,6 +65,9 @@ type Store struct {
 	journal *journalRole
 	deleted map[string]bool // keys whose tombstone the journal holds
 	marks   map[int]string  // decoded cm.Data[compactedKey]
+	// compactFailing: the last compaction failed. Only the committer (and
+	// Close, after it stopped) compacts, so it needs no lock.
+	compactFailing bool
 }
 
 // Options tunes a Store; zero values take the defaults.

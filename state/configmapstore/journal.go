@@ -142,6 +142,7 @@ func (s *Store) compactOver(ctx context.Context) {
 			s.compactFailed(ctx, err)
 			return
 		}
+		s.compactWorks()
 	}
 }
 
@@ -153,11 +154,14 @@ func (s *Store) compactAll(ctx context.Context) {
 			s.compactFailed(ctx, err)
 			return
 		}
+		s.compactWorks()
 	}
 }
 
-// compactFailed logs a failed compaction; one refused as stale reads the
-// journal again, for the next one to start from what it holds now.
+// compactFailed logs a failed compaction, as a warning only the first time
+// since the last one that worked (an outage would repeat it every few
+// seconds); one refused as stale reads the journal again, for the next one
+// to start from what it holds now.
 func (s *Store) compactFailed(ctx context.Context, err error) {
 	if errors.Is(err, errStaleCompaction) {
 		s.logger.Debug("compact the journal: another replica compacted first", "err", err)
@@ -166,7 +170,20 @@ func (s *Store) compactFailed(ctx context.Context, err error) {
 		}
 		return
 	}
-	s.logger.Warn("compact the journal; trying again later", "err", err)
+	if s.compactFailing {
+		s.logger.Debug("compact the journal; trying again later", "err", err)
+		return
+	}
+	s.compactFailing = true
+	s.logger.Warn("compact the journal; trying again later (further failures are logged at debug level until one works)", "err", err)
+}
+
+// compactWorks notes a compaction that worked, and says so after failures.
+func (s *Store) compactWorks() {
+	if s.compactFailing {
+		s.compactFailing = false
+		s.logger.Info("compact the journal: works again")
+	}
 }
 
 // compactShard writes entries, read from the journal at version, into home

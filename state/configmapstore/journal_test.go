@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,4 +283,38 @@ func TestJournalClosingLeavesItsJobsInTheShards(t *testing.T) {
 		t.Fatalf("%d jobs in the shards, want 20", inShards)
 	}
 	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle}), 20, 2)
+}
+
+// levelCounter counts the records logged at each level.
+type levelCounter struct {
+	mu     sync.Mutex
+	counts map[slog.Level]int
+}
+
+func (c *levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (c *levelCounter) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts[r.Level]++
+	return nil
+}
+func (c *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *levelCounter) WithGroup(string) slog.Handler      { return c }
+
+// An outage fails a compaction every few seconds: one warning, then debug
+// lines until one works again, which is said once.
+func TestJournalWarnsOnceWhileCompactionsFail(t *testing.T) {
+	counter := &levelCounter{counts: map[slog.Level]int{}}
+	s := &Store{logger: slog.New(counter), journal: &journalRole{}}
+	outage := fmt.Errorf("%w: connection refused", state.ErrUnavailable)
+	for range 3 {
+		s.compactFailed(context.Background(), outage)
+	}
+	s.compactWorks()
+	s.compactWorks()
+	s.compactFailed(context.Background(), outage)
+	want := map[slog.Level]int{slog.LevelWarn: 2, slog.LevelDebug: 2, slog.LevelInfo: 1}
+	if fmt.Sprint(counter.counts) != fmt.Sprint(want) {
+		t.Fatalf("logged %v, want %v", counter.counts, want)
+	}
 }
