@@ -37,7 +37,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
-	"k8s.io/klog/v2"
 
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
@@ -78,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 	// client-go logs through klog, a process-wide logger: send it to ours.
-	klog.SetSlogLogger(logger.With("component", "client-go"))
+	routeKlog(logger.With("component", "client-go"))
 	setMemoryLimit(cfg.MemoryLimit, getenv, logger)
 
 	reg := prometheus.NewRegistry()
