@@ -68,6 +68,7 @@ type Store struct {
 	// compactFailing: the last compaction failed. Only the committer (and
 	// Close, after it stopped) compacts, so it needs no lock.
 	compactFailing bool
+	lastMove       time.Time // the last compaction that worked (same access)
 }
 
 // Options tunes a Store; zero values take the defaults.
@@ -82,10 +83,10 @@ type Options struct {
 	// RefreshAfter is how old the cached object may get before a read
 	// fetches it again (default 1s).
 	RefreshAfter time.Duration
-	// CompactAbove and CompactIdle tune a Sharded store's journals
-	// (defaults DefaultCompactAbove and DefaultCompactIdle).
+	// CompactAbove and CompactAfter tune a Sharded store's journals
+	// (defaults DefaultCompactAbove and DefaultCompactAfter).
 	CompactAbove int
-	CompactIdle  time.Duration
+	CompactAfter time.Duration
 }
 
 type opKind int
@@ -387,19 +388,23 @@ func (s *Store) submit(ctx context.Context, o *op) (state.Recorded, error) {
 // flight and commits them together.
 func (s *Store) commitLoop(ctx context.Context) {
 	lastBatch := 0
+	// A journal moves everything it holds after a compactAfter in which it
+	// moved nothing (a steady trickle would otherwise keep jobs in it until
+	// it fills; under load its size moves them), also before its first
+	// update: it may have been loaded holding jobs.
+	var moveAll <-chan time.Time
+	if s.journal != nil {
+		ticker := time.NewTicker(s.journal.compactAfter)
+		defer ticker.Stop()
+		moveAll = ticker.C
+	}
 	for {
 		var batch []*op
-		// A journal wakes when idle, also before its first update (it may
-		// have been loaded holding jobs), to compact what it holds.
-		var idle <-chan time.Time
-		if s.journal != nil {
-			idle = time.After(s.journal.compactIdle)
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-idle:
-			if s.holdsJobs() {
+		case <-moveAll:
+			if s.holdsJobs() && time.Since(s.lastMove) >= s.journal.compactAfter {
 				s.compactAll(ctx)
 			}
 			continue

@@ -16,7 +16,8 @@ import (
 // ConfigMap that several shards share, holding the jobs changed lately, one
 // readable key per job as in the shards. Its committer moves them into their
 // home shards in the background (compaction), a shard at a time, once the
-// journal passes CompactAbove bytes or has been idle for CompactIdle.
+// journal passes CompactAbove bytes, and all of them after a CompactAfter in
+// which it moved none.
 //
 // Why: an update rewrites the whole object, and the API server's and etcd's
 // cost grows with its size. A callback written straight into its 200 KiB
@@ -51,9 +52,10 @@ const (
 	// DefaultCompactAbove is the journal size past which its committer
 	// compacts.
 	DefaultCompactAbove = 96 << 10
-	// DefaultCompactIdle is how long a journal that holds jobs waits for
-	// more before compacting them all.
-	DefaultCompactIdle = 2 * time.Second
+	// DefaultCompactAfter is how long a journal that holds jobs waits
+	// without moving any before it moves them all into their shards, so
+	// that a trickle of callbacks does not keep jobs in it for long.
+	DefaultCompactAfter = 2 * time.Second
 
 	// shardsPerJournal is how many shards share a journal.
 	shardsPerJournal = 8
@@ -76,7 +78,7 @@ func shardIndexOf(key string, n int) int {
 type journalRole struct {
 	homes        []*Store // every shard of the store, by index
 	compactAbove int
-	compactIdle  time.Duration
+	compactAfter time.Duration
 }
 
 func (j *journalRole) shardOf(key string) int { return shardIndexOf(key, len(j.homes)) }
@@ -124,6 +126,11 @@ func (s *Store) journalEntries() (map[int]map[string]string, int, string) {
 // journal holds more than compactAbove bytes of jobs.
 func (s *Store) compactOver(ctx context.Context) {
 	for range len(s.journal.homes) + 1 {
+		// Most commits leave the journal below the threshold: its summed
+		// size (marks included) says so without grouping its entries.
+		if s.valueSize() <= s.journal.compactAbove {
+			return
+		}
 		perShard, size, version := s.journalEntries()
 		if size <= s.journal.compactAbove {
 			return
@@ -180,6 +187,7 @@ func (s *Store) compactFailed(ctx context.Context, err error) {
 
 // compactWorks notes a compaction that worked, and says so after failures.
 func (s *Store) compactWorks() {
+	s.lastMove = time.Now()
 	if s.compactFailing {
 		s.compactFailing = false
 		s.logger.Info("compact the journal: works again")

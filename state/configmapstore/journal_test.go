@@ -19,20 +19,20 @@ import (
 	"github.com/batchlatch/batchlatch/state"
 )
 
-// neverIdle keeps the journals from compacting by themselves when idle.
-const neverIdle = time.Hour
+// neverByTime keeps the journals from moving their jobs on a timer.
+const neverByTime = time.Hour
 
 // Two replicas whose journals compact all the time (past 2 KiB) while 64
 // clients send callbacks through both: every run counts once, and the
-// shards hold jobs before the journals ever went idle.
+// shards hold jobs without the journals' timer.
 func TestJournalCompactsUnderLoadAcrossReplicas(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	busy := Options{CompactAbove: 2 << 10, CompactIdle: neverIdle}
+	busy := Options{CompactAbove: 2 << 10, CompactAfter: neverByTime}
 	a := newSharded(t, env, ns, testShards, busy)
 	b := newSharded(t, env, ns, testShards, busy)
 	storetest.RecordConcurrently(t, []state.Store{a, b}, 64, 8, 64)
-	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle}), 64, 8)
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactAfter: neverByTime}), 64, 8)
 	inShards := 0
 	for name, data := range stateData(t, env, ns) {
 		if !strings.Contains(name, "-journal-") && name != "batchlatch-state" {
@@ -52,8 +52,8 @@ func TestJournalReadsTheShardAsNewAsItsLastCompaction(t *testing.T) {
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
 	// b has read every shard, empty, and never compacts.
-	b := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
-	a := newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond})
+	b := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
+	a := newSharded(t, env, ns, 1, Options{CompactAfter: 20 * time.Millisecond})
 	if _, err := a.Record(ctx, storetest.Run("nightly", "first", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestJournalDeleteOfAJobInItsShard(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	s := newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond})
+	s := newSharded(t, env, ns, 1, Options{CompactAfter: 20 * time.Millisecond})
 	key := state.Key{Namespace: "ml", Name: "nightly"}
 	for i := range 2 {
 		if _, err := s.Record(ctx, storetest.Run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i), storetest.At(i)); err != nil {
@@ -118,7 +118,7 @@ func TestJournalLeavesGarbageAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	s := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
 	for _, job := range []string{"inshard", "injournal"} {
 		key := state.Key{Namespace: "ml", Name: job}
 		if _, err := s.Get(ctx, key); !errors.Is(err, state.ErrCorrupt) {
@@ -146,7 +146,7 @@ func TestJournalRefusesWhatItsShardCannotHold(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	s := newSharded(t, env, ns, 1, Options{MaxData: 1500, CompactAbove: 400, CompactIdle: 20 * time.Millisecond})
+	s := newSharded(t, env, ns, 1, Options{MaxData: 1500, CompactAbove: 400, CompactAfter: 20 * time.Millisecond})
 	stored := 0
 	var full error
 	for i := range 20 {
@@ -182,7 +182,7 @@ func TestJournalCompactionCutShort(t *testing.T) {
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
-	seed := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	seed := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
 	for i := range 3 {
 		if _, err := seed.Record(ctx, storetest.Run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i), storetest.At(i)); err != nil {
 			t.Fatal(err)
@@ -207,7 +207,7 @@ func TestJournalCompactionCutShort(t *testing.T) {
 	}
 	seed.Close()
 
-	s := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	s := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
 	for _, want := range []struct {
 		job  string
 		runs int
@@ -222,7 +222,7 @@ func TestJournalCompactionCutShort(t *testing.T) {
 		t.Fatalf("the next run: %d failures (%v), want 4", rec.Job.ConsecutiveFailures, err)
 	}
 	s.Close()
-	newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond})
+	newSharded(t, env, ns, 1, Options{CompactAfter: 20 * time.Millisecond})
 	data := waitCompacted(t, env, ns)
 	if v := data[ShardName("batchlatch-state", 0)]["ml.nightly"]; !strings.Contains(v, `"failedRuns":4`) {
 		t.Fatalf("the shard holds %s after the compaction, want 4 failed runs", v)
@@ -236,8 +236,8 @@ func TestJournalRefusesAStaleCompaction(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	a := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
-	b := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle})
+	a := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
+	b := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
 	if _, err := a.Record(ctx, storetest.Run("nightly", "r0", api.PhaseFailed, 0), storetest.At(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -249,10 +249,10 @@ func TestJournalRefusesAStaleCompaction(t *testing.T) {
 	if _, err := a.Record(ctx, storetest.Run("nightly", "r1", api.PhaseFailed, 1), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
-	newSharded(t, env, ns, 1, Options{CompactIdle: 20 * time.Millisecond}).Close()
+	newSharded(t, env, ns, 1, Options{CompactAfter: 20 * time.Millisecond}).Close()
 	waitCompacted(t, env, ns)
 	b.journals[0].compactAll(ctx) // from its copy, read before that compaction
-	j, err := newSharded(t, env, ns, 1, Options{CompactIdle: neverIdle}).Get(ctx, state.Key{Namespace: "ml", Name: "nightly"})
+	j, err := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime}).Get(ctx, state.Key{Namespace: "ml", Name: "nightly"})
 	if err != nil || j.ConsecutiveFailures != 2 {
 		t.Fatalf("nightly: %d failures (%v), want 2: a stale compaction undid the second", j.ConsecutiveFailures, err)
 	}
@@ -263,7 +263,7 @@ func TestJournalRefusesAStaleCompaction(t *testing.T) {
 func TestJournalClosingLeavesItsJobsInTheShards(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	s := newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle})
+	s := newSharded(t, env, ns, testShards, Options{CompactAfter: neverByTime})
 	storetest.RecordConcurrently(t, []state.Store{s}, 20, 2, 8)
 	s.Close()
 	inShards := 0
@@ -282,7 +282,7 @@ func TestJournalClosingLeavesItsJobsInTheShards(t *testing.T) {
 	if inShards != 20 {
 		t.Fatalf("%d jobs in the shards, want 20", inShards)
 	}
-	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactIdle: neverIdle}), 20, 2)
+	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{CompactAfter: neverByTime}), 20, 2)
 }
 
 // levelCounter counts the records logged at each level.
@@ -316,5 +316,24 @@ func TestJournalWarnsOnceWhileCompactionsFail(t *testing.T) {
 	want := map[slog.Level]int{slog.LevelWarn: 2, slog.LevelDebug: 2, slog.LevelInfo: 1}
 	if fmt.Sprint(counter.counts) != fmt.Sprint(want) {
 		t.Fatalf("logged %v, want %v", counter.counts, want)
+	}
+}
+
+// A steady trickle of callbacks, too little to fill a journal and too
+// frequent to leave it idle, still sees each job in its shard soon.
+func TestJournalMovesJobsUnderATrickle(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	s := newSharded(t, env, ns, 1, Options{CompactAfter: 200 * time.Millisecond})
+	for i := range 30 {
+		if _, err := s.Record(ctx, storetest.Run(fmt.Sprint("job", i), "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// 1.5 s of callbacks every 50 ms: the first ones have been moved.
+	if _, ok := stateData(t, env, ns)[ShardName("batchlatch-state", 0)]["ml.job0"]; !ok {
+		t.Fatal("after 1.5 s of a trickle the first job is still only in the journal")
 	}
 }

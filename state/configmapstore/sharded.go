@@ -98,7 +98,7 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 	role := &journalRole{
 		homes:        s.shards,
 		compactAbove: cmp.Or(opts.CompactAbove, DefaultCompactAbove),
-		compactIdle:  cmp.Or(opts.CompactIdle, DefaultCompactIdle),
+		compactAfter: cmp.Or(opts.CompactAfter, DefaultCompactAfter),
 	}
 	for i := range JournalCount(n) {
 		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role))

@@ -80,9 +80,9 @@ func waitCompacted(t *testing.T, env *kubetest.Env, ns string) map[string]map[st
 func TestShardedSpreadsJobsAndLosesNothing(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	idle := Options{CompactIdle: 50 * time.Millisecond}
-	a := newSharded(t, env, ns, testShards, idle)
-	b := newSharded(t, env, ns, testShards, idle)
+	soon := Options{CompactAfter: 50 * time.Millisecond}
+	a := newSharded(t, env, ns, testShards, soon)
+	b := newSharded(t, env, ns, testShards, soon)
 	storetest.RecordConcurrently(t, []state.Store{a, b}, 64, 5, 32)
 	storetest.WantCounts(t, newSharded(t, env, ns, testShards, Options{}), 64, 5)
 
