@@ -249,22 +249,23 @@ func newCallbackFixture(tb testing.TB, opts configmapstore.Options) *callbackFix
 
 	counts := &countingConfigMaps{ConfigMapInterface: cms}
 	store := configmapstore.New(counts, benchConfigMap, opts, benchLogger())
+	return serveCallbacks(tb, env, cms, counts, store, benchJobs)
+}
+
+// serveCallbacks puts store, which writes through counts and holds jobs
+// jobs, behind the real HTTP server, once it is ready, and returns the
+// fixture that sends it callbacks.
+func serveCallbacks(tb testing.TB, env *kubetest.Env, cms corev1client.ConfigMapInterface, counts *countingConfigMaps, store state.Store, jobs int) *callbackFixture {
+	tb.Helper()
 	tb.Cleanup(func() { store.Close() })
 	waitStoreReady(tb, store)
-
 	reg := prometheus.NewRegistry()
-	handler := server.NewServer(benchLogger(), store, noopKicker{}, reg, server.NewMetrics(reg), server.Config{})
-	srv := httptest.NewServer(handler)
+	srv := httptest.NewServer(server.NewServer(benchLogger(), store, noopKicker{}, reg, server.NewMetrics(reg), server.Config{}))
 	tb.Cleanup(srv.Close)
-	transport := &http.Transport{
-		Proxy:               nil,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 128,
-		IdleConnTimeout:     90 * time.Second,
-	}
+	transport := &http.Transport{Proxy: nil, MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
 	tb.Cleanup(transport.CloseIdleConnections)
 	return &callbackFixture{
-		jobs:   benchJobs,
+		jobs:   jobs,
 		cms:    cms,
 		counts: counts,
 		cpu:    newCPUClock(env),

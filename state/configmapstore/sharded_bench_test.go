@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -20,7 +17,6 @@ import (
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/internal/procstat"
 	"github.com/batchlatch/batchlatch/internal/storetest"
-	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 )
@@ -73,24 +69,11 @@ func newShardedFixture(tb testing.TB, jobs int) *callbackFixture {
 	prefillShards(tb, cms, jobs, *benchShards, func(i int) state.Job { return storetest.RealisticJob(i, true) })
 	counts := &countingConfigMaps{ConfigMapInterface: cms}
 	store := configmapstore.NewSharded(counts, benchConfigMap, *benchShards, configmapstore.Options{CompactAbove: *benchCompactAbove}, benchLogger())
-	tb.Cleanup(func() { store.Close() })
-	waitStoreReady(tb, store)
+	fx := serveCallbacks(tb, env, cms, counts, store, jobs)
 	if _, stored, _ := storedState(tb, cms); stored != jobs {
 		tb.Fatalf("prefill stored %d jobs, want %d", stored, jobs)
 	}
-	reg := prometheus.NewRegistry()
-	srv := httptest.NewServer(server.NewServer(benchLogger(), store, noopKicker{}, reg, server.NewMetrics(reg), server.Config{}))
-	tb.Cleanup(srv.Close)
-	transport := &http.Transport{Proxy: nil, MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
-	tb.Cleanup(transport.CloseIdleConnections)
-	return &callbackFixture{
-		jobs:   jobs,
-		cms:    cms,
-		counts: counts,
-		cpu:    newCPUClock(env),
-		url:    srv.URL + "/api/v1/results",
-		client: &http.Client{Transport: transport, Timeout: 30 * time.Second},
-	}
+	return fx
 }
 
 // BenchmarkShardedCallbacks is BenchmarkCallbacks on the sharded store of
