@@ -337,3 +337,20 @@ func TestJournalMovesJobsUnderATrickle(t *testing.T) {
 		t.Fatal("after 1.5 s of a trickle the first job is still only in the journal")
 	}
 }
+
+// A journal that cannot move its jobs fills up: that is an outage of its
+// moves, answered as unavailable (retry later), not as a full store.
+func TestJournalFullIsUnavailableNotFull(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	// The journal and the shard share MaxData; the journal never moves.
+	s := newSharded(t, env, ns, 1, Options{MaxData: 2000, CompactAbove: 1 << 20, CompactAfter: neverByTime})
+	var err error
+	for i := 0; err == nil && i < 20; i++ {
+		_, err = s.Record(ctx, storetest.Run(fmt.Sprint("job", i), "a", api.PhaseFailed, 0), storetest.At(1))
+	}
+	if !errors.Is(err, state.ErrUnavailable) || errors.Is(err, state.ErrFull) || !strings.Contains(err.Error(), JournalName("batchlatch-state", 0)) {
+		t.Fatalf("err = %v, want state.ErrUnavailable naming the journal", err)
+	}
+}
