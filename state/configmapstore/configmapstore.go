@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/groupcommit"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -399,7 +400,7 @@ func (s *Store) commitLoop(ctx context.Context) {
 		moveAll = ticker.C
 	}
 	for {
-		var batch []*op
+		var first *op
 		select {
 		case <-ctx.Done():
 			return
@@ -408,51 +409,15 @@ func (s *Store) commitLoop(ctx context.Context) {
 				s.compactAll(ctx)
 			}
 			continue
-		case o := <-s.ops:
-			batch = append(batch, o)
+		case first = <-s.ops:
 		}
-		batch = s.gather(batch, lastBatch > 1)
+		batch := groupcommit.Gather(s.ops, first, lastBatch, s.maxBatch, nil)
 		lastBatch = len(batch)
 		s.commit(ctx, batch)
 		if s.journal != nil {
 			s.compactOver(ctx)
 		}
 	}
-}
-
-// lingerUnderLoad is how long a batch waits for more operations when the
-// previous batch held several: the callers it just answered are then about
-// to send their next callbacks, which would otherwise make a batch of their
-// own and leave the committer alternating between two half-full batches.
-const lingerUnderLoad = 2 * time.Millisecond
-
-// gather adds to batch what is queued, and under load what arrives within
-// lingerUnderLoad, up to maxBatch.
-func (s *Store) gather(batch []*op, underLoad bool) []*op {
-	var linger <-chan time.Time
-	if underLoad {
-		timer := time.NewTimer(lingerUnderLoad)
-		defer timer.Stop()
-		linger = timer.C
-	}
-	for len(batch) < s.maxBatch {
-		select {
-		case o := <-s.ops:
-			batch = append(batch, o)
-			continue
-		default:
-		}
-		if linger == nil {
-			return batch
-		}
-		select {
-		case o := <-s.ops:
-			batch = append(batch, o)
-		case <-linger:
-			return batch
-		}
-	}
-	return batch
 }
 
 // Backoff between re-applications of a batch after a conflict: another

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/groupcommit"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -154,11 +155,6 @@ type opDone struct {
 	rec state.Recorded
 	err error
 }
-
-// lingerUnderLoad is how long a batch waits for more changes when the
-// previous batch held several (as the ConfigMap store does): the callers it
-// just answered are about to send their next callbacks.
-const lingerUnderLoad = 2 * time.Millisecond
 
 // fileOp is a change queued for the writer.
 type fileOp struct {
@@ -437,58 +433,15 @@ func (s *Store) writeLoop() {
 	defer close(s.stopped)
 	last := 0
 	for o := range s.ops {
-		batch := s.gather(o, last)
+		// Operations whose callers gave up are left out.
+		batch := groupcommit.Gather(s.ops, o, last, fileMaxBatch, func(o *fileOp) bool {
+			return o.taken.CompareAndSwap(opQueued, opTaken)
+		})
 		last = len(batch)
 		if len(batch) > 0 {
 			s.commit(batch)
 		}
 	}
-}
-
-// gather takes first and every operation queued after it, up to
-// fileMaxBatch. After a batch of several (lastBatch), it also waits up to
-// lingerUnderLoad for as many: the callers just answered are about to send
-// their next changes, which would otherwise make a batch of their own and
-// leave the writer alternating between a full batch and a lone operation.
-// Operations whose callers gave up are left out.
-func (s *Store) gather(first *fileOp, lastBatch int) []*fileOp {
-	batch := make([]*fileOp, 0, max(lastBatch, 1))
-	take := func(o *fileOp) {
-		if o.taken.CompareAndSwap(opQueued, opTaken) {
-			batch = append(batch, o)
-		}
-	}
-	take(first)
-	var linger <-chan time.Time
-	if lastBatch > 1 {
-		timer := time.NewTimer(lingerUnderLoad)
-		defer timer.Stop()
-		linger = timer.C
-	}
-	for len(batch) < fileMaxBatch {
-		select {
-		case o, ok := <-s.ops:
-			if !ok {
-				return batch
-			}
-			take(o)
-			continue
-		default:
-		}
-		if linger == nil || len(batch) >= lastBatch {
-			return batch
-		}
-		select {
-		case o, ok := <-s.ops:
-			if !ok {
-				return batch
-			}
-			take(o)
-		case <-linger:
-			return batch
-		}
-	}
-	return batch
 }
 
 // commit applies batch to the last state written, writes the result once,
