@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 )
 
 // maxAttempts is how often a client sends one callback before it gives up,
@@ -128,14 +129,7 @@ func (l *Load) body(j int, seq uint64) []byte {
 	ns, cron := l.JobName(j)
 	wf := cron + "-" + strconv.FormatInt(l.created.Unix()+int64(seq%1_000_000), 10)
 	finished := l.created.Add(754 * time.Second).Format(time.RFC3339)
-	failures, _ := json.Marshal([]api.Failure{{
-		DisplayName:  "train-model(0)",
-		Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
-		TemplateName: "train-model",
-		Phase:        "Failed",
-		PodName:      wf + "-train-model-1234567890",
-		FinishedAt:   finished,
-	}})
+	failures, _ := json.Marshal([]api.Failure{storetest.RealisticFailure(wf, finished)})
 	b, _ := json.Marshal(callbackBody{
 		Namespace:       ns,
 		WorkflowName:    wf,

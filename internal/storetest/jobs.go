@@ -59,14 +59,7 @@ func Replay(namespace, cron string, i int, withUID bool, phases ...api.Phase) st
 			res.UID = fmt.Sprintf("3b9d2f4c-%04x-4a1b-9c2d-%012x", r, i)
 		}
 		if phase != api.PhaseSucceeded {
-			res.Failures = []api.Failure{{
-				DisplayName:  "train-model(0)",
-				Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
-				TemplateName: "train-model",
-				Phase:        "Failed",
-				PodName:      res.WorkflowName + "-train-model-1234567890",
-				FinishedAt:   created.Format(time.RFC3339),
-			}}
+			res.Failures = []api.Failure{RealisticFailure(res.WorkflowName, created.Format(time.RFC3339))}
 		}
 		job, _ = state.Apply(job, r > 0, res, created.Add(13*time.Minute))
 	}
@@ -101,6 +94,19 @@ func MinimalHealthyJob(i int) state.Job {
 // MinimalFailingJob is a job after its first failed run (with a uid and a failed node).
 func MinimalFailingJob(i int) state.Job {
 	return Replay("ml", fmt.Sprintf("j%04d", i), i, true, api.PhaseFailed)
+}
+
+// RealisticFailure is the failed node of a realistic failed run of
+// workflow: a 120-character message, Argo's pod name.
+func RealisticFailure(workflow, finishedAt string) api.Failure {
+	return api.Failure{
+		DisplayName:  "train-model(0)",
+		Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
+		TemplateName: "train-model",
+		Phase:        "Failed",
+		PodName:      workflow + "-train-model-1234567890",
+		FinishedAt:   finishedAt,
+	}
 }
 
 // FailedRun is a new failed run of CronWorkflow cron with a fresh uid.

@@ -60,14 +60,7 @@ func writeStateFile(tb testing.TB, path string, n int) {
 func realisticFailedRun(cron string) api.Result {
 	r := storetest.FailedRun(cron)
 	r.DurationSeconds = 754.218377
-	r.Failures = []api.Failure{{
-		DisplayName:  "train-model(0)",
-		Message:      "OOMKilled (exit code 137): container main used 15.8Gi of its 16Gi memory limit while loading feature shard 0042 of 0128",
-		TemplateName: "train-model",
-		Phase:        "Failed",
-		PodName:      r.WorkflowName + "-train-model-1234567890",
-		FinishedAt:   r.CreatedAt,
-	}}
+	r.Failures = []api.Failure{storetest.RealisticFailure(r.WorkflowName, r.CreatedAt)}
 	return r
 }
 
