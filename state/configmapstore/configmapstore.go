@@ -194,16 +194,26 @@ func newStore(client corev1client.ConfigMapInterface, name string, opts Options,
 // loadUntilDone loads the ConfigMap at start, retrying with backoff while the
 // API server cannot be reached.
 func (s *Store) loadUntilDone(ctx context.Context) {
+	untilDone(ctx, s.logger, "load state", func() (bool, error) {
+		err := s.refresh(ctx)
+		return err == nil, err
+	})
+}
+
+// untilDone calls try until it reports done, waiting after each failure
+// (logged as what failed) from 200 ms, doubling up to 10 s; false when ctx
+// ended first.
+func untilDone(ctx context.Context, logger *slog.Logger, what string, try func() (bool, error)) bool {
 	backoff := 200 * time.Millisecond
 	for {
-		err := s.refresh(ctx)
-		if err == nil {
-			return
+		done, err := try()
+		if done {
+			return true
 		}
-		s.logger.Warn("load state; retrying", "err", err, "in", backoff)
+		logger.Warn(what+"; retrying", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)

@@ -124,27 +124,20 @@ func ShardIndex(key state.Key, n int) int {
 // prepare writes or checks the layout, moves jobs from the old layout, and
 // then keeps sweeping it.
 func (s *Sharded) prepare(ctx context.Context) {
-	backoff := 200 * time.Millisecond
-	for !s.prepared.Load() {
+	prepared := untilDone(ctx, s.logger, "prepare state shards", func() (bool, error) {
 		err := s.moveOldLayout(ctx)
 		var refused refusedLayout
-		switch {
-		case err == nil:
-			s.prepared.Store(true)
-			continue
-		case errors.As(err, &refused):
+		if errors.As(err, &refused) { // not this release's to touch: stop
 			s.failed.Store(&err)
 			s.logger.Error("state layout", "err", err)
-			return
+			return true, nil
 		}
-		s.logger.Warn("prepare state shards; retrying", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		return err == nil, err
+	})
+	if !prepared || s.failed.Load() != nil {
+		return
 	}
+	s.prepared.Store(true)
 	ticker := time.NewTicker(s.sweep)
 	defer ticker.Stop()
 	for {
