@@ -25,12 +25,12 @@ const namespaceJob = "-"
 // requireToken rejects requests without "Authorization: Bearer <token>" when a
 // token is configured.
 func requireToken(token string) gin.HandlerFunc {
-	want := []byte("Bearer " + token)
 	return func(c *gin.Context) {
 		if token == "" {
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(c.GetHeader("Authorization")), want) != 1 {
+		given, ok := bearerToken(c.Request)
+		if !ok || subtle.ConstantTimeCompare([]byte(given), []byte(token)) != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="batchlatch"`)
 			abortWithError(c, errUnauthorized)
 		}
@@ -47,7 +47,7 @@ func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
 			return
 		}
 		given := ""
-		if bearer, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok {
+		if bearer, ok := bearerToken(c.Request); ok {
 			given = bearer
 		} else if _, password, ok := c.Request.BasicAuth(); ok {
 			given = password
@@ -60,6 +60,18 @@ func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
 		c.Header("WWW-Authenticate", `Basic realm="batchlatch"`)
 		abortWithError(c, errUnauthorized)
 	}
+}
+
+// bearerToken returns the credentials of "Authorization: Bearer <token>".
+// The scheme is case-insensitive and followed by one or more spaces (RFC
+// 9110, 11.4), as net/http's BasicAuth reads "basic" too; net/http has no
+// such reader for Bearer.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, credentials, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimLeft(credentials, " "), true
 }
 
 // limitBody lets the handlers read at most n bytes of a request's body:

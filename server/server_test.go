@@ -217,7 +217,7 @@ func TestNamespaceWideJob(t *testing.T) {
 func TestAuth(t *testing.T) {
 	f := newFixture(t, "s3cret")
 	body := result("nightly", "u1", "Failed", now)
-	for _, header := range []string{"", "Bearer wrong", "s3cret", "Bearer s3cret2", "bearer s3cret"} {
+	for _, header := range []string{"", "Bearer wrong", "s3cret", "Bearer s3cret2", "Bearers3cret", "Basic s3cret", "Bearer\ts3cret"} {
 		req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/results", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		if header != "" {
@@ -243,6 +243,23 @@ func TestAuth(t *testing.T) {
 	assertNoJobs(t, f.store)
 	if code, data := f.post(body); code != 200 {
 		t.Fatalf("with token: %d %s", code, data)
+	}
+	// RFC 9110 11.1 and 11.4 (RFC 7235 before it): the scheme is
+	// case-insensitive, and one or more
+	// spaces separate it from the credentials.
+	for _, header := range []string{"bearer s3cret", "BEARER s3cret", "Bearer   s3cret"} {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/results", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("Authorization %q: %d %s", header, resp.StatusCode, data)
+		}
 	}
 	// Reads stay open.
 	if code, _, _ := f.do("GET", "/api/v1/failures", "", "", false); code != 200 {

@@ -154,6 +154,10 @@ func TestReadTokenGuardsReads(t *testing.T) {
 			"wrong":        {func(r *http.Request) { r.Header.Set("Authorization", "Bearer nope") }, 401},
 			"read bearer":  {func(r *http.Request) { r.Header.Set("Authorization", "Bearer reader") }, 200},
 			"write bearer": {func(r *http.Request) { r.Header.Set("Authorization", "Bearer writer") }, 200},
+			"lower case":   {func(r *http.Request) { r.Header.Set("Authorization", "bearer reader") }, 200},
+			"upper case":   {func(r *http.Request) { r.Header.Set("Authorization", "BEARER writer") }, 200},
+			"basic lower":  {func(r *http.Request) { r.Header.Set("Authorization", "basic YW55b25lOnJlYWRlcg==") }, 200},
+			"other scheme": {func(r *http.Request) { r.Header.Set("Authorization", "Token reader") }, 401},
 			"basic":        {func(r *http.Request) { r.SetBasicAuth("anyone", "reader") }, 200},
 			"basic wrong":  {func(r *http.Request) { r.SetBasicAuth("reader", "x") }, 401},
 		} {
