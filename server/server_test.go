@@ -245,8 +245,8 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("with token: %d %s", code, data)
 	}
 	// RFC 9110 11.1 and 11.4 (RFC 7235 before it): the scheme is
-	// case-insensitive, and one or more
-	// spaces separate it from the credentials.
+	// case-insensitive, and one or more spaces separate it from the
+	// credentials.
 	for _, header := range []string{"bearer s3cret", "BEARER s3cret", "Bearer   s3cret"} {
 		req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/results", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
