@@ -1,11 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -83,33 +80,16 @@ func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, 
 	}
 }
 
-// readSilenceRequest decodes the body strictly: an unknown field is a
-// mistake (a misspelt "endsAt" must not silence for nothing).
+// readSilenceRequest reads and decodes the body (api.DecodeSilenceRequest).
 func readSilenceRequest(c *gin.Context) (api.SilenceRequest, error) {
-	var req api.SilenceRequest
 	if err := requireJSONBody(c); err != nil {
-		return req, err
+		return api.SilenceRequest{}, err
 	}
 	body, err := readBody(c)
 	if err != nil {
-		return req, err
+		return api.SilenceRequest{}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return req, &api.FieldError{Field: typeErr.Field, Message: "must be a " + typeErr.Type.String()}
-		}
-		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return req, &api.FieldError{Field: strings.Trim(field, `"`), Message: "is not a field of a silence (namespace, job, kind, endsAt, for, reason, createdBy)"}
-		}
-		return req, &api.FieldError{Message: "malformed JSON: " + err.Error()}
-	}
-	if dec.More() {
-		return req, &api.FieldError{Message: "unexpected data after the object"}
-	}
-	return req, nil
+	return api.DecodeSilenceRequest(body)
 }
 
 // newSilence checks req at now and makes the silence it asks for.
@@ -134,7 +114,7 @@ func newSilence(req api.SilenceRequest, now time.Time) (api.Silence, error) {
 	case req.EndsAt != "" && req.For != "":
 		return api.Silence{}, &api.FieldError{Field: "for", Message: "is set with endsAt: give one of them"}
 	case req.EndsAt != "":
-		t, err := time.Parse(time.RFC3339, req.EndsAt)
+		t, err := api.ParseTime(req.EndsAt)
 		if err != nil {
 			return api.Silence{}, &api.FieldError{Field: "endsAt", Message: fmt.Sprintf("%s is not an RFC 3339 time", api.Quote(req.EndsAt))}
 		}

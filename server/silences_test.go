@@ -117,6 +117,15 @@ func TestSilenceRequestsAreValidated(t *testing.T) {
 		{`{"namespace":"ml","for":"1h","reason":"` + strings.Repeat("x", 1025) + `"}`, "reason"},
 		{`{"namespace":"ml","for":"1h","reason":"r","ends":"x"}`, "ends"},
 		{`{"namespace":"ml","for":1,"reason":"r"}`, "for"},
+		// Decoded as strictly as a callback: what two JSON readers could
+		// read differently is refused.
+		{`{"namespace":"ml","namespace":"ml-b","for":"1h","reason":"r"}`, "namespace"},
+		{`{"namespace":"ml","NAMESPACE":"ml-b","for":"1h","reason":"r"}`, "NAMESPACE"},
+		{`{"Namespace":"ml","for":"1h","reason":"r"}`, "Namespace"},
+		{`{"namespace":"ml","for":"1h","reason":"r"} {"namespace":"ml-b"}`, ""},
+		{`[{"namespace":"ml","for":"1h","reason":"r"}]`, ""},
+		// RFC 3339 has no offset beyond 23:59 (Go's time.Parse takes it).
+		{`{"namespace":"ml","endsAt":"` + now.Add(25*time.Hour).UTC().Format("2006-01-02T15:04:05") + `+24:00","reason":"r"}`, "endsAt"},
 	} {
 		code, _, data := f.do("POST", "/api/v1/silences", "application/json", tc.body, true)
 		if got := decode[api.ErrorBody](t, data); code != 400 || got.Error.Field != tc.field {
