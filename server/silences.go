@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/common/model"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
@@ -120,12 +121,12 @@ func newSilence(req api.SilenceRequest, now time.Time) (api.Silence, error) {
 		}
 		ends = t.UTC()
 	case req.For != "":
-		d, err := time.ParseDuration(req.For)
+		d, err := parseSilenceDuration(req.For)
 		if err != nil || d <= 0 {
-			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("%s is not a positive duration such as \"2h\"", api.Quote(req.For))}
+			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("%s is not a positive duration such as \"90m\", \"2h\" or \"2d12h\"", api.Quote(req.For))}
 		}
 		if d > api.MaxSilence {
-			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("is %s: a silence lasts at most %s", d, api.MaxSilence)}
+			return api.Silence{}, &api.FieldError{Field: "for", Message: fmt.Sprintf("is %s: a silence lasts at most %s", model.Duration(d), model.Duration(api.MaxSilence))}
 		}
 		ends = now.Add(d).Truncate(time.Second)
 	default:
@@ -163,6 +164,17 @@ func newSilence(req api.SilenceRequest, now time.Time) (api.Silence, error) {
 		ID: hex.EncodeToString(id), Namespace: req.Namespace, Job: req.Job, Kind: kind,
 		StartsAt: now.Truncate(time.Second), EndsAt: ends, Reason: req.Reason, CreatedBy: req.CreatedBy,
 	}, nil
+}
+
+// parseSilenceDuration reads a silence's length as Alertmanager's amtool
+// does (Prometheus' durations: "1d", "2d12h", "1w"), or as a Go duration
+// ("1.5h"), which the API took before days.
+func parseSilenceDuration(s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	d, err := model.ParseDuration(s)
+	return time.Duration(d), err
 }
 
 const silenceIDBytes = 8

@@ -95,6 +95,33 @@ func TestSilenceExpiresByItself(t *testing.T) {
 	}
 }
 
+func TestSilenceForTakesDays(t *testing.T) {
+	f := newFixture(t, "")
+	for _, tc := range []struct {
+		for_ string
+		want time.Duration
+	}{
+		{"1d", 24 * time.Hour},
+		{"2d12h", 60 * time.Hour},
+		{"1w", 7 * 24 * time.Hour},
+		{"30d", api.MaxSilence},
+		{"90m", 90 * time.Minute},
+		{"1.5h", 90 * time.Minute},
+		{"1h30m", 90 * time.Minute},
+	} {
+		code, _, data := f.do("POST", "/api/v1/silences", "application/json", `{"namespace":"ml","for":"`+tc.for_+`","reason":"r"}`, true)
+		if s := decode[api.Silence](t, data); code != 201 || !s.EndsAt.Equal(now.Add(tc.want)) {
+			t.Errorf("for %s: %d %s, want it to end at %s", tc.for_, code, data, now.Add(tc.want).Format(time.RFC3339))
+		}
+	}
+	for _, for_ := range []string{"31d", "30d1s", "1y", "1d-1h", "-1d", "1h1d", "d", "0d"} {
+		code, _, data := f.do("POST", "/api/v1/silences", "application/json", `{"namespace":"ml","for":"`+for_+`","reason":"r"}`, true)
+		if got := decode[api.ErrorBody](t, data); code != 400 || got.Error.Field != "for" {
+			t.Errorf("for %s: %d %s, want 400 naming for", for_, code, data)
+		}
+	}
+}
+
 func TestSilenceRequestsAreValidated(t *testing.T) {
 	f := newFixture(t, "")
 	in := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }

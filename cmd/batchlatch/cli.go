@@ -109,7 +109,7 @@ var commands = []command{
 			"(at most 30 days); it ends by itself. The silence is recorded as created by\n" +
 			"the OS user running the command.\n",
 		flags: func(fs *pflag.FlagSet, o *clientOptions) {
-			fs.StringVar(&o.forDuration, "for", "", "how long, a Go duration such as 2h or 90m")
+			fs.StringVar(&o.forDuration, "for", "", "how long, such as 90m, 2h, 1d or 2d12h")
 			fs.StringVar(&o.until, "until", "", "when it ends, RFC 3339 (2026-11-24T18:00:00Z), instead of --for")
 			fs.StringVar(&o.reason, "reason", "", "why (required)")
 		},

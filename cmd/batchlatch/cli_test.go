@@ -349,9 +349,15 @@ func TestCLIUnsilenceEndsExactlyItsTarget(t *testing.T) {
 	s.result(t, failedRun("ml", "nightly", "n1", t0, "OOMKilled", 0))
 	s.result(t, callback("ml", "weekly", "w1", "Succeeded", t0))
 
-	s.must(t, "silence", "ml", "--for", "1h", "--reason", "maintenance")
+	// Days, as people say it.
+	before := time.Now()
+	var whole api.Silence
+	if err := json.Unmarshal([]byte(s.must(t, "silence", "ml", "--for", "1d", "--reason", "maintenance", "-o", "json")), &whole); err != nil ||
+		whole.EndsAt.Before(before.Add(24*time.Hour).Truncate(time.Second)) || whole.EndsAt.After(time.Now().Add(24*time.Hour)) {
+		t.Fatalf("silence ml --for 1d: %v, ends %s", err, whole.EndsAt)
+	}
 	var created api.Silence
-	out := s.must(t, "silence", "ml/nightly", "--until", time.Now().Add(2*time.Hour).UTC().Format(time.RFC3339), "--reason", "known", "-o", "json")
+	out := s.must(t, "silence", "ml/nightly", "--until", time.Now().Add(48*time.Hour).UTC().Format(time.RFC3339), "--reason", "known", "-o", "json")
 	if err := json.Unmarshal([]byte(out), &created); err != nil || created.Job != "nightly" || created.ID == "" {
 		t.Fatalf("silence -o json: %v %q", err, out)
 	}
