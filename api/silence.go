@@ -34,3 +34,11 @@ func DecodeSilenceRequest(body []byte) (SilenceRequest, error) {
 	}
 	return req, nil
 }
+
+// SilenceCreated answers POST /api/v1/silences: the silence, and warnings
+// that did not stop it, such as a job or namespace batchlatch has never seen
+// (a silence may precede its job, but a mistyped name silences nothing).
+type SilenceCreated struct {
+	Silence
+	Warnings []string `json:"warnings,omitempty"`
+}

@@ -117,6 +117,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Streak":         reflect.TypeFor[api.Streak](),
 		"Schedule":       reflect.TypeFor[api.Schedule](),
 		"Silence":        reflect.TypeFor[api.Silence](),
+		"SilenceCreated": reflect.TypeFor[api.SilenceCreated](),
 		"SilenceRequest": reflect.TypeFor[api.SilenceRequest](),
 		"SilenceList":    reflect.TypeFor[api.SilenceList](),
 		"JobList":        reflect.TypeFor[api.JobList](),
@@ -132,8 +133,11 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		schema := ref.Value
 		var required []string
 		keys := map[string]bool{}
-		for i := range typ.NumField() {
-			f := typ.Field(i)
+		// Visible fields: those of an embedded struct are the object's own.
+		for _, f := range reflect.VisibleFields(typ) {
+			if f.Anonymous {
+				continue
+			}
 			key, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 			if key == "" || key == "-" {
 				continue
@@ -544,6 +548,12 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		body: `{"namespace":"etl","endsAt":"2026-11-25T00:00:00Z","reason":"migration"}`})
 	ct.do(call{method: "POST", path: "/api/v1/silences", contentType: appJSON, auth: w, status: 201,
 		body: `{"namespace":"ml","job":"backup","kind":"CronJob","for":"30m","reason":"restore test"}`})
+	// A namespace never seen: taken, with a warning; days in for.
+	body = ct.do(call{method: "POST", path: "/api/v1/silences", contentType: appJSON, auth: w, status: 201,
+		body: `{"namespace":"nowhere","for":"2d12h","reason":"ahead of the first run"}`})
+	if created := decode[api.SilenceCreated](t, body); len(created.Warnings) != 1 {
+		t.Errorf("a silence of a namespace never seen: %s", body)
+	}
 	badSilence := `{"namespace":"ml","for":"2h","reason":"x"}`
 	for _, c := range []call{
 		{body: badSilence, contentType: appJSON, status: 401, offContract: true},

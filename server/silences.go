@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -25,10 +27,10 @@ const (
 	maxSilenceBody      = 8 << 10
 )
 
-func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
+func handleCreateSilence(logger *slog.Logger, views Views, kicker Kicker) gin.HandlerFunc {
 	logger = logger.With("component", "silences")
 	return func(c *gin.Context) {
-		at := now().UTC()
+		at := views.Now().UTC()
 		req, err := readSilenceRequest(c)
 		if err != nil {
 			abortWithError(c, err)
@@ -39,15 +41,44 @@ func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, 
 			abortWithError(c, err)
 			return
 		}
-		if err := store.AddSilence(c.Request.Context(), silence, at); err != nil {
+		warnings, err := silenceWarnings(c.Request.Context(), views, silence, at)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		if err := views.Store.AddSilence(c.Request.Context(), silence, at); err != nil {
 			abortWithError(c, err)
 			return
 		}
 		kicker.Kick()
 		logger.Info("silence created", "id", silence.ID, "namespace", silence.Namespace, "job", silence.Job, "kind", silence.Kind,
-			"endsAt", silence.EndsAt, "reason", silence.Reason, "createdBy", silence.CreatedBy)
-		c.JSON(http.StatusCreated, silence)
+			"endsAt", silence.EndsAt, "reason", silence.Reason, "createdBy", silence.CreatedBy, "warnings", warnings)
+		c.JSON(http.StatusCreated, api.SilenceCreated{Silence: silence, Warnings: warnings})
 	}
+}
+
+// silenceWarnings names what s silences that batchlatch has never seen: a
+// job none of whose runs was recorded and which no watcher reads, or a
+// namespace none of whose jobs was. A silence may precede its job, so it is
+// taken, but a mistyped name silences nothing while the real job alerts.
+func silenceWarnings(ctx context.Context, views Views, s api.Silence, now time.Time) ([]string, error) {
+	if s.Job != "" {
+		_, err := views.Store.Get(ctx, state.KeyFor(s.Kind, s.Namespace, s.Job))
+		switch {
+		case err == nil, errors.Is(err, state.ErrCorrupt): // stored, if unreadable
+			return nil, nil
+		case !errors.Is(err, state.ErrNotFound):
+			return nil, err
+		case views.Schedules(s.Kind, s.Namespace, s.Job, now) != nil: // watched, not run yet
+			return nil, nil
+		}
+		return []string{fmt.Sprintf("batchlatch has never seen job %q (%s) of namespace %q: the silence mutes it once it reports, but a mistyped name mutes nothing", s.Job, s.Kind, s.Namespace)}, nil
+	}
+	jobs, err := listJobs(ctx, views.Store, s.Namespace)
+	if err != nil || len(jobs) > 0 {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("batchlatch has never seen a job of namespace %q: the silence mutes its jobs once they report, but a mistyped name mutes nothing", s.Namespace)}, nil
 }
 
 func handleListSilences(store state.Store, now func() time.Time) gin.HandlerFunc {

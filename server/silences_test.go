@@ -95,6 +95,47 @@ func TestSilenceExpiresByItself(t *testing.T) {
 	}
 }
 
+func TestSilenceOfAnUnknownJobWarns(t *testing.T) {
+	f := newFixture(t, "")
+	watched := func(kind, namespace, name string, _ time.Time) *api.Schedule {
+		if kind == api.KindWorkflow && namespace == "ml" && name == "hourly" {
+			return &api.Schedule{Kind: "CronWorkflow", Schedules: []string{"0 * * * *"}}
+		}
+		return nil
+	}
+	f.srv.Config.Handler = NewServer(discardLogger(), f.store, f.kicker, newRegistry(), NewMetrics(newRegistry()), Config{Now: func() time.Time { return now }, Schedules: watched})
+	f.post(result("nightly", "u1", "Failed", now.Add(-time.Hour)))
+	for _, tc := range []struct {
+		body string
+		want string // in the one warning; "": none
+	}{
+		{`{"namespace":"ml","job":"nightly","for":"1h","reason":"r"}`, ""},
+		{`{"namespace":"ml","for":"1h","reason":"r"}`, ""},
+		// A watched CronWorkflow that has not run yet is known.
+		{`{"namespace":"ml","job":"hourly","for":"1h","reason":"r"}`, ""},
+		{`{"namespace":"ml","job":"nightlly","for":"1h","reason":"r"}`, `job "nightlly" (Workflow) of namespace "ml"`},
+		{`{"namespace":"ml","job":"nightly","kind":"CronJob","for":"1h","reason":"r"}`, `job "nightly" (CronJob) of namespace "ml"`},
+		{`{"namespace":"mll","for":"1h","reason":"r"}`, `a job of namespace "mll"`},
+	} {
+		code, _, data := f.do("POST", "/api/v1/silences", "application/json", tc.body, true)
+		created := decode[api.SilenceCreated](t, data)
+		if code != 201 || created.ID == "" {
+			t.Errorf("%s: %d %s", tc.body, code, data)
+			continue
+		}
+		switch {
+		case tc.want == "" && created.Warnings != nil:
+			t.Errorf("%s: warnings %q, want none", tc.body, created.Warnings)
+		case tc.want != "" && (len(created.Warnings) != 1 || !strings.Contains(created.Warnings[0], tc.want)):
+			t.Errorf("%s: warnings %q, want one naming %s", tc.body, created.Warnings, tc.want)
+		}
+	}
+	// Silenced all the same: a silence may precede its job.
+	if s, _ := f.store.Silences(t.Context()); len(s) != 6 {
+		t.Errorf("stored %d silences, want 6", len(s))
+	}
+}
+
 func TestSilenceForTakesDays(t *testing.T) {
 	f := newFixture(t, "")
 	for _, tc := range []struct {

@@ -551,14 +551,18 @@ func runSilence(ctx context.Context, c *client, o *clientOptions, args []string)
 	if t.Name != "" && t.Kind == api.KindCronJob {
 		req.Kind = t.Kind
 	}
-	var s api.Silence
+	var s api.SilenceCreated
 	if err := c.do(ctx, "POST", "/api/v1/silences", nil, req, &s); err != nil {
 		return err
+	}
+	// On stderr as kubectl prints the API's warnings: -o json stays JSON.
+	for _, w := range s.Warnings {
+		fmt.Fprintf(c.stderr, "Warning: %s\n", w)
 	}
 	if o.output == "json" || o.output == "yaml" {
 		return c.print(o.output, s, nil, "")
 	}
-	fmt.Fprintf(c.stdout, "silence %s: %s silenced until %s\n", s.ID, silenceTarget(s), s.EndsAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(c.stdout, "silence %s: %s silenced until %s\n", s.ID, silenceTarget(s.Silence), s.EndsAt.UTC().Format(time.RFC3339))
 	return nil
 }
 
