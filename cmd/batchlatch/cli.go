@@ -121,13 +121,13 @@ var commands = []command{
 		run:     runSilences,
 	},
 	{
-		name: "unsilence", args: "NAMESPACE[/NAME]", flagArgs: "| --id ID", maxArgs: 1,
-		summary: "end the silences in force on exactly that job or namespace",
+		name: "unsilence", args: "NAMESPACE[/NAME]|ID", maxArgs: 1,
+		summary: "end a silence by its ID, or those on exactly that job or namespace",
 		detail: "`unsilence ml` ends the silences of namespace ml as a whole (TARGET ml/*\n" +
-			"in `batchlatch silences`), not those of its single jobs; --id ends one\n" +
-			"silence, by the ID `batchlatch silences` shows.\n",
+			"in `batchlatch silences`), not those of its single jobs; `unsilence ID`\n" +
+			"(or --id ID) ends one silence, by the ID `batchlatch silences` shows.\n",
 		flags: func(fs *pflag.FlagSet, o *clientOptions) {
-			fs.StringVar(&o.id, "id", "", "the ID of the silence to end")
+			fs.StringVar(&o.id, "id", "", "the ID of the silence to end (as the argument ID does)")
 		},
 		run: runUnsilence,
 	},
@@ -590,7 +590,7 @@ func runSilences(ctx context.Context, c *client, o *clientOptions, _ []string) e
 
 func runUnsilence(ctx context.Context, c *client, o *clientOptions, args []string) error {
 	if (o.id == "") == (len(args) == 0) {
-		return errors.New("usage: batchlatch unsilence NAMESPACE[/NAME], or --id ID")
+		return errors.New("usage: batchlatch unsilence NAMESPACE[/NAME], ID, or --id ID")
 	}
 	if o.id != "" {
 		if err := c.do(ctx, "DELETE", "/api/v1/silences/"+url.PathEscape(o.id), nil, nil, nil); err != nil {
@@ -610,9 +610,12 @@ func runUnsilence(ctx context.Context, c *client, o *clientOptions, args []strin
 	if err := c.do(ctx, "GET", "/api/v1/silences", nil, nil, &list); err != nil {
 		return err
 	}
+	// An ID `batchlatch silences` shows is a valid namespace name too: a
+	// silence of that ID in force is what it means.
+	byID := slices.ContainsFunc(list.Silences, func(s api.Silence) bool { return s.ID == args[0] })
 	ended := 0
 	for _, s := range list.Silences {
-		if !silenceIs(s, t) {
+		if byID && s.ID != args[0] || !byID && !silenceIs(s, t) {
 			continue
 		}
 		if err := c.do(ctx, "DELETE", "/api/v1/silences/"+url.PathEscape(s.ID), nil, nil, nil); err != nil {

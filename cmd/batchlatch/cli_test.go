@@ -396,6 +396,22 @@ func TestCLIUnsilenceEndsExactlyItsTarget(t *testing.T) {
 		t.Fatalf("unsilence cronjob/ml/nightly: %+v", r)
 	}
 
+	// The ID `batchlatch silences` prints ends that silence.
+	var weekly api.Silence
+	if err := json.Unmarshal([]byte(s.must(t, "silence", "ml/weekly", "--for", "1h", "--reason", "x", "-o", "json")), &weekly); err != nil {
+		t.Fatal(err)
+	}
+	_, rows = table(t, s.must(t, "silences"))
+	if len(rows) != 2 || rows[0]["TARGET"] != "ml/weekly" {
+		t.Fatalf("silences: %v", rows)
+	}
+	if out := s.must(t, "unsilence", rows[0]["ID"]); out != "silence "+weekly.ID+" ended (ml/weekly)\n" {
+		t.Fatalf("unsilence ID: %q", out)
+	}
+	if r := s.cli(t, "unsilence", weekly.ID); r.code != exitTrouble || !strings.Contains(r.stderr, "no silence in force on "+weekly.ID) {
+		t.Fatalf("unsilence ID again: %+v", r)
+	}
+
 	var silences api.SilenceList
 	if err := json.Unmarshal([]byte(s.must(t, "silences", "-o", "json")), &silences); err != nil || len(silences.Silences) != 1 {
 		t.Fatalf("silences: %v %+v", err, silences)
