@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/user"
+	"reflect"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -380,6 +381,9 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if out == nil {
 		return nil
+	}
+	if err := checkAnswer(data, reflect.TypeOf(out)); err != nil {
+		return fmt.Errorf("%s %s: %w: not what batchlatch sends (is %s a batchlatch server?)", method, path, err, c.base)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s %s: the answer is not what batchlatch sends: %w", method, path, err)

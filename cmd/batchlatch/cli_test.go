@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -472,5 +475,53 @@ func TestCLISendsItsTokenOnReads(t *testing.T) {
 	env["BATCHLATCH_TOKEN"] = "r3ad"
 	if r := cli(t, env, "failures"); r.code != 0 || !strings.Contains(r.stderr, "No failing jobs.") {
 		t.Fatalf("with the read token: %+v", r)
+	}
+}
+
+// TestCLIRefusesAnAnswerOfAnotherShape: a 2xx answer that lacks what
+// batchlatch always sends (a proxy's, another service's) is an error, not
+// "No failing jobs." with exit 0.
+func TestCLIRefusesAnAnswerOfAnotherShape(t *testing.T) {
+	var answer atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == "POST" {
+			w.WriteHeader(http.StatusCreated)
+		}
+		w.Write([]byte(answer.Load().(string)))
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"BATCHLATCH_SERVER": srv.URL}
+	job := `{"namespace":"ml","job":"nightly","kind":"Workflow","failing":true,"consecutiveFailures":1,"lastResultAt":"2026-01-01T00:00:00Z",
+		"lastWorkflow":"nightly-1","lastPhase":"Failed","failureThreshold":1,"alerting":true}`
+	commands := [][]string{{"failures"}, {"jobs"}, {"get", "ml/nightly"}, {"silence", "ml/nightly", "--for", "1h", "--reason", "r"}, {"silences"}, {"unsilence", "ml/nightly"}}
+	for _, tc := range []struct {
+		answer string
+		want   string // in the message of each command
+	}{
+		{`{}`, "lacks "},
+		{`null`, "not a JSON object"},
+		{`[]`, "not a JSON object"},
+		{`"ok"`, "not a JSON object"},
+		{`{"failures":[` + strings.Replace(job, `"lastPhase":"Failed",`, "", 1) + `],"jobs":[{}],"silences":[{"id":"1"}]}`, "lacks "},
+		{`{"failures":null,"jobs":null,"silences":null}`, "lacks "},
+	} {
+		answer.Store(tc.answer)
+		for _, args := range commands {
+			r := cli(t, env, args...)
+			if r.code != exitTrouble || r.stdout != "" || !strings.HasPrefix(r.stderr, "error: ") || !strings.Contains(r.stderr, tc.want) || !strings.Contains(r.stderr, "not what batchlatch sends") {
+				t.Errorf("%v answered %s: exit %d, stdout %q, stderr %q; want exit 2 and %q", args, tc.answer, r.code, r.stdout, r.stderr, tc.want)
+			}
+		}
+	}
+	// The missing field is named.
+	answer.Store(`{"failures":[` + strings.Replace(job, `"lastPhase":"Failed",`, "", 1) + `]}`)
+	if r := cli(t, env, "failures"); r.code != exitTrouble || !strings.Contains(r.stderr, `lacks "failures[0].lastPhase"`) {
+		t.Errorf("a job without lastPhase: %+v", r)
+	}
+	// What batchlatch sends passes, a field it does not know included.
+	answer.Store(`{"failures":[` + strings.Replace(job, `"alerting":true`, `"alerting":true,"newField":1`, 1) + `]}`)
+	if r := cli(t, env, "failures"); r.code != exitFailing || !strings.Contains(r.stdout, "nightly") {
+		t.Errorf("a well-formed answer: %+v", r)
 	}
 }
