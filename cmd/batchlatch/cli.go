@@ -15,6 +15,7 @@ import (
 	"os/user"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -239,7 +240,7 @@ func runClient(ctx context.Context, args []string, getenv func(string) string, s
 			commandUsage(stdout, cmd)
 			return nil
 		}
-		fmt.Fprintf(stderr, "error: %v; batchlatch help %s\n", err, cmd.name)
+		fmt.Fprintf(stderr, "error: %s; batchlatch help %s\n", escapeTerminal(err.Error()), cmd.name)
 		return exitError{exitTrouble}
 	}
 	rest := fs.Args()
@@ -248,12 +249,12 @@ func runClient(ctx context.Context, args []string, getenv func(string) string, s
 		return exitError{exitTrouble}
 	}
 	if !slices.Contains([]string{"", "wide", "json", "yaml"}, o.output) {
-		fmt.Fprintf(stderr, "error: -o %s: not one of wide, json, yaml\n", o.output)
+		fmt.Fprintf(stderr, "error: -o %s: not one of wide, json, yaml\n", escapeTerminal(o.output))
 		return exitError{exitTrouble}
 	}
 	c, err := newClient(o, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		fmt.Fprintf(stderr, "error: %s\n", escapeTerminal(err.Error()))
 		return exitError{exitTrouble}
 	}
 	err = cmd.run(ctx, c, &o, rest)
@@ -261,7 +262,7 @@ func runClient(ctx context.Context, args []string, getenv func(string) string, s
 	if err == nil || errors.As(err, &exit) {
 		return err
 	}
-	fmt.Fprintf(stderr, "error: %v\n", err)
+	fmt.Fprintf(stderr, "error: %s\n", escapeTerminal(err.Error()))
 	return exitError{exitTrouble}
 }
 
@@ -529,7 +530,7 @@ func runForget(ctx context.Context, c *client, _ *clientOptions, args []string) 
 	if err := c.do(ctx, "DELETE", path, q, nil, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "job %s forgotten\n", t)
+	fmt.Fprintf(c.stdout, "job %s forgotten\n", escapeTerminal(t.String()))
 	return nil
 }
 
@@ -561,12 +562,12 @@ func runSilence(ctx context.Context, c *client, o *clientOptions, args []string)
 	}
 	// On stderr as kubectl prints the API's warnings: -o json stays JSON.
 	for _, w := range s.Warnings {
-		fmt.Fprintf(c.stderr, "Warning: %s\n", w)
+		fmt.Fprintf(c.stderr, "Warning: %s\n", escapeTerminal(w))
 	}
 	if o.output == "json" || o.output == "yaml" {
 		return c.print(o.output, s, nil, "")
 	}
-	fmt.Fprintf(c.stdout, "silence %s: %s silenced until %s\n", s.ID, silenceTarget(s.Silence), s.EndsAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(c.stdout, "silence %s: %s silenced until %s\n", escapeTerminal(s.ID), escapeTerminal(silenceTarget(s.Silence)), s.EndsAt.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -586,7 +587,7 @@ func runSilences(ctx context.Context, c *client, o *clientOptions, _ []string) e
 	fmt.Fprintln(tw, "ID\tTARGET\tUNTIL\tLEFT\tCREATED BY\tREASON")
 	now := time.Now()
 	for _, s := range list.Silences {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cell(s.ID), cell(silenceTarget(s)), s.EndsAt.UTC().Format(time.RFC3339),
+		writeRow(tw, s.ID, silenceTarget(s), s.EndsAt.UTC().Format(time.RFC3339),
 			duration.HumanDuration(s.EndsAt.Sub(now)), orDash(s.CreatedBy), truncate(cell(s.Reason), 60))
 	}
 	return tw.Flush()
@@ -600,7 +601,7 @@ func runUnsilence(ctx context.Context, c *client, o *clientOptions, args []strin
 		if err := c.do(ctx, "DELETE", "/api/v1/silences/"+url.PathEscape(o.id), nil, nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "silence %s ended\n", o.id)
+		fmt.Fprintf(c.stdout, "silence %s ended\n", escapeTerminal(o.id))
 		return nil
 	}
 	t, err := parseTarget(args[0])
@@ -629,7 +630,7 @@ func runUnsilence(ctx context.Context, c *client, o *clientOptions, args []strin
 			}
 			return err
 		}
-		fmt.Fprintf(c.stdout, "silence %s ended (%s)\n", s.ID, silenceTarget(s))
+		fmt.Fprintf(c.stdout, "silence %s ended (%s)\n", escapeTerminal(s.ID), escapeTerminal(silenceTarget(s)))
 		ended++
 	}
 	if ended == 0 {
@@ -677,11 +678,14 @@ func (c *client) print(format string, obj any, jobs []api.Job, empty string) err
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(c.stdout, "%s\n", data)
+		_, err = fmt.Fprintf(c.stdout, "%s\n", escapeJSON(data))
 		return err
 	case "yaml":
-		data, err := yaml.Marshal(obj)
+		data, err := json.Marshal(obj) // what yaml.Marshal does first
 		if err != nil {
+			return err
+		}
+		if data, err = yaml.JSONToYAML(escapeJSON(data)); err != nil {
 			return err
 		}
 		_, err = c.stdout.Write(data)
@@ -720,7 +724,7 @@ func printJobs(w io.Writer, jobs []api.Job, wide bool, now time.Time) error {
 			// max: a server clock ahead of ours is no run in the future.
 			lastRun = duration.HumanDuration(max(now.Sub(j.LastResultAt), 0)) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s", cell(j.Namespace), cell(name), cell(j.Kind), status(j), j.ConsecutiveFailures, since, lastRun)
+		row := []string{j.Namespace, name, j.Kind, status(j), strconv.Itoa(j.ConsecutiveFailures), since, lastRun}
 		if wide {
 			next := "-"
 			if s := j.Schedule; s != nil {
@@ -737,9 +741,9 @@ func printJobs(w io.Writer, jobs []api.Job, wide bool, now time.Time) error {
 			if j.Silenced != nil {
 				until = j.Silenced.EndsAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", orDash(string(j.LastPhase)), truncate(cell(failureMessage(j)), 50), next, until)
+			row = append(row, orDash(string(j.LastPhase)), truncate(cell(failureMessage(j)), 50), next, until)
 		}
-		fmt.Fprintln(tw)
+		writeRow(tw, row...)
 	}
 	return tw.Flush()
 }
@@ -772,9 +776,19 @@ func failureMessage(j api.Job) string {
 	return orDash(f.DisplayName)
 }
 
-// cell keeps a value on one line and out of the table's column breaks.
+// writeRow writes one row of a table, each value as cell shows it.
+func writeRow(w io.Writer, values ...string) {
+	for i, v := range values {
+		values[i] = cell(v)
+	}
+	fmt.Fprintln(w, strings.Join(values, "\t"))
+}
+
+// cell keeps a value on one line and out of the table's column breaks,
+// with nothing in it a terminal would obey (escapeTerminal). It is
+// idempotent, so that a value may be cut to its cell's width first.
 func cell(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\t' || r == '\n' || r == '\r' }), " ")
+	return escapeTerminal(strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\t' || r == '\n' || r == '\r' }), " "))
 }
 
 func orDash(s string) string {

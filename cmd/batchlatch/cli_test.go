@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"sigs.k8s.io/yaml"
 
@@ -107,17 +109,18 @@ func table(t *testing.T, out string) (header []string, rows []map[string]string)
 		starts = append(starts, m[0])
 		header = append(header, lines[0][m[0]:m[1]])
 	}
-	for _, line := range lines[1:] {
+	for _, text := range lines[1:] {
+		line := []rune(text) // tabwriter aligns runes (a cut cell ends in "…")
 		row := map[string]string{}
 		for i, start := range starts {
 			if len(line) <= start || line[start] == ' ' || (start > 0 && line[start-1] != ' ') {
-				t.Fatalf("column %s is not aligned in %q:\n%s", header[i], line, out)
+				t.Fatalf("column %s is not aligned in %q:\n%s", header[i], text, out)
 			}
 			end := len(line)
 			if i+1 < len(starts) {
 				end = starts[i+1]
 			}
-			row[header[i]] = strings.TrimSpace(line[start:end])
+			row[header[i]] = strings.TrimSpace(string(line[start:end]))
 		}
 		rows = append(rows, row)
 	}
@@ -523,5 +526,104 @@ func TestCLIRefusesAnAnswerOfAnotherShape(t *testing.T) {
 	answer.Store(`{"failures":[` + strings.Replace(job, `"alerting":true`, `"alerting":true,"newField":1`, 1) + `]}`)
 	if r := cli(t, env, "failures"); r.code != exitFailing || !strings.Contains(r.stdout, "nightly") {
 		t.Errorf("a well-formed answer: %+v", r)
+	}
+}
+
+// terminalSafe reports whether out holds nothing a terminal would act on
+// rather than show: only graphic runes and line ends.
+func terminalSafe(out string) bool {
+	for i, r := range out {
+		if r == utf8.RuneError && !strings.HasPrefix(out[i:], "\uFFFD") || r != '\n' && !unicode.IsGraphic(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestCLIEscapesWhatATerminalWouldObey: stored data cannot write the
+// clipboard (OSC 52), clear the screen or forge a table row through the
+// CLI; -o json and -o yaml stay machine-readable and carry the data as it is.
+func TestCLIEscapesWhatATerminalWouldObey(t *testing.T) {
+	const osc52 = "\x1b]52;c;ZWNobyBwd25lZA==\x07"
+	message := "OOMKilled" + osc52 + "\x1b[2J\x1b[H\u009b2J\x7f\u202edone"
+	reason := "maintenance\x00\x1b[31m red"
+	createdBy := "ana\nml/forged   2030-01-01T00:00:00Z"
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	failures, _ := json.Marshal(message)
+	s.result(t, fmt.Sprintf(`{"namespace":"ml","workflowName":"nightly-1","uid":"n1","cronWorkflow":"nightly","phase":"Failed","createdAt":%q,"failures":[{"displayName":"train\x1b[8m","message":%s}]}`,
+		t0.UTC().Format(time.RFC3339), failures))
+	silence, _ := json.Marshal(api.SilenceRequest{Namespace: "ml", Job: "nightly", For: "1h", Reason: reason, CreatedBy: createdBy})
+	req, _ := http.NewRequest("POST", s.url+"/api/v1/silences", strings.NewReader(string(silence)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer s3cret")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 201 {
+		t.Fatalf("silence: %v %v", resp, err)
+	}
+
+	for _, args := range [][]string{{"jobs"}, {"jobs", "-o", "wide"}, {"failures", "-o", "wide"}, {"get", "ml/nightly", "-o", "wide"}, {"silences"}, {"silences", "-o", "wide"}} {
+		r := s.cli(t, args...)
+		if !terminalSafe(r.stdout) || !terminalSafe(r.stderr) {
+			t.Errorf("%v printed what a terminal obeys:\n%q\n%q", args, r.stdout, r.stderr)
+		}
+	}
+	_, rows := table(t, s.must(t, "jobs", "-o", "wide"))
+	if got := rowOf(t, rows, "ml", "nightly")["MESSAGE"]; !strings.HasPrefix(got, `train\x1b[8m: OOMKilled\x1b]52;c;`) {
+		t.Errorf("MESSAGE %q: the escapes are not shown", got)
+	}
+	_, rows = table(t, s.must(t, "silences"))
+	if len(rows) != 1 || rows[0]["CREATED BY"] != `ana ml/forged   2030-01-01T00:00:00Z` || rows[0]["REASON"] != `maintenance\x00\x1b[31m red` {
+		t.Errorf("silences: %q", rows)
+	}
+
+	// Machine-readable: the data as stored, and nothing a terminal obeys.
+	out := s.must(t, "get", "ml/nightly", "-o", "json")
+	var job api.Job
+	if err := json.Unmarshal([]byte(out), &job); err != nil || len(job.LastFailures) != 1 || job.LastFailures[0].Message != message ||
+		job.Silenced == nil || job.Silenced.Reason != reason || job.Silenced.CreatedBy != createdBy {
+		t.Errorf("get -o json: %v\n%q", err, out)
+	}
+	if !terminalSafe(out) {
+		t.Errorf("get -o json printed what a terminal obeys:\n%q", out)
+	}
+	out = s.must(t, "get", "ml/nightly", "-o", "yaml")
+	job = api.Job{}
+	if err := yaml.Unmarshal([]byte(out), &job); err != nil || len(job.LastFailures) != 1 || job.LastFailures[0].Message != message ||
+		job.Silenced == nil || job.Silenced.Reason != reason || job.Silenced.CreatedBy != createdBy {
+		t.Errorf("get -o yaml: %v\n%q", err, out)
+	}
+	if !terminalSafe(strings.ReplaceAll(out, "\u202e", "")) { // YAML writes it as is: it moves no cursor
+		t.Errorf("get -o yaml printed what a terminal obeys:\n%q", out)
+	}
+
+	// Error messages and warnings, from the server or from what answers
+	// in its place.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v1/jobs":
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":{"code":"invalid_argument","message":"bad \u001b[2J","field":"x\u001b]52;c;aGk=\u0007"}}`))
+		case "/api/v1/silences":
+			w.WriteHeader(http.StatusCreated)
+			w.Write([]byte(`{"id":"0123456789abcdef","namespace":"ml","startsAt":"2030-01-01T00:00:00Z","endsAt":"2030-01-01T01:00:00Z","reason":"r","warnings":["never seen \u001b[2J"]}`))
+		default:
+			w.WriteHeader(http.StatusBadGateway)
+			w.Write([]byte("proxy says \x1b[2J\x00"))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	env := map[string]string{"BATCHLATCH_SERVER": srv.URL}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"jobs"}, `error: x\x1b]52;c;aGk=\a: bad \x1b[2J`},
+		{[]string{"failures"}, `proxy says \x1b[2J\x00`},
+		{[]string{"silence", "ml", "--for", "1h", "--reason", "r"}, `Warning: never seen \x1b[2J`},
+	} {
+		r := cli(t, env, tc.args...)
+		if !terminalSafe(r.stdout) || !terminalSafe(r.stderr) || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%q: stdout %q, stderr %q; want %q, escaped", tc.args, r.stdout, r.stderr, tc.want)
+		}
 	}
 }
