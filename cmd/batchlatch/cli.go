@@ -230,7 +230,7 @@ func runClient(ctx context.Context, args []string, getenv func(string) string, s
 	for name, variable := range env {
 		if v := getenv(variable); v != "" {
 			if err := fs.Set(name, v); err != nil {
-				fmt.Fprintf(stderr, "error: %s=%q: %v\n", variable, v, err)
+				fmt.Fprintf(stderr, "error: %s=%q: %s\n", variable, v, escapeTerminal(err.Error()))
 				return exitError{exitTrouble}
 			}
 		}
