@@ -254,9 +254,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	if m.retry || m.supersedes {
 		finished = latest(receivedAt.UTC().Truncate(time.Second), job.LastResultAt)
 	}
-	if existing && finished.Before(job.LastResultAt) {
+	if existing && (finished.Before(job.LastResultAt) || r.Synthetic() && !finished.After(job.LastResultAt)) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
-		// but the current state belongs to the newer result.
+		// but the current state belongs to the newer result. A watcher's
+		// synthetic failure is timed by what it is about (a tick plus its
+		// grace, a run's start plus its max runtime), and the watchers
+		// record them in that order: one no newer than the job's latest
+		// result was decided already, whether or not the job still
+		// remembers it, so it is never counted again.
 		return next, Outcome{Transition: Unchanged, Stale: true}
 	}
 	if m.supersedes && r.Failed() && job.Failing() {

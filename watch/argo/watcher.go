@@ -90,6 +90,7 @@ type Watcher struct {
 	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
 	handled map[string]bool         // uids of completed runs already read
 	warned  cronrules.Warned        // bad annotations already logged
+	specs   *specChecker            // Argo's validation of each CronWorkflow
 
 	firstPass chan struct{} // closed once Run has synced, reconciled and evaluated
 }
@@ -113,6 +114,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		deleted:   map[state.Key]time.Time{},
 		handled:   map[string]bool{},
 		firstPass: make(chan struct{}),
+		specs:     newSpecChecker(),
 	}
 	namespaces := cfg.Namespaces
 	if len(namespaces) == 0 {
@@ -128,6 +130,21 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		})
 		w.crons = append(w.crons, cronInformer.Lister())
 		w.sync = append(w.sync, cronInformer.Informer().HasSynced)
+		// WorkflowTemplates, to validate the CronWorkflows that use them.
+		templateInformer := cronFactory.Argoproj().V1alpha1().WorkflowTemplates()
+		changed := func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if t, ok := obj.(*wfv1.WorkflowTemplate); ok {
+				w.specs.templatesChanged(t.Namespace)
+			}
+		}
+		templateInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: changed, UpdateFunc: func(_, obj any) { changed(obj) }, DeleteFunc: changed,
+		})
+		w.specs.templates = append(w.specs.templates, templateInformer.Lister())
+		w.sync = append(w.sync, templateInformer.Informer().HasSynced)
 		w.start = append(w.start, cronFactory.Start)
 
 		// Only Workflows made by a CronWorkflow, and only their metadata.
@@ -287,8 +304,15 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		return
 	}
 	for _, cw := range w.snapshot() {
-		for _, r := range due(cw.cron, cw.runs, jobOf(jobs, cw.cron), now) {
-			w.record(ctx, r, now)
+		job := jobOf(jobs, cw.cron)
+		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
+			recorded, err := w.record(ctx, r, now)
+			if err != nil {
+				break // in order: the rest are due again at the next evaluation
+			}
+			if recorded != nil {
+				job = recorded // the next result is ordered after this one
+			}
 		}
 	}
 	w.forget(ctx, jobs, now)
@@ -336,15 +360,18 @@ func (w *Watcher) reconcileRun(ctx context.Context, c cron, r run, now time.Time
 		return // its callback may be on its way
 	}
 	result := resultOf(wf, now)
-	w.record(ctx, result, now)
+	if _, err := w.record(ctx, result, now); err != nil {
+		return // read again at the next reconcile
+	}
 	w.mu.Lock()
 	w.handled[r.UID] = true
 	w.mu.Unlock()
 }
 
 // record validates a result made from a watched object, as a callback's is,
-// and applies it.
-func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
+// and applies it. It returns the job after it (nil when the result was
+// invalid: logged and dropped), and an error only when the store failed.
+func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) (*state.Job, error) {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "workflow", r.WorkflowName, "phase", r.Phase)
 	if cwf := w.cronWorkflow(r.Namespace, r.CronWorkflow); cwf != nil {
 		var err error
@@ -356,20 +383,21 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	}
 	if err := r.ValidateObserved(now); err != nil {
 		log.Warn("ignoring a watched object that no result can be made of", "err", err)
-		return
+		return nil, nil
 	}
 	rec, err := w.store.Record(ctx, r, now)
 	if err != nil {
 		log.Warn("record", "err", err)
-		return
+		return nil, err
 	}
 	if rec.Outcome.Duplicate || rec.Outcome.Stale {
-		return
+		return &rec.Job, nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
 	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
+	return &rec.Job, nil
 }
 
 // thresholdAnnotations are where a CronWorkflow's failure threshold is
@@ -445,40 +473,46 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		Stopped:       cwf.Status.Phase == wfv1.StoppedPhase,
 		When:          cwf.Spec.When,
 		Forbid:        cwf.Spec.ConcurrencyPolicy == wfv1.ForbidConcurrent,
-		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace),
-		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime),
+		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
+		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
 	}
+	switch {
+	case err != nil:
+		c.SpecErr = err.Error()
+	default:
+		c.SpecErr = w.specs.check(cwf)
+	}
+	written := statusWrittenAt(cwf.ManagedFields)
 	for _, cond := range cwf.Status.Conditions {
 		if cond.Status != metav1.ConditionTrue {
 			continue
 		}
 		switch cond.Type {
 		case wfv1.ConditionTypeSpecError:
-			c.Condition = &condition{Phase: api.PhaseSpecError, Message: cond.Message}
+			c.Condition = &condition{Phase: api.PhaseSpecError, Message: cond.Message, WrittenAt: written}
 		case wfv1.ConditionTypeSubmissionError:
-			c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: cond.Message}
+			c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: cond.Message, WrittenAt: written}
 		}
 	}
 	return c
 }
 
-// maxAnnotatedDuration bounds an annotation's duration: it comes from
-// whoever may edit the CronWorkflow.
-const maxAnnotatedDuration = 30 * 24 * time.Hour
-
-func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time.Duration) time.Duration {
-	v, ok := cwf.Annotations[key]
-	if !ok {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || d > maxAnnotatedDuration {
-		// Once per version of the object, not at every evaluation.
-		if !w.warned.First(string(cwf.UID), cwf.ResourceVersion, key) {
-			return def
+// statusWrittenAt is the latest time a field manager changed the status.
+func statusWrittenAt(fields []metav1.ManagedFieldsEntry) time.Time {
+	var latest time.Time
+	for _, f := range fields {
+		if f.Time != nil && f.FieldsV1 != nil && bytes.Contains(f.FieldsV1.Raw, []byte(`"f:status"`)) && f.Time.After(latest) {
+			latest = f.Time.Time
 		}
-		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "annotation", key, "value", api.Quote(v))
-		return def
+	}
+	return latest
+}
+
+func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time.Duration, check func(time.Duration) error) time.Duration {
+	d, err := cronrules.AnnotatedDuration(cwf.Annotations, key, def, check)
+	// Once per version of the object, not at every evaluation.
+	if err != nil && w.warned.First(string(cwf.UID), cwf.ResourceVersion, key) {
+		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "err", err)
 	}
 	return d
 }

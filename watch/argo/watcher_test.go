@@ -179,7 +179,7 @@ func settle() { time.Sleep(500 * time.Millisecond) }
 
 func ticksOf(t *testing.T, cwf *wfv1.CronWorkflow, until time.Time) []time.Time {
 	t.Helper()
-	c := (&Watcher{cfg: Config{}, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(cwf)
+	c := (&Watcher{cfg: Config{MissedGrace: 10 * time.Second}, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), specs: newSpecChecker()}).cronOf(cwf)
 	ticks, _ := c.Schedule.Ticks(cwf.CreationTimestamp.Time, until, 100)
 	return ticks
 }
@@ -252,7 +252,7 @@ func TestScheduleChangeIsReadFromManagedFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(updated)
+	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), specs: newSpecChecker()}).cronOf(updated)
 	if !c.SpecChangedAt.After(updated.CreationTimestamp.Time) {
 		t.Fatalf("spec changed at %s, created at %s", c.SpecChangedAt, updated.CreationTimestamp)
 	}
@@ -269,11 +269,18 @@ func TestUnsubmittableRunsFailWithTheConditionsMessage(t *testing.T) {
 		{"quota", wfv1.ConditionTypeSubmissionError, api.PhaseSubmissionError},
 		{"invalid", wfv1.ConditionTypeSpecError, api.PhaseSpecError},
 	} {
-		f.cron(tt.name, "* * * * *", func(c *wfv1.CronWorkflow) {
-			c.Status.Conditions = wfv1.Conditions{{Type: tt.typ, Status: metav1.ConditionTrue, Message: "refused: " + tt.name}}
-		})
+		// As the controller does: at a tick, it writes the condition.
+		cwf := f.cron(tt.name, "@every 1s", nil)
+		firstTick := cwf.CreationTimestamp.Add(time.Second)
+		for time.Now().Truncate(time.Second).Before(firstTick) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cwf.Status.Conditions = wfv1.Conditions{{Type: tt.typ, Status: metav1.ConditionTrue, Message: "refused: " + tt.name}}
+		if _, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), cwf, metav1.UpdateOptions{FieldManager: "workflow-controller"}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f.clock.Set(time.Now().Add(70 * time.Second)) // one tick, within the grace
+	f.clock.Set(time.Now()) // within the grace of every tick
 	f.watch(store, Config{MissedGrace: time.Hour}, Hooks{})
 	for _, name := range []string{"quota", "invalid"} {
 		j := waitJob(t, store, state.Key{Namespace: f.ns, Name: name}, name, func(j state.Job) bool { return j.Failing() })

@@ -448,8 +448,10 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		if j, ok := jobs[state.KeyFor(api.KindCronJob, cw.cron.Namespace, cw.cron.Name)]; ok {
 			job = &j
 		}
-		for _, r := range due(cw.cron, cw.runs, job, now) {
-			_ = w.record(ctx, r, now) // due again at the next evaluation
+		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
+			if err := w.record(ctx, r, now); err != nil {
+				break // in order: the rest are due again at the next evaluation
+			}
 		}
 	}
 	w.forget(ctx, jobs, now)
@@ -547,8 +549,8 @@ func (w *Watcher) cronOf(cj *batchv1.CronJob) cronJob {
 		ScheduleErr:   err,
 		Suspended:     cj.Spec.Suspend != nil && *cj.Spec.Suspend,
 		Forbid:        cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent,
-		Grace:         w.annotatedDuration(cj, AnnotationMissedGrace, w.cfg.MissedGrace),
-		MaxRuntime:    w.annotatedDuration(cj, AnnotationMaxRuntime, w.cfg.MaxRuntime),
+		Grace:         w.annotatedDuration(cj, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
+		MaxRuntime:    w.annotatedDuration(cj, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
 	}
 	if d := cj.Spec.StartingDeadlineSeconds; d != nil && *d > 0 {
 		c.StartingDeadline = time.Duration(*d) * time.Second
@@ -559,23 +561,11 @@ func (w *Watcher) cronOf(cj *batchv1.CronJob) cronJob {
 	return c
 }
 
-// maxAnnotatedDuration bounds an annotation's duration: it comes from
-// whoever may edit the CronJob.
-const maxAnnotatedDuration = 30 * 24 * time.Hour
-
-func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Duration) time.Duration {
-	v, ok := cj.Annotations[key]
-	if !ok {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || d > maxAnnotatedDuration {
-		// Once per version of the object, not at every evaluation.
-		if !w.warned.First(string(cj.UID), cj.ResourceVersion, key) {
-			return def
-		}
-		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cj.Namespace, "cronJob", cj.Name, "annotation", key, "value", api.Quote(v))
-		return def
+func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Duration, check func(time.Duration) error) time.Duration {
+	d, err := cronrules.AnnotatedDuration(cj.Annotations, key, def, check)
+	// Once per version of the object, not at every evaluation.
+	if err != nil && w.warned.First(string(cj.UID), cj.ResourceVersion, key) {
+		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cj.Namespace, "cronJob", cj.Name, "err", err)
 	}
 	return d
 }
