@@ -196,6 +196,9 @@ type Outcome struct {
 	// Supersedes: a synthetic failure (Missed, Stuck, …) stood for this run,
 	// which has now reported itself.
 	Supersedes bool
+	// Detail: a duplicate that added the failed steps its first delivery
+	// lacked.
+	Detail bool
 }
 
 // Announces reports whether the result changed what the alarm writes for
@@ -212,7 +215,7 @@ func (o Outcome) Announces(job Job) bool {
 }
 
 // Changed reports whether the job record must be written.
-func (o Outcome) Changed() bool { return !o.Duplicate }
+func (o Outcome) Changed() bool { return !o.Duplicate || o.Detail }
 
 // Limits that keep one job's record small (a ConfigMap holds 1 MiB in all).
 const (
@@ -243,6 +246,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	}
 	m := job.match(r)
 	if m.seen {
+		if job.addsDetail(r) {
+			// The job's latest run, recorded without its failed steps (a
+			// watcher read only its metadata): the same run's later
+			// delivery tells what broke, and counts nothing again.
+			next := job
+			next.LastFailures = trimFailures(r.Failures)
+			return next, Outcome{Transition: Unchanged, Duplicate: true, Detail: true}
+		}
 		return job, Outcome{Transition: Unchanged, Duplicate: true}
 	}
 	next := job
@@ -273,6 +284,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	}
 	transition := apply(&next, job, r, finished, receivedAt)
 	return next, Outcome{Transition: transition, Retry: m.retry, Supersedes: m.supersedes}
+}
+
+// addsDetail reports whether r, a delivery of a run already recorded, is
+// the job's latest run and failed, recorded with no failed steps, and
+// carries some.
+func (j Job) addsDetail(r api.Result) bool {
+	return r.Failed() && !r.Synthetic() && len(j.LastFailures) == 0 && len(r.Failures) > 0 &&
+		r.UID == j.LastUID && r.WorkflowName == j.LastWorkflow && r.Phase == j.LastPhase
 }
 
 // Knows reports whether this outcome of r's run is recorded already: Apply

@@ -60,6 +60,10 @@ type run struct {
 	Created     time.Time
 	ScheduledAt time.Time // the scheduled-time annotation; zero when absent
 	Completed   bool      // the completed label
+	// LastWritten is when the Workflow was last written (from
+	// managedFields): for a finished run, about when it finished, which
+	// its metadata does not say otherwise. Zero when unknown.
+	LastWritten time.Time
 }
 
 // finished reports whether the run has ended: its completed label or, for a
@@ -245,32 +249,29 @@ func stuckResult(c cron, r cronrules.Run) api.Result {
 	}
 }
 
-// reconcileHorizon: a completed run created this long before the job's
-// latest result is not read: its result would be stale unless it ran for
-// longer than that past a later run's result, and reading every old run the
-// store no longer remembers (it keeps the latest 8) would cost a full GET of
-// each at every start.
-const reconcileHorizon = time.Hour
-
-// lost returns c's finished runs whose result the job has not seen and that
-// could still change it; handled holds the uids already read.
-func lost(c cron, runs []run, job *state.Job, handled map[string]bool) []run {
-	var out []run
-	for _, r := range runs {
-		if !r.finished() || handled[r.UID] || r.UID == "" {
-			continue
-		}
-		if job != nil {
-			if r.began().Before(job.LastResultAt.Add(-reconcileHorizon)) {
-				continue
-			}
-			if job.Knows(api.Result{Namespace: c.Namespace, CronWorkflow: c.Name, WorkflowName: r.Name, UID: r.UID, Phase: api.Phase(r.Phase)}) {
-				continue
-			}
-		}
-		out = append(out, r)
+// metaResult is the result of cron's finished run r as far as its
+// metadata tells: its outcome (the phase label) and about when it ended.
+// It stands in for the full result when the Workflow cannot be read (it
+// was deleted) or need not be (a run in the middle of a long history).
+func metaResult(namespace, cron string, r run) api.Result {
+	res := api.Result{
+		Namespace:    namespace,
+		WorkflowName: r.Name,
+		UID:          r.UID,
+		CronWorkflow: cron,
+		Phase:        api.Phase(r.Phase),
+		CreatedAt:    r.Created.UTC().Format(time.RFC3339),
 	}
-	return out
+	if res.Phase == "" {
+		res.Phase = api.PhaseFailed // completed with no phase label: it did not succeed
+	}
+	if !r.ScheduledAt.IsZero() {
+		res.ScheduledTime = r.ScheduledAt.UTC().Format(time.RFC3339)
+	}
+	if r.LastWritten.After(r.Created) {
+		res.DurationSeconds = r.LastWritten.Sub(r.Created.Truncate(time.Second)).Seconds()
+	}
+	return res // no failed steps: a callback or a read of the run adds them
 }
 
 // scheduleView is what the job's REST view and entries say of c's schedule

@@ -157,31 +157,6 @@ func TestDueStuckRuns(t *testing.T) {
 	}
 }
 
-func TestLostRuns(t *testing.T) {
-	c := everyMinute(t)
-	known, _ := state.Apply(state.Job{}, false, api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-k", UID: "k", Phase: api.PhaseFailed}, minutes(50))
-	runs := []run{
-		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowFailed, Completed: true},                        // its callback came
-		{Name: "nightly-l", UID: "l", Created: minutes(45), Phase: wfv1.WorkflowFailed, Completed: true},                        // lost
-		{Name: "nightly-r", UID: "r", Created: minutes(46), Phase: wfv1.WorkflowFailed},                                         // terminated by Replace, still labelled completed=false
-		{Name: "nightly-n", UID: "n", Created: minutes(47), Phase: wfv1.WorkflowRunning},                                        // not finished
-		{Name: "nightly-h", UID: "h", Created: minutes(48), Phase: wfv1.WorkflowSucceeded, Completed: true},                     // read already
-		{Name: "nightly-o", UID: "o", Created: minutes(50).Add(-61 * time.Minute), Phase: wfv1.WorkflowFailed, Completed: true}, // older than the horizon
-		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowSucceeded, Completed: true},                     // retried: the other outcome
-	}
-	got := lost(c, runs, &known, map[string]bool{"h": true})
-	var uids []string
-	for _, r := range got {
-		uids = append(uids, r.Name+"/"+string(r.Phase))
-	}
-	if strings.Join(uids, " ") != "nightly-l/Failed nightly-r/Failed nightly-k/Succeeded" {
-		t.Fatalf("lost = %v", uids)
-	}
-	if got := lost(c, runs[:2], nil, nil); len(got) != 2 {
-		t.Fatalf("no job yet: every finished run is lost: %v", got)
-	}
-}
-
 func TestScheduledTick(t *testing.T) {
 	for _, tt := range []struct {
 		workflow string

@@ -21,6 +21,7 @@ import (
 	"github.com/argoproj/argo-workflows/v3/pkg/client/informers/externalversions"
 	wflisters "github.com/argoproj/argo-workflows/v3/pkg/client/listers/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/metadata"
@@ -67,9 +68,10 @@ type Hooks struct {
 	Forgot func(ctx context.Context, job state.Job, reason string)
 }
 
-// settleTime: a completed run is read for a lost callback only this long
-// after it finished, so that a callback in flight is not raced.
-const settleTime = time.Minute
+// readsPerJob bounds the Workflows one drain reads in full for one job:
+// a new install on a cluster with a long history of runs reads the latest
+// few, and takes the rest from their metadata.
+const readsPerJob = 4
 
 // Watcher is the Argo source. Run it on one replica (the leader) or on all:
 // every result it makes is deduplicated by what it is about (the tick, the
@@ -87,12 +89,22 @@ type Watcher struct {
 	sync  []cache.InformerSynced
 
 	mu      sync.Mutex
-	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
-	handled map[string]bool         // uids of completed runs already read
-	warned  cronrules.Warned        // bad annotations already logged
-	specs   *specChecker            // Argo's validation of each CronWorkflow
+	deleted map[state.Key]time.Time       // CronWorkflows seen deleted, when
+	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished run
+	pending []pendingRun                  // finished runs not recorded yet
+	warned  cronrules.Warned              // bad annotations already logged
+	specs   *specChecker                  // Argo's validation of each CronWorkflow
 
-	firstPass chan struct{} // closed once Run has synced, reconciled and evaluated
+	started   time.Time     // when Run had synced: runs that ended before are history
+	wake      chan struct{} // a finished run is pending
+	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
+}
+
+// pendingRun is a finished run whose result is not recorded yet.
+type pendingRun struct {
+	api.Result // from its metadata; read in full before it is recorded
+	run        run
+	gone       bool // deleted: its metadata is all there is
 }
 
 // byCron indexes Workflows by "<namespace>/<cronworkflow>".
@@ -112,7 +124,8 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		argo: argo, store: store, cfg: cfg, hooks: hooks,
 		logger:    logger.With("component", "argo-watcher"),
 		deleted:   map[state.Key]time.Time{},
-		handled:   map[string]bool{},
+		handled:   map[string]wfv1.WorkflowPhase{},
+		wake:      make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 		specs:     newSpecChecker(),
 	}
@@ -152,7 +165,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 			o.LabelSelector = common.LabelKeyCronWorkflow
 		})
 		runInformer := metaFactory.ForResource(workflows).Informer()
-		_ = runInformer.SetTransform(dropManagedFields)
+		_ = runInformer.SetTransform(slimRun)
 		_ = runInformer.AddIndexers(cache.Indexers{byCron: func(obj any) ([]string, error) {
 			m, ok := obj.(*metav1.PartialObjectMetadata)
 			if !ok {
@@ -160,31 +173,56 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 			}
 			return []string{m.Namespace + "/" + m.Labels[common.LabelKeyCronWorkflow]}, nil
 		}})
+		runHandler, _ := runInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.runSeen(obj, false) },
+			UpdateFunc: func(_, obj any) { w.runSeen(obj, false) },
+			DeleteFunc: func(obj any) { w.runSeen(obj, true) },
+		})
 		w.runs = append(w.runs, runInformer)
-		w.sync = append(w.sync, runInformer.HasSynced)
+		// The handler's sync, not only the informer's: the first pass
+		// records the finished runs the initial list delivered.
+		w.sync = append(w.sync, runInformer.HasSynced, runHandler.HasSynced)
 		w.start = append(w.start, metaFactory.Start)
 	}
 	return w
 }
 
-// FirstPass is closed once Run has listed everything, looked for lost
-// callbacks and evaluated every CronWorkflow.
+// FirstPass is closed once Run has listed everything, recorded the results
+// of the finished runs and evaluated every CronWorkflow.
 func (w *Watcher) FirstPass() <-chan struct{} { return w.firstPass }
 
 // SetHooks replaces the hooks; call it before Run.
 func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
 
-// dropManagedFields keeps the informer's copies small.
-func dropManagedFields(obj any) (any, error) {
+// slimRun keeps the informer's copies small: of managedFields only the
+// latest time is read (about when a finished run finished), kept as a
+// single entry.
+func slimRun(obj any) (any, error) {
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		written := lastWritten(m.ManagedFields)
 		m.ManagedFields = nil
+		if !written.IsZero() {
+			m.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: written}}}
+		}
 	}
 	return obj, nil
 }
 
-// Run watches until ctx is done: it evaluates ticks and runtimes every
-// EvaluateEvery and looks for lost callbacks at start and every
-// ReconcileInterval.
+// lastWritten is the latest time a field manager wrote the object.
+func lastWritten(fields []metav1.ManagedFieldsEntry) time.Time {
+	var latest time.Time
+	for _, f := range fields {
+		if f.Time != nil && f.Time.After(latest) {
+			latest = f.Time.Time
+		}
+	}
+	return latest
+}
+
+// Run watches until ctx is done: it records each run's result as the run
+// finishes (before Argo's history limits can delete it), evaluates ticks and
+// runtimes every EvaluateEvery, and looks again for finished runs whose
+// result is unknown every ReconcileInterval.
 func (w *Watcher) Run(ctx context.Context) {
 	for _, start := range w.start {
 		start(ctx.Done())
@@ -192,8 +230,11 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
 		return
 	}
+	w.started = w.cfg.Now()
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
-	w.Reconcile(ctx)
+	// The initial list delivered every finished run that exists: the
+	// results a stopped watcher did not see.
+	w.drain(ctx)
 	w.Evaluate(ctx)
 	close(w.firstPass)
 	evaluate := time.NewTicker(w.cfg.EvaluateEvery)
@@ -204,12 +245,179 @@ func (w *Watcher) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.wake:
+			w.drain(ctx)
 		case <-evaluate.C:
+			w.drain(ctx) // retries what the store refused
 			w.Evaluate(ctx)
 		case <-reconcile.C:
 			w.Reconcile(ctx)
 		}
 	}
+}
+
+// runSeen queues the result of a finished run of a CronWorkflow. On
+// deletion the object is the run's final metadata (or the last the cache
+// held, in a tombstone), so a run deleted the moment it finished still
+// counts.
+func (w *Watcher) runSeen(obj any, deleted bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	cron := m.Labels[common.LabelKeyCronWorkflow]
+	r := runOf(m)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := r.finished() && w.handled[r.UID] == r.Phase
+	if deleted {
+		delete(w.handled, r.UID)
+	}
+	if cron == "" || r.UID == "" || !r.finished() || seen {
+		return
+	}
+	w.pending = append(w.pending, pendingRun{Result: metaResult(m.Namespace, cron, r), run: r, gone: deleted})
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drain records the pending runs' results: each job's in the order its
+// runs happened, skipping what the job knows already or what finished
+// before its latest result, and what a later result makes moot
+// (cronrules.Collapse). The latest few of a job's runs are read in full
+// first (their failed steps and when they finished); the rest, on a first
+// start over a long history, are taken from their metadata, ordered by
+// when they began. A run that ended before the watcher started is
+// recorded as received when it ended and kicks nothing: history is not
+// news.
+func (w *Watcher) drain(ctx context.Context) {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	jobs, err := w.jobs(ctx)
+	if err != nil {
+		w.logger.Warn("list jobs; recording later", "err", err)
+		w.requeue(batch)
+		return
+	}
+	byKey := map[state.Key][]pendingRun{}
+	for _, p := range batch {
+		key := state.KeyOf(p.Result)
+		byKey[key] = append(byKey[key], p)
+	}
+	now := w.cfg.Now()
+	for key, todo := range byKey {
+		var job *state.Job
+		if j, ok := jobs[key]; ok {
+			job = &j
+		}
+		var fresh []pendingRun
+		for _, p := range todo {
+			if job != nil && job.Knows(p.Result) {
+				w.markHandled(p)
+				continue
+			}
+			fresh = append(fresh, p)
+		}
+		sort.SliceStable(fresh, func(i, k int) bool { return fresh[i].run.began().Before(fresh[k].run.began()) })
+		tail := max(len(fresh)-readsPerJob, 0)
+		for i := range fresh {
+			if i >= tail {
+				fresh[i].Result = w.readResult(ctx, fresh[i], now)
+			} else {
+				fresh[i].Result = beganResult(fresh[i].Result, fresh[i].run)
+			}
+		}
+		sort.SliceStable(fresh[tail:], func(i, k int) bool {
+			return fresh[tail+i].FinishedAt(now).Before(fresh[tail+k].FinishedAt(now))
+		})
+		var known []pendingRun
+		if job != nil {
+			known = fresh[:0:0]
+			for _, p := range fresh {
+				if _, out := state.Apply(*job, true, p.Result, now); out.Stale {
+					w.markHandled(p)
+					continue
+				}
+				known = append(known, p)
+			}
+			fresh = known
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		keep, moot := cronrules.Collapse(fresh, job != nil && job.Failing())
+		for _, p := range moot {
+			w.markHandled(p)
+		}
+		for i, p := range keep {
+			received, news := now, true
+			if ended := p.FinishedAt(now); ended.Before(w.started) {
+				received, news = ended, false
+			}
+			if _, err := w.recordAs(ctx, p.Result, received, news); err != nil {
+				w.requeue(keep[i:]) // keep the job's order
+				break
+			}
+			w.markHandled(p)
+		}
+	}
+}
+
+// beganResult is a run's result from its metadata, ordered when the run
+// began: a time no later than its end, in the order of its runs.
+func beganResult(r api.Result, run run) api.Result {
+	r.CreatedAt = run.began().UTC().Format(time.RFC3339)
+	r.DurationSeconds = 0
+	return r
+}
+
+// readResult is the full result of a pending run: the one its exit handler
+// would have sent, read from the Workflow. A run deleted meanwhile (or one
+// that cannot be read) keeps what its metadata says.
+func (w *Watcher) readResult(ctx context.Context, p pendingRun, now time.Time) api.Result {
+	if p.gone {
+		return p.Result
+	}
+	wf, err := w.argo.ArgoprojV1alpha1().Workflows(p.Namespace).Get(ctx, p.WorkflowName, metav1.GetOptions{})
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			w.logger.Warn("read finished workflow; recording what its metadata says", "err", err, "namespace", p.Namespace, "workflow", p.WorkflowName)
+		}
+		return p.Result
+	}
+	if string(wf.UID) != p.UID || !wf.Status.Fulfilled() {
+		return p.Result
+	}
+	r := resultOf(wf, now)
+	r.CronWorkflow = p.CronWorkflow
+	return r
+}
+
+// markHandled remembers that the result of a run still there is recorded,
+// so that its next updates are not recorded again.
+func (w *Watcher) markHandled(p pendingRun) {
+	if p.gone {
+		return
+	}
+	w.mu.Lock()
+	w.handled[p.UID] = p.run.Phase
+	w.mu.Unlock()
+}
+
+func (w *Watcher) requeue(todo []pendingRun) {
+	w.mu.Lock()
+	w.pending = append(w.pending, todo...)
+	w.mu.Unlock()
 }
 
 func (w *Watcher) cronAdded(obj any) {
@@ -318,60 +526,27 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 	w.forget(ctx, jobs, now)
 }
 
-// Reconcile records the results of completed runs whose callback never came.
+// Reconcile queues the finished runs whose result is not recorded (an
+// event missed, a store that refused) and records them.
 func (w *Watcher) Reconcile(ctx context.Context) {
-	now := w.cfg.Now()
-	jobs, err := w.jobs(ctx)
-	if err != nil {
-		w.logger.Warn("list jobs; reconciling later", "err", err)
-		return
-	}
-	present := map[string]bool{}
-	for _, cw := range w.snapshot() {
-		for _, r := range cw.runs {
-			present[r.UID] = true
-		}
-		w.mu.Lock()
-		candidates := lost(cw.cron, cw.runs, jobOf(jobs, cw.cron), w.handled)
-		w.mu.Unlock()
-		for _, r := range candidates {
-			w.reconcileRun(ctx, cw.cron, r, now)
+	for _, informer := range w.runs {
+		for _, obj := range informer.GetStore().List() {
+			w.runSeen(obj, false)
 		}
 	}
-	w.mu.Lock()
-	for uid := range w.handled {
-		if !present[uid] {
-			delete(w.handled, uid)
-		}
-	}
-	w.mu.Unlock()
-}
-
-func (w *Watcher) reconcileRun(ctx context.Context, c cron, r run, now time.Time) {
-	wf, err := w.argo.ArgoprojV1alpha1().Workflows(c.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
-	if err != nil {
-		w.logger.Warn("read completed workflow", "err", err, "namespace", c.Namespace, "workflow", r.Name)
-		return
-	}
-	if string(wf.UID) != r.UID || !wf.Status.Fulfilled() {
-		return
-	}
-	if finished := wf.Status.FinishedAt.Time; !finished.IsZero() && now.Sub(finished) < settleTime {
-		return // its callback may be on its way
-	}
-	result := resultOf(wf, now)
-	if _, err := w.record(ctx, result, now); err != nil {
-		return // read again at the next reconcile
-	}
-	w.mu.Lock()
-	w.handled[r.UID] = true
-	w.mu.Unlock()
+	w.drain(ctx)
 }
 
 // record validates a result made from a watched object, as a callback's is,
 // and applies it. It returns the job after it (nil when the result was
 // invalid: logged and dropped), and an error only when the store failed.
 func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) (*state.Job, error) {
+	return w.recordAs(ctx, r, now, true)
+}
+
+// recordAs is record with the time the result counts as received, and
+// whether a change it makes is news to announce at once (kick).
+func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, news bool) (*state.Job, error) {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "workflow", r.WorkflowName, "phase", r.Phase)
 	if cwf := w.cronWorkflow(r.Namespace, r.CronWorkflow); cwf != nil {
 		var err error
@@ -394,7 +569,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) (*sta
 		return &rec.Job, nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
+	if news && rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
 	return &rec.Job, nil
@@ -530,11 +705,12 @@ func specChangedAt(fields []metav1.ManagedFieldsEntry) time.Time {
 
 func runOf(m *metav1.PartialObjectMetadata) run {
 	r := run{
-		Name:      m.Name,
-		UID:       string(m.UID),
-		Phase:     wfv1.WorkflowPhase(m.Labels[common.LabelKeyPhase]),
-		Created:   m.CreationTimestamp.Time,
-		Completed: m.Labels[common.LabelKeyCompleted] == "true",
+		Name:        m.Name,
+		UID:         string(m.UID),
+		Phase:       wfv1.WorkflowPhase(m.Labels[common.LabelKeyPhase]),
+		Created:     m.CreationTimestamp.Time,
+		Completed:   m.Labels[common.LabelKeyCompleted] == "true",
+		LastWritten: lastWritten(m.ManagedFields),
 	}
 	if t, err := time.Parse(time.RFC3339, m.Annotations[common.AnnotationKeyCronWfScheduledTime]); err == nil {
 		r.ScheduledAt = t
@@ -552,13 +728,19 @@ func resultOf(wf *wfv1.Workflow, now time.Time) api.Result {
 		CronWorkflow:  wf.Labels[common.LabelKeyCronWorkflow],
 		Phase:         api.Phase(wf.Status.Phase),
 		ScheduledTime: wf.Annotations[common.AnnotationKeyCronWfScheduledTime],
-		CreatedAt:     wf.CreationTimestamp.UTC().Format(time.RFC3339),
 	}
+	// Measured from its start, as {{workflow.duration}} is.
+	started := wf.Status.StartedAt.Time
+	if started.IsZero() {
+		started = wf.CreationTimestamp.Time
+	}
+	started = started.Truncate(time.Second)
+	r.CreatedAt = started.UTC().Format(time.RFC3339)
 	finished := wf.Status.FinishedAt.Time
 	if finished.IsZero() || finished.After(now) {
 		finished = now
 	}
-	r.DurationSeconds = max(finished.Sub(wf.CreationTimestamp.Time).Seconds(), 0)
+	r.DurationSeconds = max(finished.Sub(started).Seconds(), 0)
 	for _, node := range wf.Status.Nodes {
 		if node.Phase == wfv1.NodeFailed || node.Phase == wfv1.NodeError {
 			r.Failures = append(r.Failures, api.Failure{

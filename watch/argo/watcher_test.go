@@ -19,6 +19,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 	"github.com/batchlatch/batchlatch/state/filestore"
@@ -140,8 +141,7 @@ func (f *fixture) run(cwf *wfv1.CronWorkflow, tick time.Time, status wfv1.Workfl
 			Name: runName(cwf.Name, tick),
 			Labels: map[string]string{
 				common.LabelKeyCronWorkflow: cwf.Name,
-				common.LabelKeyPhase:        string(status.Phase),
-				common.LabelKeyCompleted:    completed,
+				common.LabelKeyCompleted:    "false",
 			},
 			Annotations: map[string]string{common.AnnotationKeyCronWfScheduledTime: tick.UTC().Format(time.RFC3339)},
 		},
@@ -151,7 +151,11 @@ func (f *fixture) run(cwf *wfv1.CronWorkflow, tick time.Time, status wfv1.Workfl
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// The controller writes a run's phase labels with its status, in one
+	// update.
 	created.Status = status
+	created.Labels[common.LabelKeyPhase] = string(status.Phase)
+	created.Labels[common.LabelKeyCompleted] = completed
 	if created, err = f.argo.ArgoprojV1alpha1().Workflows(f.ns).Update(context.Background(), created, metav1.UpdateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
@@ -450,5 +454,84 @@ func TestFailureThresholdFromTheCronWorkflow(t *testing.T) {
 	j := waitJob(t, store, state.Key{Namespace: f.ns, Name: "nightly"}, "lost failure", func(j state.Job) bool { return j.Failing() })
 	if j.Threshold() != 3 || j.Alerting() {
 		t.Fatalf("threshold %d, alerting %v; want 3, false", j.Threshold(), j.Alerting())
+	}
+}
+
+// A run is recorded when the watcher sees it finish: Argo deletes a failed
+// run seconds after the next one fails (failedJobsHistoryLimit 1), and a
+// run terminated by concurrencyPolicy Replace sends no callback. A callback
+// for the same run afterwards adds its failed steps but counts nothing.
+func TestARunIsRecordedWhenItFinishesBeforeItIsDeleted(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "0 0 1 1 *", nil) // no tick during the test
+	f.watch(store, Config{ReconcileInterval: time.Hour}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	for i, tick := range []time.Time{time.Now().Add(-3 * time.Minute).Truncate(time.Minute), time.Now().Add(-2 * time.Minute).Truncate(time.Minute)} {
+		ended := time.Now()
+		wf := f.run(cwf, tick, wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, Message: "Stopped with strategy 'Terminate'",
+			StartedAt: metav1.NewTime(tick), FinishedAt: metav1.NewTime(ended)})
+		// Deleted at once, as the history limit does.
+		if err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Delete(context.Background(), wf.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		j := waitJob(t, store, key, "terminated run", func(j state.Job) bool { return j.ConsecutiveFailures == i+1 })
+		if j.LastUID != string(wf.UID) {
+			t.Fatalf("job %+v", j)
+		}
+		// Its callback after all (a run stopped, not terminated, runs its
+		// exit handler): one failed run still, with its failed steps.
+		late := api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: wf.Name, UID: string(wf.UID), Phase: api.PhaseFailed,
+			Failures: []api.Failure{{DisplayName: "train", Message: "OOMKilled"}}}
+		rec, err := store.Record(context.Background(), late, time.Now())
+		if err != nil || !rec.Outcome.Duplicate || rec.Job.ConsecutiveFailures != i+1 {
+			t.Fatalf("late callback: %+v, %+v, %v", rec.Outcome, rec.Job, err)
+		}
+		if len(j.LastFailures) == 0 && (len(rec.Job.LastFailures) != 1 || rec.Job.LastFailures[0].Message != "OOMKilled") {
+			t.Fatalf("the callback's detail was not kept: %+v", rec.Job)
+		}
+	}
+}
+
+// A new install on a cluster with a long history of runs reads few of them
+// in full and records them in order, collapsed to what decides the job: no
+// flipping between failing and recovered.
+func TestANewInstallRecordsAHistoryInOrderWithBoundedReads(t *testing.T) {
+	f := newFixture(t)
+	const outcomes = "SFFSSFSSFFFSSSSSFSSSSSSSSSSSSFF" // failing: 2 in a row, after a streak of 1
+	cwf := f.cron("nightly", "0 0 1 1 *", nil)
+	base := time.Now().Add(-48 * time.Hour).Truncate(time.Hour)
+	for i, o := range outcomes {
+		phase := wfv1.WorkflowSucceeded
+		if o == 'F' {
+			phase = wfv1.WorkflowFailed
+		}
+		tick := base.Add(time.Duration(i) * time.Hour)
+		f.run(cwf, tick, wfv1.WorkflowStatus{Phase: phase, StartedAt: metav1.NewTime(tick), FinishedAt: metav1.NewTime(tick.Add(time.Minute))})
+	}
+	var traffic kubetest.Traffic
+	counted, err := versioned.NewForConfig(traffic.Count(kubetest.Get(t).RESTConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.argo = counted
+	store := &storetest.CountingStore{Store: fileStore(t)}
+	var kicks atomic.Int64
+	w := f.watch(store, Config{ReconcileInterval: time.Hour}, Hooks{Kick: func() { kicks.Add(1) }})
+	<-w.FirstPass()
+	j, err := store.Get(context.Background(), state.Key{Namespace: f.ns, Name: "nightly"})
+	if err != nil || j.ConsecutiveFailures != 2 || j.LastStreak == nil || j.LastStreak.Failures != 1 {
+		t.Fatalf("job %+v (%v)", j, err)
+	}
+	// The informers' list and watch of CronWorkflows and WorkflowTemplates,
+	// and at most readsPerJob Workflows read in full.
+	if n := traffic.Requests.Load(); n > 4+readsPerJob {
+		t.Errorf("%d requests to the API server for %d runs", n, len(outcomes))
+	}
+	if n := store.Writes.Load(); n > 8 {
+		t.Errorf("%d writes for %d runs: the history was not collapsed", n, len(outcomes))
+	}
+	if n := kicks.Load(); n != 0 {
+		t.Errorf("%d kicks: history was announced as news", n)
 	}
 }

@@ -14,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 )
 
 // Recording only what collapse keeps leaves the job as recording every
@@ -57,7 +59,7 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 				made = append(made, *s)
 			}
 		}
-		keep, moot := collapse(slices.Clone(all[stored:]), existing && before.Failing())
+		keep, moot := cronrules.Collapse(slices.Clone(all[stored:]), existing && before.Failing())
 		got := apply(before, existing, keep)
 		if len(keep)+len(moot) != n {
 			t.Fatalf("kept %d and dropped %d of %d", len(keep), len(moot), n)
@@ -90,13 +92,13 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 		}
 		return rs
 	}
-	if keep, _ := collapse(fresh("SSSSSSSSSS"), false); len(keep) != 1 {
+	if keep, _ := cronrules.Collapse(fresh("SSSSSSSSSS"), false); len(keep) != 1 {
 		t.Errorf("kept %d of ten successes", len(keep))
 	}
-	if keep, _ := collapse(fresh("SSFSSFFSSS"), false); len(keep) != 5 {
+	if keep, _ := cronrules.Collapse(fresh("SSFSSFFSSS"), false); len(keep) != 5 {
 		t.Errorf("kept %d", len(keep)) // S before the streak, F, F, the S ending it, the latest S
 	}
-	if keep, _ := collapse(fresh("FFFFF"), false); len(keep) != 5 {
+	if keep, _ := cronrules.Collapse(fresh("FFFFF"), false); len(keep) != 5 {
 		t.Errorf("kept %d of five failures", len(keep))
 	}
 }
@@ -106,7 +108,7 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 // are kept (more than the job remembers runs of).
 func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 	f := newFixture(t)
-	store := &countingStore{Store: fileStore(t)}
+	store := &storetest.CountingStore{Store: fileStore(t)}
 	f.clock.Set(time.Now().Add(time.Minute)) // every finish below is in the past
 	key := keyOf(f.ns, "nightly")
 	cj := f.cronJob("nightly", noTicks, nil)
@@ -141,16 +143,16 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 	check("first start")
 	// nightly: S, F, F, S (the streak and the successes around it), the
 	// latest S and the F after it; hourly: every failure.
-	if got, want := store.writes.Load(), int64(6+len(outcomes)); got != want {
+	if got, want := store.Writes.Load(), int64(6+len(outcomes)); got != want {
 		t.Fatalf("%d writes on the first start, want %d", got, want)
 	}
 	stop()
 	for restart := range 6 {
-		before := store.writes.Load()
+		before := store.Writes.Load()
 		stop := f.watch(store, Config{}, Hooks{})
 		settle()
 		stop()
-		if n := store.writes.Load() - before; n != 0 {
+		if n := store.Writes.Load() - before; n != 0 {
 			t.Fatalf("restart %d: %d writes", restart+1, n)
 		}
 		check(fmt.Sprintf("restart %d", restart+1))

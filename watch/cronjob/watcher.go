@@ -352,7 +352,7 @@ func (w *Watcher) drain(ctx context.Context) {
 			fresh = append(fresh, p)
 		}
 		if len(fresh) > 0 {
-			keep, moot := collapse(byFinish(fresh), job != nil && job.Failing())
+			keep, moot := cronrules.Collapse(byFinish(fresh), job != nil && job.Failing())
 			for _, p := range moot {
 				w.markHandled(p)
 			}

@@ -242,3 +242,83 @@ func AnnotatedDuration(annotations map[string]string, key string, def time.Durat
 	}
 	return d, nil
 }
+
+// Finished is what Collapse needs of a run's result.
+type Finished interface {
+	Failed() bool
+	FinishedAt(receivedAt time.Time) time.Time
+}
+
+// Collapse splits one job's fresh results, in finish order, into those to
+// record and those that cannot change what the job ends up as: at a first
+// start (or after a long stop) every finished run is fresh, and recording
+// each is one store write (and, for a Workflow, one read of it).
+//
+// A success ends any streak, so what came before the latest success shows
+// only through the streak the job remembers as its last: kept are the
+// latest success and everything after it, and the streak before it that a
+// success ended last (its failures, the success that ended it, and the
+// success before them, which ends any streak before). Successes in between
+// change nothing but the job's latest run, which the latest success sets.
+// When the stored job is failing (failing), its streak's further failures
+// and the success that ends it are kept too. The job's failure count, the
+// latest streak (its failures, start and end), the stored streak and the
+// latest result are what recording every result gives; a streak that both
+// began and ended among the results before the latest streak is left out
+// of the job's earlier streaks (never counted wrong). Results that finished in
+// the same second as the last are all kept: a restart reads them as not
+// older than the job's latest result.
+func Collapse[R Finished](results []R, failing bool) (keep, moot []R) {
+	n := len(results)
+	latestSuccess := -1
+	for i := n - 1; i >= 0; i-- {
+		if !results[i].Failed() {
+			latestSuccess = i
+			break
+		}
+	}
+	if latestSuccess < 0 {
+		return results, nil // every failure counts
+	}
+	kept := make([]bool, n)
+	for i := latestSuccess; i < n; i++ {
+		kept[i] = true
+	}
+	// The latest success that ended a streak: one after a failure, or the
+	// first when the job was failing.
+	for i := latestSuccess; i >= 0; i-- {
+		if results[i].Failed() || !(i > 0 && results[i-1].Failed() || i == 0 && failing) {
+			continue
+		}
+		kept[i] = true
+		k := i - 1
+		for ; k >= 0 && results[k].Failed(); k-- {
+			kept[k] = true
+		}
+		if k >= 0 {
+			kept[k] = true
+		}
+		break
+	}
+	if failing {
+		// The stored streak goes on to the first success, which ends it.
+		for i := 0; i < n; i++ {
+			kept[i] = true
+			if !results[i].Failed() {
+				break
+			}
+		}
+	}
+	lastSecond := results[n-1].FinishedAt(time.Time{}).Truncate(time.Second)
+	for i := n - 1; i >= 0 && !results[i].FinishedAt(time.Time{}).Truncate(time.Second).Before(lastSecond); i-- {
+		kept[i] = true
+	}
+	for i, p := range results {
+		if kept[i] {
+			keep = append(keep, p)
+		} else {
+			moot = append(moot, p)
+		}
+	}
+	return keep, moot
+}
