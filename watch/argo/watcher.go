@@ -600,7 +600,13 @@ func (w *Watcher) cronWorkflow(namespace, name string) *wfv1.CronWorkflow {
 }
 
 func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {
+	absent := cronrules.Absent(jobs, w.owns, func(key state.Key) bool { return w.cronWorkflow(key.Namespace, key.Name) != nil })
 	w.mu.Lock()
+	for _, key := range absent {
+		if _, noted := w.deleted[key]; !noted {
+			w.deleted[key] = now // gone before this watcher could see it go
+		}
+	}
 	var due []state.Key
 	for key, at := range w.deleted {
 		if now.Sub(at) >= w.cfg.ForgetAfter {
@@ -615,7 +621,7 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name)
 				continue
 			}
-			reason := fmt.Sprintf("its CronWorkflow was deleted more than %s ago", w.cfg.ForgetAfter)
+			reason := fmt.Sprintf("its CronWorkflow has been gone for more than %s", w.cfg.ForgetAfter)
 			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "reason", reason)
 			if w.hooks.Forgot != nil {
 				w.hooks.Forgot(ctx, job, reason)
@@ -625,6 +631,18 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 		delete(w.deleted, key)
 		w.mu.Unlock()
 	}
+}
+
+// owns reports whether job is the job of a CronWorkflow the watcher reads:
+// one of a namespace it watches whose latest run is named after a tick of
+// a CronWorkflow of the job's name (a job of a WorkflowTemplate, or of a
+// namespace as a whole, is not).
+func (w *Watcher) owns(job state.Job) bool {
+	if job.Kind != "" || job.Name == "" || !cronrules.Watches(w.cfg.Namespaces, job.Namespace) {
+		return false
+	}
+	_, named := scheduledTick(job.Name, job.LastWorkflow)
+	return named
 }
 
 // cronOf reads what the decisions need of a CronWorkflow, with the

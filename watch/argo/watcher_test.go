@@ -535,3 +535,53 @@ func TestANewInstallRecordsAHistoryInOrderWithBoundedReads(t *testing.T) {
 		t.Errorf("%d kicks: history was announced as news", n)
 	}
 }
+
+// A CronWorkflow deleted while the watcher was stopped (or while another
+// replica led) sends no deletion event: its job is forgotten all the same,
+// and no job of a WorkflowTemplate, of a namespace as a whole or of a
+// namespace not watched is taken for one.
+func TestACronWorkflowDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	record := func(r api.Result) {
+		t.Helper()
+		if _, err := store.Record(context.Background(), r, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := state.Key{Namespace: f.ns, Name: "nightly"}
+	record(api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: runName("nightly", time.Now().Add(-time.Hour).Truncate(time.Minute)), UID: "u1", Phase: api.PhaseFailed})
+	kept := []state.Key{{Namespace: f.ns, Name: "tmpl"}, {Namespace: f.ns}, {Namespace: "elsewhere", Name: "hourly"}}
+	record(api.Result{Namespace: f.ns, WorkflowName: "tmpl-x7k2p", UID: "u2", Phase: api.PhaseFailed, Labels: map[string]string{api.LabelWorkflowTemplate: "tmpl"}})
+	record(api.Result{Namespace: f.ns, WorkflowName: "adhoc-q8w3z", UID: "u3", Phase: api.PhaseFailed})
+	record(api.Result{Namespace: "elsewhere", CronWorkflow: "hourly", WorkflowName: runName("hourly", time.Now().Truncate(time.Hour)), UID: "u4", Phase: api.PhaseFailed})
+	var forgot atomic.Int32
+	w := f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, _ string) {
+		if j.Key() == gone {
+			forgot.Add(1)
+		}
+	}})
+	<-w.FirstPass()
+	if _, err := store.Get(context.Background(), gone); err != nil {
+		t.Fatalf("forgotten before --forget-after: %v", err)
+	}
+	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := store.Get(context.Background(), gone); errors.Is(err, state.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job of a CronWorkflow deleted while the watcher was stopped was never forgotten")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if forgot.Load() != 1 {
+		t.Errorf("Forgot called %d times, want once", forgot.Load())
+	}
+	for _, key := range kept {
+		if _, err := store.Get(context.Background(), key); err != nil {
+			t.Errorf("%v forgotten: %v", key, err)
+		}
+	}
+}

@@ -503,7 +503,16 @@ func (w *Watcher) cronJob(namespace, name string) *batchv1.CronJob {
 }
 
 func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {
+	owns := func(job state.Job) bool {
+		return job.Kind == api.KindCronJob && cronrules.Watches(w.cfg.Namespaces, job.Namespace)
+	}
+	absent := cronrules.Absent(jobs, owns, func(key state.Key) bool { return w.cronJob(key.Namespace, key.Name) != nil })
 	w.mu.Lock()
+	for _, key := range absent {
+		if _, noted := w.deleted[key]; !noted {
+			w.deleted[key] = now // gone before this watcher could see it go
+		}
+	}
 	var due []state.Key
 	for key, at := range w.deleted {
 		if now.Sub(at) >= w.cfg.ForgetAfter {
@@ -518,7 +527,7 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name, "kind", api.KindCronJob)
 				continue
 			}
-			reason := fmt.Sprintf("its CronJob was deleted more than %s ago", w.cfg.ForgetAfter)
+			reason := fmt.Sprintf("its CronJob has been gone for more than %s", w.cfg.ForgetAfter)
 			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "kind", api.KindCronJob, "reason", reason)
 			if w.hooks.Forgot != nil {
 				w.hooks.Forgot(ctx, job, reason)

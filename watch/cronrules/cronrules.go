@@ -11,6 +11,7 @@ package cronrules
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -321,4 +322,25 @@ func Collapse[R Finished](results []R, failing bool) (keep, moot []R) {
 		}
 	}
 	return keep, moot
+}
+
+// Absent returns the stored jobs that belong to a watched CronWorkflow or
+// CronJob which no longer exists: deleted while the watcher was stopped or
+// another replica led, so that no deletion event will ever come for it.
+// ours tells whether a stored job is one the watcher owns (its kind, a
+// namespace it watches, a name its object would have); exists whether its
+// object is in the watcher's synced cache.
+func Absent(jobs map[state.Key]state.Job, ours func(state.Job) bool, exists func(state.Key) bool) []state.Key {
+	var out []state.Key
+	for key, job := range jobs {
+		if ours(job) && !exists(key) {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+// Watches reports whether namespace is one of namespaces (empty: all).
+func Watches(namespaces []string, namespace string) bool {
+	return len(namespaces) == 0 || slices.Contains(namespaces, namespace)
 }
