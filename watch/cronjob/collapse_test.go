@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,8 +140,12 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 			t.Fatalf("%s: hourly %+v (%v)", what, j, err)
 		}
 	}
-	stop := f.watch(store, Config{}, Hooks{})
+	var kicks atomic.Int64
+	stop := f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
 	check("first start")
+	if n := kicks.Load(); n != 0 {
+		t.Errorf("%d kicks on the first start: history was announced as news", n)
+	}
 	// nightly: S, F, F, S (the streak and the successes around it), the
 	// latest S and the F after it; hourly: every failure.
 	if got, want := store.Writes.Load(), int64(6+len(outcomes)); got != want {

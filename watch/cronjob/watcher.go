@@ -82,6 +82,7 @@ type Watcher struct {
 	pending []pendingResult         // Job results not recorded yet
 	warned  cronrules.Warned        // bad annotations already logged
 
+	started   time.Time     // when Run had synced: Jobs that ended before are history
 	wake      chan struct{} // a Job result is pending
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
@@ -220,6 +221,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
 		return
 	}
+	w.started = w.cfg.Now()
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
 	// The initial list delivered every finished Job that exists: the
 	// results a stopped watcher did not see.
@@ -322,7 +324,14 @@ func (w *Watcher) drain(ctx context.Context) {
 		wg.Go(func() {
 			for todo := range work {
 				for i, p := range todo {
-					if err := w.record(ctx, p.Result, w.cfg.Now()); err != nil {
+					// A Job that ended before the watcher started is
+					// history: recorded as received when it ended, and
+					// no news to announce.
+					received, news := w.cfg.Now(), true
+					if ended := p.FinishedAt(received); ended.Before(w.started) {
+						received, news = ended, false
+					}
+					if err := w.recordAs(ctx, p.Result, received, news); err != nil {
 						w.requeue(todo[i:]) // keep the job's order
 						break
 					}
@@ -461,6 +470,12 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 // and applies it. It returns an error only when the store failed: a result
 // that is invalid is logged and dropped.
 func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error {
+	return w.recordAs(ctx, r, now, true)
+}
+
+// recordAs is record with the time the result counts as received, and
+// whether a change it makes is news to announce at once (kick).
+func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, news bool) error {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "kind", api.KindCronJob, "jobObject", r.WorkflowName, "phase", r.Phase)
 	if cj := w.cronJob(r.Namespace, r.CronJob); cj != nil {
 		var err error
@@ -483,7 +498,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error
 		return nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
+	if news && rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
 	return nil
