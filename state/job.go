@@ -108,6 +108,11 @@ type Job struct {
 	// RecoveredAt is when the success that ended LastStreak was received: the
 	// recovery window runs from here, even for a callback that came late.
 	RecoveredAt *time.Time `json:"recoveredAt,omitempty"`
+	// QuietRecovery: the streak LastStreak holds never reached the failure
+	// threshold it had, so nothing announced it and its end is no news.
+	// Decided when the streak ends: the success that ends it may carry
+	// another threshold.
+	QuietRecovery bool `json:"quiet,omitempty"`
 	// RecentRuns holds hashes of the latest runs' dedup keys, newest last, so
 	// that a redelivered callback changes nothing.
 	RecentRuns []string `json:"runs,omitempty"`
@@ -390,6 +395,7 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 	// Rounded up, so the recovery window is never cut short.
 	recoveredAt := receivedAt.UTC().Add(time.Second - time.Nanosecond).Truncate(time.Second)
 	next.RecoveredAt = &recoveredAt
+	next.QuietRecovery = !job.Alerting()
 	next.FailingSince = nil
 	next.ConsecutiveFailures = 0
 	return Recovered
