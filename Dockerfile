@@ -18,5 +18,11 @@ RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/batchlatch /batchlatch
 USER 65532:65532
+# The binary alone listens on 127.0.0.1:8080 (writes are open until a token
+# is set); in a container it must take connections from outside, the
+# equivalent of --listen=:8080. Set through the environment rather than as
+# CMD, so that it also holds when `docker run` passes other flags (a flag
+# still wins: the chart passes --listen=:8080 itself).
+ENV BATCHLATCH_LISTEN=:8080
 EXPOSE 8080
 ENTRYPOINT ["/batchlatch"]

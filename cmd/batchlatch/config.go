@@ -78,6 +78,11 @@ type Config struct {
 // emulators only, so --help does not list it.
 const loggingEndpointFlag = "logging-endpoint"
 
+// defaultListen is the address served with no --listen: loopback only,
+// because writes and reads are open until --token-file and --read-token are
+// set. In a pod the chart and the image pass --listen=:8080.
+const defaultListen = "127.0.0.1:8080"
+
 // envPrefix starts the environment variable of every flag.
 const envPrefix = "BATCHLATCH_"
 
@@ -89,7 +94,7 @@ func envName(name string) string {
 func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("batchlatch", flag.ContinueOnError)
 	fs.SetOutput(output)
-	fs.StringVar(&cfg.Listen, "listen", ":8080", "address the HTTP API listens on")
+	fs.StringVar(&cfg.Listen, "listen", defaultListen, "address the HTTP API, the status page and /metrics listen on: the default takes local connections only; :8080 takes them on every interface (the chart and the image pass it)")
 	fs.StringVar(&cfg.State, "state", "auto", "where job state is kept: auto (configmap in a cluster, else file), configmap or file")
 	fs.StringVar(&cfg.StateFile, "state-file", "batchlatch-state.json", "state file, for --state file")
 	fs.StringVar(&cfg.ConfigMap, "configmap", "batchlatch-state", "ConfigMap holding the state, for --state configmap")

@@ -107,7 +107,7 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Interval != 7*time.Second || cfg.Sink != "stdout" || !cfg.LeaderElect || cfg.LogName != "custom" || cfg.Listen != ":8080" {
+	if cfg.Interval != 7*time.Second || cfg.Sink != "stdout" || !cfg.LeaderElect || cfg.LogName != "custom" || cfg.Listen != "127.0.0.1:8080" {
 		t.Fatalf("flag over env over default: %+v", cfg)
 	}
 	defaults, err := parseConfig(nil, func(string) string { return "" }, os.Stderr)
@@ -115,7 +115,7 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "auto" is resolved once, right after parsing: no cluster, no project.
-	if defaults.Listen != ":8080" || defaults.State != "file" || defaults.StateFile != "batchlatch-state.json" || defaults.Sink != "stdout" ||
+	if defaults.Listen != "127.0.0.1:8080" || defaults.State != "file" || defaults.StateFile != "batchlatch-state.json" || defaults.Sink != "stdout" ||
 		defaults.Interval != time.Minute || defaults.RecoveryWindow != 30*time.Minute || defaults.ConfigMap != "batchlatch-state" || defaults.LogName != "batchlatch" {
 		t.Fatalf("defaults: %+v", defaults)
 	}
@@ -162,7 +162,7 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err %v", err)
 	}
-	for _, want := range []string{"--listen (BATCHLATCH_LISTEN, default :8080)", "--recovery-window (BATCHLATCH_RECOVERY_WINDOW, default 30m0s)", "--leader-elect (BATCHLATCH_LEADER_ELECT, default false)", "--token-file (BATCHLATCH_TOKEN_FILE"} {
+	for _, want := range []string{"--listen (BATCHLATCH_LISTEN, default 127.0.0.1:8080)", "--recovery-window (BATCHLATCH_RECOVERY_WINDOW, default 30m0s)", "--leader-elect (BATCHLATCH_LEADER_ELECT, default false)", "--token-file (BATCHLATCH_TOKEN_FILE"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}
