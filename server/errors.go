@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
@@ -54,29 +54,18 @@ func errorResponse(err error) (int, api.ErrorDetail) {
 	}
 }
 
-// writeError writes err's response: its status and the API's error body.
-func writeError(w http.ResponseWriter, err error) {
+// abortWithError answers err (its status and the API's error body) and
+// stops the handler chain.
+func abortWithError(c *gin.Context, err error) {
 	status, detail := errorResponse(err)
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", retryAfterSeconds)
+		c.Header("Retry-After", retryAfterSeconds)
 	}
-	writeJSON(w, status, api.ErrorBody{Error: detail})
+	c.AbortWithStatusJSON(status, api.ErrorBody{Error: detail})
 }
 
-// writeJSON writes v as a JSON body with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil { // only a type that cannot be JSON: a bug
-		panic(fmt.Sprintf("encode %T: %v", v, err))
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-// writeData writes body with status and contentType.
-func writeData(w http.ResponseWriter, status int, contentType string, body []byte) {
-	w.Header().Set("Content-Type", contentType)
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+// handleError answers every request with err: what gin's NoRoute and
+// NoMethod get (gin has set the Allow header of a 405 already).
+func handleError(err error) gin.HandlerFunc {
+	return func(c *gin.Context) { abortWithError(c, err) }
 }

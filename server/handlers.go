@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -22,21 +24,16 @@ const namespaceJob = "-"
 
 // requireToken rejects requests without "Authorization: Bearer <token>" when a
 // token is configured.
-func requireToken(token string) func(http.Handler) http.Handler {
+func requireToken(token string) gin.HandlerFunc {
 	want := []byte("Bearer " + token)
-	return func(next http.Handler) http.Handler {
+	return func(c *gin.Context) {
 		if token == "" {
-			return next
+			return
 		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			got := []byte(r.Header.Get("Authorization"))
-			if subtle.ConstantTimeCompare(got, want) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="batchlatch"`)
-				writeError(w, errUnauthorized)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
+		if subtle.ConstantTimeCompare([]byte(c.GetHeader("Authorization")), want) != 1 {
+			c.Header("WWW-Authenticate", `Bearer realm="batchlatch"`)
+			abortWithError(c, errUnauthorized)
+		}
 	}
 }
 
@@ -44,47 +41,75 @@ func requireToken(token string) func(http.Handler) http.Handler {
 // the write token, as "Authorization: Bearer <token>", or as the password of
 // HTTP Basic authentication (any user name), so that a browser can open the
 // status page. Without a read token reads are open.
-func requireReadToken(readToken, writeToken string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
+func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
+	return func(c *gin.Context) {
 		if readToken == "" {
-			return next
+			return
 		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			given := ""
-			if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-				given = bearer
-			} else if _, password, ok := r.BasicAuth(); ok {
-				given = password
+		given := ""
+		if bearer, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer "); ok {
+			given = bearer
+		} else if _, password, ok := c.Request.BasicAuth(); ok {
+			given = password
+		}
+		for _, token := range []string{readToken, writeToken} {
+			if token != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1 {
+				return
 			}
-			for _, token := range []string{readToken, writeToken} {
-				if token != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1 {
-					next.ServeHTTP(w, r)
-					return
-				}
-			}
-			w.Header().Set("WWW-Authenticate", `Basic realm="batchlatch"`)
-			writeError(w, errUnauthorized)
-		})
+		}
+		c.Header("WWW-Authenticate", `Basic realm="batchlatch"`)
+		abortWithError(c, errUnauthorized)
 	}
 }
 
-func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, views Views) http.HandlerFunc {
+// limitBody lets the handlers read at most n bytes of a request's body:
+// reading more fails with an *http.MaxBytesError, which readBody answers as
+// 413. gin has no limit of its own (MaxMultipartMemory is for forms only).
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+	}
+}
+
+// readBody reads the request's body, bounded by limitBody in routes.go.
+func readBody(c *gin.Context) ([]byte, error) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, errBodyTooLarge
+		}
+		return nil, &api.FieldError{Message: "read body: " + err.Error()}
+	}
+	return body, nil
+}
+
+// requireJSONBody reports errUnsupportedMedia unless the request says its
+// body is JSON (any parameters, such as a charset, are fine).
+func requireJSONBody(c *gin.Context) error {
+	if mediaType, _, err := mime.ParseMediaType(c.GetHeader("Content-Type")); err != nil || mediaType != "application/json" {
+		return errUnsupportedMedia
+	}
+	return nil
+}
+
+func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, views Views) gin.HandlerFunc {
 	logger = logger.With("component", "results")
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(c *gin.Context) {
 		receivedAt := views.Now()
-		result, err := readResult(w, r, receivedAt)
+		result, err := readResult(c, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("rejected").Inc()
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
+		ctx, cancel := context.WithTimeout(c.Request.Context(), recordTimeout)
 		defer cancel()
 		rec, err := store.Record(ctx, result, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("error").Inc()
 			logger.Warn("record result", "err", err, "namespace", result.Namespace, "workflow", result.WorkflowName)
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
 		outcome := string(rec.Outcome.Transition)
@@ -102,12 +127,12 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 		}
 		logger.Info("result", "namespace", result.Namespace, "job", rec.Job.Name, "workflow", result.WorkflowName,
 			"phase", result.Phase, "outcome", outcome, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-		job, err := views.One(r.Context(), rec.Job)
+		job, err := views.One(c.Request.Context(), rec.Job)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.ResultResponse{
+		c.JSON(http.StatusOK, api.ResultResponse{
 			Duplicate: rec.Outcome.Duplicate,
 			Stale:     rec.Outcome.Stale,
 			Retry:     rec.Outcome.Retry,
@@ -121,54 +146,49 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 // shipped exit handler's timeoutSeconds (20), so that it gets an answer.
 const recordTimeout = 15 * time.Second
 
-// readResult checks the content type, reads at most MaxBodyBytes and decodes
-// the callback body, received at receivedAt.
-func readResult(w http.ResponseWriter, r *http.Request, receivedAt time.Time) (api.Result, error) {
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mediaType != "application/json" {
-		return api.Result{}, errUnsupportedMedia
+// readResult checks the content type, reads and decodes the callback body,
+// received at receivedAt.
+func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
+	if err := requireJSONBody(c); err != nil {
+		return api.Result{}, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := readBody(c)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return api.Result{}, errBodyTooLarge
-		}
-		return api.Result{}, &api.FieldError{Message: "read body: " + err.Error()}
+		return api.Result{}, err
 	}
 	return api.DecodeResult(body, receivedAt)
 }
 
-func handleListFailures(views Views) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		namespace, err := optionalNamespace("namespace", r.URL.Query().Get("namespace"))
+func handleListFailures(views Views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		failing, err := views.Failing(r.Context(), namespace)
+		failing, err := views.Failing(c.Request.Context(), namespace)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.FailureList{Failures: failing})
+		c.JSON(http.StatusOK, api.FailureList{Failures: failing})
 	}
 }
 
-// handleListJobs serves both /jobs and /jobs/{namespace}.
-func handleListJobs(views Views) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		namespace, err := optionalNamespace("{namespace}", r.PathValue("namespace"))
+// handleListJobs serves both /jobs and /jobs/:namespace.
+func handleListJobs(views Views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		namespace, err := optionalNamespace("{namespace}", c.Param("namespace"))
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		jobs, err := views.List(r.Context(), namespace)
+		jobs, err := views.List(c.Request.Context(), namespace)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, api.JobList{Jobs: jobs})
+		c.JSON(http.StatusOK, api.JobList{Jobs: jobs})
 	}
 }
 
@@ -187,51 +207,49 @@ func listJobs(ctx context.Context, store state.Store, namespace string) ([]state
 	return inNamespace, nil
 }
 
-func handleGetJob(views Views) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		key, err := pathKey(r)
+func handleGetJob(views Views) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key, err := pathKey(c)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		job, err := views.Get(r.Context(), key)
+		job, err := views.Get(c.Request.Context(), key)
 		if err != nil {
-			writeError(w, notFoundNames(err, key))
+			abortWithError(c, notFoundNames(err, key))
 			return
 		}
-		writeJSON(w, http.StatusOK, job)
+		c.JSON(http.StatusOK, job)
 	}
 }
 
-func handleDeleteJob(logger *slog.Logger, store state.Store) http.HandlerFunc {
+func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
 	logger = logger.With("component", "jobs")
-	return func(w http.ResponseWriter, r *http.Request) {
-		key, err := pathKey(r)
+	return func(c *gin.Context) {
+		key, err := pathKey(c)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		if err := store.Delete(r.Context(), key); err != nil {
-			writeError(w, notFoundNames(err, key))
+		if err := store.Delete(c.Request.Context(), key); err != nil {
+			abortWithError(c, notFoundNames(err, key))
 			return
 		}
 		logger.Info("job deleted", "namespace", key.Namespace, "job", key.Name)
-		w.WriteHeader(http.StatusNoContent)
+		c.Status(http.StatusNoContent)
 	}
 }
 
-// pathKey is the job named by /jobs/{namespace}/{job}[?kind=…], checked
-// with the rules a callback's body is checked with, so that no path reaches
-// one job under another's name. The kind is Workflow unless ?kind=CronJob.
-func pathKey(r *http.Request) (state.Key, error) {
-	namespace, name := r.PathValue("namespace"), r.PathValue("job")
+// pathKey is the job named by /jobs/:namespace/:job[?kind=…], checked with
+// the rules a callback's body is checked with, so that no path reaches one
+// job under another's name. The kind is Workflow unless ?kind=CronJob.
+func pathKey(c *gin.Context) (state.Key, error) {
+	namespace, name := c.Param("namespace"), c.Param("job")
 	if err := api.ValidateNamespace("{namespace}", namespace); err != nil {
 		return state.Key{}, err
 	}
-	kind := api.KindWorkflow
-	if given, ok := r.URL.Query()["kind"]; ok && len(given) > 0 {
-		kind = given[0] // ?kind= with no value is refused below, not taken as the default
-	}
+	// ?kind= with no value is refused below, not taken as the default.
+	kind := c.DefaultQuery("kind", api.KindWorkflow)
 	if kind != api.KindWorkflow && kind != api.KindCronJob {
 		return state.Key{}, &api.FieldError{Field: "kind", Message: fmt.Sprintf("%s is not a kind of job; accepted values: %s, %s", api.Quote(kind), api.KindWorkflow, api.KindCronJob)}
 	}
@@ -255,21 +273,21 @@ func optionalNamespace(field, namespace string) (string, error) {
 	return namespace, api.ValidateNamespace(field, namespace)
 }
 
-func handleHealthz() http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+func handleHealthz() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
 	}
 }
 
-func handleReadyz(store state.Store) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+func handleReadyz(store state.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 		defer cancel()
 		if err := store.Ready(ctx); err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		c.JSON(http.StatusOK, gin.H{"status": "ready"})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -68,9 +70,19 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
+	h := NewServer(slog.New(slog.DiscardHandler), store, &countingKicker{}, reg, NewMetrics(reg), Config{})
+	engine, ok := h.(*gin.Engine)
+	if !ok {
+		t.Fatalf("NewServer returns a %T, not the *gin.Engine whose routes this test reads", h)
+	}
+	// A gin path parameter (:name, *name) is {name} in the document.
+	ginParam := regexp.MustCompile(`[:*]([A-Za-z0-9_]+)`)
 	served := map[string]bool{}
-	for _, r := range routes(slog.New(slog.DiscardHandler), store, &countingKicker{}, reg, NewMetrics(reg), Config{Now: time.Now}) {
-		served[r.method+" "+r.path] = true
+	for _, r := range engine.Routes() {
+		if r.Method == http.MethodHead { // every GET route's (addRoutes), which the document leaves implicit
+			continue
+		}
+		served[r.Method+" "+ginParam.ReplaceAllString(r.Path, "{$1}")] = true
 	}
 	documented := map[string]bool{}
 	for path, item := range doc.Paths.Map() {

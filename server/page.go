@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/batchlatch/batchlatch/api"
 )
 
@@ -210,20 +212,20 @@ type statusPage struct {
 // handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
 // that alert before those below their threshold, longest-failing first),
 // then silenced jobs, then healthy ones.
-func handleStatusPage(logger *slog.Logger, views Views, argoURL string) http.HandlerFunc {
+func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(c *gin.Context) {
 		now := views.Now()
 		p := newPage(now)
-		namespace, err := optionalNamespace("namespace", r.URL.Query().Get("namespace"))
+		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
 		if err != nil {
-			renderError(w, r, logger, p, err)
+			renderError(c, logger, p, err)
 			return
 		}
 		p.Filter = namespace
-		jobs, err := views.List(r.Context(), namespace)
+		jobs, err := views.List(c.Request.Context(), namespace)
 		if err != nil {
-			renderError(w, r, logger, p, err)
+			renderError(c, logger, p, err)
 			return
 		}
 		data := statusPage{page: p, Total: len(jobs)}
@@ -260,7 +262,7 @@ func handleStatusPage(logger *slog.Logger, views Views, argoURL string) http.Han
 			}
 			return 0
 		})
-		render(w, logger, http.StatusOK, "status.html", data)
+		render(c, logger, http.StatusOK, "status.html", data)
 	}
 }
 
@@ -279,19 +281,19 @@ type streakRow struct {
 
 // handleJobPage serves GET /jobs/{namespace}/{job}[?kind=CronJob]: one job
 // in full, with its last streaks.
-func handleJobPage(logger *slog.Logger, views Views, argoURL string) http.HandlerFunc {
+func handleJobPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(c *gin.Context) {
 		now := views.Now()
 		p := newPage(now)
-		key, err := pathKey(r)
+		key, err := pathKey(c)
 		if err != nil {
-			renderError(w, r, logger, p, err)
+			renderError(c, logger, p, err)
 			return
 		}
-		j, err := views.Get(r.Context(), key)
+		j, err := views.Get(c.Request.Context(), key)
 		if err != nil {
-			renderError(w, r, logger, p, err)
+			renderError(c, logger, p, err)
 			return
 		}
 		data := jobPage{page: p, card: newCard(j, now, argoURL)}
@@ -303,7 +305,7 @@ func handleJobPage(logger *slog.Logger, views Views, argoURL string) http.Handle
 				Failures: s.Failures,
 			})
 		}
-		render(w, logger, http.StatusOK, "job.html", data)
+		render(c, logger, http.StatusOK, "job.html", data)
 	}
 }
 
@@ -316,17 +318,17 @@ type errorPage struct {
 
 // renderError answers a page request with err as HTML: the same status and
 // message as the REST API's, mapped by errorResponse.
-func renderError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, p page, err error) {
+func renderError(c *gin.Context, logger *slog.Logger, p page, err error) {
 	status, detail := errorResponse(err)
 	if status >= 500 {
-		logger.Warn("page", "err", err, "path", r.URL.Path)
+		logger.Warn("page", "err", err, "path", c.Request.URL.Path)
 	}
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", retryAfterSeconds)
+		c.Header("Retry-After", retryAfterSeconds)
 	} else {
 		p.Refresh = 0 // a bad path or a missing job will not get better by itself
 	}
-	render(w, logger, status, "error.html", errorPage{page: p, Status: status, Text: http.StatusText(status), Message: detail.Message})
+	render(c, logger, status, "error.html", errorPage{page: p, Status: status, Text: http.StatusText(status), Message: detail.Message})
 }
 
 func newPage(now time.Time) page {
@@ -340,14 +342,14 @@ func newPage(now time.Time) page {
 
 // render writes the page name with data. It renders into a buffer first, so
 // that a template error is a clean 500 rather than half a page.
-func render(w http.ResponseWriter, logger *slog.Logger, status int, name string, data interface{ nonce() string }) {
+func render(c *gin.Context, logger *slog.Logger, status int, name string, data interface{ nonce() string }) {
 	var buf bytes.Buffer
 	if err := pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
 		logger.Error("render page", "err", err, "page", name)
-		w.WriteHeader(http.StatusInternalServerError)
+		c.AbortWithStatus(http.StatusInternalServerError)
 		return
 	}
-	h := w.Header()
+	h := c.Writer.Header()
 	// No script may run, whatever the data; styles only with this
 	// response's nonce; images only inline (the empty favicon).
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'nonce-"+data.nonce()+"'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -355,7 +357,7 @@ func render(w http.ResponseWriter, logger *slog.Logger, status int, name string,
 	h.Set("Referrer-Policy", "no-referrer")
 	// Job data can be behind --read-token: no shared cache keeps it.
 	h.Set("Cache-Control", "no-store")
-	writeData(w, status, "text/html; charset=utf-8", buf.Bytes())
+	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
 }
 
 func (p page) nonce() string { return p.Nonce }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -42,7 +43,8 @@ type Config struct {
 // MaxBodyBytes bounds a callback body: Argo's body is a few KiB.
 const MaxBodyBytes = 64 << 10
 
-// NewServer returns the HTTP handler of the whole API.
+// NewServer returns the HTTP handler of the whole API: a gin engine that
+// recovers from panics and logs each request, with the routes of addRoutes.
 func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -53,67 +55,35 @@ func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer p
 	if cfg.Silences == nil {
 		cfg.Silences = store.Silences
 	}
-	h := http.Handler(newRouter(routes(logger, store, kicker, gatherer, metrics, cfg)))
-	h = accessLog(logger.With("component", "http"), h)
-	return recoverPanics(logger, h)
-}
-
-// recoverPanics answers 500 to a request whose handler panicked, and logs
-// it, rather than leaving the client with a dropped connection.
-func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			recovered := recover()
-			if recovered == nil {
-				return
-			}
-			if recovered == http.ErrAbortHandler { // the handler's way to drop the connection
-				panic(recovered)
-			}
-			logger.Error("panic in handler", "err", recovered, "path", r.URL.Path)
-			w.WriteHeader(http.StatusInternalServerError)
-		}()
-		next.ServeHTTP(w, r)
-	})
+	// gin's mode decides only whether gin prints debug lines (every route
+	// as it is added) to stdout, where the stdout sink writes entries. It
+	// is gin's, process-wide: set here, where every engine is made, it
+	// holds for the binary and for every test and benchmark alike.
+	gin.SetMode(gin.ReleaseMode)
+	engine := gin.New()
+	engine.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, recovered any) {
+		logger.Error("panic in handler", "err", recovered, "path", c.Request.URL.Path)
+		c.AbortWithStatus(http.StatusInternalServerError)
+	}))
+	engine.Use(accessLog(logger.With("component", "http")))
+	addRoutes(engine, logger, store, kicker, gatherer, metrics, cfg)
+	return engine
 }
 
 // accessLog logs every request at debug level, and failed ones as warnings.
-func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func accessLog(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(sw, r)
+		c.Next()
 		level := slog.LevelDebug
-		if sw.status >= 500 {
+		if c.Writer.Status() >= 500 {
 			level = slog.LevelWarn
 		}
-		logger.Log(r.Context(), level, "request",
-			"method", r.Method, "path", r.URL.Path,
-			"status", sw.status, "duration", time.Since(start))
-	})
-}
-
-// statusWriter remembers the status a handler answered, for the access log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if !w.wrote {
-		w.status, w.wrote = status, true
+		logger.Log(c.Request.Context(), level, "request",
+			"method", c.Request.Method, "path", c.Request.URL.Path,
+			"status", c.Writer.Status(), "duration", time.Since(start))
 	}
-	w.ResponseWriter.WriteHeader(status)
 }
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	w.wrote = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Metrics counts what the server does.
 type Metrics struct {

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -434,5 +436,100 @@ func TestFutureResultIsRefused(t *testing.T) {
 	// Within the skew: accepted, and a later real failure is not stale.
 	if code, data := f.post(`{"namespace":"ml","workflowName":"w1","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T05:04:00Z"}`); code != 200 {
 		t.Fatalf("%d %s", code, data)
+	}
+}
+
+// Every GET route answers HEAD as it answers GET, without the body.
+func TestHeadOnEveryGetRoute(t *testing.T) {
+	f := newFixture(t, "")
+	if code, data := f.post(result("nightly", "u1", "Failed", now.Add(-time.Hour))); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	reg := prometheus.NewRegistry()
+	engine := NewServer(discardLogger(), f.store, f.kicker, reg, NewMetrics(reg), Config{}).(*gin.Engine)
+	example := strings.NewReplacer(":namespace", "ml", ":job", "nightly", ":id", "0123456789abcdef")
+	tried := 0
+	for _, route := range engine.Routes() {
+		if route.Method != http.MethodGet {
+			continue
+		}
+		path := example.Replace(route.Path)
+		getCode, getHeader, getBody := f.do("GET", path, "", "", false)
+		headCode, headHeader, headBody := f.do("HEAD", path, "", "", false)
+		if getCode != 200 || headCode != getCode || headHeader.Get("Content-Type") != getHeader.Get("Content-Type") || len(headBody) != 0 || len(getBody) == 0 {
+			t.Errorf("HEAD %s: %d %q, %d bytes; GET: %d %q, %d bytes", path, headCode, headHeader.Get("Content-Type"), len(headBody), getCode, getHeader.Get("Content-Type"), len(getBody))
+		}
+		tried++
+	}
+	if tried < 10 {
+		t.Errorf("only %d GET routes", tried)
+	}
+	if code, header, _ := f.do("HEAD", "/api/v1/nothing", "", "", false); code != 404 || header.Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Errorf("HEAD of an unknown route: %d %q", code, header.Get("Content-Type"))
+	}
+}
+
+// A method a path does not serve is 405 with the API's error body and the
+// methods it does serve in Allow.
+func TestMethodNotAllowedSaysAllow(t *testing.T) {
+	f := newFixture(t, "")
+	for _, tc := range []struct {
+		method, path string
+		allow        []string
+	}{
+		{"PUT", "/api/v1/results", []string{"POST"}},
+		{"GET", "/api/v1/results", []string{"POST"}},
+		{"POST", "/api/v1/failures", []string{"GET", "HEAD"}},
+		{"PATCH", "/api/v1/jobs/ml/nightly", []string{"DELETE", "GET", "HEAD"}},
+		{"DELETE", "/api/v1/silences", []string{"GET", "HEAD", "POST"}},
+		{"GET", "/api/v1/silences/0123456789abcdef", []string{"DELETE"}},
+		{"OPTIONS", "/", []string{"GET", "HEAD"}},
+		{"POST", "/metrics", []string{"GET", "HEAD"}},
+	} {
+		code, header, data := f.do(tc.method, tc.path, "", "", false)
+		allow := strings.Split(header.Get("Allow"), ", ")
+		slices.Sort(allow)
+		if got := decode[api.ErrorBody](t, data); code != 405 || got.Error.Code != "method_not_allowed" || !slices.Equal(allow, tc.allow) {
+			t.Errorf("%s %s: %d %s, Allow %q; want 405 allowing %v", tc.method, tc.path, code, data, header.Get("Allow"), tc.allow)
+		}
+	}
+}
+
+// A stray trailing slash, or a base URL ending in "/", is redirected to
+// the route: 301 for GET, 307 otherwise (which keeps a POST's body).
+func TestRedirectsToTheRoute(t *testing.T) {
+	f := newFixture(t, "")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		location     string
+	}{
+		{"GET", "/api/v1/failures/?namespace=ml", 301, "/api/v1/failures?namespace=ml"},
+		{"GET", "/api/v1/jobs/ml/nightly/", 301, "/api/v1/jobs/ml/nightly"},
+		{"GET", "/healthz/", 301, "/healthz"},
+		{"HEAD", "/api/v1/jobs/", 307, "/api/v1/jobs"},
+		{"POST", "/api/v1/results/", 307, "/api/v1/results"},
+		{"POST", "//api/v1/results", 307, "/api/v1/results"},
+		{"DELETE", "/api/v1/jobs/ml/nightly/", 307, "/api/v1/jobs/ml/nightly"},
+	} {
+		req, _ := http.NewRequest(tc.method, f.srv.URL+tc.path, nil)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get("Location") != tc.location {
+			t.Errorf("%s %s: %d to %q, want %d to %q", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.status, tc.location)
+		}
+	}
+	// A client follows a 307 with the body.
+	code, _, data := f.do("POST", "//api/v1/results/", "application/json", result("nightly", "u1", "Failed", now.Add(-time.Hour)), false)
+	if got := decode[api.ResultResponse](t, data); code != 200 || !got.Job.Failing {
+		t.Errorf("POST //api/v1/results/: %d %s", code, data)
+	}
+	// No path is redirected to a route that is not there.
+	if code, _, data := f.do("GET", "/api/v1/nothing/", "", "", false); code != 404 || decode[api.ErrorBody](t, data).Error.Code != "not_found" {
+		t.Errorf("GET /api/v1/nothing/: %d %s", code, data)
 	}
 }

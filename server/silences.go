@@ -7,14 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
@@ -27,76 +27,72 @@ const (
 	maxSilenceBody      = 8 << 10
 )
 
-func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) http.HandlerFunc {
+func handleCreateSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
 	logger = logger.With("component", "silences")
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(c *gin.Context) {
 		at := now().UTC()
-		req, err := readSilenceRequest(w, r)
+		req, err := readSilenceRequest(c)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
 		silence, err := newSilence(req, at)
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
-		if err := store.AddSilence(r.Context(), silence, at); err != nil {
-			writeError(w, err)
+		if err := store.AddSilence(c.Request.Context(), silence, at); err != nil {
+			abortWithError(c, err)
 			return
 		}
 		kicker.Kick()
 		logger.Info("silence created", "id", silence.ID, "namespace", silence.Namespace, "job", silence.Job, "kind", silence.Kind,
 			"endsAt", silence.EndsAt, "reason", silence.Reason, "createdBy", silence.CreatedBy)
-		writeJSON(w, http.StatusCreated, silence)
+		c.JSON(http.StatusCreated, silence)
 	}
 }
 
-func handleListSilences(store state.Store, now func() time.Time) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		all, err := store.Silences(r.Context())
+func handleListSilences(store state.Store, now func() time.Time) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		all, err := store.Silences(c.Request.Context())
 		if err != nil {
-			writeError(w, err)
+			abortWithError(c, err)
 			return
 		}
 		active := state.InForce(all, now())
 		slices.SortStableFunc(active, func(a, b api.Silence) int { return a.EndsAt.Compare(b.EndsAt) })
-		writeJSON(w, http.StatusOK, api.SilenceList{Silences: append([]api.Silence{}, active...)})
+		c.JSON(http.StatusOK, api.SilenceList{Silences: append([]api.Silence{}, active...)})
 	}
 }
 
-func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) http.HandlerFunc {
+func handleDeleteSilence(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
 	logger = logger.With("component", "silences")
-	return func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
+	return func(c *gin.Context) {
+		id := c.Param("id")
 		if !silenceID(id) {
-			writeError(w, &api.FieldError{Field: "{id}", Message: fmt.Sprintf("%s is not a silence ID (%d hexadecimal digits)", api.Quote(id), 2*silenceIDBytes)})
+			abortWithError(c, &api.FieldError{Field: "{id}", Message: fmt.Sprintf("%s is not a silence ID (%d hexadecimal digits)", api.Quote(id), 2*silenceIDBytes)})
 			return
 		}
-		if err := store.DeleteSilence(r.Context(), id, now()); err != nil {
-			writeError(w, err)
+		if err := store.DeleteSilence(c.Request.Context(), id, now()); err != nil {
+			abortWithError(c, err)
 			return
 		}
 		kicker.Kick()
 		logger.Info("silence deleted", "id", id)
-		w.WriteHeader(http.StatusNoContent)
+		c.Status(http.StatusNoContent)
 	}
 }
 
 // readSilenceRequest decodes the body strictly: an unknown field is a
 // mistake (a misspelt "endsAt" must not silence for nothing).
-func readSilenceRequest(w http.ResponseWriter, r *http.Request) (api.SilenceRequest, error) {
+func readSilenceRequest(c *gin.Context) (api.SilenceRequest, error) {
 	var req api.SilenceRequest
-	if mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mediaType != "application/json" {
-		return req, errUnsupportedMedia
+	if err := requireJSONBody(c); err != nil {
+		return req, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSilenceBody))
+	body, err := readBody(c)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return req, errBodyTooLarge
-		}
-		return req, &api.FieldError{Message: "read body: " + err.Error()}
+		return req, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
