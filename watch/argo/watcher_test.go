@@ -3,6 +3,7 @@ package argowatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -583,5 +584,33 @@ func TestACronWorkflowDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) 
 		if _, err := store.Get(context.Background(), key); err != nil {
 			t.Errorf("%v forgotten: %v", key, err)
 		}
+	}
+}
+
+// A CronWorkflow broken for longer than the job remembers runs (8) and than
+// a pass looks at ticks (10): each tick is counted once, and the count stays
+// exact pass after pass (it used to rise at every pass once more than 8
+// results were due).
+func TestBrokenTicksCountExactlyBeyondTheJobsMemory(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "* * * * *", nil)
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	created := cwf.CreationTimestamp.Time
+	w := f.watch(store, Config{}, Hooks{})
+	<-w.FirstPass()
+	const ticks = 14
+	for minute := 1; minute <= ticks; minute++ {
+		f.clock.Set(created.Add(time.Duration(minute)*time.Minute + 30*time.Second))
+		want := len(ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second)))
+		waitJob(t, store, key, fmt.Sprintf("minute %d", minute), func(j state.Job) bool { return j.ConsecutiveFailures == want })
+	}
+	// Many more passes at the same time: nothing more is counted.
+	want := len(ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second)))
+	for range 3 {
+		w.Evaluate(context.Background())
+	}
+	if j, err := store.Get(context.Background(), key); err != nil || j.ConsecutiveFailures != want || want < ticks {
+		t.Fatalf("after more passes: %d failures (%v), want %d", j.ConsecutiveFailures, err, want)
 	}
 }
