@@ -322,7 +322,9 @@ func (w *Watcher) drain(ctx context.Context) {
 		}
 		var fresh []pendingRun
 		for _, p := range todo {
-			if job != nil && job.Knows(p.Result) {
+			// Known, or last written before the job's latest result (so
+			// it ended before it, and cannot change the job): not read.
+			if job != nil && (job.Knows(p.Result) || endedBefore(*job, p, now)) {
 				w.markHandled(p)
 				continue
 			}
@@ -371,6 +373,18 @@ func (w *Watcher) drain(ctx context.Context) {
 			w.markHandled(p)
 		}
 	}
+}
+
+// endedBefore reports whether pending run p was last written before job's
+// latest result, so that it ended before it and cannot change the job,
+// unless it is the run a synthetic result stands for, or another outcome
+// of a run the job knows (argo retry).
+func endedBefore(job state.Job, p pendingRun, now time.Time) bool {
+	if p.run.LastWritten.IsZero() || !p.run.LastWritten.Before(job.LastResultAt) {
+		return false
+	}
+	_, out := state.Apply(job, true, p.Result, now)
+	return !out.Supersedes && !out.Retry
 }
 
 // beganResult is a run's result from its metadata, ordered when the run
