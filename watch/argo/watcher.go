@@ -489,6 +489,9 @@ func (w *Watcher) snapshot() []watched {
 					runs = append(runs, runOf(m))
 				}
 			}
+			if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
+				c.SpecErr = w.specs.check(cwf)
+			}
 			out = append(out, watched{cron: c, runs: runs})
 		}
 	}
@@ -683,11 +686,8 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
 		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		c.SpecErr = err.Error()
-	default:
-		c.SpecErr = w.specs.check(cwf)
 	}
 	written := statusWrittenAt(cwf.ManagedFields)
 	for _, cond := range cwf.Status.Conditions {
@@ -702,6 +702,24 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		}
 	}
 	return c
+}
+
+// scheduledSince reports whether Argo's controller scheduled cwf since
+// from (its spec's last change): it made a run, or says it did. Such a
+// CronWorkflow was valid to the controller, which would write a SpecError
+// condition at its next tick if it became invalid; only one it never
+// scheduled needs validating here (validation is the costliest part of a
+// pass, and most CronWorkflows run).
+func scheduledSince(cwf *wfv1.CronWorkflow, runs []run, from time.Time) bool {
+	if t := cwf.Status.LastScheduledTime; t != nil && !t.Time.Before(from) {
+		return true
+	}
+	for _, r := range runs {
+		if !r.Created.Before(from) {
+			return true
+		}
+	}
+	return false
 }
 
 // statusWrittenAt is the latest time a field manager changed the status.

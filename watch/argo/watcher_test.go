@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -615,5 +616,23 @@ func TestBrokenTicksCountExactlyBeyondTheJobsMemory(t *testing.T) {
 	}
 	if j, err := store.Get(context.Background(), key); err != nil || j.ConsecutiveFailures != want || want < ticks {
 		t.Fatalf("after more passes: %d failures (%v), want %d", j.ConsecutiveFailures, err, want)
+	}
+}
+
+// A CronWorkflow Argo's controller refuses when it is added (here, its
+// WorkflowTemplate does not exist) is never scheduled and gets no
+// condition: the watcher reports it at once, with Argo's own validation
+// message.
+func TestACronWorkflowInvalidFromCreationFailsAtOnce(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	f.cron("nightly", "0 0 1 1 *", func(c *wfv1.CronWorkflow) { // no tick during the test
+		c.Spec.WorkflowSpec = wfv1.WorkflowSpec{WorkflowTemplateRef: &wfv1.WorkflowTemplateRef{Name: "etl"}}
+	})
+	f.watch(store, Config{MissedGrace: time.Hour}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	j := waitJob(t, store, key, "invalid CronWorkflow", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseSpecError || len(j.LastFailures) != 1 || !strings.Contains(j.LastFailures[0].Message, `"etl" not found`) || j.ConsecutiveFailures != 1 {
+		t.Fatalf("job %+v", j)
 	}
 }
