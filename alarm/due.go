@@ -200,7 +200,7 @@ func DueEach(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig
 // recovering: j's recovery window is running at now. It starts at the
 // recovery, or when the loop started for a recovery it announces again.
 func recovering(j state.Job, now time.Time, cfg DueConfig) bool {
-	if j.Failing() || j.LastStreak == nil || j.RecoveredAt == nil || j.LastStreak.Failures < j.Threshold() {
+	if j.Failing() || j.LastStreak == nil || j.RecoveredAt == nil || j.QuietRecovery {
 		return false
 	}
 	from := *j.RecoveredAt

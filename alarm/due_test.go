@@ -414,3 +414,47 @@ func TestDueStreakBelowThresholdIsNeverAnnounced(t *testing.T) {
 		}
 	}
 }
+
+// Whether a streak's end is news depends on the threshold the streak had,
+// not on the one its success carries: a success sent without the
+// annotation writes no NOTICE for a streak that never alerted, and one
+// sent with a higher threshold still closes a streak that did.
+func TestDueRecoveryFollowsTheStreaksOwnThreshold(t *testing.T) {
+	for _, tt := range []struct {
+		name                     string
+		failing, succeeding      map[string]string
+		failures, notices, zeros int
+	}{
+		{"below its threshold, a success without the annotation", map[string]string{api.AnnotationFailureThreshold: "3"}, nil, 2, 0, 0},
+		{"alerting, a success with a higher threshold", nil, map[string]string{api.AnnotationFailureThreshold: "5"}, 2, 1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC), cfg: shippedDue}
+			minute := 0
+			for i := range tt.failures {
+				s.annotations = tt.failing
+				s.result(minute, fmt.Sprintf("run-%d", i), api.PhaseFailed)
+				s.pass(minute, false)
+				minute += 60
+			}
+			s.written = nil
+			s.annotations = tt.succeeding
+			s.result(minute, "ok", api.PhaseSucceeded)
+			for m := minute; m <= minute+60; m++ {
+				s.pass(m, false)
+			}
+			notices, zeros := 0, 0
+			for _, w := range s.written {
+				switch {
+				case w.entry.Severity == SeverityNotice:
+					notices++
+				case !w.entry.Payload.Heartbeat && w.entry.Payload.Failing != nil && *w.entry.Payload.Failing == 0:
+					zeros++
+				}
+			}
+			if notices != tt.notices || (zeros > 0) != (tt.zeros > 0) {
+				t.Errorf("%d NOTICEs and %d entries with failing 0, want %d NOTICEs and entries: %v", notices, zeros, tt.notices, tt.zeros > 0)
+			}
+		})
+	}
+}

@@ -108,6 +108,11 @@ type Job struct {
 	// RecoveredAt is when the success that ended LastStreak was received: the
 	// recovery window runs from here, even for a callback that came late.
 	RecoveredAt *time.Time `json:"recoveredAt,omitempty"`
+	// QuietRecovery: the streak LastStreak holds never reached the failure
+	// threshold it had, so nothing announced it and its end is no news.
+	// Decided when the streak ends: the success that ends it may carry
+	// another threshold.
+	QuietRecovery bool `json:"quiet,omitempty"`
 	// RecentRuns holds hashes of the latest runs' dedup keys, newest last, so
 	// that a redelivered callback changes nothing.
 	RecentRuns []string `json:"runs,omitempty"`
@@ -196,6 +201,9 @@ type Outcome struct {
 	// Supersedes: a synthetic failure (Missed, Stuck, …) stood for this run,
 	// which has now reported itself.
 	Supersedes bool
+	// Detail: a duplicate that added the failed steps its first delivery
+	// lacked.
+	Detail bool
 }
 
 // Announces reports whether the result changed what the alarm writes for
@@ -212,7 +220,7 @@ func (o Outcome) Announces(job Job) bool {
 }
 
 // Changed reports whether the job record must be written.
-func (o Outcome) Changed() bool { return !o.Duplicate }
+func (o Outcome) Changed() bool { return !o.Duplicate || o.Detail }
 
 // Limits that keep one job's record small (a ConfigMap holds 1 MiB in all).
 const (
@@ -243,6 +251,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	}
 	m := job.match(r)
 	if m.seen {
+		if job.addsDetail(r) {
+			// The job's latest run, recorded without its failed steps (a
+			// watcher read only its metadata): the same run's later
+			// delivery tells what broke, and counts nothing again.
+			next := job
+			next.LastFailures = trimFailures(r.Failures)
+			return next, Outcome{Transition: Unchanged, Duplicate: true, Detail: true}
+		}
 		return job, Outcome{Transition: Unchanged, Duplicate: true}
 	}
 	next := job
@@ -254,9 +270,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	if m.retry || m.supersedes {
 		finished = latest(receivedAt.UTC().Truncate(time.Second), job.LastResultAt)
 	}
-	if existing && finished.Before(job.LastResultAt) {
+	if existing && (finished.Before(job.LastResultAt) || r.Synthetic() && !finished.After(job.LastResultAt)) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
-		// but the current state belongs to the newer result.
+		// but the current state belongs to the newer result. A watcher's
+		// synthetic failure is timed by what it is about (a tick plus its
+		// grace, a run's start plus its max runtime), and the watchers
+		// record them in that order: one no newer than the job's latest
+		// result was decided already, whether or not the job still
+		// remembers it, so it is never counted again.
 		return next, Outcome{Transition: Unchanged, Stale: true}
 	}
 	if m.supersedes && r.Failed() && job.Failing() {
@@ -268,6 +289,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	}
 	transition := apply(&next, job, r, finished, receivedAt)
 	return next, Outcome{Transition: transition, Retry: m.retry, Supersedes: m.supersedes}
+}
+
+// addsDetail reports whether r, a delivery of a run already recorded, is
+// the job's latest run and failed, recorded with no failed steps, and
+// carries some.
+func (j Job) addsDetail(r api.Result) bool {
+	return r.Failed() && !r.Synthetic() && len(j.LastFailures) == 0 && len(r.Failures) > 0 &&
+		r.UID == j.LastUID && r.WorkflowName == j.LastWorkflow && r.Phase == j.LastPhase
 }
 
 // Knows reports whether this outcome of r's run is recorded already: Apply
@@ -366,6 +395,7 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 	// Rounded up, so the recovery window is never cut short.
 	recoveredAt := receivedAt.UTC().Add(time.Second - time.Nanosecond).Truncate(time.Second)
 	next.RecoveredAt = &recoveredAt
+	next.QuietRecovery = !job.Alerting()
 	next.FailingSince = nil
 	next.ConsecutiveFailures = 0
 	return Recovered

@@ -34,11 +34,11 @@ func missed(cron string, hours int) api.Result {
 	}
 }
 
-// stuck is a watcher's result for r's run, still running when the result
-// is received.
+// stuck is a watcher's result for run r still running past a 30-minute max
+// runtime: timed when it became stuck, as the watchers time it.
 func stuck(r api.Result) api.Result {
 	r.Phase = api.PhaseStuck
-	r.CreatedAt = ""
+	r.DurationSeconds = 30 * 60
 	return r
 }
 
@@ -300,8 +300,9 @@ func TestApply(t *testing.T) {
 				stuck(run("nightly", "a", api.PhaseFailed, 0)),
 				run("nightly", "a", api.PhaseFailed, 0),
 				stuck(run("nightly", "a", api.PhaseFailed, 0)),
-				stuck(run("nightly", "b", api.PhaseFailed, 1)),
-				run("nightly", "b", api.PhaseSucceeded, 1),
+				// Received after a's failure (at(100)), as every result here.
+				stuck(run("nightly", "b", api.PhaseFailed, 100)),
+				run("nightly", "b", api.PhaseSucceeded, 101),
 			},
 			wantOutcomes: []Outcome{
 				{Transition: StartedFailing}, {Transition: Unchanged, Duplicate: true}, {Transition: StillFailing, Supersedes: true},
@@ -504,5 +505,41 @@ func TestMerge(t *testing.T) {
 		if got := Merge(tc.a, tc.b); got.LastUID != tc.want.LastUID || got.ConsecutiveFailures != tc.want.ConsecutiveFailures {
 			t.Errorf("%s: merged to %s (%d failures), want %s (%d)", tc.name, got.LastUID, got.ConsecutiveFailures, tc.want.LastUID, tc.want.ConsecutiveFailures)
 		}
+	}
+}
+
+// A tick or a run is counted once, however many of them the job remembers:
+// a watcher re-evaluates every tick and stuck run it can see at every pass,
+// more than the job's memory of runs holds.
+func TestSyntheticResultsCountOnceBeyondTheJobsMemory(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		result func(i int) api.Result
+	}{
+		{"missed ticks", func(i int) api.Result { return missed("nightly", i) }},
+		{"unsubmittable ticks", func(i int) api.Result {
+			r := missed("nightly", i)
+			r.Phase = api.PhaseSubmissionError
+			r.DurationSeconds = 0
+			return r
+		}},
+		{"stuck runs", func(i int) api.Result { return stuck(run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i)) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			const n = 3 * recentRunsKept
+			var job Job
+			existing := false
+			for pass := 1; pass <= 5; pass++ {
+				// Each pass sees the results of every tick or run so far,
+				// in order, as a watcher's pass does.
+				for i := range pass * n / 5 {
+					job, _ = Apply(job, existing, tt.result(i), at(1000))
+					existing = true
+				}
+				if want := pass * n / 5; job.ConsecutiveFailures != want {
+					t.Fatalf("pass %d: %d failures counted, want %d", pass, job.ConsecutiveFailures, want)
+				}
+			}
+		})
 	}
 }

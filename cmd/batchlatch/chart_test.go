@@ -141,20 +141,18 @@ affinity:
             matchLabels:
               app.kubernetes.io/name: latch
 priorityClassName: batchlatch-test
+watchRules:
+  missedGrace: 15m
+  maxRuntime: 3h
+  forgetAfter: 1h
 argo:
   watch:
     enabled: true
-    missedGrace: 15m
     reconcileInterval: 2m
-    maxRuntime: 3h
-    forgetAfter: 1h
 cronjobs:
   watch:
     enabled: true
     namespaces: [batch-a, batch-b]
-    missedGrace: 20m
-    maxRuntime: 2h
-    forgetAfter: 30m
 `,
 	},
 	{
@@ -540,9 +538,15 @@ func TestChartTemplate(t *testing.T) {
 		c := pod.Containers[0]
 		for _, arg := range []string{"--project=my-project", "--cluster=prod-1", "--location=europe-west1", "--sink=cloudlogging", "--lease-name=prod-leader", "--configmap=prod-state",
 			"--watch-argo=true", "--missed-grace=15m", "--reconcile-interval=2m", "--max-runtime=3h", "--forget-after=1h",
-			"--watch-cronjobs=true", "--cronjob-namespaces=batch-a,batch-b", "--cronjob-missed-grace=20m", "--cronjob-max-runtime=2h", "--cronjob-forget-after=30m"} {
+			"--watch-cronjobs=true", "--cronjob-namespaces=batch-a,batch-b"} {
 			if !slices.Contains(c.Args, arg) {
 				t.Errorf("args %q lack %s", c.Args, arg)
+			}
+		}
+		// One flag per rule for both watchers.
+		for _, flag := range []string{"--missed-grace=", "--max-runtime=", "--forget-after="} {
+			if n := len(slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return !strings.HasPrefix(a, flag) })); n != 1 {
+				t.Errorf("args %q hold %s %d times", c.Args, flag, n)
 			}
 		}
 		if *d.Spec.Replicas != 3 || c.Image != "registry.example.com/batchlatch:v9.9.9" || c.ImagePullPolicy != corev1.PullAlways ||

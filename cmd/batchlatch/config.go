@@ -15,6 +15,7 @@ import (
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 )
 
 // Config is every setting of the service. Each flag --some-flag can also be
@@ -55,20 +56,21 @@ type Config struct {
 	// flag, for tests and emulators only): plain-text gRPC, no credentials.
 	LoggingEndpoint string
 
+	// The rules of watched jobs, one flag per rule for both watchers: a
+	// CronWorkflow's job and a CronJob's are missed, stuck and forgotten
+	// alike.
+	MissedGrace time.Duration
+	MaxRuntime  time.Duration // 0: off
+	ForgetAfter time.Duration
+
 	// The Argo watcher (see "What if the exit handler never runs?").
 	WatchArgo         bool
 	ArgoNamespaces    []string // empty: all
-	MissedGrace       time.Duration
 	ReconcileInterval time.Duration
-	MaxRuntime        time.Duration // 0: off
-	ForgetAfter       time.Duration
 
 	// The CronJob watcher (see "CronJobs").
-	WatchCronJobs      bool
-	CronJobNamespaces  []string // empty: all
-	CronJobMissedGrace time.Duration
-	CronJobMaxRuntime  time.Duration // 0: off
-	CronJobForgetAfter time.Duration
+	WatchCronJobs     bool
+	CronJobNamespaces []string // empty: all
 }
 
 // loggingEndpointFlag points the Cloud Logging sink at an emulator (such as
@@ -122,15 +124,12 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.Int64Var(&cfg.MemoryLimit, "memory-limit", 0, "the container's memory limit in bytes (in a pod, from the Downward API): the Go runtime's soft memory limit is set to 3/4 of it, so that the GC works harder before the container is killed; GOMEMLIMIT, when set, wins (0: none)")
 	fs.BoolVar(&cfg.WatchArgo, "watch-argo", false, "watch Argo CronWorkflows and Workflows for runs that never report: missed ticks, unsubmittable runs, lost callbacks, stuck runs, deleted CronWorkflows")
 	fs.Func("argo-namespaces", "comma-separated namespaces the Argo watcher reads (default all)", namespaceList("--argo-namespaces", &cfg.ArgoNamespaces))
-	fs.DurationVar(&cfg.MissedGrace, "missed-grace", 10*time.Minute, "a tick with no run this long after it is a missed run (annotation batchlatch.io/missed-grace overrides it)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", 5*time.Minute, "how often the Argo watcher looks for completed runs whose callback never came")
-	fs.DurationVar(&cfg.MaxRuntime, "max-runtime", 0, "a run still running this long is stuck (0: off; annotation batchlatch.io/max-runtime overrides it)")
-	fs.DurationVar(&cfg.ForgetAfter, "forget-after", 10*time.Minute, "a deleted CronWorkflow's job is forgotten this long after the deletion")
 	fs.BoolVar(&cfg.WatchCronJobs, "watch-cronjobs", false, "latch Kubernetes CronJobs: read their Jobs' results from the API server (no hook needed), missed ticks, stuck Jobs, deleted CronJobs")
 	fs.Func("cronjob-namespaces", "comma-separated namespaces the CronJob watcher reads (default all)", namespaceList("--cronjob-namespaces", &cfg.CronJobNamespaces))
-	fs.DurationVar(&cfg.CronJobMissedGrace, "cronjob-missed-grace", 10*time.Minute, "a CronJob tick with no Job this long after it is a missed run (annotation batchlatch.io/missed-grace overrides it)")
-	fs.DurationVar(&cfg.CronJobMaxRuntime, "cronjob-max-runtime", 0, "a Job still running this long is stuck (0: off; annotation batchlatch.io/max-runtime overrides it)")
-	fs.DurationVar(&cfg.CronJobForgetAfter, "cronjob-forget-after", 10*time.Minute, "a deleted CronJob's job is forgotten this long after the deletion")
+	fs.DurationVar(&cfg.MissedGrace, "missed-grace", 10*time.Minute, "watched jobs (CronWorkflows and CronJobs): a tick with no run this long after it is a missed run, from 10s to 720h (annotation batchlatch.io/missed-grace overrides it)")
+	fs.DurationVar(&cfg.MaxRuntime, "max-runtime", 0, "watched jobs: a run still running this long is stuck, up to 720h (0: off; annotation batchlatch.io/max-runtime overrides it)")
+	fs.DurationVar(&cfg.ForgetAfter, "forget-after", 10*time.Minute, "watched jobs: the job of a deleted CronWorkflow or CronJob is forgotten this long after the deletion, up to 720h")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: batchlatch [serve] [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n`batchlatch help` lists the client commands (failures, jobs, silence, …).\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -233,16 +232,20 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("--argo-url: %q is not an http(s) URL such as https://argo.example.com", c.ArgoURL))
 		}
 	}
-	positive("missed-grace", c.MissedGrace)
 	positive("reconcile-interval", c.ReconcileInterval)
-	positive("forget-after", c.ForgetAfter)
-	positive("cronjob-missed-grace", c.CronJobMissedGrace)
-	positive("cronjob-forget-after", c.CronJobForgetAfter)
-	if c.CronJobMaxRuntime < 0 {
-		errs = append(errs, fmt.Errorf("--cronjob-max-runtime: must not be negative (0 is off), got %s", c.CronJobMaxRuntime))
-	}
-	if c.MaxRuntime < 0 {
-		errs = append(errs, fmt.Errorf("--max-runtime: must not be negative (0 is off), got %s", c.MaxRuntime))
+	// The same checks as the annotations that override them.
+	for _, rule := range []struct {
+		flag  string
+		value time.Duration
+		check func(time.Duration) error
+	}{
+		{"missed-grace", c.MissedGrace, cronrules.CheckMissedGrace},
+		{"max-runtime", c.MaxRuntime, cronrules.CheckMaxRuntime},
+		{"forget-after", c.ForgetAfter, cronrules.CheckForgetAfter},
+	} {
+		if err := rule.check(rule.value); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %w", rule.flag, err))
+		}
 	}
 	return errors.Join(errs...)
 }

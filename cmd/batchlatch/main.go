@@ -119,9 +119,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.WatchCronJobs {
 		cronJobs = cronjobwatch.New(k.client, store, cronjobwatch.Config{
 			Namespaces:  cfg.CronJobNamespaces,
-			MissedGrace: cfg.CronJobMissedGrace,
-			MaxRuntime:  cfg.CronJobMaxRuntime,
-			ForgetAfter: cfg.CronJobForgetAfter,
+			MissedGrace: cfg.MissedGrace,
+			MaxRuntime:  cfg.MaxRuntime,
+			ForgetAfter: cfg.ForgetAfter,
 		}, cronjobwatch.Hooks{}, logger)
 		schedules = append(schedules, cronJobs.Schedule)
 	}

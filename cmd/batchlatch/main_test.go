@@ -142,7 +142,12 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 		{[]string{"stray"}, nil, "unexpected arguments"},
 		{[]string{"--argo-namespaces", "ml,Bad_NS"}, nil, "--argo-namespaces"},
 		{[]string{"--missed-grace", "0s"}, nil, "--missed-grace"},
+		{[]string{"--missed-grace", "1ns"}, nil, "--missed-grace"},
+		{[]string{"--missed-grace", "721h"}, nil, "--missed-grace"},
 		{[]string{"--max-runtime", "-1m"}, nil, "--max-runtime"},
+		{[]string{"--forget-after", "0s"}, nil, "--forget-after"},
+		// One flag per rule: the CronJob watcher's own copies are gone.
+		{[]string{"--cronjob-missed-grace", "20m"}, nil, "cronjob-missed-grace"},
 	} {
 		_, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, &strings.Builder{})
 		if err == nil || !strings.Contains(err.Error(), tt.mention) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,4 +176,20 @@ func Silences(t *testing.T, open func() state.Store) {
 	if want := SilenceAt("d4", "nightly", 250, 500); got[1].Reason != want.Reason || !got[1].EndsAt.Equal(want.EndsAt) {
 		t.Fatalf("after reopening: %+v, want %+v", got[1], want)
 	}
+}
+
+// CountingStore counts what a Store is asked to record and what it writes.
+type CountingStore struct {
+	state.Store
+	Records, Writes atomic.Int64
+}
+
+// Record implements state.Store.
+func (s *CountingStore) Record(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error) {
+	rec, err := s.Store.Record(ctx, r, receivedAt)
+	s.Records.Add(1)
+	if err == nil && rec.Outcome.Changed() {
+		s.Writes.Add(1)
+	}
+	return rec, err
 }

@@ -34,7 +34,11 @@ type cron struct {
 	When          string
 	Forbid        bool // concurrencyPolicy Forbid
 	// Condition is a SpecError or SubmissionError condition that is set.
-	Condition  *condition
+	Condition *condition
+	// SpecErr says why the controller will never run the CronWorkflow: its
+	// schedule does not parse, or Argo's own validation refuses it. ""
+	// when it is valid.
+	SpecErr    string
 	Grace      time.Duration
 	MaxRuntime time.Duration // 0: off
 }
@@ -42,6 +46,10 @@ type cron struct {
 type condition struct {
 	Phase   api.Phase // api.PhaseSpecError or api.PhaseSubmissionError
 	Message string
+	// WrittenAt is when the controller last wrote the CronWorkflow's
+	// status (from managedFields): the condition explains only the ticks
+	// up to it.
+	WrittenAt time.Time
 }
 
 // run is what the decisions need of one of its Workflows, all from the
@@ -52,6 +60,10 @@ type run struct {
 	Created     time.Time
 	ScheduledAt time.Time // the scheduled-time annotation; zero when absent
 	Completed   bool      // the completed label
+	// LastWritten is when the Workflow was last written (from
+	// managedFields): for a finished run, about when it finished, which
+	// its metadata does not say otherwise. Zero when unknown.
+	LastWritten time.Time
 }
 
 // finished reports whether the run has ended: its completed label or, for a
@@ -108,29 +120,75 @@ func rulesRuns(runs []run) []cronrules.Run {
 }
 
 // due returns the synthetic results due for c at now: its missed or
-// unsubmittable ticks and its stuck runs. job is c's stored job, nil when
-// there is none. Re-evaluating returns the same results (deduplicated by
-// the store), so a tick or a stuck run is never counted twice.
+// unsubmittable ticks and its stuck runs, in the order they happened. job
+// is c's stored job, nil when there is none. Each result is timed by what it
+// is about (a tick, a tick plus its grace, a run's start plus its max
+// runtime), so re-evaluating returns the same results and the store counts
+// none of them twice, however many ticks or runs it remembers.
 func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
 	var results []api.Result
 	shared := rulesRuns(runs)
-	for _, r := range cronrules.Stuck(c.rules(), shared, now) {
-		results = append(results, stuckResult(c, r, now))
+	rules := c.rules()
+	for _, r := range cronrules.Stuck(rules, shared, now) {
+		results = append(results, stuckResult(c, r))
 	}
-	if c.Suspended || c.Stopped || c.ScheduleErr != nil {
+	if c.Suspended || c.Stopped {
 		return results
+	}
+	if c.SpecErr != "" {
+		return append(results, specResults(c, shared, job, now)...)
 	}
 	if runsEveryTick, known := whenVerdict(c.When); !runsEveryTick || !known {
 		return results
 	}
-	for _, tick := range cronrules.Uncovered(c.rules(), naming, shared, job, now) {
-		switch {
-		case c.Condition != nil:
+	explained := map[time.Time]bool{}
+	if c.Condition != nil {
+		for _, tick := range cronrules.Uncovered(rules, naming, shared, job, now) {
+			// The controller writes the CronWorkflow at every tick it
+			// attempts and cannot submit (its failed counter): a tick
+			// after its last write was not attempted (the controller was
+			// down, or is about to), and the old condition does not
+			// explain it.
+			if c.Condition.WrittenAt.Before(tick) {
+				continue
+			}
+			explained[tick] = true
 			results = append(results, tickResult(c, tick, c.Condition.Phase, c.Condition.Message, tick))
-		case !now.Before(tick.Add(c.Grace)):
-			msg := fmt.Sprintf("no run for the %s tick (%s): none %s after it", tick.UTC().Format("15:04 UTC"), tick.UTC().Format(time.RFC3339), c.Grace)
-			results = append(results, tickResult(c, tick, api.PhaseMissed, msg, tick.Add(c.Grace)))
 		}
+	}
+	for _, tick := range cronrules.Uncovered(rules, naming, shared, job, now.Add(-c.Grace)) {
+		if explained[tick] {
+			continue
+		}
+		msg := fmt.Sprintf("no run for the %s tick (%s): none %s after it", tick.UTC().Format("15:04 UTC"), tick.UTC().Format(time.RFC3339), c.Grace)
+		results = append(results, tickResult(c, tick, api.PhaseMissed, msg, tick.Add(c.Grace)))
+	}
+	return results
+}
+
+// specResults are the failures of a CronWorkflow the controller will never
+// run (its spec does not validate, or its schedule does not parse): one at
+// once, standing for its next tick, so the user hears of it before that
+// tick and with the reason, and one for every later tick, as the controller
+// itself would report them. Argo writes no condition for a CronWorkflow
+// invalid from the moment it was added.
+func specResults(c cron, runs []cronrules.Run, job *state.Job, now time.Time) []api.Result {
+	from := c.rules().From
+	name := runName(c.Name, from)
+	if c.ScheduleErr == nil {
+		if next := c.Schedule.Next(from); !next.IsZero() {
+			name = runName(c.Name, next)
+		}
+	}
+	first := tickResult(c, from, api.PhaseSpecError, c.SpecErr, from)
+	first.WorkflowName = name
+	first.ScheduledTime = ""
+	results := []api.Result{first}
+	if c.ScheduleErr != nil {
+		return results
+	}
+	for _, tick := range cronrules.Uncovered(c.rules(), naming, runs, job, now) {
+		results = append(results, tickResult(c, tick, api.PhaseSpecError, c.SpecErr, tick))
 	}
 	return results
 }
@@ -174,46 +232,46 @@ func tickResult(c cron, tick time.Time, phase api.Phase, message string, at time
 	}
 }
 
-// stuckResult is a synthetic failure of run r, still running at now.
-func stuckResult(c cron, r cronrules.Run, now time.Time) api.Result {
-	running := now.Sub(r.Started).Truncate(time.Second)
+// stuckResult is a synthetic failure of run r, still running past c's max
+// runtime: timed when it became stuck, so that every pass makes the same
+// result of it.
+func stuckResult(c cron, r cronrules.Run) api.Result {
 	return api.Result{
-		Namespace:    c.Namespace,
-		WorkflowName: r.Name,
-		UID:          r.UID,
-		CronWorkflow: c.Name,
-		Phase:        api.PhaseStuck,
+		Namespace:       c.Namespace,
+		WorkflowName:    r.Name,
+		UID:             r.UID,
+		CronWorkflow:    c.Name,
+		Phase:           api.PhaseStuck,
+		CreatedAt:       r.Started.UTC().Format(time.RFC3339),
+		DurationSeconds: c.MaxRuntime.Seconds(),
 		Failures: []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck),
-			Message: fmt.Sprintf("still running after %s, past its max runtime of %s", running, c.MaxRuntime)}},
+			Message: fmt.Sprintf("still running past its max runtime of %s (started %s)", c.MaxRuntime, r.Started.UTC().Format(time.RFC3339))}},
 	}
 }
 
-// reconcileHorizon: a completed run created this long before the job's
-// latest result is not read: its result would be stale unless it ran for
-// longer than that past a later run's result, and reading every old run the
-// store no longer remembers (it keeps the latest 8) would cost a full GET of
-// each at every start.
-const reconcileHorizon = time.Hour
-
-// lost returns c's finished runs whose result the job has not seen and that
-// could still change it; handled holds the uids already read.
-func lost(c cron, runs []run, job *state.Job, handled map[string]bool) []run {
-	var out []run
-	for _, r := range runs {
-		if !r.finished() || handled[r.UID] || r.UID == "" {
-			continue
-		}
-		if job != nil {
-			if r.began().Before(job.LastResultAt.Add(-reconcileHorizon)) {
-				continue
-			}
-			if job.Knows(api.Result{Namespace: c.Namespace, CronWorkflow: c.Name, WorkflowName: r.Name, UID: r.UID, Phase: api.Phase(r.Phase)}) {
-				continue
-			}
-		}
-		out = append(out, r)
+// metaResult is the result of cron's finished run r as far as its
+// metadata tells: its outcome (the phase label) and about when it ended.
+// It stands in for the full result when the Workflow cannot be read (it
+// was deleted) or need not be (a run in the middle of a long history).
+func metaResult(namespace, cron string, r run) api.Result {
+	res := api.Result{
+		Namespace:    namespace,
+		WorkflowName: r.Name,
+		UID:          r.UID,
+		CronWorkflow: cron,
+		Phase:        api.Phase(r.Phase),
+		CreatedAt:    r.Created.UTC().Format(time.RFC3339),
 	}
-	return out
+	if res.Phase == "" {
+		res.Phase = api.PhaseFailed // completed with no phase label: it did not succeed
+	}
+	if !r.ScheduledAt.IsZero() {
+		res.ScheduledTime = r.ScheduledAt.UTC().Format(time.RFC3339)
+	}
+	if r.LastWritten.After(r.Created) {
+		res.DurationSeconds = r.LastWritten.Sub(r.Created.Truncate(time.Second)).Seconds()
+	}
+	return res // no failed steps: a callback or a read of the run adds them
 }
 
 // scheduleView is what the job's REST view and entries say of c's schedule
@@ -225,8 +283,8 @@ func scheduleView(c cron, now time.Time) *api.Schedule {
 	}
 	runsEveryTick, known := whenVerdict(c.When)
 	switch {
-	case c.ScheduleErr != nil:
-		v.Note = "the schedule cannot be read, so missed ticks are not reported: " + c.ScheduleErr.Error()
+	case c.SpecErr != "":
+		v.Note = "the controller never runs it: " + c.SpecErr
 	case !known:
 		v.Note = "spec.when is an expression batchlatch does not evaluate, so missed ticks are not reported"
 	case !runsEveryTick:

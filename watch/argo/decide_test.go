@@ -64,19 +64,36 @@ func TestDueMissedTicks(t *testing.T) {
 		{name: "schedule changed: ticks before it are the old schedule's", change: func(c *cron) { c.SpecChangedAt = minutes(2) }, want: "Missed:" + tickName(3)},
 		{name: "a longer grace", change: func(c *cron) { c.Grace = 4 * time.Minute }, want: "Missed:" + tickName(1)},
 		{name: "a stored result of a later tick covers", job: failedJob(tickName(2), api.PhaseFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
-		{name: "the watcher's own result covers nothing", job: failedJob(tickName(2), api.PhaseMissed, minutes(4)),
-			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "the watcher's own result covers its tick and those before, whether the job remembers them or not",
+			job: failedJob(tickName(2), api.PhaseMissed, minutes(4)), want: "Missed:" + tickName(3)},
+		{name: "a stuck run of a tick covers the ticks up to it", job: failedJob(tickName(2), api.PhaseStuck, minutes(4)), want: "Missed:" + tickName(3)},
+		{name: "a grace longer than the ticks looked at: the latest ticks past it are missed", change: func(c *cron) { c.Grace = 15 * time.Minute; c.Created = minutes(-30) },
+			want: "Missed:" + tickName(-19) + " Missed:" + tickName(-18) + " Missed:" + tickName(-17) + " Missed:" + tickName(-16) + " Missed:" + tickName(-15) +
+				" Missed:" + tickName(-14) + " Missed:" + tickName(-13) + " Missed:" + tickName(-12) + " Missed:" + tickName(-11) + " Missed:" + tickName(-10)},
 		{name: "Forbid: a run active at the tick", change: func(c *cron) { c.Forbid = true },
 			runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}}},
 		{name: "Forbid: a run that ended after the tick", change: func(c *cron) { c.Forbid = true },
 			job: failedJob(runName("nightly", t0), api.PhaseSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
 		{name: "Allow: a run of an earlier tick does not cover", runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}},
 			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
-		{name: "SubmissionError: every uncovered tick, without waiting for the grace",
+		{name: "SubmissionError written at the latest tick: every uncovered tick, without waiting for the grace",
 			change: func(c *cron) {
-				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded"}
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: now}
 			},
 			want: "SubmissionError:" + tickName(1) + " SubmissionError:" + tickName(2) + " SubmissionError:" + tickName(3) + " SubmissionError:" + tickName(4) + " SubmissionError:" + tickName(5)},
+		{name: "a condition explains only the ticks the controller attempted: the rest are missed after the grace (the controller was down)",
+			change: func(c *cron) {
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(1).Add(time.Second)}
+			},
+			want: "SubmissionError:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "a spec Argo refuses: at once, standing for the first tick, then every tick", change: func(c *cron) { c.SpecErr = "invalid cron workflow: no template" },
+			want: "SpecError:" + tickName(1) + " SpecError:" + tickName(1) + " SpecError:" + tickName(2) + " SpecError:" + tickName(3) + " SpecError:" + tickName(4) + " SpecError:" + tickName(5)},
+		{name: "a schedule that does not parse: one failure for the spec", change: func(c *cron) {
+			c.Schedule = schedule.Schedule{}
+			_, c.ScheduleErr = schedule.Parse([]string{"61 * * * *"}, "")
+			c.SpecErr = c.ScheduleErr.Error()
+		}, want: "SpecError:" + runName("nightly", t0)},
+		{name: "a suspended invalid spec fails nothing", change: func(c *cron) { c.SpecErr = "invalid"; c.Suspended = true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,31 +157,6 @@ func TestDueStuckRuns(t *testing.T) {
 	}
 }
 
-func TestLostRuns(t *testing.T) {
-	c := everyMinute(t)
-	known, _ := state.Apply(state.Job{}, false, api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: "nightly-k", UID: "k", Phase: api.PhaseFailed}, minutes(50))
-	runs := []run{
-		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowFailed, Completed: true},                        // its callback came
-		{Name: "nightly-l", UID: "l", Created: minutes(45), Phase: wfv1.WorkflowFailed, Completed: true},                        // lost
-		{Name: "nightly-r", UID: "r", Created: minutes(46), Phase: wfv1.WorkflowFailed},                                         // terminated by Replace, still labelled completed=false
-		{Name: "nightly-n", UID: "n", Created: minutes(47), Phase: wfv1.WorkflowRunning},                                        // not finished
-		{Name: "nightly-h", UID: "h", Created: minutes(48), Phase: wfv1.WorkflowSucceeded, Completed: true},                     // read already
-		{Name: "nightly-o", UID: "o", Created: minutes(50).Add(-61 * time.Minute), Phase: wfv1.WorkflowFailed, Completed: true}, // older than the horizon
-		{Name: "nightly-k", UID: "k", Created: minutes(40), Phase: wfv1.WorkflowSucceeded, Completed: true},                     // retried: the other outcome
-	}
-	got := lost(c, runs, &known, map[string]bool{"h": true})
-	var uids []string
-	for _, r := range got {
-		uids = append(uids, r.Name+"/"+string(r.Phase))
-	}
-	if strings.Join(uids, " ") != "nightly-l/Failed nightly-r/Failed nightly-k/Succeeded" {
-		t.Fatalf("lost = %v", uids)
-	}
-	if got := lost(c, runs[:2], nil, nil); len(got) != 2 {
-		t.Fatalf("no job yet: every finished run is lost: %v", got)
-	}
-}
-
 func TestScheduledTick(t *testing.T) {
 	for _, tt := range []struct {
 		workflow string
@@ -214,7 +206,8 @@ func TestScheduleView(t *testing.T) {
 	}
 	bad := base
 	_, bad.ScheduleErr = schedule.Parse([]string{"61 * * * *"}, "")
-	if got := scheduleView(bad, now); got.NextTick != nil || !strings.Contains(got.Note, "cannot be read") {
+	bad.SpecErr = bad.ScheduleErr.Error()
+	if got := scheduleView(bad, now); got.NextTick != nil || !strings.Contains(got.Note, "never runs it") {
 		t.Errorf("bad schedule: %+v", got)
 	}
 }
@@ -222,7 +215,7 @@ func TestScheduleView(t *testing.T) {
 // The annotations override the flags per CronWorkflow; a bad value keeps the
 // flag's (a watched object is input like a callback's body).
 func TestAnnotationsOverrideTheFlags(t *testing.T) {
-	w := &Watcher{cfg: Config{MissedGrace: 10 * time.Minute, MaxRuntime: 0}, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	w := &Watcher{cfg: Config{MissedGrace: 10 * time.Minute, MaxRuntime: 0}, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), specs: newSpecChecker()}
 	for _, tt := range []struct {
 		annotations       map[string]string
 		grace, maxRuntime time.Duration
@@ -231,6 +224,12 @@ func TestAnnotationsOverrideTheFlags(t *testing.T) {
 		{map[string]string{AnnotationMissedGrace: "30m", AnnotationMaxRuntime: "2h"}, 30 * time.Minute, 2 * time.Hour},
 		{map[string]string{AnnotationMissedGrace: "soon", AnnotationMaxRuntime: "-1h"}, 10 * time.Minute, 0},
 		{map[string]string{AnnotationMissedGrace: "100000h"}, 10 * time.Minute, 0},
+		// The flag's bounds: a grace shorter than a controller takes to
+		// create a run reports runs on their way as missed.
+		{map[string]string{AnnotationMissedGrace: "0s"}, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "1ns"}, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "9s", AnnotationMaxRuntime: "721h"}, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "10s", AnnotationMaxRuntime: "0s"}, 10 * time.Second, 0},
 	} {
 		cwf := &wfv1.CronWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: tt.annotations},
 			Spec: wfv1.CronWorkflowSpec{Schedule: "0 2 * * *", Timezone: "Europe/Berlin"}}

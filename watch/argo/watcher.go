@@ -21,6 +21,7 @@ import (
 	"github.com/argoproj/argo-workflows/v3/pkg/client/informers/externalversions"
 	wflisters "github.com/argoproj/argo-workflows/v3/pkg/client/listers/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/metadata"
@@ -67,9 +68,10 @@ type Hooks struct {
 	Forgot func(ctx context.Context, job state.Job, reason string)
 }
 
-// settleTime: a completed run is read for a lost callback only this long
-// after it finished, so that a callback in flight is not raced.
-const settleTime = time.Minute
+// readsPerJob bounds the Workflows one drain reads in full for one job:
+// a new install on a cluster with a long history of runs reads the latest
+// few, and takes the rest from their metadata.
+const readsPerJob = 4
 
 // Watcher is the Argo source. Run it on one replica (the leader) or on all:
 // every result it makes is deduplicated by what it is about (the tick, the
@@ -87,11 +89,22 @@ type Watcher struct {
 	sync  []cache.InformerSynced
 
 	mu      sync.Mutex
-	deleted map[state.Key]time.Time // CronWorkflows seen deleted, when
-	handled map[string]bool         // uids of completed runs already read
-	warned  cronrules.Warned        // bad annotations already logged
+	deleted map[state.Key]time.Time       // CronWorkflows seen deleted, when
+	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished run
+	pending []pendingRun                  // finished runs not recorded yet
+	warned  cronrules.Warned              // bad annotations already logged
+	specs   *specChecker                  // Argo's validation of each CronWorkflow
 
-	firstPass chan struct{} // closed once Run has synced, reconciled and evaluated
+	started   time.Time     // when Run had synced: runs that ended before are history
+	wake      chan struct{} // a finished run is pending
+	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
+}
+
+// pendingRun is a finished run whose result is not recorded yet.
+type pendingRun struct {
+	api.Result // from its metadata; read in full before it is recorded
+	run        run
+	gone       bool // deleted: its metadata is all there is
 }
 
 // byCron indexes Workflows by "<namespace>/<cronworkflow>".
@@ -111,8 +124,10 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		argo: argo, store: store, cfg: cfg, hooks: hooks,
 		logger:    logger.With("component", "argo-watcher"),
 		deleted:   map[state.Key]time.Time{},
-		handled:   map[string]bool{},
+		handled:   map[string]wfv1.WorkflowPhase{},
+		wake:      make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
+		specs:     newSpecChecker(),
 	}
 	namespaces := cfg.Namespaces
 	if len(namespaces) == 0 {
@@ -128,6 +143,21 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		})
 		w.crons = append(w.crons, cronInformer.Lister())
 		w.sync = append(w.sync, cronInformer.Informer().HasSynced)
+		// WorkflowTemplates, to validate the CronWorkflows that use them.
+		templateInformer := cronFactory.Argoproj().V1alpha1().WorkflowTemplates()
+		changed := func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if t, ok := obj.(*wfv1.WorkflowTemplate); ok {
+				w.specs.templatesChanged(t.Namespace)
+			}
+		}
+		templateInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: changed, UpdateFunc: func(_, obj any) { changed(obj) }, DeleteFunc: changed,
+		})
+		w.specs.templates = append(w.specs.templates, templateInformer.Lister())
+		w.sync = append(w.sync, templateInformer.Informer().HasSynced)
 		w.start = append(w.start, cronFactory.Start)
 
 		// Only Workflows made by a CronWorkflow, and only their metadata.
@@ -135,7 +165,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 			o.LabelSelector = common.LabelKeyCronWorkflow
 		})
 		runInformer := metaFactory.ForResource(workflows).Informer()
-		_ = runInformer.SetTransform(dropManagedFields)
+		_ = runInformer.SetTransform(slimRun)
 		_ = runInformer.AddIndexers(cache.Indexers{byCron: func(obj any) ([]string, error) {
 			m, ok := obj.(*metav1.PartialObjectMetadata)
 			if !ok {
@@ -143,31 +173,56 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 			}
 			return []string{m.Namespace + "/" + m.Labels[common.LabelKeyCronWorkflow]}, nil
 		}})
+		runHandler, _ := runInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { w.runSeen(obj, false) },
+			UpdateFunc: func(_, obj any) { w.runSeen(obj, false) },
+			DeleteFunc: func(obj any) { w.runSeen(obj, true) },
+		})
 		w.runs = append(w.runs, runInformer)
-		w.sync = append(w.sync, runInformer.HasSynced)
+		// The handler's sync, not only the informer's: the first pass
+		// records the finished runs the initial list delivered.
+		w.sync = append(w.sync, runInformer.HasSynced, runHandler.HasSynced)
 		w.start = append(w.start, metaFactory.Start)
 	}
 	return w
 }
 
-// FirstPass is closed once Run has listed everything, looked for lost
-// callbacks and evaluated every CronWorkflow.
+// FirstPass is closed once Run has listed everything, recorded the results
+// of the finished runs and evaluated every CronWorkflow.
 func (w *Watcher) FirstPass() <-chan struct{} { return w.firstPass }
 
 // SetHooks replaces the hooks; call it before Run.
 func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
 
-// dropManagedFields keeps the informer's copies small.
-func dropManagedFields(obj any) (any, error) {
+// slimRun keeps the informer's copies small: of managedFields only the
+// latest time is read (about when a finished run finished), kept as a
+// single entry.
+func slimRun(obj any) (any, error) {
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		written := lastWritten(m.ManagedFields)
 		m.ManagedFields = nil
+		if !written.IsZero() {
+			m.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: written}}}
+		}
 	}
 	return obj, nil
 }
 
-// Run watches until ctx is done: it evaluates ticks and runtimes every
-// EvaluateEvery and looks for lost callbacks at start and every
-// ReconcileInterval.
+// lastWritten is the latest time a field manager wrote the object.
+func lastWritten(fields []metav1.ManagedFieldsEntry) time.Time {
+	var latest time.Time
+	for _, f := range fields {
+		if f.Time != nil && f.Time.After(latest) {
+			latest = f.Time.Time
+		}
+	}
+	return latest
+}
+
+// Run watches until ctx is done: it records each run's result as the run
+// finishes (before Argo's history limits can delete it), evaluates ticks and
+// runtimes every EvaluateEvery, and looks again for finished runs whose
+// result is unknown every ReconcileInterval.
 func (w *Watcher) Run(ctx context.Context) {
 	for _, start := range w.start {
 		start(ctx.Done())
@@ -175,8 +230,11 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
 		return
 	}
+	w.started = w.cfg.Now()
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
-	w.Reconcile(ctx)
+	// The initial list delivered every finished run that exists: the
+	// results a stopped watcher did not see.
+	w.drain(ctx)
 	w.Evaluate(ctx)
 	close(w.firstPass)
 	evaluate := time.NewTicker(w.cfg.EvaluateEvery)
@@ -187,12 +245,193 @@ func (w *Watcher) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.wake:
+			w.drain(ctx)
 		case <-evaluate.C:
+			w.drain(ctx) // retries what the store refused
 			w.Evaluate(ctx)
 		case <-reconcile.C:
 			w.Reconcile(ctx)
 		}
 	}
+}
+
+// runSeen queues the result of a finished run of a CronWorkflow. On
+// deletion the object is the run's final metadata (or the last the cache
+// held, in a tombstone), so a run deleted the moment it finished still
+// counts.
+func (w *Watcher) runSeen(obj any, deleted bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return
+	}
+	cron := m.Labels[common.LabelKeyCronWorkflow]
+	r := runOf(m)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := r.finished() && w.handled[r.UID] == r.Phase
+	if deleted {
+		delete(w.handled, r.UID)
+	}
+	if cron == "" || r.UID == "" || !r.finished() || seen {
+		return
+	}
+	w.pending = append(w.pending, pendingRun{Result: metaResult(m.Namespace, cron, r), run: r, gone: deleted})
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// drain records the pending runs' results: each job's in the order its
+// runs happened, skipping what the job knows already or what finished
+// before its latest result, and what a later result makes moot
+// (cronrules.Collapse). The latest few of a job's runs are read in full
+// first (their failed steps and when they finished); the rest, on a first
+// start over a long history, are taken from their metadata, ordered by
+// when they began. A run that ended before the watcher started is
+// recorded as received when it ended and kicks nothing: history is not
+// news.
+func (w *Watcher) drain(ctx context.Context) {
+	w.mu.Lock()
+	batch := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	jobs, err := w.jobs(ctx)
+	if err != nil {
+		w.logger.Warn("list jobs; recording later", "err", err)
+		w.requeue(batch)
+		return
+	}
+	byKey := map[state.Key][]pendingRun{}
+	for _, p := range batch {
+		key := state.KeyOf(p.Result)
+		byKey[key] = append(byKey[key], p)
+	}
+	now := w.cfg.Now()
+	for key, todo := range byKey {
+		var job *state.Job
+		if j, ok := jobs[key]; ok {
+			job = &j
+		}
+		var fresh []pendingRun
+		for _, p := range todo {
+			// Known, or last written before the job's latest result (so
+			// it ended before it, and cannot change the job): not read.
+			if job != nil && (job.Knows(p.Result) || endedBefore(*job, p, now)) {
+				w.markHandled(p)
+				continue
+			}
+			fresh = append(fresh, p)
+		}
+		sort.SliceStable(fresh, func(i, k int) bool { return fresh[i].run.began().Before(fresh[k].run.began()) })
+		tail := max(len(fresh)-readsPerJob, 0)
+		for i := range fresh {
+			if i >= tail {
+				fresh[i].Result = w.readResult(ctx, fresh[i], now)
+			} else {
+				fresh[i].Result = beganResult(fresh[i].Result, fresh[i].run)
+			}
+		}
+		sort.SliceStable(fresh[tail:], func(i, k int) bool {
+			return fresh[tail+i].FinishedAt(now).Before(fresh[tail+k].FinishedAt(now))
+		})
+		var known []pendingRun
+		if job != nil {
+			known = fresh[:0:0]
+			for _, p := range fresh {
+				if _, out := state.Apply(*job, true, p.Result, now); out.Stale {
+					w.markHandled(p)
+					continue
+				}
+				known = append(known, p)
+			}
+			fresh = known
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		keep, moot := cronrules.Collapse(fresh, job != nil && job.Failing())
+		for _, p := range moot {
+			w.markHandled(p)
+		}
+		for i, p := range keep {
+			received, news := now, true
+			if ended := p.FinishedAt(now); ended.Before(w.started) {
+				received, news = ended, false
+			}
+			if _, err := w.recordAs(ctx, p.Result, received, news); err != nil {
+				w.requeue(keep[i:]) // keep the job's order
+				break
+			}
+			w.markHandled(p)
+		}
+	}
+}
+
+// endedBefore reports whether pending run p was last written before job's
+// latest result, so that it ended before it and cannot change the job,
+// unless it is the run a synthetic result stands for, or another outcome
+// of a run the job knows (argo retry).
+func endedBefore(job state.Job, p pendingRun, now time.Time) bool {
+	if p.run.LastWritten.IsZero() || !p.run.LastWritten.Before(job.LastResultAt) {
+		return false
+	}
+	_, out := state.Apply(job, true, p.Result, now)
+	return !out.Supersedes && !out.Retry
+}
+
+// beganResult is a run's result from its metadata, ordered when the run
+// began: a time no later than its end, in the order of its runs.
+func beganResult(r api.Result, run run) api.Result {
+	r.CreatedAt = run.began().UTC().Format(time.RFC3339)
+	r.DurationSeconds = 0
+	return r
+}
+
+// readResult is the full result of a pending run: the one its exit handler
+// would have sent, read from the Workflow. A run deleted meanwhile (or one
+// that cannot be read) keeps what its metadata says.
+func (w *Watcher) readResult(ctx context.Context, p pendingRun, now time.Time) api.Result {
+	if p.gone {
+		return p.Result
+	}
+	wf, err := w.argo.ArgoprojV1alpha1().Workflows(p.Namespace).Get(ctx, p.WorkflowName, metav1.GetOptions{})
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			w.logger.Warn("read finished workflow; recording what its metadata says", "err", err, "namespace", p.Namespace, "workflow", p.WorkflowName)
+		}
+		return p.Result
+	}
+	if string(wf.UID) != p.UID || !wf.Status.Fulfilled() {
+		return p.Result
+	}
+	r := resultOf(wf, now)
+	r.CronWorkflow = p.CronWorkflow
+	return r
+}
+
+// markHandled remembers that the result of a run still there is recorded,
+// so that its next updates are not recorded again.
+func (w *Watcher) markHandled(p pendingRun) {
+	if p.gone {
+		return
+	}
+	w.mu.Lock()
+	w.handled[p.UID] = p.run.Phase
+	w.mu.Unlock()
+}
+
+func (w *Watcher) requeue(todo []pendingRun) {
+	w.mu.Lock()
+	w.pending = append(w.pending, todo...)
+	w.mu.Unlock()
 }
 
 func (w *Watcher) cronAdded(obj any) {
@@ -250,6 +489,9 @@ func (w *Watcher) snapshot() []watched {
 					runs = append(runs, runOf(m))
 				}
 			}
+			if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
+				c.SpecErr = w.specs.check(cwf)
+			}
 			out = append(out, watched{cron: c, runs: runs})
 		}
 	}
@@ -287,64 +529,41 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		return
 	}
 	for _, cw := range w.snapshot() {
-		for _, r := range due(cw.cron, cw.runs, jobOf(jobs, cw.cron), now) {
-			w.record(ctx, r, now)
+		job := jobOf(jobs, cw.cron)
+		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
+			recorded, err := w.record(ctx, r, now)
+			if err != nil {
+				break // in order: the rest are due again at the next evaluation
+			}
+			if recorded != nil {
+				job = recorded // the next result is ordered after this one
+			}
 		}
 	}
 	w.forget(ctx, jobs, now)
 }
 
-// Reconcile records the results of completed runs whose callback never came.
+// Reconcile queues the finished runs whose result is not recorded (an
+// event missed, a store that refused) and records them.
 func (w *Watcher) Reconcile(ctx context.Context) {
-	now := w.cfg.Now()
-	jobs, err := w.jobs(ctx)
-	if err != nil {
-		w.logger.Warn("list jobs; reconciling later", "err", err)
-		return
-	}
-	present := map[string]bool{}
-	for _, cw := range w.snapshot() {
-		for _, r := range cw.runs {
-			present[r.UID] = true
-		}
-		w.mu.Lock()
-		candidates := lost(cw.cron, cw.runs, jobOf(jobs, cw.cron), w.handled)
-		w.mu.Unlock()
-		for _, r := range candidates {
-			w.reconcileRun(ctx, cw.cron, r, now)
+	for _, informer := range w.runs {
+		for _, obj := range informer.GetStore().List() {
+			w.runSeen(obj, false)
 		}
 	}
-	w.mu.Lock()
-	for uid := range w.handled {
-		if !present[uid] {
-			delete(w.handled, uid)
-		}
-	}
-	w.mu.Unlock()
-}
-
-func (w *Watcher) reconcileRun(ctx context.Context, c cron, r run, now time.Time) {
-	wf, err := w.argo.ArgoprojV1alpha1().Workflows(c.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
-	if err != nil {
-		w.logger.Warn("read completed workflow", "err", err, "namespace", c.Namespace, "workflow", r.Name)
-		return
-	}
-	if string(wf.UID) != r.UID || !wf.Status.Fulfilled() {
-		return
-	}
-	if finished := wf.Status.FinishedAt.Time; !finished.IsZero() && now.Sub(finished) < settleTime {
-		return // its callback may be on its way
-	}
-	result := resultOf(wf, now)
-	w.record(ctx, result, now)
-	w.mu.Lock()
-	w.handled[r.UID] = true
-	w.mu.Unlock()
+	w.drain(ctx)
 }
 
 // record validates a result made from a watched object, as a callback's is,
-// and applies it.
-func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
+// and applies it. It returns the job after it (nil when the result was
+// invalid: logged and dropped), and an error only when the store failed.
+func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) (*state.Job, error) {
+	return w.recordAs(ctx, r, now, true)
+}
+
+// recordAs is record with the time the result counts as received, and
+// whether a change it makes is news to announce at once (kick).
+func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, news bool) (*state.Job, error) {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "workflow", r.WorkflowName, "phase", r.Phase)
 	if cwf := w.cronWorkflow(r.Namespace, r.CronWorkflow); cwf != nil {
 		var err error
@@ -356,20 +575,21 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) {
 	}
 	if err := r.ValidateObserved(now); err != nil {
 		log.Warn("ignoring a watched object that no result can be made of", "err", err)
-		return
+		return nil, nil
 	}
 	rec, err := w.store.Record(ctx, r, now)
 	if err != nil {
 		log.Warn("record", "err", err)
-		return
+		return nil, err
 	}
 	if rec.Outcome.Duplicate || rec.Outcome.Stale {
-		return
+		return &rec.Job, nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
+	if news && rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
+	return &rec.Job, nil
 }
 
 // thresholdAnnotations are where a CronWorkflow's failure threshold is
@@ -397,7 +617,13 @@ func (w *Watcher) cronWorkflow(namespace, name string) *wfv1.CronWorkflow {
 }
 
 func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {
+	absent := cronrules.Absent(jobs, w.owns, func(key state.Key) bool { return w.cronWorkflow(key.Namespace, key.Name) != nil })
 	w.mu.Lock()
+	for _, key := range absent {
+		if _, noted := w.deleted[key]; !noted {
+			w.deleted[key] = now // gone before this watcher could see it go
+		}
+	}
 	var due []state.Key
 	for key, at := range w.deleted {
 		if now.Sub(at) >= w.cfg.ForgetAfter {
@@ -412,7 +638,7 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name)
 				continue
 			}
-			reason := fmt.Sprintf("its CronWorkflow was deleted more than %s ago", w.cfg.ForgetAfter)
+			reason := fmt.Sprintf("its CronWorkflow has been gone for more than %s", w.cfg.ForgetAfter)
 			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "reason", reason)
 			if w.hooks.Forgot != nil {
 				w.hooks.Forgot(ctx, job, reason)
@@ -422,6 +648,18 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 		delete(w.deleted, key)
 		w.mu.Unlock()
 	}
+}
+
+// owns reports whether job is the job of a CronWorkflow the watcher reads:
+// one of a namespace it watches whose latest run is named after a tick of
+// a CronWorkflow of the job's name (a job of a WorkflowTemplate, or of a
+// namespace as a whole, is not).
+func (w *Watcher) owns(job state.Job) bool {
+	if job.Kind != "" || job.Name == "" || !cronrules.Watches(w.cfg.Namespaces, job.Namespace) {
+		return false
+	}
+	_, named := scheduledTick(job.Name, job.LastWorkflow)
+	return named
 }
 
 // cronOf reads what the decisions need of a CronWorkflow, with the
@@ -445,40 +683,61 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		Stopped:       cwf.Status.Phase == wfv1.StoppedPhase,
 		When:          cwf.Spec.When,
 		Forbid:        cwf.Spec.ConcurrencyPolicy == wfv1.ForbidConcurrent,
-		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace),
-		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime),
+		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
+		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
 	}
+	if err != nil {
+		c.SpecErr = err.Error()
+	}
+	written := statusWrittenAt(cwf.ManagedFields)
 	for _, cond := range cwf.Status.Conditions {
 		if cond.Status != metav1.ConditionTrue {
 			continue
 		}
 		switch cond.Type {
 		case wfv1.ConditionTypeSpecError:
-			c.Condition = &condition{Phase: api.PhaseSpecError, Message: cond.Message}
+			c.Condition = &condition{Phase: api.PhaseSpecError, Message: cond.Message, WrittenAt: written}
 		case wfv1.ConditionTypeSubmissionError:
-			c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: cond.Message}
+			c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: cond.Message, WrittenAt: written}
 		}
 	}
 	return c
 }
 
-// maxAnnotatedDuration bounds an annotation's duration: it comes from
-// whoever may edit the CronWorkflow.
-const maxAnnotatedDuration = 30 * 24 * time.Hour
-
-func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time.Duration) time.Duration {
-	v, ok := cwf.Annotations[key]
-	if !ok {
-		return def
+// scheduledSince reports whether Argo's controller scheduled cwf since
+// from (its spec's last change): it made a run, or says it did. Such a
+// CronWorkflow was valid to the controller, which would write a SpecError
+// condition at its next tick if it became invalid; only one it never
+// scheduled needs validating here (validation is the costliest part of a
+// pass, and most CronWorkflows run).
+func scheduledSince(cwf *wfv1.CronWorkflow, runs []run, from time.Time) bool {
+	if t := cwf.Status.LastScheduledTime; t != nil && !t.Time.Before(from) {
+		return true
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || d > maxAnnotatedDuration {
-		// Once per version of the object, not at every evaluation.
-		if !w.warned.First(string(cwf.UID), cwf.ResourceVersion, key) {
-			return def
+	for _, r := range runs {
+		if !r.Created.Before(from) {
+			return true
 		}
-		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "annotation", key, "value", api.Quote(v))
-		return def
+	}
+	return false
+}
+
+// statusWrittenAt is the latest time a field manager changed the status.
+func statusWrittenAt(fields []metav1.ManagedFieldsEntry) time.Time {
+	var latest time.Time
+	for _, f := range fields {
+		if f.Time != nil && f.FieldsV1 != nil && bytes.Contains(f.FieldsV1.Raw, []byte(`"f:status"`)) && f.Time.After(latest) {
+			latest = f.Time.Time
+		}
+	}
+	return latest
+}
+
+func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time.Duration, check func(time.Duration) error) time.Duration {
+	d, err := cronrules.AnnotatedDuration(cwf.Annotations, key, def, check)
+	// Once per version of the object, not at every evaluation.
+	if err != nil && w.warned.First(string(cwf.UID), cwf.ResourceVersion, key) {
+		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "err", err)
 	}
 	return d
 }
@@ -496,11 +755,12 @@ func specChangedAt(fields []metav1.ManagedFieldsEntry) time.Time {
 
 func runOf(m *metav1.PartialObjectMetadata) run {
 	r := run{
-		Name:      m.Name,
-		UID:       string(m.UID),
-		Phase:     wfv1.WorkflowPhase(m.Labels[common.LabelKeyPhase]),
-		Created:   m.CreationTimestamp.Time,
-		Completed: m.Labels[common.LabelKeyCompleted] == "true",
+		Name:        m.Name,
+		UID:         string(m.UID),
+		Phase:       wfv1.WorkflowPhase(m.Labels[common.LabelKeyPhase]),
+		Created:     m.CreationTimestamp.Time,
+		Completed:   m.Labels[common.LabelKeyCompleted] == "true",
+		LastWritten: lastWritten(m.ManagedFields),
 	}
 	if t, err := time.Parse(time.RFC3339, m.Annotations[common.AnnotationKeyCronWfScheduledTime]); err == nil {
 		r.ScheduledAt = t
@@ -518,13 +778,19 @@ func resultOf(wf *wfv1.Workflow, now time.Time) api.Result {
 		CronWorkflow:  wf.Labels[common.LabelKeyCronWorkflow],
 		Phase:         api.Phase(wf.Status.Phase),
 		ScheduledTime: wf.Annotations[common.AnnotationKeyCronWfScheduledTime],
-		CreatedAt:     wf.CreationTimestamp.UTC().Format(time.RFC3339),
 	}
+	// Measured from its start, as {{workflow.duration}} is.
+	started := wf.Status.StartedAt.Time
+	if started.IsZero() {
+		started = wf.CreationTimestamp.Time
+	}
+	started = started.Truncate(time.Second)
+	r.CreatedAt = started.UTC().Format(time.RFC3339)
 	finished := wf.Status.FinishedAt.Time
 	if finished.IsZero() || finished.After(now) {
 		finished = now
 	}
-	r.DurationSeconds = max(finished.Sub(wf.CreationTimestamp.Time).Seconds(), 0)
+	r.DurationSeconds = max(finished.Sub(started).Seconds(), 0)
 	for _, node := range wf.Status.Nodes {
 		if node.Phase == wfv1.NodeFailed || node.Phase == wfv1.NodeError {
 			r.Failures = append(r.Failures, api.Failure{

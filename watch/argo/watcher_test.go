@@ -3,9 +3,11 @@ package argowatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 	"github.com/batchlatch/batchlatch/state/filestore"
@@ -140,8 +143,7 @@ func (f *fixture) run(cwf *wfv1.CronWorkflow, tick time.Time, status wfv1.Workfl
 			Name: runName(cwf.Name, tick),
 			Labels: map[string]string{
 				common.LabelKeyCronWorkflow: cwf.Name,
-				common.LabelKeyPhase:        string(status.Phase),
-				common.LabelKeyCompleted:    completed,
+				common.LabelKeyCompleted:    "false",
 			},
 			Annotations: map[string]string{common.AnnotationKeyCronWfScheduledTime: tick.UTC().Format(time.RFC3339)},
 		},
@@ -151,7 +153,11 @@ func (f *fixture) run(cwf *wfv1.CronWorkflow, tick time.Time, status wfv1.Workfl
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// The controller writes a run's phase labels with its status, in one
+	// update.
 	created.Status = status
+	created.Labels[common.LabelKeyPhase] = string(status.Phase)
+	created.Labels[common.LabelKeyCompleted] = completed
 	if created, err = f.argo.ArgoprojV1alpha1().Workflows(f.ns).Update(context.Background(), created, metav1.UpdateOptions{}); err != nil {
 		f.t.Fatal(err)
 	}
@@ -179,7 +185,7 @@ func settle() { time.Sleep(500 * time.Millisecond) }
 
 func ticksOf(t *testing.T, cwf *wfv1.CronWorkflow, until time.Time) []time.Time {
 	t.Helper()
-	c := (&Watcher{cfg: Config{}, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(cwf)
+	c := (&Watcher{cfg: Config{MissedGrace: 10 * time.Second}, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), specs: newSpecChecker()}).cronOf(cwf)
 	ticks, _ := c.Schedule.Ticks(cwf.CreationTimestamp.Time, until, 100)
 	return ticks
 }
@@ -252,7 +258,7 @@ func TestScheduleChangeIsReadFromManagedFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(updated)
+	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), specs: newSpecChecker()}).cronOf(updated)
 	if !c.SpecChangedAt.After(updated.CreationTimestamp.Time) {
 		t.Fatalf("spec changed at %s, created at %s", c.SpecChangedAt, updated.CreationTimestamp)
 	}
@@ -269,11 +275,18 @@ func TestUnsubmittableRunsFailWithTheConditionsMessage(t *testing.T) {
 		{"quota", wfv1.ConditionTypeSubmissionError, api.PhaseSubmissionError},
 		{"invalid", wfv1.ConditionTypeSpecError, api.PhaseSpecError},
 	} {
-		f.cron(tt.name, "* * * * *", func(c *wfv1.CronWorkflow) {
-			c.Status.Conditions = wfv1.Conditions{{Type: tt.typ, Status: metav1.ConditionTrue, Message: "refused: " + tt.name}}
-		})
+		// As the controller does: at a tick, it writes the condition.
+		cwf := f.cron(tt.name, "@every 1s", nil)
+		firstTick := cwf.CreationTimestamp.Add(time.Second)
+		for time.Now().Truncate(time.Second).Before(firstTick) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cwf.Status.Conditions = wfv1.Conditions{{Type: tt.typ, Status: metav1.ConditionTrue, Message: "refused: " + tt.name}}
+		if _, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), cwf, metav1.UpdateOptions{FieldManager: "workflow-controller"}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	f.clock.Set(time.Now().Add(70 * time.Second)) // one tick, within the grace
+	f.clock.Set(time.Now()) // within the grace of every tick
 	f.watch(store, Config{MissedGrace: time.Hour}, Hooks{})
 	for _, name := range []string{"quota", "invalid"} {
 		j := waitJob(t, store, state.Key{Namespace: f.ns, Name: name}, name, func(j state.Job) bool { return j.Failing() })
@@ -443,5 +456,183 @@ func TestFailureThresholdFromTheCronWorkflow(t *testing.T) {
 	j := waitJob(t, store, state.Key{Namespace: f.ns, Name: "nightly"}, "lost failure", func(j state.Job) bool { return j.Failing() })
 	if j.Threshold() != 3 || j.Alerting() {
 		t.Fatalf("threshold %d, alerting %v; want 3, false", j.Threshold(), j.Alerting())
+	}
+}
+
+// A run is recorded when the watcher sees it finish: Argo deletes a failed
+// run seconds after the next one fails (failedJobsHistoryLimit 1), and a
+// run terminated by concurrencyPolicy Replace sends no callback. A callback
+// for the same run afterwards adds its failed steps but counts nothing.
+func TestARunIsRecordedWhenItFinishesBeforeItIsDeleted(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "0 0 1 1 *", nil) // no tick during the test
+	f.watch(store, Config{ReconcileInterval: time.Hour}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	for i, tick := range []time.Time{time.Now().Add(-3 * time.Minute).Truncate(time.Minute), time.Now().Add(-2 * time.Minute).Truncate(time.Minute)} {
+		ended := time.Now()
+		wf := f.run(cwf, tick, wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, Message: "Stopped with strategy 'Terminate'",
+			StartedAt: metav1.NewTime(tick), FinishedAt: metav1.NewTime(ended)})
+		// Deleted at once, as the history limit does.
+		if err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Delete(context.Background(), wf.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		j := waitJob(t, store, key, "terminated run", func(j state.Job) bool { return j.ConsecutiveFailures == i+1 })
+		if j.LastUID != string(wf.UID) {
+			t.Fatalf("job %+v", j)
+		}
+		// Its callback after all (a run stopped, not terminated, runs its
+		// exit handler): one failed run still, with its failed steps.
+		late := api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: wf.Name, UID: string(wf.UID), Phase: api.PhaseFailed,
+			Failures: []api.Failure{{DisplayName: "train", Message: "OOMKilled"}}}
+		rec, err := store.Record(context.Background(), late, time.Now())
+		if err != nil || !rec.Outcome.Duplicate || rec.Job.ConsecutiveFailures != i+1 {
+			t.Fatalf("late callback: %+v, %+v, %v", rec.Outcome, rec.Job, err)
+		}
+		if len(j.LastFailures) == 0 && (len(rec.Job.LastFailures) != 1 || rec.Job.LastFailures[0].Message != "OOMKilled") {
+			t.Fatalf("the callback's detail was not kept: %+v", rec.Job)
+		}
+	}
+}
+
+// A new install on a cluster with a long history of runs reads few of them
+// in full and records them in order, collapsed to what decides the job: no
+// flipping between failing and recovered.
+func TestANewInstallRecordsAHistoryInOrderWithBoundedReads(t *testing.T) {
+	f := newFixture(t)
+	const outcomes = "SFFSSFSSFFFSSSSSFSSSSSSSSSSSSFF" // failing: 2 in a row, after a streak of 1
+	cwf := f.cron("nightly", "0 0 1 1 *", nil)
+	base := time.Now().Add(-48 * time.Hour).Truncate(time.Hour)
+	for i, o := range outcomes {
+		phase := wfv1.WorkflowSucceeded
+		if o == 'F' {
+			phase = wfv1.WorkflowFailed
+		}
+		tick := base.Add(time.Duration(i) * time.Hour)
+		f.run(cwf, tick, wfv1.WorkflowStatus{Phase: phase, StartedAt: metav1.NewTime(tick), FinishedAt: metav1.NewTime(tick.Add(time.Minute))})
+	}
+	var traffic kubetest.Traffic
+	counted, err := versioned.NewForConfig(traffic.Count(kubetest.Get(t).RESTConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.argo = counted
+	store := &storetest.CountingStore{Store: fileStore(t)}
+	var kicks atomic.Int64
+	w := f.watch(store, Config{ReconcileInterval: time.Hour}, Hooks{Kick: func() { kicks.Add(1) }})
+	<-w.FirstPass()
+	j, err := store.Get(context.Background(), state.Key{Namespace: f.ns, Name: "nightly"})
+	if err != nil || j.ConsecutiveFailures != 2 || j.LastStreak == nil || j.LastStreak.Failures != 1 {
+		t.Fatalf("job %+v (%v)", j, err)
+	}
+	// The informers' list and watch of CronWorkflows and WorkflowTemplates,
+	// and at most readsPerJob Workflows read in full.
+	if n := traffic.Requests.Load(); n > 4+readsPerJob {
+		t.Errorf("%d requests to the API server for %d runs", n, len(outcomes))
+	}
+	if n := store.Writes.Load(); n > 8 {
+		t.Errorf("%d writes for %d runs: the history was not collapsed", n, len(outcomes))
+	}
+	if n := kicks.Load(); n != 0 {
+		t.Errorf("%d kicks: history was announced as news", n)
+	}
+}
+
+// A CronWorkflow deleted while the watcher was stopped (or while another
+// replica led) sends no deletion event: its job is forgotten all the same,
+// and no job of a WorkflowTemplate, of a namespace as a whole or of a
+// namespace not watched is taken for one.
+func TestACronWorkflowDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	record := func(r api.Result) {
+		t.Helper()
+		if _, err := store.Record(context.Background(), r, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := state.Key{Namespace: f.ns, Name: "nightly"}
+	record(api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: runName("nightly", time.Now().Add(-time.Hour).Truncate(time.Minute)), UID: "u1", Phase: api.PhaseFailed})
+	kept := []state.Key{{Namespace: f.ns, Name: "tmpl"}, {Namespace: f.ns}, {Namespace: "elsewhere", Name: "hourly"}}
+	record(api.Result{Namespace: f.ns, WorkflowName: "tmpl-x7k2p", UID: "u2", Phase: api.PhaseFailed, Labels: map[string]string{api.LabelWorkflowTemplate: "tmpl"}})
+	record(api.Result{Namespace: f.ns, WorkflowName: "adhoc-q8w3z", UID: "u3", Phase: api.PhaseFailed})
+	record(api.Result{Namespace: "elsewhere", CronWorkflow: "hourly", WorkflowName: runName("hourly", time.Now().Truncate(time.Hour)), UID: "u4", Phase: api.PhaseFailed})
+	var forgot atomic.Int32
+	w := f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, _ string) {
+		if j.Key() == gone {
+			forgot.Add(1)
+		}
+	}})
+	<-w.FirstPass()
+	if _, err := store.Get(context.Background(), gone); err != nil {
+		t.Fatalf("forgotten before --forget-after: %v", err)
+	}
+	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := store.Get(context.Background(), gone); errors.Is(err, state.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job of a CronWorkflow deleted while the watcher was stopped was never forgotten")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for forgot.Load() == 0 && time.Now().Before(deadline) { // the hook runs after the delete
+		time.Sleep(20 * time.Millisecond)
+	}
+	if forgot.Load() != 1 {
+		t.Errorf("Forgot called %d times, want once", forgot.Load())
+	}
+	for _, key := range kept {
+		if _, err := store.Get(context.Background(), key); err != nil {
+			t.Errorf("%v forgotten: %v", key, err)
+		}
+	}
+}
+
+// A CronWorkflow broken for longer than the job remembers runs (8) and than
+// a pass looks at ticks (10): each tick is counted once, and the count stays
+// exact pass after pass (it used to rise at every pass once more than 8
+// results were due).
+func TestBrokenTicksCountExactlyBeyondTheJobsMemory(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("nightly", "* * * * *", nil)
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	created := cwf.CreationTimestamp.Time
+	w := f.watch(store, Config{}, Hooks{})
+	<-w.FirstPass()
+	const ticks = 14
+	for minute := 1; minute <= ticks; minute++ {
+		f.clock.Set(created.Add(time.Duration(minute)*time.Minute + 30*time.Second))
+		want := len(ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second)))
+		waitJob(t, store, key, fmt.Sprintf("minute %d", minute), func(j state.Job) bool { return j.ConsecutiveFailures == want })
+	}
+	// Many more passes at the same time: nothing more is counted.
+	want := len(ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second)))
+	for range 3 {
+		w.Evaluate(context.Background())
+	}
+	if j, err := store.Get(context.Background(), key); err != nil || j.ConsecutiveFailures != want || want < ticks {
+		t.Fatalf("after more passes: %d failures (%v), want %d", j.ConsecutiveFailures, err, want)
+	}
+}
+
+// A CronWorkflow Argo's controller refuses when it is added (here, its
+// WorkflowTemplate does not exist) is never scheduled and gets no
+// condition: the watcher reports it at once, with Argo's own validation
+// message.
+func TestACronWorkflowInvalidFromCreationFailsAtOnce(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	f.cron("nightly", "0 0 1 1 *", func(c *wfv1.CronWorkflow) { // no tick during the test
+		c.Spec.WorkflowSpec = wfv1.WorkflowSpec{WorkflowTemplateRef: &wfv1.WorkflowTemplateRef{Name: "etl"}}
+	})
+	f.watch(store, Config{MissedGrace: time.Hour}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	j := waitJob(t, store, key, "invalid CronWorkflow", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseSpecError || len(j.LastFailures) != 1 || !strings.Contains(j.LastFailures[0].Message, `"etl" not found`) || j.ConsecutiveFailures != 1 {
+		t.Fatalf("job %+v", j)
 	}
 }

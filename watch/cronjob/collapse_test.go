@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 )
 
 // Recording only what collapse keeps leaves the job as recording every
@@ -57,7 +60,7 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 				made = append(made, *s)
 			}
 		}
-		keep, moot := collapse(slices.Clone(all[stored:]), existing && before.Failing())
+		keep, moot := cronrules.Collapse(slices.Clone(all[stored:]), existing && before.Failing())
 		got := apply(before, existing, keep)
 		if len(keep)+len(moot) != n {
 			t.Fatalf("kept %d and dropped %d of %d", len(keep), len(moot), n)
@@ -90,13 +93,13 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 		}
 		return rs
 	}
-	if keep, _ := collapse(fresh("SSSSSSSSSS"), false); len(keep) != 1 {
+	if keep, _ := cronrules.Collapse(fresh("SSSSSSSSSS"), false); len(keep) != 1 {
 		t.Errorf("kept %d of ten successes", len(keep))
 	}
-	if keep, _ := collapse(fresh("SSFSSFFSSS"), false); len(keep) != 5 {
+	if keep, _ := cronrules.Collapse(fresh("SSFSSFFSSS"), false); len(keep) != 5 {
 		t.Errorf("kept %d", len(keep)) // S before the streak, F, F, the S ending it, the latest S
 	}
-	if keep, _ := collapse(fresh("FFFFF"), false); len(keep) != 5 {
+	if keep, _ := cronrules.Collapse(fresh("FFFFF"), false); len(keep) != 5 {
 		t.Errorf("kept %d of five failures", len(keep))
 	}
 }
@@ -106,7 +109,7 @@ func TestCollapseKeepsWhatDecides(t *testing.T) {
 // are kept (more than the job remembers runs of).
 func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 	f := newFixture(t)
-	store := &countingStore{Store: fileStore(t)}
+	store := &storetest.CountingStore{Store: fileStore(t)}
 	f.clock.Set(time.Now().Add(time.Minute)) // every finish below is in the past
 	key := keyOf(f.ns, "nightly")
 	cj := f.cronJob("nightly", noTicks, nil)
@@ -137,20 +140,24 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 			t.Fatalf("%s: hourly %+v (%v)", what, j, err)
 		}
 	}
-	stop := f.watch(store, Config{}, Hooks{})
+	var kicks atomic.Int64
+	stop := f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
 	check("first start")
+	if n := kicks.Load(); n != 0 {
+		t.Errorf("%d kicks on the first start: history was announced as news", n)
+	}
 	// nightly: S, F, F, S (the streak and the successes around it), the
 	// latest S and the F after it; hourly: every failure.
-	if got, want := store.writes.Load(), int64(6+len(outcomes)); got != want {
+	if got, want := store.Writes.Load(), int64(6+len(outcomes)); got != want {
 		t.Fatalf("%d writes on the first start, want %d", got, want)
 	}
 	stop()
 	for restart := range 6 {
-		before := store.writes.Load()
+		before := store.Writes.Load()
 		stop := f.watch(store, Config{}, Hooks{})
 		settle()
 		stop()
-		if n := store.writes.Load() - before; n != 0 {
+		if n := store.Writes.Load() - before; n != 0 {
 			t.Fatalf("restart %d: %d writes", restart+1, n)
 		}
 		check(fmt.Sprintf("restart %d", restart+1))

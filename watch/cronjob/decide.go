@@ -95,23 +95,28 @@ func (c cronJob) missedAfter() time.Duration {
 }
 
 // due returns the synthetic results due for c at now: its missed ticks and
-// its stuck Jobs. job is c's stored job, nil when there is none.
-// Re-evaluating returns the same results (deduplicated by the store), so a
-// tick or a stuck Job is never counted twice.
+// its stuck Jobs, in the order they happened. job is c's stored job, nil
+// when there is none. Each result is timed by what it is about (a tick plus
+// its grace, a Job's start plus its max runtime), so re-evaluating returns
+// the same results and the store counts none of them twice, however many
+// ticks or runs it remembers.
 func due(c cronJob, runs []run, job *state.Job, now time.Time) []api.Result {
 	var results []api.Result
 	shared := rulesRuns(runs)
 	for _, r := range cronrules.Stuck(c.rules(), shared, now) {
-		results = append(results, stuckResult(c, r, now))
+		results = append(results, stuckResult(c, r))
 	}
-	if c.Suspended || c.ScheduleErr != nil {
+	if c.Suspended {
 		return results
 	}
+	if c.ScheduleErr != nil {
+		// The controller never runs it; the API server refuses such a
+		// schedule when the CronJob is created, but not one whose time
+		// zone the controller's database lacks.
+		return append(results, scheduleErrorResult(c))
+	}
 	wait := c.missedAfter()
-	for _, tick := range cronrules.Uncovered(c.rules(), naming, shared, job, now) {
-		if now.Before(tick.Add(wait)) {
-			continue
-		}
+	for _, tick := range cronrules.Uncovered(c.rules(), naming, shared, job, now.Add(-wait)) {
 		why := fmt.Sprintf("none %s after it", wait)
 		if wait < c.Grace {
 			why = fmt.Sprintf("none within its startingDeadlineSeconds (%s)", wait)
@@ -120,6 +125,17 @@ func due(c cronJob, runs []run, job *state.Job, now time.Time) []api.Result {
 		results = append(results, tickResult(c, tick, msg, tick.Add(wait)))
 	}
 	return results
+}
+
+// scheduleErrorResult is the failure of a CronJob whose schedule cannot be
+// read: one for the version of its spec, with the parser's message.
+func scheduleErrorResult(c cronJob) api.Result {
+	from := c.rules().From
+	r := tickResult(c, from, "the schedule cannot be read, so the CronJob never runs: "+c.ScheduleErr.Error(), from)
+	r.Phase = api.PhaseSpecError
+	r.Failures[0].Phase = string(api.PhaseSpecError)
+	r.ScheduledTime = ""
+	return r
 }
 
 // jobName is the name the CronJob controller gives the Job of cron's tick:
@@ -162,17 +178,20 @@ func tickResult(c cronJob, tick time.Time, message string, at time.Time) api.Res
 	}
 }
 
-// stuckResult is a synthetic failure of Job r, still running at now.
-func stuckResult(c cronJob, r cronrules.Run, now time.Time) api.Result {
-	running := now.Sub(r.Started).Truncate(time.Second)
+// stuckResult is a synthetic failure of Job r, still running past c's max
+// runtime: timed when it became stuck, so that every pass makes the same
+// result of it.
+func stuckResult(c cronJob, r cronrules.Run) api.Result {
 	return api.Result{
-		Namespace:    c.Namespace,
-		WorkflowName: r.Name,
-		UID:          r.UID,
-		CronJob:      c.Name,
-		Phase:        api.PhaseStuck,
+		Namespace:       c.Namespace,
+		WorkflowName:    r.Name,
+		UID:             r.UID,
+		CronJob:         c.Name,
+		Phase:           api.PhaseStuck,
+		CreatedAt:       r.Started.UTC().Format(time.RFC3339),
+		DurationSeconds: c.MaxRuntime.Seconds(),
 		Failures: []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck),
-			Message: fmt.Sprintf("still running after %s, past its max runtime of %s", running, c.MaxRuntime)}},
+			Message: fmt.Sprintf("still running past its max runtime of %s (started %s)", c.MaxRuntime, r.Started.UTC().Format(time.RFC3339))}},
 	}
 }
 
@@ -228,7 +247,7 @@ func scheduleView(c cronJob, now time.Time) *api.Schedule {
 	}
 	switch {
 	case c.ScheduleErr != nil:
-		v.Note = "the schedule cannot be read, so missed ticks are not reported: " + c.ScheduleErr.Error()
+		v.Note = "the schedule cannot be read, so the CronJob never runs: " + c.ScheduleErr.Error()
 	case c.Suspended:
 	default:
 		if next := c.Schedule.Next(now); !next.IsZero() {
@@ -237,78 +256,4 @@ func scheduleView(c cronJob, now time.Time) *api.Schedule {
 		}
 	}
 	return v
-}
-
-// collapse splits one job's fresh results, in finish order, into those to
-// record and those that cannot change what the job ends up as: at a first
-// start (or after a long stop) every finished Job is fresh, and recording
-// each is one store write.
-//
-// A success ends any streak, so what came before the latest success shows
-// only through the streak the job remembers as its last: kept are the
-// latest success and everything after it, and the streak before it that a
-// success ended last (its failures, the success that ended it, and the
-// success before them, which ends any streak before). Successes in between
-// change nothing but the job's latest run, which the latest success sets.
-// When the stored job is failing (failing), its streak's further failures
-// and the success that ends it are kept too. The job's failure count, the
-// latest streak (its failures, start and end), the stored streak and the
-// latest result are what recording every result gives; a streak that both
-// began and ended among the results before the latest streak is left out
-// of the job's earlier streaks (never counted wrong). Results that finished in
-// the same second as the last are all kept: a restart reads them as not
-// older than the job's latest result.
-func collapse(results []pendingResult, failing bool) (keep, moot []pendingResult) {
-	n := len(results)
-	latestSuccess := -1
-	for i := n - 1; i >= 0; i-- {
-		if !results[i].Failed() {
-			latestSuccess = i
-			break
-		}
-	}
-	if latestSuccess < 0 {
-		return results, nil // every failure counts
-	}
-	kept := make([]bool, n)
-	for i := latestSuccess; i < n; i++ {
-		kept[i] = true
-	}
-	// The latest success that ended a streak: one after a failure, or the
-	// first when the job was failing.
-	for i := latestSuccess; i >= 0; i-- {
-		if results[i].Failed() || !(i > 0 && results[i-1].Failed() || i == 0 && failing) {
-			continue
-		}
-		kept[i] = true
-		k := i - 1
-		for ; k >= 0 && results[k].Failed(); k-- {
-			kept[k] = true
-		}
-		if k >= 0 {
-			kept[k] = true
-		}
-		break
-	}
-	if failing {
-		// The stored streak goes on to the first success, which ends it.
-		for i := 0; i < n; i++ {
-			kept[i] = true
-			if !results[i].Failed() {
-				break
-			}
-		}
-	}
-	lastSecond := results[n-1].FinishedAt(time.Time{}).Truncate(time.Second)
-	for i := n - 1; i >= 0 && !results[i].FinishedAt(time.Time{}).Truncate(time.Second).Before(lastSecond); i-- {
-		kept[i] = true
-	}
-	for i, p := range results {
-		if kept[i] {
-			keep = append(keep, p)
-		} else {
-			moot = append(moot, p)
-		}
-	}
-	return keep, moot
 }

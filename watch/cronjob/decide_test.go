@@ -88,7 +88,15 @@ func TestDueMissedTicks(t *testing.T) {
 		{name: "startingDeadlineSeconds longer than the grace changes nothing", change: func(c *cronJob) { c.StartingDeadline = time.Hour }, want: all},
 		{name: "lastScheduleTime: the controller made Jobs up to it (gone since)", change: func(c *cronJob) { c.LastScheduled = minutes(2) }, want: "Missed:" + tickName(3)},
 		{name: "a stored result of a later tick covers", job: stored(tickName(2), api.PhaseFailed, minutes(2).Add(30*time.Second)), want: "Missed:" + tickName(3)},
-		{name: "the watcher's own result covers nothing", job: stored(tickName(2), api.PhaseMissed, minutes(4)), want: all},
+		{name: "the watcher's own result covers its tick and those before, whether the job remembers them or not",
+			job: stored(tickName(2), api.PhaseMissed, minutes(4)), want: "Missed:" + tickName(3)},
+		{name: "a grace longer than the ticks looked at: the latest ticks past it are missed", change: func(c *cronJob) { c.Grace = 15 * time.Minute; c.Created = minutes(-30) },
+			want: "Missed:" + tickName(-19) + " Missed:" + tickName(-18) + " Missed:" + tickName(-17) + " Missed:" + tickName(-16) + " Missed:" + tickName(-15) +
+				" Missed:" + tickName(-14) + " Missed:" + tickName(-13) + " Missed:" + tickName(-12) + " Missed:" + tickName(-11) + " Missed:" + tickName(-10)},
+		{name: "a schedule that does not parse: one failure for the spec", change: func(c *cronJob) {
+			c.Schedule = schedule.Schedule{}
+			_, c.ScheduleErr = schedule.Parse([]string{"* * * * *"}, "Mars/Olympus")
+		}, want: "SpecError:" + tickName(0)},
 		{name: "Forbid: a Job running at the tick", change: func(c *cronJob) { c.Forbid = true },
 			runs: []run{{Name: tickName(0), Created: t0, Started: t0}}},
 		{name: "Forbid: a Job that ended after the tick", change: func(c *cronJob) { c.Forbid = true },
@@ -271,7 +279,7 @@ func TestScheduleView(t *testing.T) {
 	}
 	c.Suspended = false
 	_, c.ScheduleErr = schedule.Parse([]string{"61 * * * *"}, "")
-	if v := scheduleView(c, now); v.NextTick != nil || !strings.Contains(v.Note, "cannot be read") {
+	if v := scheduleView(c, now); v.NextTick != nil || !strings.Contains(v.Note, "never runs") {
 		t.Errorf("bad schedule: %+v", v)
 	}
 }
@@ -289,6 +297,11 @@ func TestCronOf(t *testing.T) {
 		{map[string]string{AnnotationMissedGrace: "30m", AnnotationMaxRuntime: "2h"}, 30 * time.Minute, 2 * time.Hour},
 		{map[string]string{AnnotationMissedGrace: "soon", AnnotationMaxRuntime: "-1h"}, 10 * time.Minute, 0},
 		{map[string]string{AnnotationMissedGrace: "100000h"}, 10 * time.Minute, 0},
+		// The flag's bounds: a grace shorter than a controller takes to
+		// create a run reports runs on their way as missed.
+		{map[string]string{AnnotationMissedGrace: "0s"}, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "1ns"}, 10 * time.Minute, 0},
+		{map[string]string{AnnotationMissedGrace: "10s", AnnotationMaxRuntime: "721h"}, 10 * time.Second, 0},
 	} {
 		cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: tt.annotations},
 			Spec:   batchv1.CronJobSpec{Schedule: "0 2 * * *", TimeZone: &tz, StartingDeadlineSeconds: &deadline, ConcurrencyPolicy: batchv1.ForbidConcurrent},

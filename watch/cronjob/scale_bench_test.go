@@ -26,9 +26,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/internal/procstat"
+	"github.com/batchlatch/batchlatch/internal/storetest"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 	"github.com/batchlatch/batchlatch/state/filestore"
@@ -138,7 +138,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	store := &countingStore{Store: openFileStore(b)}
+	store := &storetest.CountingStore{Store: openFileStore(b)}
 	rssBefore, heapBefore := memory()
 	w := New(kube, store, Config{MissedGrace: 10 * time.Minute, ForgetAfter: 10 * time.Minute}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.ResetTimer()
@@ -154,7 +154,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	<-w.FirstPass()
 	firstPass := time.Since(syncStart)
 	syncRequests, syncBytes := requests.Load(), bytesRead.Load()
-	writes, records := store.writes.Load(), store.records.Load()
+	writes, records := store.Writes.Load(), store.Records.Load()
 	rssSynced, heapSynced := memory()
 	jobs, err := store.List(ctx)
 	if err != nil {
@@ -207,7 +207,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	bytesRead.Store(0)
 	fullRequests.Store(0)
 	fullBytes.Store(0)
-	store.writes.Store(0)
+	store.Writes.Store(0)
 	churn := max(int(float64(crons)*float64(steady)/float64(time.Hour)), 1)
 	churnDone := make(chan struct{})
 	go func() {
@@ -251,7 +251,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	perHour := float64(time.Hour) / float64(steady)
 	steadyBytes := float64(bytesRead.Load()) * perHour
 	steadyRequests := float64(requests.Load()) * perHour
-	steadyWrites := store.writes.Load()
+	steadyWrites := store.Writes.Load()
 	steadyReqN, steadyBytesN := requests.Load(), bytesRead.Load()
 	fullSteadyBytes := float64(fullBytes.Load()) * perHour
 	fullCancel()
@@ -260,7 +260,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	// A restart on the store the first start filled: nothing to write.
 	cancel()
 	<-watcherDone
-	restarted := &countingStore{Store: store.Store}
+	restarted := &storetest.CountingStore{Store: store.Store}
 	w2 := New(kube, restarted, Config{MissedGrace: 10 * time.Minute, ForgetAfter: 10 * time.Minute}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	restartCtx, restartCancel := context.WithCancel(ctx)
 	restartStart := time.Now()
@@ -299,7 +299,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 		{"steady window", fmt.Sprintf("%s, %d Jobs finished (%d store writes)", steady, churn, steadyWrites)},
 		{"steady: requests, bytes read", fmt.Sprintf("%d, %d", steadyReqN, steadyBytesN)},
 		{"steady, per hour", fmt.Sprintf("%.0f requests, %.2f MiB", steadyRequests, steadyBytes/(1<<20))},
-		{"restart on the filled store", fmt.Sprintf("first pass %s, %d store writes", restartTime.Round(time.Millisecond), restarted.writes.Load())},
+		{"restart on the filled store", fmt.Sprintf("first pass %s, %d store writes", restartTime.Round(time.Millisecond), restarted.Writes.Load())},
 		{"FULL list+watch (kube-state-metrics' way):", ""},
 		{"  informers synced", fullSync.Round(time.Millisecond).String()},
 		{"  requests, bytes read during sync (protobuf)", fmt.Sprintf("%d, %d (%.1f MiB)", fullSyncRequests, fullSyncBytes, mib(fullSyncBytes))},
@@ -435,20 +435,6 @@ func openFileStore(b *testing.B) state.Store {
 }
 
 // countingStore counts the results recorded and the writes they made.
-type countingStore struct {
-	state.Store
-	records, writes atomic.Int64
-}
-
-func (s *countingStore) Record(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error) {
-	rec, err := s.Store.Record(ctx, r, receivedAt)
-	s.records.Add(1)
-	if err == nil && rec.Outcome.Changed() {
-		s.writes.Add(1)
-	}
-	return rec, err
-}
-
 // countingConfig is cfg with the service's client limits, reading
 // contentType (client-go's default when empty), counting its traffic in t.
 func countingConfig(cfg *rest.Config, contentType string, t *kubetest.Traffic) *rest.Config {

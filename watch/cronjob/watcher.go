@@ -82,6 +82,7 @@ type Watcher struct {
 	pending []pendingResult         // Job results not recorded yet
 	warned  cronrules.Warned        // bad annotations already logged
 
+	started   time.Time     // when Run had synced: Jobs that ended before are history
 	wake      chan struct{} // a Job result is pending
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
@@ -220,6 +221,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
 		return
 	}
+	w.started = w.cfg.Now()
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
 	// The initial list delivered every finished Job that exists: the
 	// results a stopped watcher did not see.
@@ -322,7 +324,14 @@ func (w *Watcher) drain(ctx context.Context) {
 		wg.Go(func() {
 			for todo := range work {
 				for i, p := range todo {
-					if err := w.record(ctx, p.Result, w.cfg.Now()); err != nil {
+					// A Job that ended before the watcher started is
+					// history: recorded as received when it ended, and
+					// no news to announce.
+					received, news := w.cfg.Now(), true
+					if ended := p.FinishedAt(received); ended.Before(w.started) {
+						received, news = ended, false
+					}
+					if err := w.recordAs(ctx, p.Result, received, news); err != nil {
 						w.requeue(todo[i:]) // keep the job's order
 						break
 					}
@@ -352,7 +361,7 @@ func (w *Watcher) drain(ctx context.Context) {
 			fresh = append(fresh, p)
 		}
 		if len(fresh) > 0 {
-			keep, moot := collapse(byFinish(fresh), job != nil && job.Failing())
+			keep, moot := cronrules.Collapse(byFinish(fresh), job != nil && job.Failing())
 			for _, p := range moot {
 				w.markHandled(p)
 			}
@@ -448,8 +457,10 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		if j, ok := jobs[state.KeyFor(api.KindCronJob, cw.cron.Namespace, cw.cron.Name)]; ok {
 			job = &j
 		}
-		for _, r := range due(cw.cron, cw.runs, job, now) {
-			_ = w.record(ctx, r, now) // due again at the next evaluation
+		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
+			if err := w.record(ctx, r, now); err != nil {
+				break // in order: the rest are due again at the next evaluation
+			}
 		}
 	}
 	w.forget(ctx, jobs, now)
@@ -459,6 +470,12 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 // and applies it. It returns an error only when the store failed: a result
 // that is invalid is logged and dropped.
 func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error {
+	return w.recordAs(ctx, r, now, true)
+}
+
+// recordAs is record with the time the result counts as received, and
+// whether a change it makes is news to announce at once (kick).
+func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, news bool) error {
 	log := w.logger.With("namespace", r.Namespace, "job", r.JobName(), "kind", api.KindCronJob, "jobObject", r.WorkflowName, "phase", r.Phase)
 	if cj := w.cronJob(r.Namespace, r.CronJob); cj != nil {
 		var err error
@@ -481,7 +498,7 @@ func (w *Watcher) record(ctx context.Context, r api.Result, now time.Time) error
 		return nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
-	if rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
+	if news && rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
 	return nil
@@ -501,7 +518,16 @@ func (w *Watcher) cronJob(namespace, name string) *batchv1.CronJob {
 }
 
 func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now time.Time) {
+	owns := func(job state.Job) bool {
+		return job.Kind == api.KindCronJob && cronrules.Watches(w.cfg.Namespaces, job.Namespace)
+	}
+	absent := cronrules.Absent(jobs, owns, func(key state.Key) bool { return w.cronJob(key.Namespace, key.Name) != nil })
 	w.mu.Lock()
+	for _, key := range absent {
+		if _, noted := w.deleted[key]; !noted {
+			w.deleted[key] = now // gone before this watcher could see it go
+		}
+	}
 	var due []state.Key
 	for key, at := range w.deleted {
 		if now.Sub(at) >= w.cfg.ForgetAfter {
@@ -516,7 +542,7 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name, "kind", api.KindCronJob)
 				continue
 			}
-			reason := fmt.Sprintf("its CronJob was deleted more than %s ago", w.cfg.ForgetAfter)
+			reason := fmt.Sprintf("its CronJob has been gone for more than %s", w.cfg.ForgetAfter)
 			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "kind", api.KindCronJob, "reason", reason)
 			if w.hooks.Forgot != nil {
 				w.hooks.Forgot(ctx, job, reason)
@@ -547,8 +573,8 @@ func (w *Watcher) cronOf(cj *batchv1.CronJob) cronJob {
 		ScheduleErr:   err,
 		Suspended:     cj.Spec.Suspend != nil && *cj.Spec.Suspend,
 		Forbid:        cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent,
-		Grace:         w.annotatedDuration(cj, AnnotationMissedGrace, w.cfg.MissedGrace),
-		MaxRuntime:    w.annotatedDuration(cj, AnnotationMaxRuntime, w.cfg.MaxRuntime),
+		Grace:         w.annotatedDuration(cj, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
+		MaxRuntime:    w.annotatedDuration(cj, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
 	}
 	if d := cj.Spec.StartingDeadlineSeconds; d != nil && *d > 0 {
 		c.StartingDeadline = time.Duration(*d) * time.Second
@@ -559,23 +585,11 @@ func (w *Watcher) cronOf(cj *batchv1.CronJob) cronJob {
 	return c
 }
 
-// maxAnnotatedDuration bounds an annotation's duration: it comes from
-// whoever may edit the CronJob.
-const maxAnnotatedDuration = 30 * 24 * time.Hour
-
-func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Duration) time.Duration {
-	v, ok := cj.Annotations[key]
-	if !ok {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || d > maxAnnotatedDuration {
-		// Once per version of the object, not at every evaluation.
-		if !w.warned.First(string(cj.UID), cj.ResourceVersion, key) {
-			return def
-		}
-		w.logger.Warn("ignoring annotation: not a duration from 0 to 720h", "namespace", cj.Namespace, "cronJob", cj.Name, "annotation", key, "value", api.Quote(v))
-		return def
+func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Duration, check func(time.Duration) error) time.Duration {
+	d, err := cronrules.AnnotatedDuration(cj.Annotations, key, def, check)
+	// Once per version of the object, not at every evaluation.
+	if err != nil && w.warned.First(string(cj.UID), cj.ResourceVersion, key) {
+		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cj.Namespace, "cronJob", cj.Name, "err", err)
 	}
 	return d
 }

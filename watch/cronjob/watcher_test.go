@@ -99,7 +99,7 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (stop func()
 
 var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 	RestartPolicy: corev1.RestartPolicyNever,
-	Containers:    []corev1.Container{{Name: "main", Image: "busybox"}},
+	Containers:    []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"true"}}},
 }}
 
 func (f *fixture) cronJob(name, schedule string, mutate func(*batchv1.CronJob)) *batchv1.CronJob {
@@ -499,5 +499,37 @@ func TestFailureThresholdFromTheCronJob(t *testing.T) {
 	j = waitJob(t, store, keyOf(f.ns, "hourly"), "failure with a bad annotation", func(j state.Job) bool { return j.Failing() })
 	if j.Threshold() != 1 {
 		t.Fatalf("threshold %d from a bad annotation, want 1", j.Threshold())
+	}
+}
+
+// A CronJob deleted while the watcher was stopped (or while another
+// replica led) sends no deletion event: its job is forgotten all the same;
+// a CronJob's job in a namespace not watched is not.
+func TestACronJobDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	gone, elsewhere := keyOf(f.ns, "nightly"), keyOf("elsewhere", "nightly")
+	for _, key := range []state.Key{gone, elsewhere} {
+		if _, err := store.Record(context.Background(), api.Result{Namespace: key.Namespace, CronJob: "nightly", WorkflowName: "nightly-29924760", UID: "u-" + key.Namespace, Phase: api.PhaseFailed}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{}) // after its first pass
+	if _, err := store.Get(context.Background(), gone); err != nil {
+		t.Fatalf("forgotten before ForgetAfter: %v", err)
+	}
+	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := store.Get(context.Background(), gone); errors.Is(err, state.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job of a CronJob deleted while the watcher was stopped was never forgotten")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := store.Get(context.Background(), elsewhere); err != nil {
+		t.Errorf("a job of a namespace not watched was forgotten: %v", err)
 	}
 }

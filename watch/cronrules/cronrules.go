@@ -11,6 +11,8 @@ package cronrules
 import (
 	"fmt"
 	"maps"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -69,13 +71,16 @@ func Stuck(c Cron, runs []Run, now time.Time) []Run {
 	return out
 }
 
-// Uncovered returns c's ticks up to now (the latest TicksLookedAt after
+// Uncovered returns c's ticks up to until (the latest TicksLookedAt after
 // c.From) that have no run: neither a run of theirs nor of a later tick
-// exists or has reported, and no active run kept them from running under
-// Forbid. job is c's stored job, nil when there is none. The caller decides
-// when an uncovered tick is a failure (after a grace, or at once).
-func Uncovered(c Cron, n Naming, runs []Run, job *state.Job, now time.Time) []time.Time {
-	ticks, _ := c.Schedule.Ticks(c.From, now, TicksLookedAt)
+// exists or has reported, the job has not counted them already, and no
+// active run kept them from running under Forbid. job is c's stored job, nil
+// when there is none. The caller passes until: now for ticks that fail at
+// once (a condition explains them), now minus the grace for missed ticks,
+// so that the ticks looked at are those that can be decided, however many
+// ticks the grace spans.
+func Uncovered(c Cron, n Naming, runs []Run, job *state.Job, until time.Time) []time.Time {
+	ticks, _ := c.Schedule.Ticks(c.From, until, TicksLookedAt)
 	var out []time.Time
 	for _, tick := range ticks {
 		if !covered(c, n, runs, job, tick) {
@@ -86,9 +91,9 @@ func Uncovered(c Cron, n Naming, runs []Run, job *state.Job, now time.Time) []ti
 }
 
 // covered reports whether tick was run, or needs no run of its own: a run
-// for it exists, a run of it or a later tick has reported, the controller
-// says it scheduled it or a later tick, or (with Forbid) a run was still
-// active at the tick.
+// for it exists, a run of it or a later tick has reported, the job counted
+// it or a later tick already, the controller says it scheduled it or a
+// later tick, or (with Forbid) a run was still active at the tick.
 func covered(c Cron, n Naming, runs []Run, job *state.Job, tick time.Time) bool {
 	if !c.LastScheduled.IsZero() && !c.LastScheduled.Before(tick) {
 		return true
@@ -102,11 +107,19 @@ func covered(c Cron, n Naming, runs []Run, job *state.Job, tick time.Time) bool 
 			return true
 		}
 	}
-	if job == nil || job.LastResultAt.IsZero() || (api.Result{Phase: job.LastPhase}).Synthetic() {
+	if job == nil || job.LastResultAt.IsZero() {
 		return false
 	}
+	scheduled, named := n.Tick(c.Name, job.LastWorkflow)
+	if (api.Result{Phase: job.LastPhase}).Synthetic() {
+		// The watchers record a job's ticks in order: the latest one it
+		// counted (or a stuck run of it) and every tick before it were
+		// decided, whether or not the job still remembers each. Counting
+		// them again is how a broken job's count used to run away.
+		return named && !scheduled.Before(tick)
+	}
 	endedAfter := !job.LastResultAt.Before(tick)
-	if scheduled, ok := n.Tick(c.Name, job.LastWorkflow); ok {
+	if named {
 		// A run of this tick or a later one reported; with Forbid, an
 		// earlier run that ended after the tick kept it from running.
 		return !scheduled.Before(tick) || c.Forbid && endedAfter
@@ -114,6 +127,33 @@ func covered(c Cron, n Naming, runs []Run, job *state.Job, tick time.Time) bool 
 	// A run not named after a tick (made by hand from the cron) covers
 	// the ticks before it ended.
 	return endedAfter
+}
+
+// StuckAt is when run r of c became stuck: its start plus c's max runtime.
+// A stuck result is timed there, not when a pass noticed it, so that the
+// same stuck run is the same result at every pass.
+func StuckAt(c Cron, r Run) time.Time { return r.Started.Add(c.MaxRuntime) }
+
+// Pending returns the results of results that recording would count, in
+// the order they happened: those the job knows already, or that are not
+// newer than its latest result, are left out (recording them would change
+// nothing but push newer runs out of the job's memory). job is the stored
+// job, nil when there is none.
+func Pending(results []api.Result, job *state.Job, now time.Time) []api.Result {
+	sort.SliceStable(results, func(i, k int) bool {
+		return results[i].FinishedAt(now).Before(results[k].FinishedAt(now))
+	})
+	if job == nil {
+		return results
+	}
+	out := results[:0:0]
+	for _, r := range results {
+		if _, o := state.Apply(*job, true, r, now); o.Duplicate || o.Stale {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // WithFailureThreshold returns r carrying the failure threshold annotated on
@@ -144,4 +184,163 @@ type Warned struct{ seen sync.Map }
 func (w *Warned) First(uid, version, key string) bool {
 	_, seen := w.seen.LoadOrStore(uid+"/"+version+"/"+key, true)
 	return !seen
+}
+
+// Bounds of the durations a user sets per rule, by flag or by annotation on
+// a CronWorkflow or CronJob: both are checked with the same function, so an
+// annotation can ask for nothing the flag would refuse.
+const (
+	// MinMissedGrace: neither controller creates a tick's run at the
+	// tick's instant (Argo's within about a second, the CronJob
+	// controller's within its 10 s sync); a shorter grace reports runs
+	// that are on their way as missed.
+	MinMissedGrace = 10 * time.Second
+	// MaxSetting bounds every duration a user sets (30 days).
+	MaxSetting = 30 * 24 * time.Hour
+)
+
+// CheckMissedGrace reports whether d can be a missed grace.
+func CheckMissedGrace(d time.Duration) error {
+	if d < MinMissedGrace || d > MaxSetting {
+		return fmt.Errorf("must be a duration from %s to %s, got %s", MinMissedGrace, shortHours(MaxSetting), d)
+	}
+	return nil
+}
+
+// CheckMaxRuntime reports whether d can be a max runtime (0 is off).
+func CheckMaxRuntime(d time.Duration) error {
+	if d < 0 || d > MaxSetting {
+		return fmt.Errorf("must be a duration from 0 (off) to %s, got %s", shortHours(MaxSetting), d)
+	}
+	return nil
+}
+
+// CheckForgetAfter reports whether d can be how long after its CronWorkflow
+// or CronJob is gone a job is forgotten.
+func CheckForgetAfter(d time.Duration) error {
+	if d <= 0 || d > MaxSetting {
+		return fmt.Errorf("must be a positive duration up to %s, got %s", shortHours(MaxSetting), d)
+	}
+	return nil
+}
+
+func shortHours(d time.Duration) string { return fmt.Sprintf("%dh", int(d.Hours())) }
+
+// AnnotatedDuration is the duration annotated under key, checked by check,
+// else def; a value that is not a duration or fails check is reported in
+// err (def is returned with it).
+func AnnotatedDuration(annotations map[string]string, key string, def time.Duration, check func(time.Duration) error) (time.Duration, error) {
+	v, ok := annotations[key]
+	if !ok {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return def, fmt.Errorf("annotation %s: %s is not a duration such as 15m or 2h", key, api.Quote(v))
+	}
+	if err := check(d); err != nil {
+		return def, fmt.Errorf("annotation %s: %w", key, err)
+	}
+	return d, nil
+}
+
+// Finished is what Collapse needs of a run's result.
+type Finished interface {
+	Failed() bool
+	FinishedAt(receivedAt time.Time) time.Time
+}
+
+// Collapse splits one job's fresh results, in finish order, into those to
+// record and those that cannot change what the job ends up as: at a first
+// start (or after a long stop) every finished run is fresh, and recording
+// each is one store write (and, for a Workflow, one read of it).
+//
+// A success ends any streak, so what came before the latest success shows
+// only through the streak the job remembers as its last: kept are the
+// latest success and everything after it, and the streak before it that a
+// success ended last (its failures, the success that ended it, and the
+// success before them, which ends any streak before). Successes in between
+// change nothing but the job's latest run, which the latest success sets.
+// When the stored job is failing (failing), its streak's further failures
+// and the success that ends it are kept too. The job's failure count, the
+// latest streak (its failures, start and end), the stored streak and the
+// latest result are what recording every result gives; a streak that both
+// began and ended among the results before the latest streak is left out
+// of the job's earlier streaks (never counted wrong). Results that finished in
+// the same second as the last are all kept: a restart reads them as not
+// older than the job's latest result.
+func Collapse[R Finished](results []R, failing bool) (keep, moot []R) {
+	n := len(results)
+	latestSuccess := -1
+	for i := n - 1; i >= 0; i-- {
+		if !results[i].Failed() {
+			latestSuccess = i
+			break
+		}
+	}
+	if latestSuccess < 0 {
+		return results, nil // every failure counts
+	}
+	kept := make([]bool, n)
+	for i := latestSuccess; i < n; i++ {
+		kept[i] = true
+	}
+	// The latest success that ended a streak: one after a failure, or the
+	// first when the job was failing.
+	for i := latestSuccess; i >= 0; i-- {
+		if results[i].Failed() || !(i > 0 && results[i-1].Failed() || i == 0 && failing) {
+			continue
+		}
+		kept[i] = true
+		k := i - 1
+		for ; k >= 0 && results[k].Failed(); k-- {
+			kept[k] = true
+		}
+		if k >= 0 {
+			kept[k] = true
+		}
+		break
+	}
+	if failing {
+		// The stored streak goes on to the first success, which ends it.
+		for i := 0; i < n; i++ {
+			kept[i] = true
+			if !results[i].Failed() {
+				break
+			}
+		}
+	}
+	lastSecond := results[n-1].FinishedAt(time.Time{}).Truncate(time.Second)
+	for i := n - 1; i >= 0 && !results[i].FinishedAt(time.Time{}).Truncate(time.Second).Before(lastSecond); i-- {
+		kept[i] = true
+	}
+	for i, p := range results {
+		if kept[i] {
+			keep = append(keep, p)
+		} else {
+			moot = append(moot, p)
+		}
+	}
+	return keep, moot
+}
+
+// Absent returns the stored jobs that belong to a watched CronWorkflow or
+// CronJob which no longer exists: deleted while the watcher was stopped or
+// another replica led, so that no deletion event will ever come for it.
+// ours tells whether a stored job is one the watcher owns (its kind, a
+// namespace it watches, a name its object would have); exists whether its
+// object is in the watcher's synced cache.
+func Absent(jobs map[state.Key]state.Job, ours func(state.Job) bool, exists func(state.Key) bool) []state.Key {
+	var out []state.Key
+	for key, job := range jobs {
+		if ours(job) && !exists(key) {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+// Watches reports whether namespace is one of namespaces (empty: all).
+func Watches(namespaces []string, namespace string) bool {
+	return len(namespaces) == 0 || slices.Contains(namespaces, namespace)
 }
