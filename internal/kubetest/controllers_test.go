@@ -328,7 +328,9 @@ func waitFor(t *testing.T, what string, done func(ctx context.Context) (bool, st
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		ok, state, err := done(ctx)
 		if err != nil {
-			last = err.Error()
+			if ctx.Err() == nil { // else keep the last real state
+				last = err.Error()
+			}
 			return false, nil
 		}
 		last = state
