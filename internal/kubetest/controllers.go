@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/yaml"
 
 	"github.com/batchlatch/batchlatch/internal/fakelet"
 	"github.com/batchlatch/batchlatch/internal/subprocess"
@@ -98,12 +101,17 @@ func buildTools() (Tools, error) {
 	if err != nil {
 		return Tools{}, err
 	}
-	out, err := runScript(filepath.Join(root, "hack", "controllers.sh"), "paths")
-	if err != nil {
-		return Tools{}, fmt.Errorf("%v\n%s", err, out)
+	// The script's progress (a cold build takes minutes) goes to stderr
+	// as it comes; its answer is on stdout.
+	var out, progress bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "hack", "controllers.sh"), "paths")
+	cmd.Stdout = &out
+	cmd.Stderr = io.MultiWriter(os.Stderr, &progress)
+	if err := cmd.Run(); err != nil {
+		return Tools{}, fmt.Errorf("hack/controllers.sh paths: %v\n%s", err, progress.Bytes())
 	}
 	vars := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
 		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
 			vars[k] = v
@@ -116,7 +124,7 @@ func buildTools() (Tools, error) {
 		ArgoVersion:           vars["ARGO_VERSION"],
 	}
 	if tl.KubeControllerManager == "" || tl.WorkflowController == "" || tl.Argoexec == "" || tl.ArgoVersion == "" {
-		return Tools{}, fmt.Errorf("hack/controllers.sh paths printed no paths:\n%s", out)
+		return Tools{}, fmt.Errorf("hack/controllers.sh paths printed no paths:\n%s", out.Bytes())
 	}
 	// The controller must be the Argo the tests link and whose CRDs they
 	// install: the same module version.
@@ -514,6 +522,9 @@ func StartArgoController(t testing.TB, env *Env, cfg ArgoConfig) *Process {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := checkWorkflowDefaults(cfg.Config["workflowDefaults"]); err != nil {
+		t.Fatal(err)
+	}
 	desc := cfg.describe()
 	p.mu.Lock()
 	if p.users > 0 && p.desc != desc {
@@ -532,6 +543,20 @@ func StartArgoController(t testing.TB, env *Env, cfg ArgoConfig) *Process {
 	}
 	p.use(t)
 	return p
+}
+
+// checkWorkflowDefaults applies CheckCommands to the templates of the
+// controller's workflowDefaults: the controller merges them into every
+// Workflow.
+func checkWorkflowDefaults(yamlDoc string) error {
+	if yamlDoc == "" {
+		return nil
+	}
+	var wf wfv1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(yamlDoc), &wf); err != nil {
+		return fmt.Errorf("ArgoConfig workflowDefaults: %w", err)
+	}
+	return fakelet.CheckCommands(&wf)
 }
 
 // applyArgoConfig creates namespace argo and the controller's ConfigMap, or
@@ -644,7 +669,7 @@ func StartFakelet(t testing.TB, env *Env) *Fakelet {
 				Argo:        argo,
 				Argoexec:    tl.Argoexec,
 				RESTConfig:  env.RESTConfig(),
-				AgentEnv:    baseEnv(dir)[1:],
+				AgentEnv:    baseEnv(dir)[1:], // the fakelet sets the agent's HOME
 				AgentLogDir: dir,
 				Logf: func(format string, args ...any) {
 					logMu.Lock()
