@@ -43,7 +43,7 @@ import (
 // Nothing the controllers do may leave the machine: they get an HTTP(S)
 // proxy on a closed loopback port (Go never proxies loopback requests, so
 // the API server is reached directly), and every container the tests create
-// must have a command (see CreateChecked): without one, Argo's controller
+// must have a command (see Create): without one, Argo's controller
 // looks the image up in its registry.
 
 const (
@@ -110,8 +110,9 @@ func buildTools() (Tools, error) {
 	if err := cmd.Run(); err != nil {
 		return Tools{}, fmt.Errorf("hack/controllers.sh paths: %v\n%s", err, progress.Bytes())
 	}
+	answer := out.String()
 	vars := map[string]string{}
-	sc := bufio.NewScanner(&out)
+	sc := bufio.NewScanner(strings.NewReader(answer))
 	for sc.Scan() {
 		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
 			vars[k] = v
@@ -124,7 +125,7 @@ func buildTools() (Tools, error) {
 		ArgoVersion:           vars["ARGO_VERSION"],
 	}
 	if tl.KubeControllerManager == "" || tl.WorkflowController == "" || tl.Argoexec == "" || tl.ArgoVersion == "" {
-		return Tools{}, fmt.Errorf("hack/controllers.sh paths printed no paths:\n%s", out.Bytes())
+		return Tools{}, fmt.Errorf("hack/controllers.sh paths printed no paths:\n%s", answer)
 	}
 	// The controller must be the Argo the tests link and whose CRDs they
 	// install: the same module version.
@@ -168,11 +169,12 @@ func (p *Process) use(t testing.TB) {
 			t.Logf("tail of %s:\n%s", p.logPath, tail(p.logPath, 40))
 		}
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		p.users--
-		last := p.users == 0
-		p.mu.Unlock()
-		if last {
-			if err := p.stop(syscall.SIGTERM); err != nil {
+		// Under the lock: a test starting to use it meanwhile waits,
+		// then starts it again.
+		if p.users == 0 {
+			if err := p.stopLocked(syscall.SIGTERM); err != nil {
 				t.Errorf("stop %s: %v", p.name, err)
 			}
 		}
@@ -220,7 +222,7 @@ func (p *Process) outage(t testing.TB, sig syscall.Signal) {
 func (p *Process) Start(t testing.TB) {
 	t.Helper()
 	if err := p.start(); err != nil {
-		t.Fatalf("start %s: %v\ntail of %s:\n%s", p.name, err, p.logPath, tail(p.logPath, 40))
+		t.Fatalf("start %s: %v", p.name, err) // the cleanup of its use shows the log
 	}
 }
 
@@ -282,6 +284,10 @@ func (p *Process) start() error {
 func (p *Process) stop(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.stopLocked(sig)
+}
+
+func (p *Process) stopLocked(sig syscall.Signal) error {
 	proc := p.proc
 	p.proc = nil
 	if proc == nil || exited(proc) {
