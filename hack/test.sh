@@ -20,6 +20,7 @@ fi
 
 # Build or reuse the cached cluster binaries and helm (minutes cold, seconds warm).
 hack/kube-env.sh build
+hack/controllers.sh build
 if [ -x hack/helm.sh ]; then hack/helm.sh >/dev/null; fi
 
 # No test may reach Google: a Cloud Logging client that ever probes the
