@@ -111,6 +111,9 @@ type Job struct {
 	// RecentRuns holds hashes of the latest runs' dedup keys, newest last, so
 	// that a redelivered callback changes nothing.
 	RecentRuns []string `json:"runs,omitempty"`
+	// Warning is the first warning of the latest result that had any (what
+	// was left out of it), until a later result comes without one.
+	Warning *api.JobWarning `json:"warning,omitempty"`
 }
 
 // Key is the job's key.
@@ -149,6 +152,7 @@ func (j Job) View(now time.Time) api.Job {
 		Streaks:             j.Streaks(),
 		FailureThreshold:    j.Threshold(),
 		Alerting:            j.Alerting(),
+		LastWarning:         j.Warning,
 	}
 }
 
@@ -232,10 +236,17 @@ const (
 // run's start on a retry, so createdAt plus the duration can fall before the
 // outcome it replaces; it is ordered as received instead.
 //
+// A result without a time of its own (no createdAt, or one that could not be
+// trusted and was left out with a warning) is ordered the same way, as
+// received: it is never stale.
+//
 // A synthetic failure (a watcher's Missed, Stuck, …) stands for a run that
 // did not report. When that run reports after all, its result supersedes the
 // synthetic one: a failure is the same failed run (it is not counted again),
 // a success ends the streak.
+//
+// The job keeps the first of the result's warnings (r.Warnings) until a
+// later result comes without any.
 func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Outcome) {
 	key := KeyOf(r)
 	if !existing {
@@ -251,13 +262,19 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 
 	// Stored times have whole seconds; compute with what will be stored.
 	finished := r.FinishedAt(receivedAt).Truncate(time.Second)
-	if m.retry || m.supersedes {
+	if m.retry || m.supersedes || r.CreatedAt == "" {
 		finished = latest(receivedAt.UTC().Truncate(time.Second), job.LastResultAt)
+	}
+	if len(r.Warnings) > 0 {
+		next.Warning = jobWarning(r, receivedAt)
 	}
 	if existing && finished.Before(job.LastResultAt) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
 		// but the current state belongs to the newer result.
 		return next, Outcome{Transition: Unchanged, Stale: true}
+	}
+	if len(r.Warnings) == 0 {
+		next.Warning = nil
 	}
 	if m.supersedes && r.Failed() && job.Failing() {
 		// The run that a synthetic failure stood for failed: same run, its
@@ -385,6 +402,22 @@ func legacyRunHash(dedupKey string) string { return shortHash(dedupKey) }
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return base64.RawURLEncoding.EncodeToString(sum[:6])
+}
+
+// maxWarningBytes bounds the stored warning's message (the answer and the
+// log carry it whole).
+const maxWarningBytes = 300
+
+// jobWarning is what the job keeps of r's warnings.
+func jobWarning(r api.Result, receivedAt time.Time) *api.JobWarning {
+	w := r.Warnings[0]
+	return &api.JobWarning{
+		Field:    truncate(w.Field, maxWarningBytes),
+		Message:  truncate(w.Message, maxWarningBytes),
+		Workflow: r.WorkflowName,
+		At:       receivedAt.UTC().Truncate(time.Second),
+		More:     len(r.Warnings) - 1,
+	}
 }
 
 func latest(a, b time.Time) time.Time {

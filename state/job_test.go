@@ -360,6 +360,53 @@ func TestApplyWithoutCreatedAtUsesReceiveTime(t *testing.T) {
 	}
 }
 
+// A run whose time could not be trusted (DecodeResult left createdAt out)
+// is ordered by when it was received, as a retry is: it counts even when the
+// job's latest result finished later by the sender's (skewed) clock.
+func TestApplyOrdersUntimedResultsByReceipt(t *testing.T) {
+	// The previous run's clock ran 4 minutes fast: within the bound.
+	fast := withDuration(run("nightly", "a", api.PhaseSucceeded, 1), 4*60)
+	j, _ := Apply(Job{}, false, fast, at(1))
+	skewed := run("nightly", "b", api.PhaseFailed, 0)
+	skewed.CreatedAt = ""
+	skewed.Warnings = []api.Warning{{Field: "createdAt", Message: "in the future; ignored: the run is ordered by when it was received"}}
+	j, o := Apply(j, true, skewed, at(1).Add(time.Minute))
+	if o.Stale || o.Transition != StartedFailing {
+		t.Fatalf("outcome %+v, want the run counted", o)
+	}
+	if !j.FailingSince.Equal(fast.FinishedAt(at(1))) || j.ConsecutiveFailures != 1 {
+		t.Errorf("failing since %v (%d runs), want since the latest known result %v", j.FailingSince, j.ConsecutiveFailures, fast.FinishedAt(at(1)))
+	}
+}
+
+// The job keeps the first warning of its latest result that had any, until
+// a result comes without one; a duplicate or a stale result does not clear it.
+func TestApplyKeepsTheLatestWarning(t *testing.T) {
+	warned := run("nightly", "a", api.PhaseFailed, 2)
+	warned.Warnings = []api.Warning{
+		{Field: "annotations.batchlatch.io/failure-threshold", Message: `"abc" is not a whole number from 1 to 100; ignored` + strings.Repeat("!", 1000)},
+		{Field: "scheduledTime", Message: "ignored"},
+	}
+	j, _ := Apply(Job{}, false, warned, at(3))
+	w := j.View(at(3)).LastWarning
+	if w == nil || w.Field != "annotations.batchlatch.io/failure-threshold" || w.Workflow != warned.WorkflowName || !w.At.Equal(at(3)) || w.More != 1 {
+		t.Fatalf("warning %+v", w)
+	}
+	if len(w.Message) > maxWarningBytes || !strings.HasPrefix(w.Message, `"abc" is not`) {
+		t.Errorf("stored message of %d bytes: %.80s", len(w.Message), w.Message)
+	}
+	if j2, o := Apply(j, true, run("nightly", "a", api.PhaseFailed, 2), at(4)); !o.Duplicate || j2.Warning == nil {
+		t.Errorf("a duplicate cleared the warning: %+v", o)
+	}
+	if j2, o := Apply(j, true, run("nightly", "old", api.PhaseFailed, 1), at(4)); !o.Stale || j2.Warning == nil {
+		t.Errorf("a stale clean result cleared the warning: %+v", o)
+	}
+	j, _ = Apply(j, true, run("nightly", "b", api.PhaseSucceeded, 3), at(4))
+	if j.Warning != nil || j.View(at(4)).LastWarning != nil {
+		t.Errorf("a clean result left the warning: %+v", j.Warning)
+	}
+}
+
 func TestApplyBoundsStoredSize(t *testing.T) {
 	var job Job
 	existing := false
