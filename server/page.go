@@ -129,6 +129,8 @@ type card struct {
 	Message      string
 	MoreFailures int
 	Failures     []failureRow
+	// WarningAt is when the result that LastWarning is about was received.
+	WarningAt stamp
 }
 
 type failureRow struct {
@@ -157,6 +159,9 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 	}
 	if j.Silenced != nil {
 		c.SilenceEnds = stampOf(now, j.Silenced.EndsAt)
+	}
+	if j.LastWarning != nil {
+		c.WarningAt = stampOf(now, j.LastWarning.At)
 	}
 	for _, f := range j.LastFailures {
 		var finished stamp
@@ -207,12 +212,21 @@ type statusPage struct {
 	Failing, Silenced, Healthy []card
 	Below                      int // failing jobs below their threshold
 	Total                      int
+	// Refused is how many callbacks this replica refused in the last hour;
+	// Refusals the latest of them.
+	Refused  int
+	Refusals []refusalRow
+}
+
+type refusalRow struct {
+	refusal
+	When stamp
 }
 
 // handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
 // that alert before those below their threshold, longest-failing first),
 // then silenced jobs, then healthy ones.
-func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
+func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
 	return func(c *gin.Context) {
 		now := views.Now()
@@ -229,6 +243,11 @@ func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.Hand
 			return
 		}
 		data := statusPage{page: p, Total: len(jobs)}
+		var refusals []refusal
+		data.Refused, refusals = report.recentRefusals()
+		for _, f := range refusals {
+			data.Refusals = append(data.Refusals, refusalRow{refusal: f, When: stampOf(now, f.At)})
+		}
 		for _, j := range jobs {
 			card := newCard(j, now, argoURL)
 			switch {
