@@ -125,8 +125,13 @@ func TestDecodeResultRejects(t *testing.T) {
 // trusted is left out, the run is accepted, and a warning names the field.
 func TestDecodeResultDegrades(t *testing.T) {
 	const base = `"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Failed"`
-	untimed := func(r Result) bool { return r.CreatedAt == "" && r.DurationSeconds == 0 && r.FinishedAt(received).Equal(received) }
-	noThreshold := func(r Result) bool { _, ok := r.Annotations[AnnotationFailureThreshold]; return !ok && r.FailureThreshold() == 0 }
+	untimed := func(r Result) bool {
+		return r.CreatedAt == "" && r.DurationSeconds == 0 && r.FinishedAt(received).Equal(received)
+	}
+	noThreshold := func(r Result) bool {
+		_, ok := r.Annotations[AnnotationFailureThreshold]
+		return !ok && r.FailureThreshold() == 0
+	}
 	tests := []struct {
 		name, body, field, mention string
 		kept                       func(Result) bool // what the result holds instead
