@@ -17,7 +17,8 @@ import (
 
 // Messages of the log lines about callbacks that were refused or recorded
 // with warnings: the shipped Terraform's refusal metric filters on
-// LogCallbackRefused (examples/terraform), so they are constants.
+// LogCallbackRefused (examples/terraform), so they are constants. The lines
+// say why under "detail": the binary's log names its message "message".
 const (
 	LogCallbackRefused  = "callback refused"
 	LogCallbackDegraded = "callback recorded with warnings"
@@ -161,8 +162,16 @@ func (r *callbackReport) refused(run api.Result, status int, detail api.ErrorDet
 	if !allowed {
 		return
 	}
-	attrs := []any{"namespace", clip(run.Namespace), "job", clip(run.JobName()), "workflow", clip(run.WorkflowName),
-		"status", status, "reason", reason, "field", clip(detail.Field), "message", detail.Message}
+	// The namespace only when it is one: a log-based metric extracts it
+	// (examples/terraform), and anything else would be a label value of
+	// the sender's choosing.
+	attrs := []any{"namespace", "", "invalidNamespace", "", "job", clip(run.JobName()), "workflow", clip(run.WorkflowName),
+		"status", status, "reason", reason, "field", clip(detail.Field), "detail", detail.Message}
+	if namespace == NamespaceInvalid {
+		attrs[3] = clip(run.Namespace)
+	} else if run.Namespace != "" {
+		attrs[1] = run.Namespace
+	}
 	if held > 0 {
 		attrs = append(attrs, "suppressed", held)
 	}
@@ -186,7 +195,7 @@ func (r *callbackReport) degraded(run api.Result) {
 		return
 	}
 	attrs := []any{"namespace", run.Namespace, "job", run.JobName(), "workflow", run.WorkflowName,
-		"field", first.Field, "message", first.Message}
+		"field", first.Field, "detail", first.Message}
 	if len(run.Warnings) > 1 {
 		attrs = append(attrs, "more", len(run.Warnings)-1)
 	}

@@ -204,7 +204,7 @@ func TestRefusedCallbacksLeaveATrace(t *testing.T) {
 		t.Fatalf("%d WARN lines, want 5: %v", len(lines), lines)
 	}
 	phase := lines[2]
-	if phase["level"] != "WARN" || phase["namespace"] != "ml" || phase["job"] != "nightly" || phase["field"] != "phase" || !strings.Contains(fmt.Sprint(phase["message"]), "Running") {
+	if phase["level"] != "WARN" || phase["namespace"] != "ml" || phase["job"] != "nightly" || phase["field"] != "phase" || !strings.Contains(fmt.Sprint(phase["detail"]), "Running") {
 		t.Errorf("the phase refusal's line: %v", phase)
 	}
 	if lines[4]["reason"] != ReasonUnauthenticated || lines[4]["status"] != float64(401) {
