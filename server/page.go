@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"embed"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -87,26 +86,9 @@ func stampPtr(now time.Time, t *time.Time) stamp {
 	return stampOf(now, *t)
 }
 
-// humanDuration is d to the two largest units: "45s", "12m", "3h 12m",
-// "2d 4h". Precision beyond that only slows the reader down.
-func humanDuration(d time.Duration) string {
-	d = d.Truncate(time.Second)
-	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", minutes)
-	case d < 24*time.Hour && minutes == 0:
-		return fmt.Sprintf("%dh", hours)
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh %dm", hours, minutes)
-	case hours == 0:
-		return fmt.Sprintf("%dd", days)
-	default:
-		return fmt.Sprintf("%dd %dh", days, hours)
-	}
-}
+// humanDuration is how the pages show a duration: as the entries'
+// messages do (api.FormatDuration).
+func humanDuration(d time.Duration) string { return api.FormatDuration(d) }
 
 // card is one job as the pages show it.
 type card struct {

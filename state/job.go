@@ -133,7 +133,8 @@ func (j Job) FailingFor(now time.Time) time.Duration {
 	return 0
 }
 
-// View is the job as the REST API shows it at now.
+// View is the job as the REST API shows it at now. failingSeconds is whole
+// seconds, as the entries' messages count them.
 func (j Job) View(now time.Time) api.Job {
 	return api.Job{
 		Namespace:           j.Namespace,
@@ -141,7 +142,7 @@ func (j Job) View(now time.Time) api.Job {
 		Kind:                j.Key().KindName(),
 		Failing:             j.Failing(),
 		FailingSince:        j.FailingSince,
-		FailingSeconds:      j.FailingFor(now).Seconds(),
+		FailingSeconds:      j.FailingFor(now).Truncate(time.Second).Seconds(),
 		ConsecutiveFailures: j.ConsecutiveFailures,
 		LastResultAt:        j.LastResultAt,
 		LastWorkflow:        j.LastWorkflow,

@@ -407,6 +407,15 @@ func TestApplyKeepsTheLatestWarning(t *testing.T) {
 	}
 }
 
+// failingSeconds counts whole seconds, as the entries do: no nanosecond
+// digits in the REST view.
+func TestViewCountsWholeSeconds(t *testing.T) {
+	j, _ := Apply(Job{}, false, run("nightly", "a", api.PhaseFailed, 0), at(0))
+	if got := j.View(at(0).Add(99*time.Second + 574157663)).FailingSeconds; got != 99 {
+		t.Errorf("failingSeconds = %v, want 99", got)
+	}
+}
+
 func TestApplyBoundsStoredSize(t *testing.T) {
 	var job Job
 	existing := false
