@@ -127,7 +127,11 @@ func failingEntry(j state.Job, sched *api.Schedule, now time.Time) Entry {
 		jobTitle(j), j.ConsecutiveFailures, api.FormatDuration(j.FailingFor(now)), j.LastWorkflow, j.LastPhase)
 	if len(j.LastFailures) > 0 {
 		f := j.LastFailures[0]
-		e.Payload.Message += fmt.Sprintf(" (%s: %s)", f.DisplayName, f.Message)
+		more := ""
+		if n := len(j.LastFailures) - 1 + j.FailuresOmitted; n > 0 {
+			more = fmt.Sprintf("; and %d more failed step%s", n, map[bool]string{true: "s"}[n > 1])
+		}
+		e.Payload.Message += fmt.Sprintf(" (%s: %s%s)", f.DisplayName, f.Message, more)
 	}
 	return e
 }

@@ -27,3 +27,21 @@ func TestEntriesShowDurationsAsThePagesDo(t *testing.T) {
 		t.Errorf("NOTICE %q", n.Payload.Message)
 	}
 }
+
+// The ERROR entry says how many more steps failed than the job keeps, and
+// carries the count in its payload.
+func TestFailingEntrySaysHowManyMoreStepsFailed(t *testing.T) {
+	start := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+	r := api.Result{Namespace: "ml", WorkflowName: "n-1", UID: "1", CronWorkflow: "n", Phase: api.PhaseFailed, CreatedAt: start.Format(time.RFC3339),
+		Failures: []api.Failure{{DisplayName: "train", Message: "OOMKilled"}, {DisplayName: "eval"}, {DisplayName: "a"}, {DisplayName: "b"}, {DisplayName: "c"}}}
+	j, _ := state.Apply(state.Job{}, false, r, start)
+	e := failingEntry(j, nil, start.Add(time.Minute))
+	if !strings.HasSuffix(e.Payload.Message, "(train: OOMKilled; and 4 more failed steps)") || e.Payload.LastFailuresOmitted != 3 {
+		t.Errorf("ERROR entry %q, lastFailuresOmitted %d", e.Payload.Message, e.Payload.LastFailuresOmitted)
+	}
+	r.Failures = r.Failures[:1]
+	j, _ = state.Apply(state.Job{}, false, r, start)
+	if e := failingEntry(j, nil, start); !strings.HasSuffix(e.Payload.Message, "(train: OOMKilled)") {
+		t.Errorf("ERROR entry %q", e.Payload.Message)
+	}
+}

@@ -107,7 +107,7 @@ type card struct {
 	NextTick       stamp
 	SilenceEnds    stamp
 	// Message is the first failed step of the last run and what it said;
-	// MoreFailures how many other steps failed.
+	// MoreFailures how many other steps failed (kept or not).
 	Message      string
 	MoreFailures int
 	Failures     []failureRow
@@ -158,7 +158,7 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 		if f.DisplayName != "" {
 			c.Message = f.DisplayName + ": " + f.Message
 		}
-		c.MoreFailures = len(j.LastFailures) - 1
+		c.MoreFailures = len(j.LastFailures) - 1 + j.LastFailuresOmitted
 	}
 	c.BelowThreshold = j.Failing && j.ConsecutiveFailures < j.FailureThreshold
 	switch {

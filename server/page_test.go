@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -373,5 +375,33 @@ func TestPagesShowDurationsAsTheEntriesDo(t *testing.T) {
 	}
 	if body := f.page(t, "/jobs/ml/nightly"); !strings.Contains(section(body, "streaks"), `<td data-label="Lasted">1m 39s</td>`) {
 		t.Errorf("finished streak:\n%s", section(body, "streaks"))
+	}
+}
+
+// Failed steps: the job keeps the first ones with as much of their messages
+// as its budget allows, and REST and the pages say how many more failed.
+func TestFailedStepsLeftOutAreCounted(t *testing.T) {
+	f := newReportFixture(t, "")
+	message := "Error (exit code 1): " + strings.Repeat("a line of the step's output, ", 20) // 600 bytes
+	steps := []api.Failure{{DisplayName: "train", Message: message, PodName: "nightly-1-train-1"}, {DisplayName: "eval", Message: "exit code 2"}}
+	for _, n := range []string{"a", "b", "c"} {
+		steps = append(steps, api.Failure{DisplayName: n, Message: "exit code 3"})
+	}
+	failures, _ := json.Marshal(steps)
+	body := `{"namespace":"ml","workflowName":"nightly-1","uid":"u1","cronWorkflow":"nightly","phase":"Failed","failures":` + string(failures) + `}`
+	if code, data := f.post(body); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	_, _, data := f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
+	view := decode[api.Job](t, data)
+	if view.LastFailuresOmitted != 3 || len(view.LastFailures) != 2 || view.LastFailures[0].Message != message {
+		t.Errorf("REST: %d steps, %d omitted, first message %d bytes of %d", len(view.LastFailures), view.LastFailuresOmitted, len(view.LastFailures[0].Message), len(message))
+	}
+	if body := f.page(t, "/"); !strings.Contains(body, "and 4 more failed steps") {
+		t.Errorf("status page:\n%s", section(body, "failing"))
+	}
+	page := f.page(t, "/jobs/ml/nightly")
+	if s := section(page, "failures"); !strings.Contains(s, "and 3 more failed steps, not kept") || !strings.Contains(s, template.HTMLEscapeString(strings.TrimSpace(message[len(message)-60:]))) {
+		t.Errorf("job page:\n%s", s)
 	}
 }
