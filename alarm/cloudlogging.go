@@ -501,6 +501,9 @@ func payloadWire(p Payload) (wire []byte, ok bool) {
 			}
 			w.end(list)
 		}
+		if v.LastFailuresOmitted != 0 {
+			w.number("lastFailuresOmitted", float64(v.LastFailuresOmitted))
+		}
 		if v.LastStreak != nil {
 			st := w.beginStruct("lastStreak")
 			w.streak(*v.LastStreak)
@@ -554,6 +557,17 @@ func payloadWire(p Payload) (wire []byte, ok bool) {
 			w.end(st)
 		}
 		w.boolean("alerting", v.Alerting)
+		if lw := v.LastWarning; lw != nil {
+			st := w.beginStruct("lastWarning")
+			w.string("field", lw.Field)
+			w.string("message", lw.Message)
+			w.string("workflow", lw.Workflow)
+			w.time("at", lw.At)
+			if lw.More != 0 {
+				w.number("more", float64(lw.More))
+			}
+			w.end(st)
+		}
 	}
 	return w.b, w.ok
 }

@@ -111,7 +111,6 @@ func jobTitle(j state.Job) string {
 func jobEntry(j state.Job, sev Severity, failing int, sched *api.Schedule, now time.Time) Entry {
 	view := j.View(now)
 	view.Schedule = sched
-	view.FailingSeconds = j.FailingFor(now).Truncate(time.Second).Seconds()
 	return Entry{
 		Time:     now,
 		Severity: sev,
@@ -125,10 +124,14 @@ func jobEntry(j state.Job, sev Severity, failing int, sched *api.Schedule, now t
 func failingEntry(j state.Job, sched *api.Schedule, now time.Time) Entry {
 	e := jobEntry(j, SeverityError, 1, sched, now)
 	e.Payload.Message = fmt.Sprintf("%s is failing: %d failed run(s) in a row, failing for %s; last run %s ended %s",
-		jobTitle(j), j.ConsecutiveFailures, j.FailingFor(now).Truncate(time.Second), j.LastWorkflow, j.LastPhase)
+		jobTitle(j), j.ConsecutiveFailures, api.FormatDuration(j.FailingFor(now)), j.LastWorkflow, j.LastPhase)
 	if len(j.LastFailures) > 0 {
 		f := j.LastFailures[0]
-		e.Payload.Message += fmt.Sprintf(" (%s: %s)", f.DisplayName, f.Message)
+		more := ""
+		if n := len(j.LastFailures) - 1 + j.FailuresOmitted; n > 0 {
+			more = fmt.Sprintf("; and %d more failed step%s", n, map[bool]string{true: "s"}[n > 1])
+		}
+		e.Payload.Message += fmt.Sprintf(" (%s: %s%s)", f.DisplayName, f.Message, more)
 	}
 	return e
 }
@@ -142,7 +145,7 @@ func recoveredEntry(j state.Job, now time.Time) Entry {
 	e := jobEntry(j, SeverityNotice, 0, nil, *j.RecoveredAt)
 	streak := j.LastStreak
 	e.Payload.Message = fmt.Sprintf("%s recovered after %d failed runs, failing for %s",
-		jobTitle(j), streak.Failures, (time.Duration(streak.Seconds * float64(time.Second))).Truncate(time.Second))
+		jobTitle(j), streak.Failures, api.FormatDuration(time.Duration(streak.Seconds*float64(time.Second))))
 	e.InsertID = recoveryInsertID(j)
 	return e
 }

@@ -199,7 +199,7 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 			case SeverityNotice:
 				notice++
 				if f, ok := e.Payload.FailingValue(); !ok || f != 0 || e.Payload.LastStreak == nil || e.Payload.LastStreak.Failures != 3 ||
-					e.Payload.Message != "ml/nightly recovered after 3 failed runs, failing for 3h0m0s" {
+					e.Payload.Message != "ml/nightly recovered after 3 failed runs, failing for 3h" {
 					t.Errorf("notice %+v", e.Payload)
 				}
 			case SeverityInfo:

@@ -9,7 +9,9 @@ import (
 
 // Result is the body of POST /api/v1/results, as the shipped onExit template
 // sends it. Unknown fields are ignored; namespace, workflowName and phase are
-// required.
+// required. Only what identifies the run and its outcome (namespace,
+// workflowName, uid, the job, phase) can refuse a callback: any other field
+// that cannot be trusted is left out with a warning (see DecodeResult).
 type Result struct {
 	Namespace    string `json:"namespace"`
 	WorkflowName string `json:"workflowName"`
@@ -27,6 +29,28 @@ type Result struct {
 	Failures        []Failure         `json:"failures,omitempty"`
 	Labels          map[string]string `json:"labels,omitempty"`
 	Annotations     map[string]string `json:"annotations,omitempty"`
+	// Warnings name what DecodeResult left out of the body, and why; the
+	// job keeps the first (Job.LastWarning). Never part of the body.
+	Warnings []Warning `json:"-"`
+}
+
+// Warning names a field of a callback that could not be trusted and says
+// what was done instead: the run was recorded without it.
+type Warning struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// JobWarning is the first warning about the latest result of a job that
+// had any: which run, received when, and how many other warnings it had.
+type JobWarning struct {
+	Field    string    `json:"field"`
+	Message  string    `json:"message"`
+	Workflow string    `json:"workflow"`
+	At       time.Time `json:"at"`
+	// More is how many other warnings that result had (in its answer and the
+	// log only).
+	More int `json:"more,omitempty"`
 }
 
 // Failure is one failed node of a run, as in Argo's {{workflow.failures}}.
@@ -66,7 +90,10 @@ type Job struct {
 	LastUID             string     `json:"lastUID,omitempty"`
 	LastPhase           Phase      `json:"lastPhase"`
 	LastFailures        []Failure  `json:"lastFailures,omitempty"`
-	LastStreak          *Streak    `json:"lastStreak,omitempty"`
+	// LastFailuresOmitted is how many more steps of the last run failed
+	// than LastFailures holds: the state keeps only the first few.
+	LastFailuresOmitted int     `json:"lastFailuresOmitted,omitempty"`
+	LastStreak          *Streak `json:"lastStreak,omitempty"`
 	// Streaks are the job's earlier finished streaks, newest first (at
 	// most MaxStreaks, LastStreak included).
 	Streaks []Streak `json:"streaks,omitempty"`
@@ -82,6 +109,9 @@ type Job struct {
 	// Alerting is what the alert policies see: failing, at or past the
 	// failure threshold, and not silenced.
 	Alerting bool `json:"alerting"`
+	// LastWarning is what was left out of the job's latest result that had
+	// a warning, until a later result comes without one.
+	LastWarning *JobWarning `json:"lastWarning,omitempty"`
 }
 
 // MaxStreaks bounds the finished streaks a job keeps.
@@ -166,6 +196,9 @@ type ResultResponse struct {
 	// counts.
 	Retry bool `json:"retry"`
 	Job   Job  `json:"job"`
+	// Warnings name each field of the body that was left out, and why: the
+	// run was recorded without it. Absent when there were none.
+	Warnings []Warning `json:"warnings,omitempty"`
 }
 
 // JobList answers GET /api/v1/jobs and GET /api/v1/jobs/{namespace}.

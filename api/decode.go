@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,58 +75,359 @@ func (e *FieldError) Error() string {
 // Is makes errors.Is(err, ErrInvalid) true for field errors.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
-// wireResult is Result as it arrives: failures is decoded separately because
-// Argo sends it as a JSON string that holds JSON.
-type wireResult struct {
-	Result
-	Failures json.RawMessage `json:"failures,omitempty"`
-}
-
 // DecodeResult decodes and validates one callback body, received at
-// receivedAt (the bound for the times it carries). The error is a
-// *FieldError for anything the sender got wrong.
+// receivedAt (the bound for the times it carries).
+//
+// Only what identifies the run and its outcome refuses the body, with a
+// *FieldError naming the field: a body that is not a JSON object, and a bad
+// namespace, workflowName, uid, cronWorkflow, cronJob or phase (or the
+// label that names the job, when no cronWorkflow or cronJob does). Any
+// other field that cannot be trusted (a time out of bounds, a bad failure
+// threshold, unreadable failures, labels or annotations) is left out, and
+// Result.Warnings says which and why: the run is still recorded. On error
+// the Result holds the identity fields read so far, for the log only.
 func DecodeResult(body []byte, receivedAt time.Time) (Result, error) {
-	w, err := decodeWire(body)
+	fields, err := readObject(body)
 	var syntaxErr *json.SyntaxError
 	if errors.As(err, &syntaxErr) {
 		// Argo quotes {{workflow.failures}} with Go's strconv.Quote, which
 		// writes DEL and some other runes as \xHH or \UHHHHHHHH: not JSON.
 		// Such a callback would be refused on every retry, so repair it.
 		if repaired, ok := repairGoEscapes(body); ok {
-			body = repaired
-			w, err = decodeWire(body)
+			fields, err = readObject(repaired)
 		}
 	}
 	if err != nil {
 		return Result{}, decodeError(err)
 	}
-	if err := checkKeys(body, resultShape, ""); err != nil {
-		return Result{}, err
-	}
-	res := w.Result
-	failures, err := decodeFailures(w.Failures)
+	d := decoding{fields: map[string]json.RawMessage{}}
+	res, err := d.decode(fields, receivedAt)
 	if err != nil {
-		return Result{}, err
+		return res, err
 	}
-	res.Failures = failures
+	res.Warnings = d.warnings()
+	// What is left passes every rule: the degraded fields are gone.
 	if err := res.Validate(receivedAt); err != nil {
-		return Result{}, err
+		return res, err
 	}
 	return res, nil
 }
 
+// identityFields identify a run and its outcome: a problem with one of them
+// refuses the callback. (The labels do too, when they name the job.)
+var identityFields = map[string]bool{"namespace": true, "workflowName": true, "uid": true, "cronWorkflow": true, "cronJob": true, "phase": true}
+
+// jobLabels are the labels that name the job when no cronWorkflow or
+// cronJob does, in the order JobName reads them.
+var jobLabels = []string{LabelCronWorkflow, LabelWorkflowTemplate, LabelClusterWorkflowTemplate}
+
+// maxWarnings bounds the warnings of one callback.
+const maxWarnings = 8
+
+// decoding is one body being decoded: its known fields and the warnings so
+// far.
+type decoding struct {
+	fields map[string]json.RawMessage
+	warned []Warning
+	more   int
+}
+
+func (d *decoding) warn(field, message string) {
+	if len(d.warned) == maxWarnings {
+		d.more++
+		return
+	}
+	d.warned = append(d.warned, Warning{Field: field, Message: message})
+}
+
+func (d *decoding) warnings() []Warning {
+	if d.more > 0 {
+		return append(d.warned, Warning{Message: fmt.Sprintf("%d more warnings left out", d.more)})
+	}
+	return d.warned
+}
+
+func (d *decoding) decode(fields []rawField, receivedAt time.Time) (Result, error) {
+	var res Result
+	// Keys: a known key twice, or in another case, is refused for the
+	// identity (two JSON readers could take it differently) and left out
+	// otherwise.
+	twice := map[string]bool{}
+	var otherCase []rawField
+	for _, f := range fields {
+		if _, known := resultShape.fields[f.key]; !known {
+			if want := foldedMatch(resultShape.fields, f.key); want != "" {
+				otherCase = append(otherCase, rawField{key: f.key, value: json.RawMessage(want)})
+			}
+			continue
+		}
+		if _, dup := d.fields[f.key]; dup {
+			twice[f.key] = true
+		}
+		d.fields[f.key] = f.value
+	}
+	// The identity first: the rest is judged knowing where the job's name
+	// comes from.
+	for _, key := range slices.Sorted(maps.Keys(identityFields)) {
+		if twice[key] {
+			return res, &FieldError{Field: key, Message: "appears twice in one object; send each key once"}
+		}
+	}
+	for _, f := range otherCase {
+		if identityFields[string(f.value)] {
+			return res, &FieldError{Field: f.key, Message: fmt.Sprintf("unknown key; keys are case-sensitive: did you mean %q?", string(f.value))}
+		}
+	}
+	var phase string
+	for _, f := range []struct {
+		key string
+		dst *string
+	}{{"namespace", &res.Namespace}, {"workflowName", &res.WorkflowName}, {"uid", &res.UID}, {"cronWorkflow", &res.CronWorkflow}, {"cronJob", &res.CronJob}, {"phase", &phase}} {
+		if err := d.identityString(f.key, f.dst); err != nil {
+			return res, err
+		}
+	}
+	res.Phase = Phase(phase)
+	if err := res.validateIdentity(AcceptedPhases); err != nil {
+		return res, err
+	}
+	labelsNameJob := res.CronWorkflow == "" && res.CronJob == ""
+	for _, f := range otherCase {
+		if string(f.value) == "labels" && labelsNameJob {
+			return res, &FieldError{Field: f.key, Message: `unknown key; keys are case-sensitive: did you mean "labels"? (the labels name the job when no cronWorkflow or cronJob does)`}
+		}
+		d.warn(f.key, fmt.Sprintf("unknown key, ignored; keys are case-sensitive: did you mean %q?", string(f.value)))
+	}
+	for _, key := range slices.Sorted(maps.Keys(twice)) {
+		if key == "labels" && labelsNameJob {
+			return res, &FieldError{Field: key, Message: "appears twice in one object; send each key once (the labels name the job when no cronWorkflow or cronJob does)"}
+		}
+		d.warn(key, "appears twice in one object; both ignored")
+		delete(d.fields, key)
+	}
+
+	labels, err := d.stringMap("labels", labelsNameJob)
+	if err != nil {
+		return res, err
+	}
+	res.Labels = labels
+	if job, field := res.jobAndSource(); job != "" && labelsNameJob {
+		if err := ValidateJob(field, res.Kind(), res.Namespace, job); err != nil {
+			return res, err
+		}
+	}
+	if res.Annotations, err = d.stringMap("annotations", false); err != nil {
+		return res, err
+	}
+	if v, ok := res.Annotations[AnnotationFailureThreshold]; ok {
+		if _, err := ParseFailureThreshold(v); err != nil {
+			d.warn("annotations."+AnnotationFailureThreshold, err.Error()+"; ignored: the job alerts from its first failed run, the default")
+			delete(res.Annotations, AnnotationFailureThreshold)
+		}
+	}
+	if raw, ok := d.fields["failures"]; ok {
+		failures, err := decodeFailures(raw)
+		if err != nil {
+			var fe *FieldError
+			errors.As(err, &fe)
+			d.warn(fe.Field, fe.Message+"; the run is recorded without its failed steps")
+		}
+		res.Failures = failures
+	}
+	d.times(&res, receivedAt)
+	return res, nil
+}
+
+// identityString decodes the identity field key into dst: a string, or
+// null for none.
+func (d *decoding) identityString(key string, dst *string) error {
+	raw, ok := d.fields[key]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return &FieldError{Field: key, Message: fmt.Sprintf("must be a string, not %s", kindOf(raw))}
+	}
+	return nil
+}
+
+// stringMap decodes the object of strings under key. An entry that cannot
+// be read (not a string, a key twice) is left out with a warning, and so is
+// the whole value when it is not an object; when nameJob is set, a problem
+// with the labels that name the job refuses the body instead.
+func (d *decoding) stringMap(key string, nameJob bool) (map[string]string, error) {
+	raw, ok := d.fields[key]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	names := func(k string) bool { return nameJob && slices.Contains(jobLabels, k) }
+	if raw[0] != '{' {
+		if nameJob {
+			return nil, &FieldError{Field: key, Message: fmt.Sprintf("must be an object of strings, not %s (the labels name the job when no cronWorkflow or cronJob does)", kindOf(raw))}
+		}
+		d.warn(key, fmt.Sprintf("must be an object of strings, not %s; ignored", kindOf(raw)))
+		return nil, nil
+	}
+	entries, err := readObject(raw)
+	if err != nil { // cannot happen: raw is one valid JSON value
+		return nil, &FieldError{Field: key, Message: err.Error()}
+	}
+	out := make(map[string]string, len(entries))
+	twice := map[string]bool{}
+	for _, e := range entries {
+		field := key + "." + e.key
+		if _, dup := out[e.key]; dup || twice[e.key] {
+			if names(e.key) {
+				return nil, &FieldError{Field: field, Message: "appears twice in one object; send each key once"}
+			}
+			if !twice[e.key] {
+				d.warn(field, "appears twice in one object; both ignored")
+			}
+			twice[e.key] = true
+			delete(out, e.key)
+			continue
+		}
+		var v string
+		if err := json.Unmarshal(e.value, &v); err != nil || string(e.value) == "null" {
+			if names(e.key) {
+				return nil, &FieldError{Field: field, Message: fmt.Sprintf("must be a string, not %s", kindOf(e.value))}
+			}
+			d.warn(field, fmt.Sprintf("must be a string, not %s; ignored", kindOf(e.value)))
+			twice[e.key] = true // a later copy is a duplicate too
+			continue
+		}
+		out[e.key] = v
+	}
+	return out, nil
+}
+
+// times reads the run's times. One that cannot be trusted (unreadable, out
+// of bounds) is left out: the run is then ordered by when it was received,
+// as a retry is, never by a guess.
+func (d *decoding) times(res *Result, receivedAt time.Time) {
+	const receipt = "; ignored: the run is ordered by when it was received"
+	if raw, ok := d.fields["scheduledTime"]; ok && json.Unmarshal(raw, &res.ScheduledTime) != nil {
+		d.warn("scheduledTime", fmt.Sprintf("must be an RFC 3339 string, not %s; ignored", kindOf(raw)))
+	}
+	trusted := true
+	if raw, ok := d.fields["createdAt"]; ok && json.Unmarshal(raw, &res.CreatedAt) != nil {
+		d.warn("createdAt", fmt.Sprintf("must be an RFC 3339 string, not %s%s", kindOf(raw), receipt))
+		trusted = false
+	}
+	if raw, ok := d.fields["durationSeconds"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &res.DurationSeconds); err != nil {
+			message := fmt.Sprintf("must be a number, not %s", kindOf(raw))
+			if kindOf(raw) == "a number" {
+				message = fmt.Sprintf("%s is out of range", Quote(string(raw)))
+			}
+			d.warn("durationSeconds", message+receipt)
+			trusted = false
+		}
+	}
+	if !trusted {
+		res.CreatedAt, res.DurationSeconds = "", 0
+	}
+	// validateTimes names one problem at a time; each is left out in turn.
+	for range 3 {
+		err := res.validateTimes(receivedAt)
+		var fe *FieldError
+		if !errors.As(err, &fe) {
+			return
+		}
+		if fe.Field == "scheduledTime" {
+			d.warn(fe.Field, fe.Message+"; ignored")
+			res.ScheduledTime = ""
+			continue
+		}
+		d.warn(fe.Field, fe.Message+receipt)
+		if fe.Field == "durationSeconds" && res.CreatedAt != "" {
+			// createdAt may be wrong on its own too: say so.
+			alone := Result{CreatedAt: res.CreatedAt}
+			if err := alone.validateTimes(receivedAt); errors.As(err, &fe) {
+				d.warn(fe.Field, fe.Message+receipt)
+			}
+		}
+		res.CreatedAt, res.DurationSeconds = "", 0
+	}
+}
+
+// rawField is one key of a JSON object and its value.
+type rawField struct {
+	key   string
+	value json.RawMessage
+}
+
 var errTrailingData = errors.New("unexpected data after the object")
 
-func decodeWire(body []byte) (wireResult, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var w wireResult
-	if err := dec.Decode(&w); err != nil {
-		return wireResult{}, err
+// errNotObject is a body that is valid JSON but not an object.
+type errNotObject string
+
+func (e errNotObject) Error() string { return "the body must be a JSON object, not " + string(e) }
+
+// readObject reads one JSON object, its keys in order (repeats included),
+// and nothing after it.
+func readObject(data []byte) ([]rawField, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok != json.Delim('{') {
+		var kind string
+		switch tok.(type) {
+		case json.Delim:
+			kind = "an array"
+		case string:
+			kind = "a string"
+		case float64:
+			kind = "a number"
+		case bool:
+			kind = "a boolean"
+		default:
+			kind = "null"
+		}
+		return nil, errNotObject(kind)
+	}
+	var fields []rawField
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, err
+		}
+		fields = append(fields, rawField{key: key.(string), value: value})
+	}
+	if _, err := dec.Token(); err != nil { // '}'
+		return nil, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return wireResult{}, errTrailingData
+		return nil, errTrailingData
 	}
-	return w, nil
+	return fields, nil
+}
+
+// kindOf names the kind of a JSON value, as the messages say it.
+func kindOf(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }
 
 // repairGoEscapes rewrites the escapes Go's strconv.Quote uses but JSON
@@ -177,42 +479,16 @@ func isHex(b []byte) bool {
 }
 
 func decodeError(err error) error {
-	if errors.Is(err, errTrailingData) {
+	var notObject errNotObject
+	switch {
+	case errors.Is(err, errTrailingData):
 		return &FieldError{Message: "malformed JSON: unexpected data after the object"}
-	}
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		// Fields of the embedded Result are reported as "Result.<field>".
-		field := strings.TrimPrefix(typeErr.Field, "Result.")
-		if field == "" {
-			return &FieldError{Message: fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)}
-		}
-		kind := jsonKind(typeErr.Type.Kind().String())
-		if number, ok := strings.CutPrefix(typeErr.Value, "number "); ok && kind == "a number" {
-			return &FieldError{Field: field, Message: fmt.Sprintf("%s is out of range", Quote(number))}
-		}
-		return &FieldError{Field: field, Message: fmt.Sprintf("must be %s, not %s", kind, typeErr.Value)}
-	}
-	if errors.Is(err, io.EOF) {
+	case errors.As(err, &notObject):
+		return &FieldError{Message: notObject.Error()}
+	case errors.Is(err, io.EOF):
 		return &FieldError{Message: "malformed JSON: the body is empty"}
 	}
 	return &FieldError{Message: "malformed JSON: " + err.Error()}
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "float64", "int", "int64":
-		return "a number"
-	case "map", "struct":
-		return "an object"
-	case "slice":
-		return "an array"
-	case "bool":
-		return "a boolean"
-	}
-	return goKind
 }
 
 // decodeFailures accepts what Argo sends, a string holding a JSON array or the
@@ -260,6 +536,20 @@ func (r Result) ValidateObserved(observedAt time.Time) error {
 }
 
 func (r Result) validate(receivedAt time.Time, phases []Phase) error {
+	if err := r.validateIdentity(phases); err != nil {
+		return err
+	}
+	if v, ok := r.Annotations[AnnotationFailureThreshold]; ok {
+		if _, err := ParseFailureThreshold(v); err != nil {
+			return &FieldError{Field: "annotations." + AnnotationFailureThreshold, Message: err.Error()}
+		}
+	}
+	return r.validateTimes(receivedAt)
+}
+
+// validateIdentity checks what identifies the run and its outcome: the
+// namespace, the workflow, the job and the phase.
+func (r Result) validateIdentity(phases []Phase) error {
 	if err := ValidateNamespace("namespace", r.Namespace); err != nil {
 		return err
 	}
@@ -282,16 +572,9 @@ func (r Result) validate(receivedAt time.Time, phases []Phase) error {
 		return &FieldError{Field: "cronJob", Message: "is set with cronWorkflow: a run belongs to a CronWorkflow or to a CronJob, not both"}
 	}
 	if job, field := r.jobAndSource(); job != "" {
-		if err := ValidateJob(field, r.Kind(), r.Namespace, job); err != nil {
-			return err
-		}
+		return ValidateJob(field, r.Kind(), r.Namespace, job)
 	}
-	if v, ok := r.Annotations[AnnotationFailureThreshold]; ok {
-		if _, err := ParseFailureThreshold(v); err != nil {
-			return &FieldError{Field: "annotations." + AnnotationFailureThreshold, Message: err.Error()}
-		}
-	}
-	return r.validateTimes(receivedAt)
+	return nil
 }
 
 // AnnotationFailureThreshold on a workflow (or CronWorkflow, CronJob) sets

@@ -85,38 +85,24 @@ func TestDecodeResultRejects(t *testing.T) {
 		{"missing phase", `{"namespace":"ml","workflowName":"w"}`, "phase", "Succeeded, Failed, Error"},
 		{"Running", `{"namespace":"ml","workflowName":"w","phase":"Running"}`, "phase", "Succeeded, Failed, Error"},
 		{"unknown phase", `{"namespace":"ml","workflowName":"w","phase":"failed"}`, "phase", "accepted values"},
-		{"duration wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":"12"}`, "durationSeconds", "number"},
-		{"negative duration", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":-1}`, "durationSeconds", "from 0 to"},
-		{"bad createdAt", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"yesterday"}`, "createdAt", "RFC 3339"},
-		{"bad scheduledTime", `{"namespace":"ml","workflowName":"w","phase":"Failed","scheduledTime":"now"}`, "scheduledTime", "RFC 3339"},
-		{"labels wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":["a"]}`, "labels", "object"},
-		{"label value wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"a":1}}`, "labels", "string"},
-		{"failures not JSON", `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":"oops"}`, "failures", "array"},
-		{"failures wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":3}`, "failures", "array"},
 		{"bad cronWorkflow", `{"namespace":"ml","workflowName":"w","phase":"Failed","cronWorkflow":"Night ly"}`, "cronWorkflow", "object name"},
 		{"bad cron label", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":"a/b"}}`, "labels.workflows.argoproj.io/cron-workflow", "object name"},
 		{"uid too long", `{"namespace":"ml","workflowName":"w","phase":"Failed","uid":"` + strings.Repeat("u", 129) + `"}`, "uid", "longer"},
 		// A job key ("namespace.job") must fit a ConfigMap key: 253 characters.
 		{"job key too long", `{"namespace":"` + strings.Repeat("n", 63) + `","workflowName":"w","phase":"Failed","cronWorkflow":"` + strings.Repeat("j", 190) + `"}`, "cronWorkflow", "at most 189 characters in this namespace"},
 		{"job key too long from a label", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":"` + strings.Repeat("j", 251) + `"}}`, "labels.workflows.argoproj.io/cron-workflow", "over the limit of 253"},
-		// Times from another clock are bounded.
-		{"createdAt in the future", `{"namespace":"ml","workflowName":"w","phase":"Succeeded","createdAt":"2099-01-01T00:00:00Z"}`, "createdAt", "in the future"},
-		{"createdAt just past the skew", `{"namespace":"ml","workflowName":"w","phase":"Succeeded","createdAt":"2026-11-24T03:05:01Z"}`, "createdAt", "in the future"},
-		{"finish past the skew", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00Z","durationSeconds":3901}`, "durationSeconds", "in the future"},
-		{"duration that overflows", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00Z","durationSeconds":1e10}`, "durationSeconds", "from 0 to 2592000"},
-		{"duration out of float range", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":1e309}`, "durationSeconds", `"1e309" is out of range`},
-		{"createdAt from another century", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"1970-01-01T00:00:00Z"}`, "createdAt", "before the callback was received"},
-		{"offset +24:00", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00+24:00"}`, "createdAt", "RFC 3339"},
-		{"offset +00:60", `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2026-11-24T02:00:00+00:60"}`, "createdAt", "RFC 3339"},
-		{"scheduledTime offset +24:00", `{"namespace":"ml","workflowName":"w","phase":"Failed","scheduledTime":"2026-11-24T02:00:00+24:00"}`, "scheduledTime", "RFC 3339"},
 		// Keys that two JSON readers could take differently.
 		{"namespace twice", `{"namespace":"ml","workflowName":"w","phase":"Failed","namespace":"prod"}`, "namespace", "twice"},
 		{"phase twice", `{"namespace":"ml","workflowName":"w","phase":"Succeeded","phase":"Failed"}`, "phase", "twice"},
-		{"label twice", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"a":"1","a":"2"}}`, "labels.a", "twice"},
-		{"key twice inside failures", `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":"[{\"message\":\"a\",\"message\":\"b\"}]"}`, "failures[0].message", "twice"},
 		{"key in another case", `{"Namespace":"ml","workflowName":"w","phase":"Failed"}`, "Namespace", `did you mean "namespace"`},
+		{"label that names the job: wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":1}}`, "labels.workflows.argoproj.io/cron-workflow", "string"},
+		{"label that names the job: twice", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":"a","workflows.argoproj.io/cron-workflow":"b"}}`, "labels.workflows.argoproj.io/cron-workflow", "twice"},
+		{"labels that name the job: not an object", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":["a"]}`, "labels", "object"},
+		{"labels that name the job: twice", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{},"labels":{}}`, "labels", "twice"},
+		{"labels that name the job: in another case", `{"namespace":"ml","workflowName":"w","phase":"Failed","Labels":{}}`, "Labels", `did you mean "labels"`},
+		{"uid wrong type", `{"namespace":"ml","workflowName":"w","phase":"Failed","uid":1}`, "uid", "string"},
+		{"null body", `null`, "", "JSON object"},
 		{"key in another case, Kelvin sign", "{\"namespace\":\"ml\",\"wor\u212AflowName\":\"w\",\"phase\":\"Failed\"}", "wor\u212AflowName", `did you mean "workflowName"`},
-		{"failure key in another case", `{"namespace":"ml","workflowName":"w","phase":"Failed","failures":[{"MESSAGE":"x"}]}`, "failures[0].MESSAGE", `did you mean "message"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,6 +118,100 @@ func TestDecodeResultRejects(t *testing.T) {
 				t.Errorf("message %q does not mention %q", fe.Message, tt.mention)
 			}
 		})
+	}
+}
+
+// Only the run's identity refuses a callback: anything else that cannot be
+// trusted is left out, the run is accepted, and a warning names the field.
+func TestDecodeResultDegrades(t *testing.T) {
+	const base = `"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Failed"`
+	untimed := func(r Result) bool {
+		return r.CreatedAt == "" && r.DurationSeconds == 0 && r.FinishedAt(received).Equal(received)
+	}
+	noThreshold := func(r Result) bool {
+		_, ok := r.Annotations[AnnotationFailureThreshold]
+		return !ok && r.FailureThreshold() == 0
+	}
+	tests := []struct {
+		name, body, field, mention string
+		kept                       func(Result) bool // what the result holds instead
+	}{
+		{"threshold not a number", `{` + base + `,"annotations":{"batchlatch.io/failure-threshold":"abc"}}`, "annotations.batchlatch.io/failure-threshold", "whole number from 1 to 100", noThreshold},
+		{"threshold 0", `{` + base + `,"annotations":{"batchlatch.io/failure-threshold":"0"}}`, "annotations.batchlatch.io/failure-threshold", "default", noThreshold},
+		{"threshold 101", `{` + base + `,"annotations":{"batchlatch.io/failure-threshold":"101"}}`, "annotations.batchlatch.io/failure-threshold", "ignored", noThreshold},
+		{"threshold with a space", `{` + base + `,"annotations":{"batchlatch.io/failure-threshold":" 3","a":"b"}}`, "annotations.batchlatch.io/failure-threshold", `" 3"`,
+			func(r Result) bool { return noThreshold(r) && r.Annotations["a"] == "b" }},
+		{"createdAt 10 minutes ahead", `{` + base + `,"createdAt":"2026-11-24T03:10:00Z","durationSeconds":5}`, "createdAt", "ordered by when it was received", untimed},
+		{"createdAt just past the skew", `{` + base + `,"createdAt":"2026-11-24T03:05:01Z"}`, "createdAt", "in the future", untimed},
+		{"createdAt in another century", `{` + base + `,"createdAt":"2099-01-01T00:00:00Z"}`, "createdAt", "in the future", untimed},
+		{"createdAt absurdly old", `{` + base + `,"createdAt":"1970-01-01T00:00:00Z"}`, "createdAt", "before the callback was received", untimed},
+		{"createdAt not a time", `{` + base + `,"createdAt":"yesterday","durationSeconds":5}`, "createdAt", "RFC 3339", untimed},
+		{"createdAt not a string", `{` + base + `,"createdAt":1795485600,"durationSeconds":5}`, "createdAt", "not a number", untimed},
+		{"createdAt offset +24:00", `{` + base + `,"createdAt":"2026-11-24T02:00:00+24:00"}`, "createdAt", "RFC 3339", untimed},
+		{"createdAt offset +00:60", `{` + base + `,"createdAt":"2026-11-24T02:00:00+00:60"}`, "createdAt", "RFC 3339", untimed},
+		{"finish past the skew", `{` + base + `,"createdAt":"2026-11-24T02:00:00Z","durationSeconds":3901}`, "durationSeconds", "in the future", untimed},
+		{"negative duration", `{` + base + `,"createdAt":"2026-11-24T02:00:00Z","durationSeconds":-1}`, "durationSeconds", "from 0 to", untimed},
+		{"duration that overflows", `{` + base + `,"createdAt":"2026-11-24T02:00:00Z","durationSeconds":1e10}`, "durationSeconds", "from 0 to 2592000", untimed},
+		{"duration out of float range", `{` + base + `,"durationSeconds":1e309}`, "durationSeconds", `"1e309" is out of range`, untimed},
+		{"duration a string", `{` + base + `,"createdAt":"2026-11-24T02:00:00Z","durationSeconds":"12"}`, "durationSeconds", "must be a number, not a string", untimed},
+		{"scheduledTime not a time", `{` + base + `,"scheduledTime":"now","createdAt":"2026-11-24T02:00:00Z"}`, "scheduledTime", "RFC 3339",
+			func(r Result) bool { return r.ScheduledTime == "" && r.CreatedAt == "2026-11-24T02:00:00Z" }},
+		{"scheduledTime offset +24:00", `{` + base + `,"scheduledTime":"2026-11-24T02:00:00+24:00"}`, "scheduledTime", "RFC 3339", func(r Result) bool { return r.ScheduledTime == "" }},
+		{"failures not JSON", `{` + base + `,"failures":"oops"}`, "failures", "recorded without its failed steps", func(r Result) bool { return r.Failures == nil }},
+		{"failures a number", `{` + base + `,"failures":3}`, "failures", "array", func(r Result) bool { return r.Failures == nil }},
+		{"key twice inside failures", `{` + base + `,"failures":"[{\"message\":\"a\",\"message\":\"b\"}]"}`, "failures[0].message", "twice", func(r Result) bool { return r.Failures == nil }},
+		{"failure key in another case", `{` + base + `,"failures":[{"MESSAGE":"x"}]}`, "failures[0].MESSAGE", `did you mean "message"`, func(r Result) bool { return r.Failures == nil }},
+		{"failures twice", `{` + base + `,"failures":"null","failures":[{"message":"x"}]}`, "failures", "twice", func(r Result) bool { return r.Failures == nil }},
+		{"Failures in another case", `{` + base + `,"Failures":[{"message":"x"}]}`, "Failures", `did you mean "failures"`, func(r Result) bool { return r.Failures == nil }},
+		{"labels not an object, with cronWorkflow", `{` + base + `,"labels":["a"]}`, "labels", "object", func(r Result) bool { return r.Labels == nil && r.JobName() == "nightly" }},
+		{"label not a string", `{` + base + `,"labels":{"a":1,"b":"2"}}`, "labels.a", "string", func(r Result) bool { return len(r.Labels) == 1 && r.Labels["b"] == "2" }},
+		{"label twice", `{` + base + `,"labels":{"a":"1","a":"2","b":"3"}}`, "labels.a", "twice", func(r Result) bool { return len(r.Labels) == 1 && r.Labels["b"] == "3" }},
+		{"label twice, not the job's", `{"namespace":"ml","workflowName":"w","phase":"Failed","labels":{"workflows.argoproj.io/cron-workflow":"n","a":"1","a":"2"}}`, "labels.a", "twice",
+			func(r Result) bool { return r.JobName() == "n" && len(r.Labels) == 1 }},
+		{"annotations not an object", `{` + base + `,"annotations":"batchlatch.io/failure-threshold=3"}`, "annotations", "object", noThreshold},
+		{"annotation not a string", `{` + base + `,"annotations":{"batchlatch.io/failure-threshold":3}}`, "annotations.batchlatch.io/failure-threshold", "string", noThreshold},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := DecodeResult([]byte(tt.body), received)
+			if err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if len(r.Warnings) == 0 {
+				t.Fatal("no warning")
+			}
+			w := r.Warnings[0]
+			if w.Field != tt.field || !strings.Contains(w.Message, tt.mention) {
+				t.Errorf("warning %+v, want field %q mentioning %q", w, tt.field, tt.mention)
+			}
+			if !tt.kept(r) {
+				t.Errorf("recorded %+v", r)
+			}
+			if r.Namespace != "ml" || r.WorkflowName != "w" || r.Phase != PhaseFailed {
+				t.Errorf("identity lost: %+v", r)
+			}
+			if err := r.Validate(received); err != nil {
+				t.Errorf("what is left is invalid: %v", err)
+			}
+		})
+	}
+	// A clean body has no warnings.
+	if r, err := DecodeResult([]byte(argoBody), received); err != nil || r.Warnings != nil {
+		t.Errorf("argoBody: %v, warnings %+v", err, r.Warnings)
+	}
+	// Both times wrong: both named.
+	r, err := DecodeResult([]byte(`{`+base+`,"createdAt":"1970-01-01T00:00:00Z","durationSeconds":1e10}`), received)
+	if err != nil || len(r.Warnings) != 2 || r.Warnings[0].Field != "durationSeconds" || r.Warnings[1].Field != "createdAt" {
+		t.Errorf("%v, warnings %+v; want durationSeconds and createdAt", err, r.Warnings)
+	}
+	// Many bad labels: the warnings are bounded.
+	var labels []string
+	for i := range 50 {
+		labels = append(labels, `"l`+strconv.Itoa(i)+`":1`)
+	}
+	r, err = DecodeResult([]byte(`{`+base+`,"labels":{`+strings.Join(labels, ",")+`}}`), received)
+	if err != nil || len(r.Warnings) != maxWarnings+1 || !strings.Contains(r.Warnings[maxWarnings].Message, "42 more") {
+		t.Errorf("%v: %d warnings, last %+v", err, len(r.Warnings), r.Warnings[len(r.Warnings)-1])
 	}
 }
 
@@ -225,9 +305,15 @@ func TestErrorsDoNotEchoHugeValues(t *testing.T) {
 		`{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"` + huge + `"}`,
 		`{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":1` + strings.Repeat("0", 400) + `}`,
 	} {
-		_, err := DecodeResult([]byte(body), received)
-		if err == nil || len(err.Error()) > 400 {
-			t.Errorf("error of %d bytes: %.200s", len(err.Error()), err)
+		r, err := DecodeResult([]byte(body), received)
+		if err != nil {
+			if len(err.Error()) > 400 {
+				t.Errorf("error of %d bytes: %.200s", len(err.Error()), err)
+			}
+			continue
+		}
+		if len(r.Warnings) != 1 || len(r.Warnings[0].Message) > 400 {
+			t.Errorf("warnings %.400v", r.Warnings)
 		}
 	}
 }

@@ -55,8 +55,10 @@ func errorResponse(err error) (int, api.ErrorDetail) {
 }
 
 // abortWithError answers err (its status and the API's error body) and
-// stops the handler chain.
+// stops the handler chain. The error stays on the context (c.Errors) for
+// the middleware before: noteRefusals reports it.
 func abortWithError(c *gin.Context, err error) {
+	_ = c.Error(err)
 	status, detail := errorResponse(err)
 	if status == http.StatusServiceUnavailable {
 		c.Header("Retry-After", retryAfterSeconds)

@@ -105,13 +105,15 @@ func requireJSONBody(c *gin.Context) error {
 	return nil
 }
 
-func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, views Views) gin.HandlerFunc {
+func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, metrics *Metrics, report *callbackReport, views Views) gin.HandlerFunc {
 	logger = logger.With("component", "results")
 	return func(c *gin.Context) {
 		receivedAt := views.Now()
 		result, err := readResult(c, receivedAt)
 		if err != nil {
 			metrics.Results.WithLabelValues("rejected").Inc()
+			// What could be read of the run, for noteRefusals.
+			c.Set(refusalRunKey, result)
 			abortWithError(c, err)
 			return
 		}
@@ -124,6 +126,7 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 			abortWithError(c, err)
 			return
 		}
+		report.degraded(result)
 		outcome := string(rec.Outcome.Transition)
 		switch {
 		case rec.Outcome.Duplicate:
@@ -149,6 +152,7 @@ func handleRecordResult(logger *slog.Logger, store state.Store, kicker Kicker, m
 			Stale:     rec.Outcome.Stale,
 			Retry:     rec.Outcome.Retry,
 			Job:       job,
+			Warnings:  result.Warnings,
 		})
 	}
 }

@@ -113,6 +113,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Result":         reflect.TypeFor[api.Result](),
 		"Failure":        reflect.TypeFor[api.Failure](),
 		"ResultResponse": reflect.TypeFor[api.ResultResponse](),
+		"Warning":        reflect.TypeFor[api.Warning](),
+		"JobWarning":     reflect.TypeFor[api.JobWarning](),
 		"Job":            reflect.TypeFor[api.Job](),
 		"Streak":         reflect.TypeFor[api.Streak](),
 		"Schedule":       reflect.TypeFor[api.Schedule](),
@@ -509,9 +511,11 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{body: `{"namespace":"ml",`, contentType: appJSON, auth: w, status: 400, offContract: true},
 		{body: `{"namespace":"Not Valid","workflowName":"w","phase":"Failed"}`, contentType: appJSON, auth: w, status: 400, offContract: true},
 		{body: `{"namespace":"ml","workflowName":"w","phase":"Running"}`, contentType: appJSON, auth: w, status: 400, offContract: true},
-		{body: `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":"long"}`, contentType: appJSON, auth: w, status: 400, offContract: true},
-		{body: `{"namespace":"ml","workflowName":"w","phase":"Failed","annotations":{"batchlatch.io/failure-threshold":"0"}}`, contentType: appJSON, auth: w, status: 400, offContract: true},
-		{body: `{"namespace":"ml","workflowName":"w","phase":"Failed","createdAt":"2099-01-01T00:00:00Z"}`, contentType: appJSON, auth: w, status: 400},
+		{body: `{"namespace":"ml","workflowName":"w","phase":"Failed","uid":7}`, contentType: appJSON, auth: w, status: 400, offContract: true},
+		// Degraded, not refused: recorded without the field, with a warning.
+		{body: `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":"long"}`, contentType: appJSON, auth: w, status: 200, offContract: true},
+		{body: `{"namespace":"ml","workflowName":"w2","phase":"Failed","annotations":{"batchlatch.io/failure-threshold":"0"}}`, contentType: appJSON, auth: w, status: 200, offContract: true},
+		{body: `{"namespace":"ml","workflowName":"w3","phase":"Failed","createdAt":"2099-01-01T00:00:00Z"}`, contentType: appJSON, auth: w, status: 200},
 	} {
 		c.method, c.path = "POST", "/api/v1/results"
 		ct.do(c)

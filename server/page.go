@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"embed"
-	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -87,26 +86,9 @@ func stampPtr(now time.Time, t *time.Time) stamp {
 	return stampOf(now, *t)
 }
 
-// humanDuration is d to the two largest units: "45s", "12m", "3h 12m",
-// "2d 4h". Precision beyond that only slows the reader down.
-func humanDuration(d time.Duration) string {
-	d = d.Truncate(time.Second)
-	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", minutes)
-	case d < 24*time.Hour && minutes == 0:
-		return fmt.Sprintf("%dh", hours)
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh %dm", hours, minutes)
-	case hours == 0:
-		return fmt.Sprintf("%dd", days)
-	default:
-		return fmt.Sprintf("%dd %dh", days, hours)
-	}
-}
+// humanDuration is how the pages show a duration: as the entries'
+// messages do (api.FormatDuration).
+func humanDuration(d time.Duration) string { return api.FormatDuration(d) }
 
 // card is one job as the pages show it.
 type card struct {
@@ -125,10 +107,12 @@ type card struct {
 	NextTick       stamp
 	SilenceEnds    stamp
 	// Message is the first failed step of the last run and what it said;
-	// MoreFailures how many other steps failed.
+	// MoreFailures how many other steps failed (kept or not).
 	Message      string
 	MoreFailures int
 	Failures     []failureRow
+	// WarningAt is when the result that LastWarning is about was received.
+	WarningAt stamp
 }
 
 type failureRow struct {
@@ -158,6 +142,9 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 	if j.Silenced != nil {
 		c.SilenceEnds = stampOf(now, j.Silenced.EndsAt)
 	}
+	if j.LastWarning != nil {
+		c.WarningAt = stampOf(now, j.LastWarning.At)
+	}
 	for _, f := range j.LastFailures {
 		var finished stamp
 		if t, err := api.ParseTime(f.FinishedAt); err == nil {
@@ -171,7 +158,7 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 		if f.DisplayName != "" {
 			c.Message = f.DisplayName + ": " + f.Message
 		}
-		c.MoreFailures = len(j.LastFailures) - 1
+		c.MoreFailures = len(j.LastFailures) - 1 + j.LastFailuresOmitted
 	}
 	c.BelowThreshold = j.Failing && j.ConsecutiveFailures < j.FailureThreshold
 	switch {
@@ -207,12 +194,21 @@ type statusPage struct {
 	Failing, Silenced, Healthy []card
 	Below                      int // failing jobs below their threshold
 	Total                      int
+	// Refused is how many callbacks this replica refused in the last hour;
+	// Refusals the latest of them.
+	Refused  int
+	Refusals []refusalRow
+}
+
+type refusalRow struct {
+	refusal
+	When stamp
 }
 
 // handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
 // that alert before those below their threshold, longest-failing first),
 // then silenced jobs, then healthy ones.
-func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
+func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
 	return func(c *gin.Context) {
 		now := views.Now()
@@ -229,6 +225,11 @@ func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.Hand
 			return
 		}
 		data := statusPage{page: p, Total: len(jobs)}
+		var refusals []refusal
+		data.Refused, refusals = report.recentRefusals()
+		for _, f := range refusals {
+			data.Refusals = append(data.Refusals, refusalRow{refusal: f, When: stampOf(now, f.At)})
+		}
 		for _, j := range jobs {
 			card := newCard(j, now, argoURL)
 			switch {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -249,7 +251,7 @@ func TestStatusPageWithoutJavaScript(t *testing.T) {
 		`href="/jobs/etl/-"`,
 		`href="/jobs/billing/ledger-sync?kind=CronJob"`,
 		// ml/feature-refresh: last success and next expected run.
-		`<span class="rel">29m ago</span>`,
+		`<span class="rel">29m 15s ago</span>`,
 		`Next expected run</dt><dd><span class="rel">in 30m</span> <time class="abs" datetime="2026-11-24T05:30:00Z">`,
 	} {
 		if !strings.Contains(healthy, want) {
@@ -346,20 +348,6 @@ func TestPagesNeedTheReadToken(t *testing.T) {
 
 func TestHumanDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
-		0:                               "0s",
-		45 * time.Second:                "45s",
-		59*time.Minute + 59*time.Second: "59m",
-		3 * time.Hour:                   "3h",
-		3*time.Hour + 12*time.Minute:    "3h 12m",
-		49 * time.Hour:                  "2d 1h",
-		48*time.Hour + 59*time.Minute:   "2d",
-		40 * 24 * time.Hour:             "40d",
-	} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
-	for d, want := range map[time.Duration]string{
 		2 * time.Hour:     "2h ago",
 		30 * time.Second:  "just now",
 		-30 * time.Second: "just now",
@@ -368,5 +356,52 @@ func TestHumanDuration(t *testing.T) {
 		if got := stampOf(now, now.Add(-d)).Rel; got != want {
 			t.Errorf("stampOf(now-%v).Rel = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// A 99-second streak is "1m 39s" on the pages, as in the entries' messages
+// (api.FormatDuration), running or finished.
+func TestPagesShowDurationsAsTheEntriesDo(t *testing.T) {
+	f := newReportFixture(t, "")
+	if code, data := f.post(result("nightly", "u1", "Failed", now.Add(-30*time.Second))); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	f.setNow(now.Add(99 * time.Second))
+	if body := f.page(t, "/jobs/ml/nightly"); !strings.Contains(body, `<span class="rel duration">1m 39s</span>`) || !strings.Contains(body, "1m 39s so far") {
+		t.Errorf("running streak:\n%s", section(body, "streaks"))
+	}
+	if code, data := f.post(result("nightly", "u2", "Succeeded", now.Add(69*time.Second))); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	if body := f.page(t, "/jobs/ml/nightly"); !strings.Contains(section(body, "streaks"), `<td data-label="Lasted">1m 39s</td>`) {
+		t.Errorf("finished streak:\n%s", section(body, "streaks"))
+	}
+}
+
+// Failed steps: the job keeps the first ones with as much of their messages
+// as its budget allows, and REST and the pages say how many more failed.
+func TestFailedStepsLeftOutAreCounted(t *testing.T) {
+	f := newReportFixture(t, "")
+	message := "Error (exit code 1): " + strings.Repeat("a line of the step's output, ", 20) // 600 bytes
+	steps := []api.Failure{{DisplayName: "train", Message: message, PodName: "nightly-1-train-1"}, {DisplayName: "eval", Message: "exit code 2"}}
+	for _, n := range []string{"a", "b", "c"} {
+		steps = append(steps, api.Failure{DisplayName: n, Message: "exit code 3"})
+	}
+	failures, _ := json.Marshal(steps)
+	body := `{"namespace":"ml","workflowName":"nightly-1","uid":"u1","cronWorkflow":"nightly","phase":"Failed","failures":` + string(failures) + `}`
+	if code, data := f.post(body); code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	_, _, data := f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
+	view := decode[api.Job](t, data)
+	if view.LastFailuresOmitted != 3 || len(view.LastFailures) != 2 || view.LastFailures[0].Message != message {
+		t.Errorf("REST: %d steps, %d omitted, first message %d bytes of %d", len(view.LastFailures), view.LastFailuresOmitted, len(view.LastFailures[0].Message), len(message))
+	}
+	if body := f.page(t, "/"); !strings.Contains(body, "and 4 more failed steps") {
+		t.Errorf("status page:\n%s", section(body, "failing"))
+	}
+	page := f.page(t, "/jobs/ml/nightly")
+	if s := section(page, "failures"); !strings.Contains(s, "and 3 more failed steps, not kept") || !strings.Contains(s, template.HTMLEscapeString(strings.TrimSpace(message[len(message)-60:]))) {
+		t.Errorf("job page:\n%s", s)
 	}
 }

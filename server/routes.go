@@ -13,7 +13,7 @@ import (
 
 // addRoutes is the whole API surface, in one place: every route with its
 // middleware, and what a path or a method no route serves gets.
-func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, cfg Config) {
+func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, report *callbackReport, cfg Config) {
 	write := requireToken(cfg.Token)
 	read := requireReadToken(cfg.ReadToken, cfg.Token)
 	views := Views{Store: store, Now: cfg.Now, Schedules: cfg.Schedules, Silences: cfg.Silences}
@@ -24,7 +24,8 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 		r.Match([]string{http.MethodGet, http.MethodHead}, path, handlers...)
 	}
 
-	r.POST("/api/v1/results", write, limitBody(MaxBodyBytes), handleRecordResult(logger, store, kicker, metrics, views))
+	// noteRefusals first: it reports a callback refused for its token too.
+	r.POST("/api/v1/results", noteRefusals(report), write, limitBody(MaxBodyBytes), handleRecordResult(logger, store, kicker, metrics, report, views))
 	get("/api/v1/failures", read, handleListFailures(views))
 	get("/api/v1/jobs", read, handleListJobs(views))
 	get("/api/v1/jobs/:namespace", read, handleListJobs(views))
@@ -34,7 +35,7 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 	get("/api/v1/silences", read, handleListSilences(store, cfg.Now))
 	r.DELETE("/api/v1/silences/:id", write, handleDeleteSilence(logger, store, kicker, cfg.Now))
 
-	get("/", read, handleStatusPage(logger, views, cfg.ArgoURL))
+	get("/", read, handleStatusPage(logger, views, report, cfg.ArgoURL))
 	get("/jobs/:namespace/:job", read, handleJobPage(logger, views, cfg.ArgoURL))
 
 	get("/healthz", handleHealthz())

@@ -66,7 +66,7 @@ func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer p
 		c.AbortWithStatus(http.StatusInternalServerError)
 	}))
 	engine.Use(accessLog(logger.With("component", "http")))
-	addRoutes(engine, logger, store, kicker, gatherer, metrics, cfg)
+	addRoutes(engine, logger, store, kicker, gatherer, metrics, newCallbackReport(logger, metrics, cfg.Now), cfg)
 	return engine
 }
 
@@ -88,7 +88,18 @@ func accessLog(logger *slog.Logger) gin.HandlerFunc {
 // Metrics counts what the server does.
 type Metrics struct {
 	Results *prometheus.CounterVec
+	// Refused counts the callbacks refused (a 4xx: the run was not
+	// recorded), by namespace (bounded: see NamespaceInvalid and
+	// NamespaceOverflow) and reason.
+	Refused *prometheus.CounterVec
+	// Warnings counts the fields left out of recorded callbacks, by
+	// top-level field.
+	Warnings *prometheus.CounterVec
 }
+
+// MetricCallbacksRefused is the counter of refused callbacks, which the
+// shipped PromQL policy alerts on.
+const MetricCallbacksRefused = "batchlatch_callbacks_refused_total"
 
 // NewMetrics registers the server metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -97,7 +108,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "batchlatch_results_total",
 			Help: "Callbacks received, by outcome: a transition, duplicate, stale, rejected or error.",
 		}, []string{"outcome"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricCallbacksRefused,
+			Help: "Callbacks refused: the run was not recorded. By namespace (\"\" none could be read, \"invalid\" not a namespace, \"other\" past the first 100) and reason (the identity field to blame, malformed, unauthenticated, body_too_large, unsupported_media_type).",
+		}, []string{"namespace", "reason"}),
+		Warnings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "batchlatch_callback_warnings_total",
+			Help: "Fields left out of recorded callbacks (the run was recorded without them), by top-level field.",
+		}, []string{"field"}),
 	}
-	reg.MustRegister(m.Results)
+	reg.MustRegister(m.Results, m.Refused, m.Warnings)
 	return m
 }

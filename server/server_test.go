@@ -278,7 +278,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		field                   string
 	}{
 		{"malformed JSON", "application/json", `{"namespace":"ml",`, 400, ""},
-		{"wrong type", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Failed","durationSeconds":"long"}`, 400, "durationSeconds"},
+		{"wrong type", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Failed","uid":12}`, 400, "uid"},
 		{"missing namespace", "application/json", `{"workflowName":"w","phase":"Failed"}`, 400, "namespace"},
 		{"invalid namespace", "application/json", `{"namespace":"Not Valid","workflowName":"w","phase":"Failed"}`, 400, "namespace"},
 		{"unknown phase", "application/json", `{"namespace":"ml","workflowName":"w","phase":"Exploded"}`, 400, "phase"},
@@ -436,22 +436,24 @@ func TestArgoRetryRecovers(t *testing.T) {
 	}
 }
 
-// A result from the future would make every real result of its job stale.
-func TestFutureResultIsRefused(t *testing.T) {
+// A result from the future would make every real result of its job stale:
+// its times are left out, and it is ordered by when it was received.
+func TestFutureResultIsOrderedByReceipt(t *testing.T) {
 	f := newFixture(t, "")
-	for _, tt := range []struct{ body, field string }{
-		{`{"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2099-01-01T00:00:00Z"}`, "createdAt"},
-		{`{"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T04:00:00Z","durationSeconds":1e10}`, "durationSeconds"},
-		{`{"namespace":"ml","workflowName":"w","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T04:00:00Z","durationSeconds":3901}`, "durationSeconds"},
+	for i, tt := range []struct{ body, field string }{
+		{`{"namespace":"ml","workflowName":"w0","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2099-01-01T00:00:00Z"}`, "createdAt"},
+		{`{"namespace":"ml","workflowName":"w1","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T04:00:00Z","durationSeconds":1e10}`, "durationSeconds"},
+		{`{"namespace":"ml","workflowName":"w2","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T04:00:00Z","durationSeconds":3901}`, "durationSeconds"},
 	} {
 		code, data := f.post(tt.body)
-		if got := decode[api.ErrorBody](t, data); code != 400 || got.Error.Field != tt.field {
-			t.Errorf("%d %s; want 400 naming %s", code, data, tt.field)
+		got := decode[api.ResultResponse](t, data)
+		if code != 200 || len(got.Warnings) == 0 || got.Warnings[0].Field != tt.field || got.Stale || !got.Job.LastResultAt.Equal(now) {
+			t.Errorf("result %d: %d %s; want recorded as received, with a warning naming %s", i, code, data, tt.field)
 		}
-		assertNoJobs(t, f.store)
 	}
-	// Within the skew: accepted, and a later real failure is not stale.
-	if code, data := f.post(`{"namespace":"ml","workflowName":"w1","cronWorkflow":"nightly","phase":"Succeeded","createdAt":"2026-11-24T05:04:00Z"}`); code != 200 {
+	// The next real failure is not stale.
+	code, data := f.post(result("nightly", "u9", "Failed", now))
+	if got := decode[api.ResultResponse](t, data); code != 200 || got.Stale || !got.Job.Failing {
 		t.Fatalf("%d %s", code, data)
 	}
 }

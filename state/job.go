@@ -8,6 +8,7 @@ package state
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -98,7 +99,10 @@ type Job struct {
 	LastUID             string        `json:"uid,omitempty"`
 	LastPhase           api.Phase     `json:"phase"`
 	LastFailures        []api.Failure `json:"failedSteps,omitempty"`
-	LastStreak          *api.Streak   `json:"lastStreak,omitempty"`
+	// FailuresOmitted is how many more steps of the last run failed than
+	// LastFailures keeps.
+	FailuresOmitted int         `json:"moreSteps,omitempty"`
+	LastStreak      *api.Streak `json:"lastStreak,omitempty"`
 	// EarlierStreaks are the streaks before LastStreak, newest first: with
 	// it, at most api.MaxStreaks.
 	EarlierStreaks []api.Streak `json:"streaks,omitempty"`
@@ -116,6 +120,9 @@ type Job struct {
 	// RecentRuns holds hashes of the latest runs' dedup keys, newest last, so
 	// that a redelivered callback changes nothing.
 	RecentRuns []string `json:"runs,omitempty"`
+	// Warning is the first warning of the latest result that had any (what
+	// was left out of it), until a later result comes without one.
+	Warning *api.JobWarning `json:"warning,omitempty"`
 }
 
 // Key is the job's key.
@@ -135,7 +142,8 @@ func (j Job) FailingFor(now time.Time) time.Duration {
 	return 0
 }
 
-// View is the job as the REST API shows it at now.
+// View is the job as the REST API shows it at now. failingSeconds is whole
+// seconds, as the entries' messages count them.
 func (j Job) View(now time.Time) api.Job {
 	return api.Job{
 		Namespace:           j.Namespace,
@@ -143,17 +151,19 @@ func (j Job) View(now time.Time) api.Job {
 		Kind:                j.Key().KindName(),
 		Failing:             j.Failing(),
 		FailingSince:        j.FailingSince,
-		FailingSeconds:      j.FailingFor(now).Seconds(),
+		FailingSeconds:      j.FailingFor(now).Truncate(time.Second).Seconds(),
 		ConsecutiveFailures: j.ConsecutiveFailures,
 		LastResultAt:        j.LastResultAt,
 		LastWorkflow:        j.LastWorkflow,
 		LastUID:             j.LastUID,
 		LastPhase:           j.LastPhase,
 		LastFailures:        j.LastFailures,
+		LastFailuresOmitted: j.FailuresOmitted,
 		LastStreak:          j.LastStreak,
 		Streaks:             j.Streaks(),
 		FailureThreshold:    j.Threshold(),
 		Alerting:            j.Alerting(),
+		LastWarning:         j.Warning,
 	}
 }
 
@@ -224,9 +234,18 @@ func (o Outcome) Changed() bool { return !o.Duplicate || o.Detail }
 
 // Limits that keep one job's record small (a ConfigMap holds 1 MiB in all).
 const (
-	recentRunsKept      = 8
-	failuresKept        = 2
-	failureMessageBytes = 200
+	recentRunsKept = 8
+	// failuresKept is how many failed steps of a run a job keeps: the first
+	// ones, with how many more there were.
+	failuresKept = 2
+	// FailedStepsBudget bounds the stored failed steps of a job: their
+	// JSON, escapes included. It is what 10,000 failing jobs whose failed
+	// steps all fill it leave room for in the default 32 ConfigMaps, with
+	// the largest one at most 80% full (docs/state.md: TestFailedStepsFit).
+	FailedStepsBudget = 1536
+	// failureNameBytes bounds a failed step's name and pod name (JSON):
+	// Argo's pod names are at most 63 characters.
+	failureNameBytes = 128
 )
 
 // Apply is the transition: the job after result r, received at receivedAt.
@@ -240,10 +259,17 @@ const (
 // run's start on a retry, so createdAt plus the duration can fall before the
 // outcome it replaces; it is ordered as received instead.
 //
+// A result without a time of its own (no createdAt, or one that could not be
+// trusted and was left out with a warning) is ordered the same way, as
+// received: it is never stale.
+//
 // A synthetic failure (a watcher's Missed, Stuck, …) stands for a run that
 // did not report. When that run reports after all, its result supersedes the
 // synthetic one: a failure is the same failed run (it is not counted again),
 // a success ends the streak.
+//
+// The job keeps the first of the result's warnings (r.Warnings) until a
+// later result comes without any.
 func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Outcome) {
 	key := KeyOf(r)
 	if !existing {
@@ -256,7 +282,7 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 			// watcher read only its metadata): the same run's later
 			// delivery tells what broke, and counts nothing again.
 			next := job
-			next.LastFailures = trimFailures(r.Failures)
+			next.LastFailures, next.FailuresOmitted = trimFailures(r.Failures)
 			return next, Outcome{Transition: Unchanged, Duplicate: true, Detail: true}
 		}
 		return job, Outcome{Transition: Unchanged, Duplicate: true}
@@ -267,8 +293,11 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 
 	// Stored times have whole seconds; compute with what will be stored.
 	finished := r.FinishedAt(receivedAt).Truncate(time.Second)
-	if m.retry || m.supersedes {
+	if m.retry || m.supersedes || r.CreatedAt == "" {
 		finished = latest(receivedAt.UTC().Truncate(time.Second), job.LastResultAt)
+	}
+	if len(r.Warnings) > 0 {
+		next.Warning = jobWarning(r, receivedAt)
 	}
 	if existing && (finished.Before(job.LastResultAt) || r.Synthetic() && !finished.After(job.LastResultAt)) {
 		// Out of order: remember the run so a redelivery stays a duplicate,
@@ -280,11 +309,14 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 		// remembers it, so it is never counted again.
 		return next, Outcome{Transition: Unchanged, Stale: true}
 	}
+	if len(r.Warnings) == 0 {
+		next.Warning = nil
+	}
 	if m.supersedes && r.Failed() && job.Failing() {
 		// The run that a synthetic failure stood for failed: same run, its
 		// own result tells what broke.
 		setLast(&next, r, finished)
-		next.LastFailures = trimFailures(r.Failures)
+		next.LastFailures, next.FailuresOmitted = trimFailures(r.Failures)
 		return next, Outcome{Transition: StillFailing, Supersedes: true}
 	}
 	transition := apply(&next, job, r, finished, receivedAt)
@@ -368,7 +400,7 @@ func setLast(next *Job, r api.Result, finished time.Time) {
 func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Transition {
 	setLast(next, r, finished)
 	if r.Failed() {
-		next.LastFailures = trimFailures(r.Failures)
+		next.LastFailures, next.FailuresOmitted = trimFailures(r.Failures)
 		next.ConsecutiveFailures = job.ConsecutiveFailures + 1
 		if job.FailingSince == nil {
 			since := finished
@@ -378,7 +410,7 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 		return StillFailing
 	}
 
-	next.LastFailures = nil
+	next.LastFailures, next.FailuresOmitted = nil, 0
 	if job.FailingSince == nil {
 		return Unchanged
 	}
@@ -417,6 +449,22 @@ func shortHash(s string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:6])
 }
 
+// maxWarningBytes bounds the stored warning's message (the answer and the
+// log carry it whole).
+const maxWarningBytes = 300
+
+// jobWarning is what the job keeps of r's warnings.
+func jobWarning(r api.Result, receivedAt time.Time) *api.JobWarning {
+	w := r.Warnings[0]
+	return &api.JobWarning{
+		Field:    truncate(w.Field, maxWarningBytes),
+		Message:  truncate(w.Message, maxWarningBytes),
+		Workflow: r.WorkflowName,
+		At:       receivedAt.UTC().Truncate(time.Second),
+		More:     len(r.Warnings) - 1,
+	}
+}
+
 func latest(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -431,23 +479,95 @@ func lastN(s []string, n int) []string {
 	return s
 }
 
-// trimFailures keeps the first few failed nodes with short messages: enough to
-// say what broke without letting one job fill the ConfigMap.
-func trimFailures(failures []api.Failure) []api.Failure {
+// trimFailures keeps the first few failed steps, each with its name, pod
+// and message (what broke and where to look; the rest is in Argo), within
+// FailedStepsBudget, and says how many more failed. The messages share what
+// the names leave: each takes what it needs up to an even share of what is
+// left, a shorter one passing on what it does not need.
+func trimFailures(failures []api.Failure) ([]api.Failure, int) {
 	if len(failures) == 0 {
-		return nil
+		return nil, 0
 	}
-	kept := make([]api.Failure, 0, min(len(failures), failuresKept))
-	for _, f := range failures[:min(len(failures), failuresKept)] {
-		// Which step failed, why, and the pod whose logs tell more; the rest
-		// is in Argo.
-		kept = append(kept, api.Failure{
-			DisplayName: truncate(f.DisplayName, failureMessageBytes),
-			Message:     truncate(f.Message, failureMessageBytes),
-			PodName:     truncate(f.PodName, failureMessageBytes),
-		})
+	kept := make([]api.Failure, min(len(failures), failuresKept))
+	left := FailedStepsBudget - len(`[]`) - (len(kept) - 1) // brackets and commas
+	for i, f := range failures[:len(kept)] {
+		kept[i] = api.Failure{DisplayName: cutJSON(f.DisplayName, failureNameBytes), PodName: cutJSON(f.PodName, failureNameBytes)}
+		left -= encodedLen(kept[i]) + len(`,"message":""`)
 	}
-	return kept
+	order := make([]int, len(kept))
+	for i := range order {
+		order[i] = i
+	}
+	needs := make([]int, len(kept))
+	for i := range needs {
+		needs[i] = jsonStringLen(failures[i].Message, FailedStepsBudget)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return needs[a] - needs[b] })
+	for k, i := range order {
+		kept[i].Message = cutJSON(failures[i].Message, left/(len(order)-k))
+		left -= jsonStringLen(kept[i].Message, FailedStepsBudget)
+	}
+	return kept, len(failures) - len(kept)
+}
+
+// encodedLen is the length of v's JSON.
+func encodedLen(v any) int {
+	b, _ := json.Marshal(v)
+	return len(b)
+}
+
+// cutMark marks a cut string.
+const cutMark = "…"
+
+// cutJSON is the longest start of s whose JSON (as encoding/json writes it
+// inside a string: escapes, HTML escaping, U+FFFD for invalid UTF-8) is at
+// most n bytes, with cutMark when it is not all of s. encoding/json has no
+// such measure: jsonRuneLen follows its rules (a test compares the two). It
+// reads s only as far as n bytes of JSON take it.
+func cutJSON(s string, n int) string {
+	room := n - len(cutMark) // for the start of s when it is cut
+	size, cut := 0, -1
+	for i := 0; i < len(s); {
+		r, width := utf8.DecodeRuneInString(s[i:])
+		size += jsonRuneLen(r, width)
+		if size > room && cut < 0 {
+			cut = i
+		}
+		if size > n {
+			if cut < 0 || room < 0 {
+				return ""
+			}
+			return s[:cut] + cutMark
+		}
+		i += width
+	}
+	return s
+}
+
+// jsonStringLen is the length of s's JSON without the quotes, or more than
+// limit when it is longer than that.
+func jsonStringLen(s string, limit int) int {
+	n := 0
+	for i := 0; i < len(s) && n <= limit; {
+		r, width := utf8.DecodeRuneInString(s[i:])
+		n += jsonRuneLen(r, width)
+		i += width
+	}
+	return n
+}
+
+// jsonRuneLen is how many bytes encoding/json writes for the rune r, read
+// from width bytes of a string.
+func jsonRuneLen(r rune, width int) int {
+	switch {
+	case r == utf8.RuneError && width == 1:
+		return len(`\ufffd`)
+	case r == '"', r == '\\', r == '\n', r == '\r', r == '\t', r == '\b', r == '\f':
+		return 2
+	case r < 0x20, r == '<', r == '>', r == '&', r == '\u2028', r == '\u2029':
+		return len(`\u0000`)
+	}
+	return width
 }
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.

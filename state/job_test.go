@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -361,6 +362,62 @@ func TestApplyWithoutCreatedAtUsesReceiveTime(t *testing.T) {
 	}
 }
 
+// A run whose time could not be trusted (DecodeResult left createdAt out)
+// is ordered by when it was received, as a retry is: it counts even when the
+// job's latest result finished later by the sender's (skewed) clock.
+func TestApplyOrdersUntimedResultsByReceipt(t *testing.T) {
+	// The previous run's clock ran 4 minutes fast: within the bound.
+	fast := withDuration(run("nightly", "a", api.PhaseSucceeded, 1), 4*60)
+	j, _ := Apply(Job{}, false, fast, at(1))
+	skewed := run("nightly", "b", api.PhaseFailed, 0)
+	skewed.CreatedAt = ""
+	skewed.Warnings = []api.Warning{{Field: "createdAt", Message: "in the future; ignored: the run is ordered by when it was received"}}
+	j, o := Apply(j, true, skewed, at(1).Add(time.Minute))
+	if o.Stale || o.Transition != StartedFailing {
+		t.Fatalf("outcome %+v, want the run counted", o)
+	}
+	if !j.FailingSince.Equal(fast.FinishedAt(at(1))) || j.ConsecutiveFailures != 1 {
+		t.Errorf("failing since %v (%d runs), want since the latest known result %v", j.FailingSince, j.ConsecutiveFailures, fast.FinishedAt(at(1)))
+	}
+}
+
+// The job keeps the first warning of its latest result that had any, until
+// a result comes without one; a duplicate or a stale result does not clear it.
+func TestApplyKeepsTheLatestWarning(t *testing.T) {
+	warned := run("nightly", "a", api.PhaseFailed, 2)
+	warned.Warnings = []api.Warning{
+		{Field: "annotations.batchlatch.io/failure-threshold", Message: `"abc" is not a whole number from 1 to 100; ignored` + strings.Repeat("!", 1000)},
+		{Field: "scheduledTime", Message: "ignored"},
+	}
+	j, _ := Apply(Job{}, false, warned, at(3))
+	w := j.View(at(3)).LastWarning
+	if w == nil || w.Field != "annotations.batchlatch.io/failure-threshold" || w.Workflow != warned.WorkflowName || !w.At.Equal(at(3)) || w.More != 1 {
+		t.Fatalf("warning %+v", w)
+	}
+	if len(w.Message) > maxWarningBytes || !strings.HasPrefix(w.Message, `"abc" is not`) {
+		t.Errorf("stored message of %d bytes: %.80s", len(w.Message), w.Message)
+	}
+	if j2, o := Apply(j, true, run("nightly", "a", api.PhaseFailed, 2), at(4)); !o.Duplicate || j2.Warning == nil {
+		t.Errorf("a duplicate cleared the warning: %+v", o)
+	}
+	if j2, o := Apply(j, true, run("nightly", "old", api.PhaseFailed, 1), at(4)); !o.Stale || j2.Warning == nil {
+		t.Errorf("a stale clean result cleared the warning: %+v", o)
+	}
+	j, _ = Apply(j, true, run("nightly", "b", api.PhaseSucceeded, 3), at(4))
+	if j.Warning != nil || j.View(at(4)).LastWarning != nil {
+		t.Errorf("a clean result left the warning: %+v", j.Warning)
+	}
+}
+
+// failingSeconds counts whole seconds, as the entries do: no nanosecond
+// digits in the REST view.
+func TestViewCountsWholeSeconds(t *testing.T) {
+	j, _ := Apply(Job{}, false, run("nightly", "a", api.PhaseFailed, 0), at(0))
+	if got := j.View(at(0).Add(99*time.Second + 574157663)).FailingSeconds; got != 99 {
+		t.Errorf("failingSeconds = %v, want 99", got)
+	}
+}
+
 func TestApplyBoundsStoredSize(t *testing.T) {
 	var job Job
 	existing := false
@@ -376,14 +433,64 @@ func TestApplyBoundsStoredSize(t *testing.T) {
 	if len(job.RecentRuns) != recentRunsKept {
 		t.Errorf("RecentRuns holds %d, want %d", len(job.RecentRuns), recentRunsKept)
 	}
-	if len(job.LastFailures) != failuresKept {
-		t.Errorf("LastFailures holds %d, want %d", len(job.LastFailures), failuresKept)
+	if len(job.LastFailures) != failuresKept || job.FailuresOmitted != 3 || job.View(at(200)).LastFailuresOmitted != 3 {
+		t.Errorf("LastFailures holds %d, %d omitted; want %d and 3", len(job.LastFailures), job.FailuresOmitted, failuresKept)
 	}
-	if m := job.LastFailures[0].Message; len(m) > failureMessageBytes || !strings.HasSuffix(m, "…") || !utf8.ValidString(m) {
-		t.Errorf("message not cut cleanly: %d bytes", len(m))
+	if m := job.LastFailures[0].Message; !strings.HasSuffix(m, "…") || !utf8.ValidString(m) || encodedLen(job.LastFailures) > FailedStepsBudget {
+		t.Errorf("message not cut cleanly: %d bytes, failed steps %d bytes", len(m), encodedLen(job.LastFailures))
 	}
 	if job.ConsecutiveFailures != 100 {
 		t.Errorf("ConsecutiveFailures = %d", job.ConsecutiveFailures)
+	}
+}
+
+// A failed step's message is kept as far as the budget allows (not cut at
+// 200 bytes), the steps past failuresKept are counted, and the stored steps
+// never exceed the budget, whatever the messages hold.
+func TestTrimFailuresKeepsWhatTheBudgetAllows(t *testing.T) {
+	long := "Error (exit code 1): " + strings.Repeat("Traceback line of the failed step. ", 30) // 1,070 bytes
+	kept, omitted := trimFailures([]api.Failure{{DisplayName: "train(0)", Message: long, PodName: "nightly-1795485600-train-1234567890", TemplateName: "train"}})
+	if omitted != 0 || len(kept) != 1 || kept[0].Message != long || kept[0].TemplateName != "" {
+		t.Errorf("one failed step with a %d-byte message: kept %d bytes, %d omitted", len(long), len(kept[0].Message), omitted)
+	}
+	// Two long messages share the budget; a short one leaves its share.
+	kept, omitted = trimFailures([]api.Failure{{Message: long + long}, {Message: "OOMKilled"}, {Message: "x"}, {Message: "y"}, {Message: "z"}})
+	if omitted != 3 || kept[1].Message != "OOMKilled" || !strings.HasSuffix(kept[0].Message, "…") || encodedLen(kept) > FailedStepsBudget || encodedLen(kept) < FailedStepsBudget-8 {
+		t.Errorf("kept %d bytes (%d omitted): %q", encodedLen(kept), omitted, kept[1].Message)
+	}
+	// Whatever the content, the stored steps fit the budget and each cut is
+	// a valid start of its message.
+	for _, hostile := range []string{strings.Repeat("<", 5000), strings.Repeat("\n\"\x01", 3000), strings.Repeat("\u2028é", 3000), strings.Repeat("\xff", 5000), strings.Repeat("😀", 3000)} {
+		name := strings.Repeat(hostile, 1)[:min(len(hostile), 400)]
+		kept, _ := trimFailures([]api.Failure{{DisplayName: name, PodName: name, Message: hostile}, {DisplayName: name, PodName: name, Message: hostile}, {Message: hostile}})
+		if size := encodedLen(kept); size > FailedStepsBudget {
+			t.Errorf("%.10q…: %d bytes stored, over %d", hostile, size, FailedStepsBudget)
+		}
+		for _, f := range kept {
+			if m := strings.TrimSuffix(f.Message, "…"); !strings.HasPrefix(hostile, m) || len(m) == 0 {
+				t.Errorf("%.10q…: message cut to %.20q", hostile, f.Message)
+			}
+		}
+	}
+}
+
+// jsonStringLen is what encoding/json writes, escapes and all.
+func TestJSONStringLenIsEncodingJSONs(t *testing.T) {
+	var runes []rune
+	for r := rune(0); r < 0x300; r++ {
+		runes = append(runes, r)
+	}
+	runes = append(runes, '\u2028', '\u2029', '\ufffd', '\U0001F600', '\U000E0001')
+	for _, r := range runes {
+		s := string(r) + "a"
+		if b, _ := json.Marshal(s); jsonStringLen(s, 1000) != len(b)-2 {
+			t.Errorf("%q: %d, encoding/json writes %d", s, jsonStringLen(s, 1000), len(b)-2)
+		}
+	}
+	for _, s := range []string{"\xff", "a\xc3", "\xed\xa0\x80", "\xf4\x90\x80\x80"} { // invalid UTF-8
+		if b, _ := json.Marshal(s); jsonStringLen(s, 1000) != len(b)-2 {
+			t.Errorf("%q: %d, encoding/json writes %d", s, jsonStringLen(s, 1000), len(b)-2)
+		}
 	}
 }
 

@@ -64,7 +64,7 @@ func TestEndToEndFileStateStdoutSink(t *testing.T) {
 			notice = e
 		}
 	}
-	if notice.Failing != 0 || !strings.Contains(notice.Message, "recovered after 2 failed runs, failing for 2h0m0s") {
+	if notice.Failing != 0 || !strings.Contains(notice.Message, "recovered after 2 failed runs, failing for 2h") {
 		t.Fatalf("notice %+v", notice)
 	}
 	errorsAtRecovery := count(entries, "ERROR")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,14 @@ func NewUID() string {
 // phase, of CronWorkflow cron (one run an hour, each with a uid), built by
 // the store's own transition so the shapes follow the encoding.
 func Replay(namespace, cron string, i int, withUID bool, phases ...api.Phase) state.Job {
+	return replay(namespace, cron, i, withUID, func(workflow, finishedAt string) []api.Failure {
+		return []api.Failure{RealisticFailure(workflow, finishedAt)}
+	}, nil, phases...)
+}
+
+// replay is Replay with the failed steps of each failed run, and warnings
+// on the last result.
+func replay(namespace, cron string, i int, withUID bool, failures func(workflow, finishedAt string) []api.Failure, warnings []api.Warning, phases ...api.Phase) state.Job {
 	var job state.Job
 	start := BenchCreated.Add(-time.Duration(len(phases)) * time.Hour)
 	for r, phase := range phases {
@@ -59,7 +68,10 @@ func Replay(namespace, cron string, i int, withUID bool, phases ...api.Phase) st
 			res.UID = fmt.Sprintf("3b9d2f4c-%04x-4a1b-9c2d-%012x", r, i)
 		}
 		if phase != api.PhaseSucceeded {
-			res.Failures = []api.Failure{RealisticFailure(res.WorkflowName, created.Format(time.RFC3339))}
+			res.Failures = failures(res.WorkflowName, created.Format(time.RFC3339))
+		}
+		if r == len(phases)-1 {
+			res.Warnings = warnings
 		}
 		job, _ = state.Apply(job, r > 0, res, created.Add(13*time.Minute))
 	}
@@ -83,6 +95,29 @@ func RealisticJob(i int, failing bool) state.Job {
 		phases = append(phases, Repeat(api.PhaseFailed, 7)...)
 	}
 	return Replay(BenchNamespace, CronName(i), i, true, phases...)
+}
+
+// FullFailingJob is RealisticJob(i, true) at its largest: each failed run
+// had LongFailures, and the last result a warning. Its failed steps fill the
+// state's budget (state.FailedStepsBudget).
+func FullFailingJob(i int) state.Job {
+	phases := append(append(append(Repeat(api.PhaseSucceeded, 10), Repeat(api.PhaseFailed, 5)...), Repeat(api.PhaseSucceeded, 3)...), Repeat(api.PhaseFailed, 7)...)
+	warning := api.Warning{Field: "annotations." + api.AnnotationFailureThreshold,
+		Message: `"3 " is not a whole number from 1 to 100; ignored: the job alerts from its first failed run, the default`}
+	return replay(BenchNamespace, CronName(i), i, true, LongFailures, []api.Warning{warning}, phases...)
+}
+
+// LongFailures are the failed steps of a run that failed badly: five steps,
+// each with a 4,096-byte message (the most a container's termination
+// message holds) and Argo's pod name.
+func LongFailures(workflow, finishedAt string) []api.Failure {
+	out := make([]api.Failure, 5)
+	for i := range out {
+		f := RealisticFailure(workflow, finishedAt)
+		f.Message = strings.Repeat(f.Message+"\n", 4096/(len(f.Message)+1)+1)[:4096]
+		out[i] = f
+	}
+	return out
 }
 
 // MinimalHealthyJob is the smallest job a real callback can leave: one
