@@ -82,6 +82,10 @@ type Job struct {
 	// Alerting is what the alert policies see: failing, at or past the
 	// failure threshold, and not silenced.
 	Alerting bool `json:"alerting"`
+	// Unreadable says why the job's stored value cannot be read, while it
+	// cannot: the other fields are then the last readable copy the replica
+	// saw, or empty when it saw none. Fix or delete the stored value.
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // MaxStreaks bounds the finished streaks a job keeps.

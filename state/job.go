@@ -111,6 +111,11 @@ type Job struct {
 	// RecentRuns holds hashes of the latest runs' dedup keys, newest last, so
 	// that a redelivered callback changes nothing.
 	RecentRuns []string `json:"runs,omitempty"`
+	// Unreadable says why the job's stored value cannot be read (edited by
+	// hand?), when it cannot. The store then lists the last readable copy
+	// it saw, so that the job keeps alerting, or only the job's identity
+	// when it saw none (after a restart). Set by the stores, never stored.
+	Unreadable string `json:"-"`
 }
 
 // Key is the job's key.
@@ -149,6 +154,7 @@ func (j Job) View(now time.Time) api.Job {
 		Streaks:             j.Streaks(),
 		FailureThreshold:    j.Threshold(),
 		Alerting:            j.Alerting(),
+		Unreadable:          j.Unreadable,
 	}
 }
 

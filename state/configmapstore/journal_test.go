@@ -139,6 +139,108 @@ func TestJournalLeavesGarbageAlone(t *testing.T) {
 	}
 }
 
+// editByHand sets key of ConfigMap name to value, as kubectl edit would.
+func editByHand(t *testing.T, env *kubetest.Env, ns, name, key, value string) {
+	t.Helper()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	cm, err := cms.Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[key] = value
+	if _, err := cms.Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listed returns key's job in s's List.
+func listed(t *testing.T, s state.Store, key state.Key) (state.Job, bool) {
+	t.Helper()
+	all, err := s.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range all {
+		if j.Key() == key {
+			return j, true
+		}
+	}
+	return state.Job{}, false
+}
+
+// A job whose value is edited by hand into something unreadable stays
+// listed, marked unreadable, from the last readable copy the replica saw,
+// so that it keeps alerting: whether the value is in the journal (the
+// shard's older copy counts too), in the shard, or was moved from the
+// journal into the shard. A restarted replica that knows no readable copy
+// lists the key by its identity (or from a readable copy the shard still
+// holds). A delete clears it.
+func TestShardedUnreadableJobKeepsItsLastReadableCopy(t *testing.T) {
+	for _, tc := range []struct {
+		where        string
+		afterRestart int // failures listed by a restarted replica
+	}{{"journal", 1}, {"shard", 0}, {"moved", 0}} {
+		t.Run(tc.where, func(t *testing.T) {
+			env := kubetest.Get(t)
+			ns := env.NewNamespace(t)
+			ctx := context.Background()
+			s := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime, RefreshAfter: time.Millisecond})
+			key := state.Key{Namespace: "ml", Name: "nightly"}
+			for i := range 2 {
+				if _, err := s.Record(ctx, storetest.Run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i), storetest.At(i)); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 || tc.where == "shard" {
+					s.journals[0].compactAll(ctx) // the shard holds this run
+				}
+			}
+			if _, err := s.Record(ctx, storetest.Run("hourly", "h", api.PhaseSucceeded, 1), storetest.At(1)); err != nil {
+				t.Fatal(err)
+			}
+			in := JournalName("batchlatch-state", 0)
+			if tc.where == "shard" {
+				in = ShardName("batchlatch-state", 0)
+			}
+			editByHand(t, env, ns, in, "ml.nightly", "{ edited by hand")
+			if tc.where == "moved" {
+				listed(t, s, key) // the journal reads the edit
+				s.journals[0].compactAll(ctx)
+				data := stateData(t, env, ns)
+				if _, inJournal := data[in]["ml.nightly"]; inJournal || data[ShardName("batchlatch-state", 0)]["ml.nightly"] != "{ edited by hand" {
+					t.Fatalf("the edit was not moved into the shard: %v", data)
+				}
+			}
+
+			j, ok := listed(t, s, key)
+			if !ok || !j.Failing() || j.ConsecutiveFailures != 2 || !strings.Contains(j.Unreadable, "ml.nightly") {
+				t.Fatalf("listed as %+v (%v), want the last readable copy (2 failures) marked unreadable", j, ok)
+			}
+			if h, _ := listed(t, s, state.Key{Namespace: "ml", Name: "hourly"}); h.Unreadable != "" || h.LastPhase != api.PhaseSucceeded {
+				t.Fatalf("hourly: %+v", h)
+			}
+			if _, err := s.Get(ctx, key); !errors.Is(err, state.ErrCorrupt) {
+				t.Fatalf("get: %v, want ErrCorrupt", err)
+			}
+			if _, err := s.Record(ctx, storetest.Run("nightly", "r9", api.PhaseFailed, 9), storetest.At(9)); !errors.Is(err, state.ErrCorrupt) {
+				t.Fatalf("record: %v, want ErrCorrupt", err)
+			}
+
+			restarted := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
+			j, ok = listed(t, restarted, key)
+			if !ok || j.Unreadable == "" || j.ConsecutiveFailures != tc.afterRestart {
+				t.Fatalf("after a restart: listed as %+v (%v), want it marked unreadable with %d failures", j, ok, tc.afterRestart)
+			}
+
+			if err := s.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			if j, ok := listed(t, s, key); ok {
+				t.Fatalf("listed after the delete: %+v", j)
+			}
+		})
+	}
+}
+
 // The limit that matters is the shard's: a journal refuses a job that would
 // bring its shard past it once compacted, naming the shard, and keeps
 // everything stored.

@@ -348,6 +348,7 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 	}
 	out := make([]state.Job, 0, size) // one allocation: a Job is large
 	held := make([]map[string]bool, len(s.journals))
+	var broken map[string]unreadable // unreadable in a journal
 	for i, j := range s.journals {
 		j.mu.Lock()
 		held[i] = make(map[string]bool, len(j.jobs)+len(j.deleted)+len(j.corrupt))
@@ -358,8 +359,12 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 		for key := range j.deleted {
 			held[i][key] = true
 		}
-		for key := range j.corrupt {
+		for key, u := range j.corrupt {
 			held[i][key] = true
+			if broken == nil {
+				broken = map[string]unreadable{}
+			}
+			broken[key] = *u
 		}
 		j.mu.Unlock()
 	}
@@ -369,9 +374,24 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 		for key, job := range shard.jobs {
 			if !hidden[key] {
 				out = append(out, job)
+			} else if u, ok := broken[key]; ok {
+				// The shard's older copy is a readable copy too.
+				u.last = newer(u.last, &job)
+				broken[key] = u
+			}
+		}
+		for key, u := range shard.corrupt {
+			if !hidden[key] {
+				out = append(out, u.job(key))
+			} else if b, ok := broken[key]; ok {
+				b.last = newer(b.last, u.last)
+				broken[key] = b
 			}
 		}
 		shard.mu.Unlock()
+	}
+	for key, u := range broken {
+		out = append(out, u.job(key))
 	}
 	state.SortByKey(out)
 	return out, nil
