@@ -241,8 +241,9 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 	if all, err := s.List(ctx); err != nil || len(all) != 1 || !all[0].Failing() {
 		t.Fatalf("List while down: %v, %v", all, err)
 	}
-	// A store started during the outage is not ready and keeps trying.
-	late := New(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", Options{CallTimeout: time.Second}, storetest.QuietLogger())
+	// A store started during the outage is not ready and keeps trying (its
+	// reads fetch again at once: it may have loaded before the Record below).
+	late := New(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", Options{CallTimeout: time.Second, RefreshAfter: time.Millisecond}, storetest.QuietLogger())
 	defer late.Close()
 	if _, err := late.List(ctx); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("List before the first load: %v", err)
