@@ -554,6 +554,7 @@ func payloadWire(p Payload) (wire []byte, ok bool) {
 			w.end(st)
 		}
 		w.boolean("alerting", v.Alerting)
+		w.omitEmpty("unreadable", v.Unreadable)
 	}
 	return w.b, w.ok
 }

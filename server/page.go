@@ -177,6 +177,8 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 	switch {
 	case j.Silenced != nil:
 		c.Class, c.State = "silenced", "silenced"
+	case j.Unreadable != "" && !j.Failing:
+		c.Class, c.State = "unreadable", "unreadable"
 	case c.BelowThreshold:
 		c.Class, c.State = "below", "failing, below threshold"
 	case j.Failing:
@@ -204,14 +206,16 @@ func jobPath(prefix string, j api.Job) string {
 
 type statusPage struct {
 	page
-	Failing, Silenced, Healthy []card
-	Below                      int // failing jobs below their threshold
-	Total                      int
+	// Unreadable: jobs whose stored value cannot be read and whose last
+	// readable copy (if any) is not failing; one that is stays in Failing.
+	Failing, Silenced, Unreadable, Healthy []card
+	Below                                  int // failing jobs below their threshold
+	Total                                  int
 }
 
 // handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
 // that alert before those below their threshold, longest-failing first),
-// then silenced jobs, then healthy ones.
+// then silenced jobs, then unreadable ones, then healthy ones.
 func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
 	return func(c *gin.Context) {
@@ -234,6 +238,8 @@ func handleStatusPage(logger *slog.Logger, views Views, argoURL string) gin.Hand
 			switch {
 			case j.Silenced != nil:
 				data.Silenced = append(data.Silenced, card)
+			case j.Unreadable != "" && !j.Failing:
+				data.Unreadable = append(data.Unreadable, card)
 			case j.Failing:
 				data.Failing = append(data.Failing, card)
 				if card.BelowThreshold {
