@@ -66,9 +66,10 @@ type Store struct {
 	loadedAt  time.Time
 
 	// A journal's only (see journalRole): nil for a shard.
-	journal *journalRole
-	deleted map[string]bool // keys whose tombstone the journal holds
-	marks   map[int]string  // decoded cm.Data[compactedKey]
+	journal   *journalRole
+	deleted   map[string]bool // keys whose tombstone the journal holds
+	marks     map[int]string  // decoded cm.Data[compactedKey]
+	restoring sync.Mutex      // one write-back of a journal found gone at a time
 	// compactFailing: the last compaction failed. Only the committer (and
 	// Close, after it stopped) compacts, so it needs no lock.
 	compactFailing bool
@@ -277,6 +278,11 @@ func (s *Store) refresh(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
+	}
+	if s.journal != nil {
+		if cm, err = s.replaced(ctx, cm); err != nil {
+			return err
+		}
 	}
 	s.adopt(cm)
 	return nil

@@ -241,6 +241,84 @@ func TestShardedUnreadableJobKeepsItsLastReadableCopy(t *testing.T) {
 	}
 }
 
+// A journal ConfigMap deleted by hand takes acknowledged runs with it: each
+// replica that finds it gone writes back what it saw in it that the shards
+// do not hold, and logs an error. A replica whose view of the journal is
+// older than the shards' (they got newer runs since) writes back none of it.
+func TestJournalDeletedByHandIsWrittenBack(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	logs := &levelCounter{counts: map[slog.Level]int{}}
+	opts := Options{CompactAfter: neverByTime, RefreshAfter: time.Millisecond}
+	a := NewSharded(cms, "batchlatch-state", testShards, opts, slog.New(logs))
+	t.Cleanup(func() { a.Close() })
+	storetest.WaitReady(t, a, 30*time.Second)
+	b := newSharded(t, env, ns, testShards, opts)
+	record := func(s *Sharded, job, run int) {
+		t.Helper()
+		r := storetest.Run(fmt.Sprint("job", job), fmt.Sprintf("run%d-%d", job, run), api.PhaseFailed, 0)
+		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 20 jobs: two runs in the shards, a third in the journal, which b
+	// reads and reads no more.
+	storetest.RecordConcurrently(t, []state.Store{a, b}, 20, 2, 8)
+	a.journals[0].compactAll(ctx)
+	for j := range 20 {
+		record([]*Sharded{a, b}[j%2], j, 2)
+	}
+	if all, err := b.List(ctx); err != nil || len(all) != 20 {
+		t.Fatalf("%d jobs (%v), want 20", len(all), err)
+	}
+	// Then half of them get a fourth run, and all are moved into the
+	// shards; job20 gets two runs, only in the journal, which a reads.
+	for j := range 10 {
+		record(a, j, 3)
+	}
+	a.journals[0].compactAll(ctx)
+	record(a, 20, 0)
+	record(a, 20, 1)
+
+	if err := cms.Delete(ctx, JournalName("batchlatch-state", 0), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Sharded{b, a} {
+		if _, err := s.List(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := newSharded(t, env, ns, testShards, Options{CompactAfter: neverByTime})
+	all, err := fresh.List(ctx)
+	if err != nil || len(all) != 21 {
+		t.Fatalf("%d jobs after the journal was deleted (%v), want 21", len(all), err)
+	}
+	for _, j := range all {
+		want := 3 // job10 … job19
+		switch n := strings.TrimPrefix(j.Name, "job"); {
+		case n == "20":
+			want = 2
+		case len(n) == 1: // job0 … job9
+			want = 4
+		}
+		if j.ConsecutiveFailures != want {
+			t.Errorf("%s: %d failures, want %d", j.Key(), j.ConsecutiveFailures, want)
+		}
+	}
+	if logs.count(slog.LevelError) == 0 {
+		t.Error("no error logged for the deleted journal")
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // The limit that matters is the shard's: a journal refuses a job that would
 // bring its shard past it once compacted, naming the shard, and keeps
 // everything stored.
@@ -401,7 +479,12 @@ func (c *levelCounter) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 func (c *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
-func (c *levelCounter) WithGroup(string) slog.Handler      { return c }
+func (c *levelCounter) count(l slog.Level) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[l]
+}
+func (c *levelCounter) WithGroup(string) slog.Handler { return c }
 
 // An outage fails a compaction every few seconds: one warning, then debug
 // lines until one works again, which is said once.
