@@ -191,11 +191,21 @@ func TuneClient(c *rest.Config) *rest.Config {
 // the ConfigMap is loaded, or created when missing, in the background, with
 // retries, and Ready reports state.ErrUnavailable until then.
 func New(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger) *Store {
-	return newStore(client, name, opts, logger, nil)
+	return newStore(client, name, opts, logger, role{})
 }
 
-// newStore is New, of a journal when journal is not nil.
-func newStore(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger, journal *journalRole) *Store {
+// role is what a Sharded store's part is besides a Store of its own.
+type role struct {
+	// journal makes it a journal of the shards (nil: not one).
+	journal *journalRole
+	// loadAfter, when not nil, holds the first load (which creates a
+	// missing ConfigMap) until it is closed: the layout must be settled
+	// before a shard is created.
+	loadAfter <-chan struct{}
+}
+
+// newStore is New, in a role.
+func newStore(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger, r role) *Store {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
 	}
@@ -222,11 +232,20 @@ func newStore(client corev1client.ConfigMapInterface, name string, opts Options,
 		jobs:         map[string]state.Job{},
 		corrupt:      map[string]*unreadable{},
 		inherited:    map[string]*unreadable{},
-		journal:      journal,
+		journal:      r.journal,
 		deleted:      map[string]bool{},
 		marks:        map[int]string{},
 	}
-	s.done.Go(func() { s.loadUntilDone(ctx) })
+	s.done.Go(func() {
+		if r.loadAfter != nil {
+			select {
+			case <-r.loadAfter:
+			case <-ctx.Done():
+				return
+			}
+		}
+		s.loadUntilDone(ctx)
+	})
 	s.done.Go(func() { s.commitLoop(ctx) })
 	return s
 }

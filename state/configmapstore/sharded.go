@@ -92,18 +92,19 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 		sweep:  DefaultSweepEvery,
 		cancel: cancel,
 	}
+	settled := make(chan struct{})
 	for i := range n {
-		s.shards = append(s.shards, New(client, ShardName(name, i), opts, logger))
+		s.shards = append(s.shards, newStore(client, ShardName(name, i), opts, logger, role{loadAfter: settled}))
 	}
-	role := &journalRole{
+	journal := &journalRole{
 		homes:        s.shards,
 		compactAbove: cmp.Or(opts.CompactAbove, DefaultCompactAbove),
 		compactAfter: cmp.Or(opts.CompactAfter, DefaultCompactAfter),
 	}
 	for i := range JournalCount(n) {
-		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role))
+		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role{journal: journal, loadAfter: settled}))
 	}
-	s.done.Go(func() { s.prepare(ctx) })
+	s.done.Go(func() { s.prepare(ctx, settled) })
 	return s
 }
 
@@ -121,11 +122,22 @@ func ShardIndex(key state.Key, n int) int {
 	return shardIndexOf(key.String(), n)
 }
 
-// prepare writes or checks the layout, moves jobs from the old layout, and
-// then keeps sweeping it.
-func (s *Sharded) prepare(ctx context.Context) {
+// prepare settles the layout (and only then lets the shards load, which
+// creates those missing), moves jobs from the old layout, and then keeps
+// sweeping it.
+func (s *Sharded) prepare(ctx context.Context, settled chan struct{}) {
 	prepared := untilDone(ctx, s.logger, "prepare state shards", func() (bool, error) {
-		err := s.moveOldLayout(ctx)
+		var err error
+		select {
+		case <-settled:
+		default:
+			if err = s.settleLayout(ctx); err == nil {
+				close(settled)
+			}
+		}
+		if err == nil {
+			err = s.moveOldLayout(ctx)
+		}
 		var refused refusedLayout
 		if errors.As(err, &refused) { // not this release's to touch: stop
 			s.failed.Store(&err)
@@ -154,6 +166,142 @@ func (s *Sharded) prepare(ctx context.Context) {
 
 // refusedLayout: the layout on the API server is not this store's.
 type refusedLayout struct{ error }
+
+// settleLayout makes ConfigMap <name> hold the layout, checking it against
+// this store's when it is there. When it is not (a fresh install, one from
+// before the shards, or a layout key removed by hand) the shards that
+// exist tell: none, or as many as this store's, and the layout is written;
+// another number is refused, so that a replica configured with another
+// shard count never takes the state for a fresh install and serves only the
+// jobs that hash alike. It runs before any shard is loaded (and created),
+// and writes the layout before any job is moved from the old layout.
+func (s *Sharded) settleLayout(ctx context.Context) error {
+	want, _ := json.Marshal(layout{Shards: len(s.shards)})
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cm, err := s.client.Get(callCtx, s.name, metav1.GetOptions{})
+		cancel()
+		if apierrors.IsNotFound(err) {
+			cm, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
+		}
+		if cm != nil {
+			if v, ok := cm.Data[layoutKey]; ok {
+				var l layout
+				if err := json.Unmarshal([]byte(v), &l); err != nil || l.Shards != len(s.shards) {
+					return refusedLayout{fmt.Errorf("ConfigMap %s says the state is in %s shards, this replica is configured for %d: set the shard count back (changing it is not supported yet)", s.name, v, len(s.shards))}
+				}
+				return nil
+			}
+		}
+		found := 0
+		if !holdsJobs(cm) {
+			// (One that does is a state from before the shards whose move
+			// into them was cut short: the shards hold part of it.)
+			if found, err = s.existingShards(ctx); err != nil {
+				return err
+			}
+		}
+		switch found {
+		case 0:
+		case len(s.shards):
+			s.logger.Warn("the state's layout was missing (key "+layoutKey+" of ConfigMap "+s.name+"): the shards that exist say it, writing it back", "shards", found)
+		default:
+			return refusedLayout{fmt.Errorf("ConfigMap %s holds no layout (key %s), but %s: the state is in %d shards, this replica is configured for %d: set the shard count to %d (or write the layout back: %s: {\"shards\":%d})",
+				s.name, layoutKey, describeShards(s.name, found), found, len(s.shards), found, layoutKey, found)}
+		}
+		callCtx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		if cm == nil {
+			_, err = s.client.Create(callCtx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: s.name, Labels: stateLabels},
+				Data:       map[string]string{layoutKey: string(want)},
+			}, metav1.CreateOptions{})
+		} else {
+			next := cm.DeepCopy()
+			if next.Data == nil {
+				next.Data = map[string]string{}
+			}
+			next.Data[layoutKey] = string(want)
+			_, err = s.client.Update(callCtx, next, metav1.UpdateOptions{})
+		}
+		cancel()
+		switch {
+		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
+			continue // another replica wrote first: check what it wrote
+		case err != nil:
+			return fmt.Errorf("%w: write the layout into configmap %s: %v", state.ErrUnavailable, s.name, err)
+		}
+		return nil
+	}
+}
+
+// holdsJobs reports whether cm (nil: none) holds jobs: it is a state from
+// before the shards.
+func holdsJobs(cm *corev1.ConfigMap) bool {
+	if cm == nil {
+		return false
+	}
+	for key := range cm.Data {
+		if !strings.HasPrefix(key, "_") {
+			return true
+		}
+	}
+	return false
+}
+
+// existingShards counts the shards of the state that exist, <name>-0 on:
+// 0 for a state that has none, and no journal either.
+func (s *Sharded) existingShards(ctx context.Context) (int, error) {
+	n := 0
+	for ; n <= MaxShards; n++ {
+		ok, err := s.exists(ctx, ShardName(s.name, n))
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+	}
+	if n == 0 {
+		journal, err := s.exists(ctx, JournalName(s.name, 0))
+		if err != nil {
+			return 0, err
+		}
+		if journal {
+			return 0, refusedLayout{fmt.Errorf("ConfigMap %s holds no layout (key %s) and there is no shard %s, but there is a journal %s: restore the layout or the shards",
+				s.name, layoutKey, ShardName(s.name, 0), JournalName(s.name, 0))}
+		}
+	}
+	return n, nil
+}
+
+// exists reports whether ConfigMap name exists. It asks with a dry-run
+// create, which the API server answers AlreadyExists without creating
+// anything: the Role lets the service read only its own shards by name, and
+// create any.
+func (s *Sharded) exists(ctx context.Context, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := s.client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case err == nil:
+		return false, nil
+	case apierrors.IsAlreadyExists(err):
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: look for configmap %s: %v", state.ErrUnavailable, name, err)
+}
+
+// describeShards names the n shards of name that exist.
+func describeShards(name string, n int) string {
+	if n == 1 {
+		return "shard " + ShardName(name, 0) + " exists"
+	}
+	return "shards " + ShardName(name, 0) + " … " + ShardName(name, n-1) + " exist"
+}
 
 // moveOldLayout makes ConfigMap <name> hold the layout and nothing else
 // readable: its jobs and silences are merged into the shards first.
