@@ -110,6 +110,13 @@ type Silence struct {
 // MaxSilence bounds how long a silence may last.
 const MaxSilence = 30 * 24 * time.Hour
 
+// Bounds of a silence's reason and createdBy, in bytes of UTF-8: the stores
+// make room for the most silences in force at these sizes.
+const (
+	MaxSilenceReason    = 1024
+	MaxSilenceCreatedBy = 256
+)
+
 // SilenceRequest is the body of POST /api/v1/silences: what to silence,
 // until when (endsAt, RFC 3339, or for, a Go duration such as "2h"; one of
 // them, at most MaxSilence ahead), and why.

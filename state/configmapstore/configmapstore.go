@@ -3,6 +3,7 @@
 package configmapstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,7 @@ type Store struct {
 	logger       *slog.Logger
 	maxBatch     int
 	maxData      int
+	maxSilences  int
 	callTimeout  time.Duration
 	refreshAfter time.Duration
 
@@ -110,6 +112,9 @@ const (
 	// opCompacted removes from a journal the entries its home shard now
 	// holds.
 	opCompacted
+	// opRemoveUnchanged removes the entries whose values are still those
+	// given (moved elsewhere meanwhile).
+	opRemoveUnchanged
 )
 
 // unreadable is a key whose value cannot be decoded (edited by hand?): it
@@ -160,7 +165,7 @@ type op struct {
 	now           time.Time         // silence operations: what has ended
 	merge         []state.Job       // opMerge
 	mergeSilences []api.Silence     // opMerge
-	entries       map[string]string // opCompact, opCompacted: key -> journal value
+	entries       map[string]string // opCompact, opCompacted: key -> journal value; opRemoveUnchanged: key -> value
 	shard         int               // opCompacted: the home shard's index
 	version       string            // opCompact: the journal's resourceVersion entries were read at; opCompacted: the shard's holding them
 	// deadline is the caller's: conflicts are retried until it passes.
@@ -202,6 +207,9 @@ type role struct {
 	// missing ConfigMap) until it is closed: the layout must be settled
 	// before a shard is created.
 	loadAfter <-chan struct{}
+	// maxSilences bounds the silences in force it holds (default
+	// state.MaxSilences).
+	maxSilences int
 }
 
 // newStore is New, in a role.
@@ -233,6 +241,7 @@ func newStore(client corev1client.ConfigMapInterface, name string, opts Options,
 		corrupt:      map[string]*unreadable{},
 		inherited:    map[string]*unreadable{},
 		journal:      r.journal,
+		maxSilences:  cmp.Or(r.maxSilences, state.MaxSilences),
 		deleted:      map[string]bool{},
 		marks:        map[int]string{},
 	}

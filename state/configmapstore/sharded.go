@@ -27,7 +27,8 @@ import (
 // in the shard its key hashes to (FNV-1a of Key.String, modulo n), one
 // readable key per job as in a single Store. Each shard is a Store with its
 // own group commit: updates of different shards go out in parallel, and each
-// rewrites only its shard. The silences live in shard 0.
+// rewrites only its shard. The silences live in ConfigMaps of their own (see
+// SilenceShards).
 //
 // Jobs' changes go through journals first, <name>-journal-0 … (one for
 // every eight shards, journal i for the shards whose index modulo their
@@ -52,6 +53,7 @@ type Sharded struct {
 	name     string
 	shards   []*Store
 	journals []*Store
+	silences silenceShards
 	logger   *slog.Logger
 	sweep    time.Duration
 
@@ -104,6 +106,9 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 	for i := range JournalCount(n) {
 		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role{journal: journal, loadAfter: settled}))
 	}
+	for i := range SilenceShards {
+		s.silences.stores = append(s.silences.stores, newStore(client, SilencesName(name, i), opts, logger, role{loadAfter: settled, maxSilences: SilencesPerShard}))
+	}
 	s.done.Go(func() { s.prepare(ctx, settled) })
 	return s
 }
@@ -138,6 +143,9 @@ func (s *Sharded) prepare(ctx context.Context, settled chan struct{}) {
 		if err == nil {
 			err = s.moveOldLayout(ctx)
 		}
+		if err == nil {
+			err = s.moveShardSilences(ctx)
+		}
 		var refused refusedLayout
 		if errors.As(err, &refused) { // not this release's to touch: stop
 			s.failed.Store(&err)
@@ -159,6 +167,9 @@ func (s *Sharded) prepare(ctx context.Context, settled chan struct{}) {
 		case <-ticker.C:
 			if err := s.moveOldLayout(ctx); err != nil {
 				s.logger.Warn("sweep the old state layout", "err", err)
+			}
+			if err := s.moveShardSilences(ctx); err != nil {
+				s.logger.Warn("sweep the silences out of shard 0", "err", err)
 			}
 		}
 	}
@@ -395,9 +406,38 @@ func (s *Sharded) readOldLayout(old *corev1.ConfigMap) (jobs []state.Job, silenc
 	return jobs, silences, kept
 }
 
+// moveShardSilences moves the silences that shard 0 holds (where releases
+// before the silence shards kept them, and one still running during a
+// rolling upgrade may add more) into the silence shards, then removes them
+// from shard 0 unless they changed meanwhile. Unreadable ones stay, logged.
+func (s *Sharded) moveShardSilences(ctx context.Context) error {
+	shard := s.shards[0]
+	if err := shard.refresh(ctx); err != nil {
+		return err
+	}
+	value, ok := shard.value(silencesKey)
+	if !ok {
+		return nil
+	}
+	silences, err := decodeSilences(value)
+	if err != nil {
+		s.logger.Error("silences in shard 0 are unreadable; leaving them", "err", err)
+		return nil
+	}
+	if err := s.silences.merge(ctx, silences); err != nil {
+		return err
+	}
+	// Only now that the silence shards hold them.
+	if _, err := shard.submit(ctx, &op{kind: opRemoveUnchanged, entries: map[string]string{silencesKey: value}}); err != nil {
+		return err
+	}
+	s.logger.Info("moved the silences out of shard 0 into their own ConfigMaps", "silences", len(silences))
+	return nil
+}
+
 // mergeIntoShards merges jobs into the state through their journals, a
 // few at a time so that each journal compacts in between, and silences into
-// shard 0; all journals at once.
+// the silence shards; all at once.
 func (s *Sharded) mergeIntoShards(ctx context.Context, jobs []state.Job, silences []api.Silence) error {
 	perJournal := make([][]state.Job, len(s.journals))
 	for _, j := range jobs {
@@ -418,7 +458,7 @@ func (s *Sharded) mergeIntoShards(ctx context.Context, jobs []state.Job, silence
 		})
 	}
 	if len(silences) > 0 {
-		wg.Go(func() { errs[len(s.journals)] = s.shards[0].merge(ctx, nil, silences) })
+		wg.Go(func() { errs[len(s.journals)] = s.silences.merge(ctx, silences) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -569,7 +609,7 @@ func (s *Sharded) AddSilence(ctx context.Context, silence api.Silence, now time.
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	return s.shards[0].AddSilence(ctx, silence, now)
+	return s.silences.add(ctx, silence, now)
 }
 
 // DeleteSilence implements state.Store.
@@ -577,7 +617,7 @@ func (s *Sharded) DeleteSilence(ctx context.Context, id string, now time.Time) e
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	return s.shards[0].DeleteSilence(ctx, id, now)
+	return s.silences.remove(ctx, id, now)
 }
 
 // Silences implements state.Store.
@@ -585,7 +625,7 @@ func (s *Sharded) Silences(ctx context.Context) ([]api.Silence, error) {
 	if err := s.notPrepared(); err != nil {
 		return nil, err
 	}
-	return s.shards[0].Silences(ctx)
+	return s.silences.all(ctx)
 }
 
 // Ready implements state.Store: the layout is prepared, every shard has
@@ -596,7 +636,7 @@ func (s *Sharded) Ready(ctx context.Context) error {
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	for _, shard := range append(slices.Clone(s.journals), s.shards...) {
+	for _, shard := range slices.Concat(s.journals, s.shards, s.silences.stores) {
 		if !shard.loaded() {
 			return fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, shard.name)
 		}
@@ -616,7 +656,7 @@ func (s *Sharded) Close() error {
 	// The journals first, all at once (each moves its jobs into their
 	// shards, within CallTimeout): a compaction waits on a shard.
 	_ = eachAtOnce(s.journals, func(_ int, j *Store) error { return j.Close() })
-	for _, shard := range s.shards {
+	for _, shard := range slices.Concat(s.shards, s.silences.stores) {
 		shard.Close()
 	}
 	return nil
