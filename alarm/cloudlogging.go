@@ -568,6 +568,7 @@ func payloadWire(p Payload) (wire []byte, ok bool) {
 			}
 			w.end(st)
 		}
+		w.omitEmpty("unreadable", v.Unreadable)
 	}
 	return w.b, w.ok
 }

@@ -458,3 +458,32 @@ func TestDueRecoveryFollowsTheStreaksOwnThreshold(t *testing.T) {
 		})
 	}
 }
+
+// A job whose stored value cannot be read keeps alerting from the last
+// readable copy the store lists, pass after pass, so that its incident stays
+// open; one of which no copy is known writes nothing (nothing is known of it).
+func TestDueUnreadableJobKeepsAlerting(t *testing.T) {
+	start := time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
+	fromCopy := failingJob("nightly", 2)
+	fromCopy.Unreadable = "stored job is unreadable: key ml.nightly: invalid character"
+	identityOnly := state.Job{Namespace: "ml", Name: "lost", Unreadable: "stored job is unreadable: key ml.lost: unexpected end of JSON input"}
+	jobs := []state.Job{identityOnly, fromCopy}
+	announced := Announced{}
+	for pass := range 3 {
+		var entries []Entry
+		entries, announced = Due(jobs, announced, start.Add(time.Duration(pass)*time.Minute), shippedDue)
+		errors := 0
+		for _, e := range entries {
+			switch {
+			case e.Payload.Heartbeat:
+			case e.Severity == SeverityError && e.Labels[LabelJob] == "nightly":
+				errors++
+			default:
+				t.Errorf("pass %d: unexpected %s entry for %s", pass, e.Severity, e.Labels[LabelJob])
+			}
+		}
+		if errors == 0 {
+			t.Fatalf("pass %d: no ERROR entry for the unreadable job's last readable copy", pass)
+		}
+	}
+}

@@ -19,6 +19,7 @@ const (
 	MetricJobFailingSince        = "batchlatch_job_failing_since_timestamp_seconds"
 	MetricJobConsecutiveFailures = "batchlatch_job_consecutive_failures"
 	MetricJobLastResult          = "batchlatch_job_last_result_timestamp_seconds"
+	MetricJobUnreadable          = "batchlatch_job_unreadable"
 )
 
 // JobGauges exports every stored job as gauges, labelled namespace, job and
@@ -34,7 +35,7 @@ type JobGauges struct {
 	timeout  time.Duration
 	errors   prometheus.Counter
 
-	failing, alerting, silenced, failingSince, consecutive, lastResult *prometheus.Desc
+	failing, alerting, silenced, failingSince, consecutive, lastResult, unreadable *prometheus.Desc
 }
 
 // NewJobGauges returns the gauges of the jobs in jobs, with the silences
@@ -60,6 +61,7 @@ func NewJobGauges(jobs Lister, silences func(ctx context.Context) ([]api.Silence
 		failingSince: prometheus.NewDesc(MetricJobFailingSince, "When the job's failure streak began (the first failed run's finish time), Unix seconds; 0 while it is not failing.", labels, nil),
 		consecutive:  prometheus.NewDesc(MetricJobConsecutiveFailures, "Failed runs in a row; 0 while the job is not failing.", labels, nil),
 		lastResult:   prometheus.NewDesc(MetricJobLastResult, "When the job's latest known run finished, Unix seconds.", labels, nil),
+		unreadable:   prometheus.NewDesc(MetricJobUnreadable, "1 while the job's stored value cannot be read (fix or delete it); absent otherwise. The job's other series are its last readable copy's, absent when none is known.", labels, nil),
 	}
 }
 
@@ -71,6 +73,7 @@ func (g *JobGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.failingSince
 	ch <- g.consecutive
 	ch <- g.lastResult
+	ch <- g.unreadable
 	g.errors.Describe(ch)
 }
 
@@ -94,6 +97,12 @@ func (g *JobGauges) Collect(ch chan<- prometheus.Metric) {
 	silences = state.InForce(silences, g.now())
 	for _, j := range jobs {
 		labels := []string{j.Namespace, j.Name, j.Key().KindName()}
+		if j.Unreadable != "" {
+			ch <- prometheus.MustNewConstMetric(g.unreadable, prometheus.GaugeValue, 1, labels...)
+			if j.LastResultAt.IsZero() {
+				continue // no readable copy known: nothing else to say
+			}
+		}
 		failing, since := 0.0, 0.0
 		if j.Failing() {
 			failing, since = 1, float64(j.FailingSince.Unix())

@@ -129,3 +129,31 @@ batchlatch_job_silenced{job="weekly",kind="Workflow",namespace="ml"} 1
 		t.Fatalf("%d alerting series without the silences, want 0", n)
 	}
 }
+
+// A job whose stored value cannot be read says so in a gauge of its own,
+// and keeps its last readable copy's series (so it keeps alerting); with no
+// copy known it has that gauge only (no made-up times).
+func TestJobGaugesUnreadable(t *testing.T) {
+	jobs := &memJobs{}
+	fromCopy := failingJob("nightly", 2)
+	fromCopy.Unreadable = "stored job is unreadable: key ml.nightly: invalid character"
+	identityOnly := state.Job{Namespace: "ml", Name: "lost", Unreadable: "stored job is unreadable: key ml.lost: unexpected end of JSON input"}
+	jobs.set(identityOnly, fromCopy, failingJob("hourly", 1))
+	g := NewJobGauges(jobs, nil)
+	want := `
+# HELP batchlatch_job_alerting 1 while the job's failure streak has reached its failure threshold and no silence mutes it, else 0: what the alert reads.
+# TYPE batchlatch_job_alerting gauge
+batchlatch_job_alerting{job="hourly",kind="Workflow",namespace="ml"} 1
+batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 1
+# HELP batchlatch_job_unreadable 1 while the job's stored value cannot be read (fix or delete it); absent otherwise. The job's other series are its last readable copy's, absent when none is known.
+# TYPE batchlatch_job_unreadable gauge
+batchlatch_job_unreadable{job="lost",kind="Workflow",namespace="ml"} 1
+batchlatch_job_unreadable{job="nightly",kind="Workflow",namespace="ml"} 1
+`
+	if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobAlerting, MetricJobUnreadable); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(g, MetricJobLastResult); n != 2 {
+		t.Fatalf("%d last-result series, want 2: none for a job of which nothing is known", n)
+	}
+}

@@ -112,6 +112,10 @@ type Job struct {
 	// LastWarning is what was left out of the job's latest result that had
 	// a warning, until a later result comes without one.
 	LastWarning *JobWarning `json:"lastWarning,omitempty"`
+	// Unreadable says why the job's stored value cannot be read, while it
+	// cannot: the other fields are then the last readable copy the replica
+	// saw, or empty when it saw none. Fix or delete the stored value.
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // MaxStreaks bounds the finished streaks a job keeps.
@@ -135,6 +139,13 @@ type Silence struct {
 
 // MaxSilence bounds how long a silence may last.
 const MaxSilence = 30 * 24 * time.Hour
+
+// Bounds of a silence's reason and createdBy, in bytes of UTF-8: the stores
+// make room for the most silences in force at these sizes.
+const (
+	MaxSilenceReason    = 1024
+	MaxSilenceCreatedBy = 256
+)
 
 // SilenceRequest is the body of POST /api/v1/silences: what to silence,
 // until when (endsAt, RFC 3339, or for, a Go duration such as "2h"; one of

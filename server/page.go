@@ -164,6 +164,8 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 	switch {
 	case j.Silenced != nil:
 		c.Class, c.State = "silenced", "silenced"
+	case j.Unreadable != "" && !j.Failing:
+		c.Class, c.State = "unreadable", "unreadable"
 	case c.BelowThreshold:
 		c.Class, c.State = "below", "failing, below threshold"
 	case j.Failing:
@@ -191,9 +193,11 @@ func jobPath(prefix string, j api.Job) string {
 
 type statusPage struct {
 	page
-	Failing, Silenced, Healthy []card
-	Below                      int // failing jobs below their threshold
-	Total                      int
+	// Unreadable: jobs whose stored value cannot be read and whose last
+	// readable copy (if any) is not failing; one that is stays in Failing.
+	Failing, Silenced, Unreadable, Healthy []card
+	Below                                  int // failing jobs below their threshold
+	Total                                  int
 	// Refused is how many callbacks this replica refused in the last hour;
 	// Refusals the latest of them.
 	Refused  int
@@ -207,7 +211,7 @@ type refusalRow struct {
 
 // handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
 // that alert before those below their threshold, longest-failing first),
-// then silenced jobs, then healthy ones.
+// then silenced jobs, then unreadable ones, then healthy ones.
 func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
 	return func(c *gin.Context) {
@@ -235,6 +239,8 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			switch {
 			case j.Silenced != nil:
 				data.Silenced = append(data.Silenced, card)
+			case j.Unreadable != "" && !j.Failing:
+				data.Unreadable = append(data.Unreadable, card)
 			case j.Failing:
 				data.Failing = append(data.Failing, card)
 				if card.BelowThreshold {

@@ -22,8 +22,8 @@ import (
 
 // Bounds of what a silence carries: it is stored with the state.
 const (
-	maxSilenceReason    = 1024
-	maxSilenceCreatedBy = 256
+	maxSilenceReason    = api.MaxSilenceReason
+	maxSilenceCreatedBy = api.MaxSilenceCreatedBy
 	maxSilenceBody      = 8 << 10
 )
 

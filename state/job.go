@@ -123,6 +123,11 @@ type Job struct {
 	// Warning is the first warning of the latest result that had any (what
 	// was left out of it), until a later result comes without one.
 	Warning *api.JobWarning `json:"warning,omitempty"`
+	// Unreadable says why the job's stored value cannot be read (edited by
+	// hand?), when it cannot. The store then lists the last readable copy
+	// it saw, so that the job keeps alerting, or only the job's identity
+	// when it saw none (after a restart). Set by the stores, never stored.
+	Unreadable string `json:"-"`
 }
 
 // Key is the job's key.
@@ -164,6 +169,7 @@ func (j Job) View(now time.Time) api.Job {
 		FailureThreshold:    j.Threshold(),
 		Alerting:            j.Alerting(),
 		LastWarning:         j.Warning,
+		Unreadable:          j.Unreadable,
 	}
 }
 

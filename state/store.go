@@ -84,11 +84,29 @@ const MaxSilences = 1000
 // AddSilenceTo returns silences with s added and those ended before now
 // dropped, or ErrFull: what a store's AddSilence stores.
 func AddSilenceTo(silences []api.Silence, s api.Silence, now time.Time) ([]api.Silence, error) {
+	return AddSilenceWithin(silences, s, now, MaxSilences)
+}
+
+// AddSilenceWithin is AddSilenceTo where at most limit silences may be in
+// force: a store that spreads the silences over several places keeps a
+// share of MaxSilences in each.
+func AddSilenceWithin(silences []api.Silence, s api.Silence, now time.Time, limit int) ([]api.Silence, error) {
 	next := inForce(silences, now)
-	if len(next) >= MaxSilences {
-		return nil, fmt.Errorf("%w: %d silences in force, the most the state keeps", ErrFull, len(next))
+	if len(next) >= limit {
+		return nil, fmt.Errorf("%w: %d silences in force, as many as are kept", ErrFull, len(next))
 	}
 	return append(next, s), nil
+}
+
+// NotEnded counts the silences not ended at now: those AddSilenceTo counts.
+func NotEnded(silences []api.Silence, now time.Time) int {
+	n := 0
+	for _, s := range silences {
+		if now.Before(s.EndsAt) {
+			n++
+		}
+	}
+	return n
 }
 
 // DeleteSilenceFrom returns silences without id and those ended before now,

@@ -1052,8 +1052,8 @@ func chartRole(t *testing.T, ns string) *rbacv1.Role {
 	return role
 }
 
-// stateConfigMaps are the state's ConfigMaps: the layout's, n shards and
-// their journals.
+// stateConfigMaps are the state's ConfigMaps: the layout's, n shards, their
+// journals and the silence shards.
 func stateConfigMaps(name string, n int) []string {
 	names := []string{name}
 	for i := range n {
@@ -1061,6 +1061,9 @@ func stateConfigMaps(name string, n int) []string {
 	}
 	for i := range configmapstore.JournalCount(n) {
 		names = append(names, configmapstore.JournalName(name, i))
+	}
+	for i := range configmapstore.SilenceShards {
+		names = append(names, configmapstore.SilencesName(name, i))
 	}
 	return names
 }

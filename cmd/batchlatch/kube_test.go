@@ -940,3 +940,80 @@ func storedJobs(t *testing.T, env *kubetest.Env, ns string) map[string]string {
 	}
 	return data
 }
+
+// A job whose stored value is edited by hand into something unreadable
+// keeps alerting from the last readable copy: its ERROR entries go on (its
+// incident stays open), and it is shown as unreadable in REST, on the page
+// and in /metrics, until it is deleted.
+func TestUnreadableJobKeepsAlerting(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	svc := start(t, kubeEnv(env.Kubeconfig), "--state", "configmap", "--namespace", ns, "--interval", "100ms")
+	waitHTTP(t, svc, "/readyz", 200, 20*time.Second)
+	if code, data := svc.post("", callback("ml", "nightly", "n1", "Failed", time.Now().Add(-time.Hour))); code != 200 {
+		t.Fatalf("callback: %d %s", code, data)
+	}
+	nightlyErrors := func(entries []stdoutEntry) int {
+		n := 0
+		for _, e := range entries {
+			if e.Severity == "ERROR" && e.Job == "nightly" {
+				n++
+			}
+		}
+		return n
+	}
+	svc.waitForEntries(10*time.Second, "nightly's ERROR entries", func(e []stdoutEntry) bool { return nightlyErrors(e) > 0 })
+
+	// Edit the value where it is read from: the journal while it holds it.
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	list, err := cms.List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=state"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edited *corev1.ConfigMap
+	for i := range list.Items {
+		cm := &list.Items[i]
+		if _, ok := cm.Data["ml.nightly"]; ok && (edited == nil || strings.Contains(cm.Name, "-journal-")) {
+			edited = cm
+		}
+	}
+	if edited == nil {
+		t.Fatal("ml.nightly is in no state ConfigMap")
+	}
+	edited.Data["ml.nightly"] = "{ edited by hand"
+	if _, err := cms.Update(context.Background(), edited, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		job := getJobView(t, svc, "/api/v1/jobs/ml")
+		if job.Unreadable != "" && job.Failing && job.ConsecutiveFailures == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ml/nightly after the edit: %+v, want its last readable copy, marked unreadable", job)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	seen := nightlyErrors(svc.entries())
+	svc.waitForEntries(10*time.Second, "more ERROR entries of the unreadable job", func(e []stdoutEntry) bool { return nightlyErrors(e) >= seen+5 })
+	waitMetrics(t, svc, []string{`batchlatch_job_unreadable{job="nightly",kind="Workflow",namespace="ml"} 1`,
+		`batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 1`})
+	if code, page := svc.get("/"); code != 200 || !strings.Contains(string(page), `badge unreadable`) {
+		t.Fatalf("status page: %d, no unreadable badge", code)
+	}
+	if code, _ := svc.get("/api/v1/jobs/ml/nightly"); code != 500 {
+		t.Fatalf("GET of the unreadable job: %d, want 500", code)
+	}
+}
+
+// getJobView is the one job that GET path lists.
+func getJobView(t *testing.T, svc *instance, path string) api.Job {
+	t.Helper()
+	code, data := svc.get(path)
+	var list api.JobList
+	if err := json.Unmarshal(data, &list); code != 200 || err != nil || len(list.Jobs) != 1 {
+		t.Fatalf("%s: %d %s", path, code, data)
+	}
+	return list.Jobs[0]
+}

@@ -178,10 +178,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	var loopDone sync.WaitGroup
+	// The loop and the watchers start once the state can be read (the
+	// ConfigMap store prepares its shards first): a watcher's first pass
+	// over it would otherwise fail and wait for its next evaluation, the
+	// loop's for its next tick; and a replica that cannot read the state
+	// does not run for the Lease.
 	if cfg.LeaderElect {
-		loopDone.Go(func() { runAsLeader(loopCtx, cfg, k, logger, runBackground) })
+		loopDone.Go(func() {
+			if waitReadable(loopCtx, store) {
+				runAsLeader(loopCtx, cfg, k, logger, runBackground)
+			}
+		})
 	} else {
-		loopDone.Go(func() { runBackground(loopCtx) })
+		loopDone.Go(func() {
+			if waitReadable(loopCtx, store) {
+				runBackground(loopCtx)
+			}
+		})
 	}
 
 	select {
@@ -298,6 +311,22 @@ func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 	}
 	logger.Info("state in configmaps", "namespace", k.namespace, "configmap", cfg.ConfigMap, "shards", cfg.StateShards)
 	return configmapstore.NewSharded(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, cfg.StateShards, configmapstore.Options{}, logger), nil
+}
+
+// waitReadable waits until store lists the jobs; false when ctx ended
+// first. Readable, not ready: a file store on a full disk cannot take
+// writes, and its failing jobs must still be announced.
+func waitReadable(ctx context.Context, store state.Store) bool {
+	for {
+		if _, err := store.List(ctx); err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // runAsLeader runs fn while this replica holds the Lease, campaigning again

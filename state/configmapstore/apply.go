@@ -35,6 +35,8 @@ func (s *Store) applyBatch(ctx context.Context, base *corev1.ConfigMap, batch []
 			wrote, answers[i].err = p.compact(o)
 		case opCompacted:
 			wrote, answers[i].err = p.compacted(o)
+		case opRemoveUnchanged:
+			wrote = p.removeUnchanged(o.entries)
 		case opDelete:
 			wrote, answers[i].err = p.delete(o.key)
 		default:
@@ -229,7 +231,7 @@ func (p *pending) silence(o *op) (bool, error) {
 		return false, err
 	}
 	if o.kind == opAddSilence {
-		silences, err = state.AddSilenceTo(silences, o.silence, o.now)
+		silences, err = state.AddSilenceWithin(silences, o.silence, o.now, p.s.maxSilences)
 	} else {
 		silences, err = state.DeleteSilenceFrom(silences, o.silence.ID, o.now)
 	}
@@ -337,11 +339,7 @@ func (p *pending) compact(o *op) (bool, error) {
 // now holds leave the journal, unless they changed meanwhile, and the
 // shard's mark records the home version that holds them.
 func (p *pending) compacted(o *op) (bool, error) {
-	for key, value := range o.entries {
-		if held, ok := p.data[key]; ok && held == value {
-			p.remove(key)
-		}
-	}
+	p.removeUnchanged(o.entries)
 	if olderVersion(p.marks[o.shard], o.version) || p.marks[o.shard] == "" {
 		p.marks[o.shard] = o.version
 	}
@@ -353,4 +351,16 @@ func (p *pending) compacted(o *op) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// removeUnchanged removes the entries whose values are still those given.
+func (p *pending) removeUnchanged(entries map[string]string) bool {
+	wrote := false
+	for key, value := range entries {
+		if held, ok := p.data[key]; ok && held == value {
+			p.remove(key)
+			wrote = true
+		}
+	}
+	return wrote
 }

@@ -3,6 +3,7 @@
 package configmapstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,7 @@ type Store struct {
 	logger       *slog.Logger
 	maxBatch     int
 	maxData      int
+	maxSilences  int
 	callTimeout  time.Duration
 	refreshAfter time.Duration
 
@@ -54,18 +56,22 @@ type Store struct {
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 
-	mu       sync.Mutex           // guards the fields below
-	cm       *corev1.ConfigMap    // last object seen; nil until loaded
-	jobs     map[string]state.Job // decoded cm.Data, without unreadable keys
-	corrupt  map[string]string    // key -> value that could not be decoded
-	silences []api.Silence        // decoded cm.Data[silencesKey]
-	size     int                  // summed size of cm.Data's values
-	loadedAt time.Time
+	mu      sync.Mutex             // guards the fields below
+	cm      *corev1.ConfigMap      // last object seen; nil until loaded
+	jobs    map[string]state.Job   // decoded cm.Data, without unreadable keys
+	corrupt map[string]*unreadable // keys whose value cannot be decoded
+	// inherited: last readable copies a journal handed over with an
+	// unreadable value it moved here (see inherit).
+	inherited map[string]*unreadable
+	silences  []api.Silence // decoded cm.Data[silencesKey]
+	size      int           // summed size of cm.Data's values
+	loadedAt  time.Time
 
 	// A journal's only (see journalRole): nil for a shard.
-	journal *journalRole
-	deleted map[string]bool // keys whose tombstone the journal holds
-	marks   map[int]string  // decoded cm.Data[compactedKey]
+	journal   *journalRole
+	deleted   map[string]bool // keys whose tombstone the journal holds
+	marks     map[int]string  // decoded cm.Data[compactedKey]
+	restoring sync.Mutex      // one write-back of a journal found gone at a time
 	// compactFailing: the last compaction failed. Only the committer (and
 	// Close, after it stopped) compacts, so it needs no lock.
 	compactFailing bool
@@ -106,7 +112,45 @@ const (
 	// opCompacted removes from a journal the entries its home shard now
 	// holds.
 	opCompacted
+	// opRemoveUnchanged removes the entries whose values are still those
+	// given (moved elsewhere meanwhile).
+	opRemoveUnchanged
 )
+
+// unreadable is a key whose value cannot be decoded (edited by hand?): it
+// is left alone until someone fixes or deletes it, and meanwhile the job is
+// listed from the last readable copy seen, so that it keeps alerting.
+type unreadable struct {
+	value  string     // what the ConfigMap holds
+	reason string     // why it cannot be read, and where
+	last   *state.Job // the last readable copy seen; nil: none (a restart)
+}
+
+// job is the job as listed: its last readable copy, or its identity only,
+// marked unreadable.
+func (u *unreadable) job(key string) state.Job {
+	var j state.Job
+	if u.last != nil {
+		j = *u.last
+	}
+	k := state.ParseKey(key)
+	j.Namespace, j.Name, j.Kind = k.Namespace, k.Name, k.Kind
+	j.Unreadable = u.reason
+	return j
+}
+
+// newer is the newer of two last readable copies (state.Merge), either
+// may be nil.
+func newer(a, b *state.Job) *state.Job {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	m := state.Merge(*a, *b)
+	return &m
+}
 
 // silencesKey holds the silences, as a JSON array. No job's key can be it:
 // a namespace does not start with '_'.
@@ -121,7 +165,7 @@ type op struct {
 	now           time.Time         // silence operations: what has ended
 	merge         []state.Job       // opMerge
 	mergeSilences []api.Silence     // opMerge
-	entries       map[string]string // opCompact, opCompacted: key -> journal value
+	entries       map[string]string // opCompact, opCompacted: key -> journal value; opRemoveUnchanged: key -> value
 	shard         int               // opCompacted: the home shard's index
 	version       string            // opCompact: the journal's resourceVersion entries were read at; opCompacted: the shard's holding them
 	// deadline is the caller's: conflicts are retried until it passes.
@@ -152,11 +196,24 @@ func TuneClient(c *rest.Config) *rest.Config {
 // the ConfigMap is loaded, or created when missing, in the background, with
 // retries, and Ready reports state.ErrUnavailable until then.
 func New(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger) *Store {
-	return newStore(client, name, opts, logger, nil)
+	return newStore(client, name, opts, logger, role{})
 }
 
-// newStore is New, of a journal when journal is not nil.
-func newStore(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger, journal *journalRole) *Store {
+// role is what a Sharded store's part is besides a Store of its own.
+type role struct {
+	// journal makes it a journal of the shards (nil: not one).
+	journal *journalRole
+	// loadAfter, when not nil, holds the first load (which creates a
+	// missing ConfigMap) until it is closed: the layout must be settled
+	// before a shard is created.
+	loadAfter <-chan struct{}
+	// maxSilences bounds the silences in force it holds (default
+	// state.MaxSilences).
+	maxSilences int
+}
+
+// newStore is New, in a role.
+func newStore(client corev1client.ConfigMapInterface, name string, opts Options, logger *slog.Logger, r role) *Store {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
 	}
@@ -181,12 +238,23 @@ func newStore(client corev1client.ConfigMapInterface, name string, opts Options,
 		ops:          make(chan *op, 4096),
 		cancel:       cancel,
 		jobs:         map[string]state.Job{},
-		corrupt:      map[string]string{},
-		journal:      journal,
+		corrupt:      map[string]*unreadable{},
+		inherited:    map[string]*unreadable{},
+		journal:      r.journal,
+		maxSilences:  cmp.Or(r.maxSilences, state.MaxSilences),
 		deleted:      map[string]bool{},
 		marks:        map[int]string{},
 	}
-	s.done.Go(func() { s.loadUntilDone(ctx) })
+	s.done.Go(func() {
+		if r.loadAfter != nil {
+			select {
+			case <-r.loadAfter:
+			case <-ctx.Done():
+				return
+			}
+		}
+		s.loadUntilDone(ctx)
+	})
 	s.done.Go(func() { s.commitLoop(ctx) })
 	return s
 }
@@ -239,6 +307,11 @@ func (s *Store) refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
 	}
+	if s.journal != nil {
+		if cm, err = s.replaced(ctx, cm); err != nil {
+			return err
+		}
+	}
 	s.adopt(cm)
 	return nil
 }
@@ -247,6 +320,14 @@ func (s *Store) refresh(ctx context.Context) error {
 // A response that is older than the object already seen (a read that was
 // overtaken by an update) is ignored.
 func (s *Store) adopt(cm *corev1.ConfigMap) {
+	// Handed to the home shards once s.mu is released: a shard's lock is
+	// never taken under a journal's.
+	var handOver map[string]*unreadable
+	defer func() {
+		for key, u := range handOver {
+			s.journal.homes[s.journal.shardOf(key)].inherit(key, u)
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var old map[string]string
@@ -261,9 +342,17 @@ func (s *Store) adopt(cm *corev1.ConfigMap) {
 			delete(s.jobs, key)
 		}
 	}
-	for key := range s.corrupt {
+	for key, u := range s.corrupt {
 		if _, ok := cm.Data[key]; !ok {
 			delete(s.corrupt, key)
+			if s.journal != nil && u.last != nil {
+				// Moved into its shard (or removed by hand): the shard
+				// goes on listing the copy this journal saw.
+				if handOver == nil {
+					handOver = map[string]*unreadable{}
+				}
+				handOver[key] = u
+			}
 		}
 	}
 	for key := range s.deleted {
@@ -301,18 +390,55 @@ func (s *Store) adopt(cm *corev1.ConfigMap) {
 		delete(s.deleted, key)
 		job, err := state.DecodeJob(key, value)
 		if err != nil {
-			if s.corrupt[key] != value {
-				s.logger.Error("stored job is unreadable; leaving it alone until it is fixed or deleted", "err", err, "key", key)
-			}
-			s.corrupt[key] = value
-			delete(s.jobs, key)
+			s.unreadableValue(key, value, err)
 			continue
 		}
 		delete(s.corrupt, key)
+		delete(s.inherited, key)
 		s.jobs[key] = job
 	}
 	s.cm = cm
 	s.loadedAt = time.Now()
+}
+
+// unreadableValue notes that key's value cannot be decoded, keeping the
+// last readable copy seen: the job's value before, or what a journal handed
+// over with this value. s.mu is held.
+func (s *Store) unreadableValue(key, value string, err error) {
+	u := s.corrupt[key]
+	if u == nil {
+		u = &unreadable{}
+		s.corrupt[key] = u
+	}
+	if prev, ok := s.jobs[key]; ok {
+		u.last = newer(u.last, &prev)
+		delete(s.jobs, key)
+	}
+	if h := s.inherited[key]; h != nil && h.value == value {
+		u.last = newer(u.last, h.last)
+		delete(s.inherited, key)
+	}
+	if u.value == value {
+		return
+	}
+	u.value, u.reason = value, fmt.Sprintf("%v (in ConfigMap %s)", err, s.name)
+	if u.last != nil {
+		s.logger.Error("stored job is unreadable; it alerts from its last readable copy until its value is fixed or deleted", "err", err, "key", key, "lastResultAt", u.last.LastResultAt)
+	} else {
+		s.logger.Error("stored job is unreadable and no readable copy of it is known; leaving it alone until it is fixed or deleted", "err", err, "key", key)
+	}
+}
+
+// inherit takes the last readable copy of a key whose unreadable value a
+// journal moved here, for when this shard reads that value.
+func (s *Store) inherit(key string, u *unreadable) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if held := s.corrupt[key]; held != nil && held.value == u.value {
+		held.last = newer(held.last, u.last)
+		return
+	}
+	s.inherited[key] = &unreadable{value: u.value, last: u.last}
 }
 
 // olderVersion reports whether resourceVersion a is older than b. Resource
@@ -624,15 +750,19 @@ func (s *Store) Get(ctx context.Context, key state.Key) (state.Job, error) {
 	return job, err
 }
 
-// List implements state.Store. Unreadable keys are left out (and logged once).
+// List implements state.Store. An unreadable key is listed from its last
+// readable copy, marked (state.Job.Unreadable).
 func (s *Store) List(ctx context.Context) ([]state.Job, error) {
 	if err := s.freshen(ctx); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	out := make([]state.Job, 0, len(s.jobs))
+	out := make([]state.Job, 0, len(s.jobs)+len(s.corrupt))
 	for _, j := range s.jobs {
 		out = append(out, j)
+	}
+	for key, u := range s.corrupt {
+		out = append(out, u.job(key))
 	}
 	s.mu.Unlock()
 	state.SortByKey(out)

@@ -184,9 +184,20 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Listed from the last readable copy, so that it keeps alerting, and
+	// marked unreadable.
 	all, err := s.List(ctx)
-	if err != nil || len(all) != 1 || all[0].Name != "hourly" {
+	if err != nil || len(all) != 2 || all[0].Name != "hourly" || all[0].Unreadable != "" {
 		t.Fatalf("List with a garbage key: %v, %v", all, err)
+	}
+	if j := all[1]; j.Name != "nightly" || !j.Failing() || j.ConsecutiveFailures != 2 || !strings.Contains(j.Unreadable, "ml.nightly") {
+		t.Fatalf("the garbage key is listed as %+v, want its last readable copy (2 failures), marked unreadable", j)
+	}
+	// A restart knows no readable copy: the key is listed by its identity.
+	restarted := newConfigMapStore(t, env, ns, Options{})
+	all, err = restarted.List(ctx)
+	if err != nil || len(all) != 2 || all[1].Key() != (state.Key{Namespace: "ml", Name: "nightly"}) || all[1].Unreadable == "" || all[1].Failing() {
+		t.Fatalf("List after a restart: %+v, %v; want the garbage key by its identity, marked unreadable", all, err)
 	}
 	if _, err := s.Record(ctx, storetest.Run("nightly", "c", api.PhaseFailed, 3), storetest.At(100)); !errors.Is(err, state.ErrCorrupt) {
 		t.Fatalf("Record on the garbage key: %v, want state.ErrCorrupt", err)
@@ -204,6 +215,9 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 	// Deleting the job is how an operator clears it.
 	if err := s.Delete(ctx, state.Key{Namespace: "ml", Name: "nightly"}); err != nil {
 		t.Fatalf("delete garbage key: %v", err)
+	}
+	if all, err := s.List(ctx); err != nil || len(all) != 1 {
+		t.Fatalf("List after the delete: %v, %v", all, err)
 	}
 }
 
@@ -227,8 +241,9 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 	if all, err := s.List(ctx); err != nil || len(all) != 1 || !all[0].Failing() {
 		t.Fatalf("List while down: %v, %v", all, err)
 	}
-	// A store started during the outage is not ready and keeps trying.
-	late := New(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", Options{CallTimeout: time.Second}, storetest.QuietLogger())
+	// A store started during the outage is not ready and keeps trying (its
+	// reads fetch again at once: it may have loaded before the Record below).
+	late := New(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", Options{CallTimeout: time.Second, RefreshAfter: time.Millisecond}, storetest.QuietLogger())
 	defer late.Close()
 	if _, err := late.List(ctx); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("List before the first load: %v", err)

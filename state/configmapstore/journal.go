@@ -10,6 +10,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/batchlatch/batchlatch/state"
 )
 
 // A Sharded store writes every job's change first to a journal: a small
@@ -263,4 +269,132 @@ func (s *Store) mark(h int) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.marks[h]
+}
+
+// replaced checks cm, the journal just read (or created, when it was
+// missing), against the one this store read before: when it is another
+// object, the journal was deleted (by hand?) with the jobs it held, whose
+// callbacks were acknowledged. What this replica last saw of it that the
+// shards do not hold is written back into cm (see writeBack), and an error
+// is logged. It returns the object to adopt.
+func (s *Store) replaced(ctx context.Context, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	seen := s.seenObject()
+	if seen == nil || seen.UID == cm.UID {
+		return cm, nil
+	}
+	s.restoring.Lock()
+	defer s.restoring.Unlock()
+	if seen = s.seenObject(); seen.UID == cm.UID { // written back meanwhile
+		return cm, nil
+	}
+	return s.writeBack(ctx, seen, cm)
+}
+
+// seenObject is the last object adopted; nil until loaded.
+func (s *Store) seenObject() *corev1.ConfigMap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cm
+}
+
+// writeBack writes into the journal cm the entries of seen, the journal
+// that was deleted, that the shards do not hold: those of a shard that no
+// compaction has read a journal as new as seen into (its _compactedFrom is
+// older), and whose value the shard does not hold already. Every replica
+// that held the journal does so, each from what it saw: a job held by cm
+// already (written back by another, or a callback since) is merged with it
+// (state.Merge), so nothing is counted twice; a tombstone never replaces a
+// job (a delete may be lost in that race, a run never).
+func (s *Store) writeBack(ctx context.Context, seen, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	perShard := map[int]map[string]string{}
+	for key, value := range seen.Data {
+		if strings.HasPrefix(key, "_") {
+			continue
+		}
+		h := s.journal.shardOf(key)
+		if perShard[h] == nil {
+			perShard[h] = map[string]string{}
+		}
+		perShard[h][key] = value
+	}
+	lost, held := map[string]string{}, 0
+	for h, entries := range perShard {
+		home := s.journal.homes[h]
+		if err := home.refresh(ctx); err != nil {
+			return nil, err
+		}
+		if from, _ := home.value(compactedFromKey); from != "" && !olderVersion(from, seen.ResourceVersion) {
+			held += len(entries) // a compaction read them, or newer ones, into the shard
+			continue
+		}
+		for key, value := range entries {
+			inShard, ok := home.value(key)
+			if (value == tombstone && !ok) || (ok && inShard == value) {
+				held++
+				continue
+			}
+			lost[key] = value
+		}
+	}
+	if len(lost) == 0 {
+		s.logger.Warn("the journal ConfigMap was deleted or replaced; its shards hold everything this replica saw in it", "jobs", held)
+		return cm, nil
+	}
+	marks := decodeMarks(seen.Data[compactedKey])
+	for {
+		next := cm.DeepCopy()
+		if next.Data == nil {
+			next.Data = map[string]string{}
+		}
+		for key, value := range lost {
+			next.Data[key] = mergeWrittenBack(key, next.Data[key], value)
+		}
+		current := decodeMarks(next.Data[compactedKey])
+		for h, v := range marks {
+			if olderVersion(current[h], v) || current[h] == "" {
+				current[h] = v
+			}
+		}
+		encoded, err := json.Marshal(current)
+		if err != nil {
+			return nil, err
+		}
+		next.Data[compactedKey] = string(encoded)
+		updated, err := s.client.Update(ctx, next, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if cm, err = s.client.Get(ctx, s.name, metav1.GetOptions{}); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: write back the jobs of journal %s, found deleted: %v", state.ErrUnavailable, s.name, err)
+		}
+		s.logger.Error("the journal ConfigMap was deleted or replaced with jobs in it; wrote back what this replica saw in it that the shards do not hold",
+			"written_back", len(lost), "held_by_shards", held)
+		return updated, nil
+	}
+}
+
+// mergeWrittenBack is what a journal holds for key after the write-back of
+// value, lost with a deleted journal, into its replacement, which holds
+// current ("" for nothing).
+func mergeWrittenBack(key, current, value string) string {
+	switch {
+	case current == "":
+		return value
+	case value == tombstone:
+		return current
+	case current == tombstone:
+		return value
+	}
+	a, errA := state.DecodeJob(key, current)
+	b, errB := state.DecodeJob(key, value)
+	if errA != nil || errB != nil {
+		return current // an unreadable value is left alone
+	}
+	merged, err := json.Marshal(state.Merge(a, b))
+	if err != nil {
+		return current
+	}
+	return string(merged)
 }

@@ -139,6 +139,186 @@ func TestJournalLeavesGarbageAlone(t *testing.T) {
 	}
 }
 
+// editByHand sets key of ConfigMap name to value, as kubectl edit would.
+func editByHand(t *testing.T, env *kubetest.Env, ns, name, key, value string) {
+	t.Helper()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	cm, err := cms.Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[key] = value
+	if _, err := cms.Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listed returns key's job in s's List.
+func listed(t *testing.T, s state.Store, key state.Key) (state.Job, bool) {
+	t.Helper()
+	all, err := s.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range all {
+		if j.Key() == key {
+			return j, true
+		}
+	}
+	return state.Job{}, false
+}
+
+// A job whose value is edited by hand into something unreadable stays
+// listed, marked unreadable, from the last readable copy the replica saw,
+// so that it keeps alerting: whether the value is in the journal (the
+// shard's older copy counts too), in the shard, or was moved from the
+// journal into the shard. A restarted replica that knows no readable copy
+// lists the key by its identity (or from a readable copy the shard still
+// holds). A delete clears it.
+func TestShardedUnreadableJobKeepsItsLastReadableCopy(t *testing.T) {
+	for _, tc := range []struct {
+		where        string
+		afterRestart int // failures listed by a restarted replica
+	}{{"journal", 1}, {"shard", 0}, {"moved", 0}} {
+		t.Run(tc.where, func(t *testing.T) {
+			env := kubetest.Get(t)
+			ns := env.NewNamespace(t)
+			ctx := context.Background()
+			s := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime, RefreshAfter: time.Millisecond})
+			key := state.Key{Namespace: "ml", Name: "nightly"}
+			for i := range 2 {
+				if _, err := s.Record(ctx, storetest.Run("nightly", fmt.Sprint("r", i), api.PhaseFailed, i), storetest.At(i)); err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 || tc.where == "shard" {
+					s.journals[0].compactAll(ctx) // the shard holds this run
+				}
+			}
+			if _, err := s.Record(ctx, storetest.Run("hourly", "h", api.PhaseSucceeded, 1), storetest.At(1)); err != nil {
+				t.Fatal(err)
+			}
+			in := JournalName("batchlatch-state", 0)
+			if tc.where == "shard" {
+				in = ShardName("batchlatch-state", 0)
+			}
+			editByHand(t, env, ns, in, "ml.nightly", "{ edited by hand")
+			if tc.where == "moved" {
+				listed(t, s, key) // the journal reads the edit
+				s.journals[0].compactAll(ctx)
+				data := stateData(t, env, ns)
+				if _, inJournal := data[in]["ml.nightly"]; inJournal || data[ShardName("batchlatch-state", 0)]["ml.nightly"] != "{ edited by hand" {
+					t.Fatalf("the edit was not moved into the shard: %v", data)
+				}
+			}
+
+			j, ok := listed(t, s, key)
+			if !ok || !j.Failing() || j.ConsecutiveFailures != 2 || !strings.Contains(j.Unreadable, "ml.nightly") {
+				t.Fatalf("listed as %+v (%v), want the last readable copy (2 failures) marked unreadable", j, ok)
+			}
+			if h, _ := listed(t, s, state.Key{Namespace: "ml", Name: "hourly"}); h.Unreadable != "" || h.LastPhase != api.PhaseSucceeded {
+				t.Fatalf("hourly: %+v", h)
+			}
+			if _, err := s.Get(ctx, key); !errors.Is(err, state.ErrCorrupt) {
+				t.Fatalf("get: %v, want ErrCorrupt", err)
+			}
+			if _, err := s.Record(ctx, storetest.Run("nightly", "r9", api.PhaseFailed, 9), storetest.At(9)); !errors.Is(err, state.ErrCorrupt) {
+				t.Fatalf("record: %v, want ErrCorrupt", err)
+			}
+
+			restarted := newSharded(t, env, ns, 1, Options{CompactAfter: neverByTime})
+			j, ok = listed(t, restarted, key)
+			if !ok || j.Unreadable == "" || j.ConsecutiveFailures != tc.afterRestart {
+				t.Fatalf("after a restart: listed as %+v (%v), want it marked unreadable with %d failures", j, ok, tc.afterRestart)
+			}
+
+			if err := s.Delete(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			if j, ok := listed(t, s, key); ok {
+				t.Fatalf("listed after the delete: %+v", j)
+			}
+		})
+	}
+}
+
+// A journal ConfigMap deleted by hand takes acknowledged runs with it: each
+// replica that finds it gone writes back what it saw in it that the shards
+// do not hold, and logs an error. A replica whose view of the journal is
+// older than the shards' (they got newer runs since) writes back none of it.
+func TestJournalDeletedByHandIsWrittenBack(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	logs := &levelCounter{counts: map[slog.Level]int{}}
+	opts := Options{CompactAfter: neverByTime, RefreshAfter: time.Millisecond}
+	a := NewSharded(cms, "batchlatch-state", testShards, opts, slog.New(logs))
+	t.Cleanup(func() { a.Close() })
+	storetest.WaitReady(t, a, 30*time.Second)
+	b := newSharded(t, env, ns, testShards, opts)
+	record := func(s *Sharded, job, run int) {
+		t.Helper()
+		r := storetest.Run(fmt.Sprint("job", job), fmt.Sprintf("run%d-%d", job, run), api.PhaseFailed, 0)
+		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 20 jobs: two runs in the shards, a third in the journal, which b
+	// reads and reads no more.
+	storetest.RecordConcurrently(t, []state.Store{a, b}, 20, 2, 8)
+	a.journals[0].compactAll(ctx)
+	for j := range 20 {
+		record([]*Sharded{a, b}[j%2], j, 2)
+	}
+	if all, err := b.List(ctx); err != nil || len(all) != 20 {
+		t.Fatalf("%d jobs (%v), want 20", len(all), err)
+	}
+	// Then half of them get a fourth run, and all are moved into the
+	// shards; job20 gets two runs, only in the journal, which a reads.
+	for j := range 10 {
+		record(a, j, 3)
+	}
+	a.journals[0].compactAll(ctx)
+	record(a, 20, 0)
+	record(a, 20, 1)
+
+	if err := cms.Delete(ctx, JournalName("batchlatch-state", 0), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Sharded{b, a} {
+		if _, err := s.List(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := newSharded(t, env, ns, testShards, Options{CompactAfter: neverByTime})
+	all, err := fresh.List(ctx)
+	if err != nil || len(all) != 21 {
+		t.Fatalf("%d jobs after the journal was deleted (%v), want 21", len(all), err)
+	}
+	for _, j := range all {
+		want := 3 // job10 … job19
+		switch n := strings.TrimPrefix(j.Name, "job"); {
+		case n == "20":
+			want = 2
+		case len(n) == 1: // job0 … job9
+			want = 4
+		}
+		if j.ConsecutiveFailures != want {
+			t.Errorf("%s: %d failures, want %d", j.Key(), j.ConsecutiveFailures, want)
+		}
+	}
+	if logs.count(slog.LevelError) == 0 {
+		t.Error("no error logged for the deleted journal")
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // The limit that matters is the shard's: a journal refuses a job that would
 // bring its shard past it once compacted, naming the shard, and keeps
 // everything stored.
@@ -299,7 +479,12 @@ func (c *levelCounter) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 func (c *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
-func (c *levelCounter) WithGroup(string) slog.Handler      { return c }
+func (c *levelCounter) count(l slog.Level) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[l]
+}
+func (c *levelCounter) WithGroup(string) slog.Handler { return c }
 
 // An outage fails a compaction every few seconds: one warning, then debug
 // lines until one works again, which is said once.

@@ -27,7 +27,8 @@ import (
 // in the shard its key hashes to (FNV-1a of Key.String, modulo n), one
 // readable key per job as in a single Store. Each shard is a Store with its
 // own group commit: updates of different shards go out in parallel, and each
-// rewrites only its shard. The silences live in shard 0.
+// rewrites only its shard. The silences live in ConfigMaps of their own (see
+// SilenceShards).
 //
 // Jobs' changes go through journals first, <name>-journal-0 … (one for
 // every eight shards, journal i for the shards whose index modulo their
@@ -52,6 +53,7 @@ type Sharded struct {
 	name     string
 	shards   []*Store
 	journals []*Store
+	silences silenceShards
 	logger   *slog.Logger
 	sweep    time.Duration
 
@@ -92,18 +94,22 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 		sweep:  DefaultSweepEvery,
 		cancel: cancel,
 	}
+	settled := make(chan struct{})
 	for i := range n {
-		s.shards = append(s.shards, New(client, ShardName(name, i), opts, logger))
+		s.shards = append(s.shards, newStore(client, ShardName(name, i), opts, logger, role{loadAfter: settled}))
 	}
-	role := &journalRole{
+	journal := &journalRole{
 		homes:        s.shards,
 		compactAbove: cmp.Or(opts.CompactAbove, DefaultCompactAbove),
 		compactAfter: cmp.Or(opts.CompactAfter, DefaultCompactAfter),
 	}
 	for i := range JournalCount(n) {
-		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role))
+		s.journals = append(s.journals, newStore(client, JournalName(name, i), opts, logger, role{journal: journal, loadAfter: settled}))
 	}
-	s.done.Go(func() { s.prepare(ctx) })
+	for i := range SilenceShards {
+		s.silences.stores = append(s.silences.stores, newStore(client, SilencesName(name, i), opts, logger, role{loadAfter: settled, maxSilences: SilencesPerShard}))
+	}
+	s.done.Go(func() { s.prepare(ctx, settled) })
 	return s
 }
 
@@ -121,11 +127,25 @@ func ShardIndex(key state.Key, n int) int {
 	return shardIndexOf(key.String(), n)
 }
 
-// prepare writes or checks the layout, moves jobs from the old layout, and
-// then keeps sweeping it.
-func (s *Sharded) prepare(ctx context.Context) {
+// prepare settles the layout (and only then lets the shards load, which
+// creates those missing), moves jobs from the old layout, and then keeps
+// sweeping it.
+func (s *Sharded) prepare(ctx context.Context, settled chan struct{}) {
 	prepared := untilDone(ctx, s.logger, "prepare state shards", func() (bool, error) {
-		err := s.moveOldLayout(ctx)
+		var err error
+		select {
+		case <-settled:
+		default:
+			if err = s.settleLayout(ctx); err == nil {
+				close(settled)
+			}
+		}
+		if err == nil {
+			err = s.moveOldLayout(ctx)
+		}
+		if err == nil {
+			err = s.moveShardSilences(ctx)
+		}
 		var refused refusedLayout
 		if errors.As(err, &refused) { // not this release's to touch: stop
 			s.failed.Store(&err)
@@ -148,12 +168,151 @@ func (s *Sharded) prepare(ctx context.Context) {
 			if err := s.moveOldLayout(ctx); err != nil {
 				s.logger.Warn("sweep the old state layout", "err", err)
 			}
+			if err := s.moveShardSilences(ctx); err != nil {
+				s.logger.Warn("sweep the silences out of shard 0", "err", err)
+			}
 		}
 	}
 }
 
 // refusedLayout: the layout on the API server is not this store's.
 type refusedLayout struct{ error }
+
+// settleLayout makes ConfigMap <name> hold the layout, checking it against
+// this store's when it is there. When it is not (a fresh install, one from
+// before the shards, or a layout key removed by hand) the shards that
+// exist tell: none, or as many as this store's, and the layout is written;
+// another number is refused, so that a replica configured with another
+// shard count never takes the state for a fresh install and serves only the
+// jobs that hash alike. It runs before any shard is loaded (and created),
+// and writes the layout before any job is moved from the old layout.
+func (s *Sharded) settleLayout(ctx context.Context) error {
+	want, _ := json.Marshal(layout{Shards: len(s.shards)})
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		cm, err := s.client.Get(callCtx, s.name, metav1.GetOptions{})
+		cancel()
+		if apierrors.IsNotFound(err) {
+			cm, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
+		}
+		if cm != nil {
+			if v, ok := cm.Data[layoutKey]; ok {
+				var l layout
+				if err := json.Unmarshal([]byte(v), &l); err != nil || l.Shards != len(s.shards) {
+					return refusedLayout{fmt.Errorf("ConfigMap %s says the state is in %s shards, this replica is configured for %d: set the shard count back (changing it is not supported yet)", s.name, v, len(s.shards))}
+				}
+				return nil
+			}
+		}
+		found := 0
+		if !holdsJobs(cm) {
+			// (One that does is a state from before the shards whose move
+			// into them was cut short: the shards hold part of it.)
+			if found, err = s.existingShards(ctx); err != nil {
+				return err
+			}
+		}
+		switch found {
+		case 0:
+		case len(s.shards):
+			s.logger.Warn("the state's layout was missing (key "+layoutKey+" of ConfigMap "+s.name+"): the shards that exist say it, writing it back", "shards", found)
+		default:
+			return refusedLayout{fmt.Errorf("ConfigMap %s holds no layout (key %s), but %s: the state is in %d shards, this replica is configured for %d: set the shard count to %d (or write the layout back: %s: {\"shards\":%d})",
+				s.name, layoutKey, describeShards(s.name, found), found, len(s.shards), found, layoutKey, found)}
+		}
+		callCtx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		if cm == nil {
+			_, err = s.client.Create(callCtx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: s.name, Labels: stateLabels},
+				Data:       map[string]string{layoutKey: string(want)},
+			}, metav1.CreateOptions{})
+		} else {
+			next := cm.DeepCopy()
+			if next.Data == nil {
+				next.Data = map[string]string{}
+			}
+			next.Data[layoutKey] = string(want)
+			_, err = s.client.Update(callCtx, next, metav1.UpdateOptions{})
+		}
+		cancel()
+		switch {
+		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
+			continue // another replica wrote first: check what it wrote
+		case err != nil:
+			return fmt.Errorf("%w: write the layout into configmap %s: %v", state.ErrUnavailable, s.name, err)
+		}
+		return nil
+	}
+}
+
+// holdsJobs reports whether cm (nil: none) holds jobs: it is a state from
+// before the shards.
+func holdsJobs(cm *corev1.ConfigMap) bool {
+	if cm == nil {
+		return false
+	}
+	for key := range cm.Data {
+		if !strings.HasPrefix(key, "_") {
+			return true
+		}
+	}
+	return false
+}
+
+// existingShards counts the shards of the state that exist, <name>-0 on:
+// 0 for a state that has none, and no journal either.
+func (s *Sharded) existingShards(ctx context.Context) (int, error) {
+	n := 0
+	for ; n <= MaxShards; n++ {
+		ok, err := s.exists(ctx, ShardName(s.name, n))
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+	}
+	if n == 0 {
+		journal, err := s.exists(ctx, JournalName(s.name, 0))
+		if err != nil {
+			return 0, err
+		}
+		if journal {
+			return 0, refusedLayout{fmt.Errorf("ConfigMap %s holds no layout (key %s) and there is no shard %s, but there is a journal %s: restore the layout or the shards",
+				s.name, layoutKey, ShardName(s.name, 0), JournalName(s.name, 0))}
+		}
+	}
+	return n, nil
+}
+
+// exists reports whether ConfigMap name exists. It asks with a dry-run
+// create, which the API server answers AlreadyExists without creating
+// anything: the Role lets the service read only its own shards by name, and
+// create any.
+func (s *Sharded) exists(ctx context.Context, name string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := s.client.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}},
+		metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case err == nil:
+		return false, nil
+	case apierrors.IsAlreadyExists(err):
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: look for configmap %s: %v", state.ErrUnavailable, name, err)
+}
+
+// describeShards names the n shards of name that exist.
+func describeShards(name string, n int) string {
+	if n == 1 {
+		return "shard " + ShardName(name, 0) + " exists"
+	}
+	return "shards " + ShardName(name, 0) + " … " + ShardName(name, n-1) + " exist"
+}
 
 // moveOldLayout makes ConfigMap <name> hold the layout and nothing else
 // readable: its jobs and silences are merged into the shards first.
@@ -247,9 +406,38 @@ func (s *Sharded) readOldLayout(old *corev1.ConfigMap) (jobs []state.Job, silenc
 	return jobs, silences, kept
 }
 
+// moveShardSilences moves the silences that shard 0 holds (where releases
+// before the silence shards kept them, and one still running during a
+// rolling upgrade may add more) into the silence shards, then removes them
+// from shard 0 unless they changed meanwhile. Unreadable ones stay, logged.
+func (s *Sharded) moveShardSilences(ctx context.Context) error {
+	shard := s.shards[0]
+	if err := shard.refresh(ctx); err != nil {
+		return err
+	}
+	value, ok := shard.value(silencesKey)
+	if !ok {
+		return nil
+	}
+	silences, err := decodeSilences(value)
+	if err != nil {
+		s.logger.Error("silences in shard 0 are unreadable; leaving them", "err", err)
+		return nil
+	}
+	if err := s.silences.merge(ctx, silences); err != nil {
+		return err
+	}
+	// Only now that the silence shards hold them.
+	if _, err := shard.submit(ctx, &op{kind: opRemoveUnchanged, entries: map[string]string{silencesKey: value}}); err != nil {
+		return err
+	}
+	s.logger.Info("moved the silences out of shard 0 into their own ConfigMaps", "silences", len(silences))
+	return nil
+}
+
 // mergeIntoShards merges jobs into the state through their journals, a
 // few at a time so that each journal compacts in between, and silences into
-// shard 0; all journals at once.
+// the silence shards; all at once.
 func (s *Sharded) mergeIntoShards(ctx context.Context, jobs []state.Job, silences []api.Silence) error {
 	perJournal := make([][]state.Job, len(s.journals))
 	for _, j := range jobs {
@@ -270,7 +458,7 @@ func (s *Sharded) mergeIntoShards(ctx context.Context, jobs []state.Job, silence
 		})
 	}
 	if len(silences) > 0 {
-		wg.Go(func() { errs[len(s.journals)] = s.shards[0].merge(ctx, nil, silences) })
+		wg.Go(func() { errs[len(s.journals)] = s.silences.merge(ctx, silences) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -348,6 +536,7 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 	}
 	out := make([]state.Job, 0, size) // one allocation: a Job is large
 	held := make([]map[string]bool, len(s.journals))
+	var broken map[string]unreadable // unreadable in a journal
 	for i, j := range s.journals {
 		j.mu.Lock()
 		held[i] = make(map[string]bool, len(j.jobs)+len(j.deleted)+len(j.corrupt))
@@ -358,8 +547,12 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 		for key := range j.deleted {
 			held[i][key] = true
 		}
-		for key := range j.corrupt {
+		for key, u := range j.corrupt {
 			held[i][key] = true
+			if broken == nil {
+				broken = map[string]unreadable{}
+			}
+			broken[key] = *u
 		}
 		j.mu.Unlock()
 	}
@@ -369,9 +562,24 @@ func (s *Sharded) List(ctx context.Context) ([]state.Job, error) {
 		for key, job := range shard.jobs {
 			if !hidden[key] {
 				out = append(out, job)
+			} else if u, ok := broken[key]; ok {
+				// The shard's older copy is a readable copy too.
+				u.last = newer(u.last, &job)
+				broken[key] = u
+			}
+		}
+		for key, u := range shard.corrupt {
+			if !hidden[key] {
+				out = append(out, u.job(key))
+			} else if b, ok := broken[key]; ok {
+				b.last = newer(b.last, u.last)
+				broken[key] = b
 			}
 		}
 		shard.mu.Unlock()
+	}
+	for key, u := range broken {
+		out = append(out, u.job(key))
 	}
 	state.SortByKey(out)
 	return out, nil
@@ -401,7 +609,7 @@ func (s *Sharded) AddSilence(ctx context.Context, silence api.Silence, now time.
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	return s.shards[0].AddSilence(ctx, silence, now)
+	return s.silences.add(ctx, silence, now)
 }
 
 // DeleteSilence implements state.Store.
@@ -409,7 +617,7 @@ func (s *Sharded) DeleteSilence(ctx context.Context, id string, now time.Time) e
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	return s.shards[0].DeleteSilence(ctx, id, now)
+	return s.silences.remove(ctx, id, now)
 }
 
 // Silences implements state.Store.
@@ -417,7 +625,7 @@ func (s *Sharded) Silences(ctx context.Context) ([]api.Silence, error) {
 	if err := s.notPrepared(); err != nil {
 		return nil, err
 	}
-	return s.shards[0].Silences(ctx)
+	return s.silences.all(ctx)
 }
 
 // Ready implements state.Store: the layout is prepared, every shard has
@@ -428,7 +636,7 @@ func (s *Sharded) Ready(ctx context.Context) error {
 	if err := s.notPrepared(); err != nil {
 		return err
 	}
-	for _, shard := range append(slices.Clone(s.journals), s.shards...) {
+	for _, shard := range slices.Concat(s.journals, s.shards, s.silences.stores) {
 		if !shard.loaded() {
 			return fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, shard.name)
 		}
@@ -448,7 +656,7 @@ func (s *Sharded) Close() error {
 	// The journals first, all at once (each moves its jobs into their
 	// shards, within CallTimeout): a compaction waits on a shard.
 	_ = eachAtOnce(s.journals, func(_ int, j *Store) error { return j.Close() })
-	for _, shard := range s.shards {
+	for _, shard := range slices.Concat(s.shards, s.silences.stores) {
 		shard.Close()
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,8 +199,14 @@ func TestShardedTwoReplicasMoveAtOnce(t *testing.T) {
 			}
 		}
 	}
-	if len(keys) != 300 || data[ShardName("batchlatch-state", 0)][silencesKey] == "" {
-		t.Fatalf("%d jobs in the shards and journals, want 300; shard 0's silences: %q", len(keys), data[ShardName("batchlatch-state", 0)][silencesKey])
+	silences := 0
+	for i := range SilenceShards {
+		if data[SilencesName("batchlatch-state", i)][silencesKey] != "" {
+			silences++
+		}
+	}
+	if len(keys) != 300 || silences != 1 {
+		t.Fatalf("%d jobs in the shards and journals, want 300; %d silence shards hold silences, want 1", len(keys), silences)
 	}
 }
 
@@ -317,6 +325,68 @@ func TestShardedRefusesAnotherShardCount(t *testing.T) {
 	}
 	if _, err := other.Record(context.Background(), storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); !errors.Is(err, state.ErrUnavailable) {
 		t.Fatalf("Record = %v, want ErrUnavailable", err)
+	}
+}
+
+// waitRefused waits until a store on shards shards of the state in ns is
+// never ready, saying why: the state is in 8 shards.
+func waitRefused(t *testing.T, env *kubetest.Env, ns string, shards int) {
+	t.Helper()
+	other := NewSharded(env.Clientset.CoreV1().ConfigMaps(ns), "batchlatch-state", shards, Options{}, storetest.QuietLogger())
+	defer other.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := other.Ready(context.Background())
+		if err != nil && strings.Contains(err.Error(), "in 8 shards") && strings.Contains(err.Error(), fmt.Sprintf("configured for %d", shards)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d shards: Ready = %v, want an error naming both shard counts", shards, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The layout removed by hand (its key, or the whole ConfigMap): a replica
+// configured with another shard count does not take the state for a fresh
+// install (and serve only the jobs that hash alike) but is never ready,
+// saying why, and creates nothing; one with the state's count infers the
+// layout from the shards that exist, writes it back and serves every job.
+func TestShardedInfersALayoutRemovedByHand(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	ctx := context.Background()
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	seed := newSharded(t, env, ns, testShards, Options{})
+	storetest.RecordConcurrently(t, []state.Store{seed}, 40, 1, 8)
+	seed.Close()
+	for _, remove := range []string{"the key", "the ConfigMap"} {
+		cm, err := cms.Get(ctx, "batchlatch-state", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if remove == "the key" {
+			delete(cm.Data, layoutKey)
+			_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		} else {
+			err = cms.Delete(ctx, "batchlatch-state", metav1.DeleteOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, shards := range []int{4, 32} {
+			waitRefused(t, env, ns, shards)
+		}
+		data := stateData(t, env, ns)
+		if _, ok := data[ShardName("batchlatch-state", testShards)]; ok || data["batchlatch-state"][layoutKey] != "" {
+			t.Fatalf("with %s removed, a refused replica created shards or a layout: %v", remove, slices.Sorted(maps.Keys(data)))
+		}
+		same := newSharded(t, env, ns, testShards, Options{})
+		storetest.WantCounts(t, same, 40, 1)
+		if got := stateData(t, env, ns)["batchlatch-state"][layoutKey]; got != `{"shards":8}` {
+			t.Fatalf("with %s removed, the layout written back is %q", remove, got)
+		}
+		same.Close()
 	}
 }
 

@@ -101,7 +101,25 @@ type fileEntry struct {
 	key  state.Key // state.ParseKey(name)
 	name string    // the job's key in the file
 	job  state.Job
-	line []byte // `"name": {compact JSON of job}`
+	line []byte // `"name": {compact JSON of job}`, or the unreadable value as it was
+	// unreadable (state.ErrCorrupt) is set for a value that cannot be read;
+	// job is then its identity, with job.Unreadable saying why.
+	unreadable error
+}
+
+// unreadableEntry is a job whose value, edited by hand, is JSON but not a
+// job: it is listed by its identity, marked unreadable, and written back
+// as it was until it is deleted (or fixed by hand, the store stopped).
+func unreadableEntry(path, name string, value json.RawMessage, err error) (*fileEntry, error) {
+	k, merr := json.Marshal(name)
+	if merr != nil {
+		return nil, merr
+	}
+	key := state.ParseKey(name)
+	unreadable := fmt.Errorf("%w: key %s: %v (in state file %s)", state.ErrCorrupt, name, err, path)
+	job := state.Job{Namespace: key.Namespace, Name: key.Name, Kind: key.Kind, Unreadable: unreadable.Error()}
+	line := append(append(append(make([]byte, 0, len(k)+2+len(value)), k...), ": "...), value...)
+	return &fileEntry{key: key, name: name, job: job, line: line, unreadable: unreadable}, nil
 }
 
 func newFileEntry(name string, job state.Job) (*fileEntry, error) {
@@ -186,11 +204,12 @@ const (
 	fileFormatVersion = 1
 )
 
-// fileFormat is the file's content.
+// fileFormat is the file's content. Each job is decoded on its own, so
+// that one value edited by hand into something else fails alone.
 type fileFormat struct {
-	Format  string               `json:"format"`
-	Version int                  `json:"version"`
-	Jobs    map[string]state.Job `json:"jobs"`
+	Format  string                     `json:"format"`
+	Version int                        `json:"version"`
+	Jobs    map[string]json.RawMessage `json:"jobs"`
 	// Silences are kept with the state, as durably.
 	Silences []api.Silence `json:"silences,omitempty"`
 }
@@ -198,7 +217,7 @@ type fileFormat struct {
 // legacyFileFormat is what releases before the format marker wrote; such a
 // file is read as is and written with the marker on the next change.
 type legacyFileFormat struct {
-	Jobs map[string]state.Job `json:"jobs"`
+	Jobs map[string]json.RawMessage `json:"jobs"`
 }
 
 // Open loads path, or starts empty when it does not exist, and
@@ -241,7 +260,17 @@ func loadStateFile(path string) (*fileState, int64, error) {
 		return nil, 0, fmt.Errorf("state file %s: %w (fix it, or move it away to start empty)", path, err)
 	}
 	st := &fileState{jobs: make([]*fileEntry, 0, len(jobs))}
-	for name, j := range jobs {
+	for name, value := range jobs {
+		var j state.Job
+		var e *fileEntry
+		if err := json.Unmarshal(value, &j); err != nil {
+			e, err = unreadableEntry(path, name, value, err)
+			if err != nil {
+				return nil, 0, fmt.Errorf("state file %s: job %s: %w", path, name, err)
+			}
+			st.jobs = append(st.jobs, e)
+			continue
+		}
 		key := state.ParseKey(name)
 		j.Namespace, j.Name, j.Kind = key.Namespace, key.Name, key.Kind
 		e, err := newFileEntry(name, j)
@@ -257,9 +286,11 @@ func loadStateFile(path string) (*fileState, int64, error) {
 	return st, int64(len(data)), nil
 }
 
-// decodeStateFile reads the file's jobs, refusing anything that is not
-// batchlatch's state in a format this version knows.
-func decodeStateFile(data []byte) (map[string]state.Job, []api.Silence, error) {
+// decodeStateFile reads the file's jobs, each still encoded, refusing
+// anything that is not batchlatch's state in a format this version knows.
+// A file that is not JSON at all is refused whole: where one job ends and
+// the next begins is then anyone's guess.
+func decodeStateFile(data []byte) (map[string]json.RawMessage, []api.Silence, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		if err == nil {
@@ -287,7 +318,7 @@ func decodeStateFile(data []byte) (map[string]state.Job, []api.Silence, error) {
 		return nil, nil, fmt.Errorf("format version %d is not %d, the one this batchlatch reads (written by another release?)", f.Version, fileFormatVersion)
 	}
 	if f.Jobs == nil {
-		f.Jobs = map[string]state.Job{}
+		f.Jobs = map[string]json.RawMessage{}
 	}
 	return f.Jobs, f.Silences, nil
 }
@@ -339,6 +370,9 @@ func (s *Store) Get(_ context.Context, key state.Key) (state.Job, error) {
 	i, ok := find(jobs, key)
 	if !ok {
 		return state.Job{}, state.ErrNotFound
+	}
+	if err := jobs[i].unreadable; err != nil {
+		return state.Job{}, err
 	}
 	return jobs[i].job, nil
 }
@@ -518,6 +552,12 @@ func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, boo
 			at, exists := find(next.jobs, o.key)
 			var old state.Job
 			if exists {
+				if err := next.jobs[at].unreadable; err != nil {
+					// Left alone, as in the ConfigMap store, until it is
+					// fixed or deleted.
+					answers[i] = opDone{err: err}
+					continue
+				}
 				old = next.jobs[at].job
 			}
 			job, outcome := state.Apply(old, exists, o.result, o.receivedAt)

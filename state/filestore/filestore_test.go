@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -75,6 +76,68 @@ func TestStoreRefusesCorruptFile(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(path); string(data) != `{"jobs": {` {
 		t.Fatalf("corrupt file was overwritten: %q", data)
+	}
+}
+
+// One job's value edited by hand into JSON that is not a job fails that job
+// alone, as in the ConfigMap store: the others are read and change, the
+// broken key is listed by its identity with why (no readable copy is known:
+// the file is read once, at start), its GET and callbacks are ErrCorrupt,
+// and it is written back as it was until it is deleted.
+func TestStoreKeepsTheOthersAroundAnUnreadableJob(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range storetest.ApplyInputs() {
+		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	data, _ := os.ReadFile(path)
+	const edit = `"ml.nightly": {"failedRuns": "two"}`
+	edited := regexp.MustCompile(`"ml\.nightly": \{.*\}`).ReplaceAllString(string(data), edit)
+	if strings.Count(edited, edit) != 1 {
+		t.Fatalf("the edit did not take:\n%s", edited)
+	}
+	os.WriteFile(path, []byte(edited), 0o644)
+
+	s, err = Open(path)
+	if err != nil {
+		t.Fatalf("one unreadable job refuses the whole file: %v", err)
+	}
+	defer s.Close()
+	nightly := state.Key{Namespace: "ml", Name: "nightly"}
+	all, err := s.List(ctx)
+	if err != nil || len(all) != 2 || all[0].Name != "hourly" || all[0].Unreadable != "" ||
+		all[1].Key() != nightly || !strings.Contains(all[1].Unreadable, "ml.nightly") || all[1].Failing() {
+		t.Fatalf("List: %+v, %v; want hourly, and nightly by its identity marked unreadable", all, err)
+	}
+	if _, err := s.Get(ctx, nightly); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("Get: %v, want ErrCorrupt", err)
+	}
+	if _, err := s.Record(ctx, storetest.Run("nightly", "c", api.PhaseFailed, 3), storetest.At(100)); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("Record of the unreadable job: %v, want ErrCorrupt", err)
+	}
+	if _, err := s.Record(ctx, storetest.Run("hourly", "h2", api.PhaseFailed, 3), storetest.At(100)); err != nil {
+		t.Fatalf("other jobs must keep working: %v", err)
+	}
+	if data, _ := os.ReadFile(path); !strings.Contains(string(data), edit) {
+		t.Fatalf("the unreadable value was not written back as it was:\n%s", data)
+	}
+	if err := s.Delete(ctx, nightly); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := s.List(ctx); len(all) != 1 || all[0].ConsecutiveFailures != 1 {
+		t.Fatalf("after the delete and a reopen: %+v", all)
 	}
 }
 
