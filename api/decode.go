@@ -488,6 +488,18 @@ func decodeError(err error) error {
 	case errors.Is(err, io.EOF):
 		return &FieldError{Message: "malformed JSON: the body is empty"}
 	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		// A body decoded into a struct at once (a silence's).
+		if typeErr.Field == "" {
+			return &FieldError{Message: fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)}
+		}
+		kind := jsonKind(typeErr.Type.Kind().String())
+		if number, ok := strings.CutPrefix(typeErr.Value, "number "); ok && kind == "a number" {
+			return &FieldError{Field: typeErr.Field, Message: fmt.Sprintf("%s is out of range", Quote(number))}
+		}
+		return &FieldError{Field: typeErr.Field, Message: fmt.Sprintf("must be %s, not %s", kind, typeErr.Value)}
+	}
 	return &FieldError{Message: "malformed JSON: " + err.Error()}
 }
 
@@ -683,4 +695,19 @@ func (r Result) FinishedAt(receivedAt time.Time) time.Time {
 		return receivedAt.UTC()
 	}
 	return created.Add(time.Duration(r.DurationSeconds * float64(time.Second))).UTC()
+}
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "float64", "int", "int64":
+		return "a number"
+	case "map", "struct":
+		return "an object"
+	case "slice":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	}
+	return goKind
 }
