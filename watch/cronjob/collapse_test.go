@@ -137,7 +137,7 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 			t.Fatalf("%s: hourly %+v (%v)", what, j, err)
 		}
 	}
-	stop := f.watch(store, Config{}, Hooks{})
+	_, stop := f.watch(store, Config{}, Hooks{})
 	check("first start")
 	// nightly: S, F, F, S (the streak and the successes around it), the
 	// latest S and the F after it; hourly: every failure.
@@ -147,8 +147,8 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 	stop()
 	for restart := range 6 {
 		before := store.writes.Load()
-		stop := f.watch(store, Config{}, Hooks{})
-		settle()
+		w, stop := f.watch(store, Config{}, Hooks{})
+		settle(w)
 		stop()
 		if n := store.writes.Load() - before; n != 0 {
 			t.Fatalf("restart %d: %d writes", restart+1, n)
