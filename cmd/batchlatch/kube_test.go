@@ -937,25 +937,38 @@ func grepLines(text, prefix string) string {
 }
 
 // storedJobs is what the state's ConfigMaps hold, one key per job, read
-// straight from the API server: every shard's keys together. A job in two
-// shards is an error.
+// straight from the API server, as the store reads them: a journal's value
+// wins over its shard's (a compaction writes the shard first and only then
+// removes the job from the journal, so a job may be in both for a moment;
+// a tombstone means deleted). A job in two shards, or in two journals, is
+// an error.
 func storedJobs(t *testing.T, env *kubetest.Env, ns string) map[string]string {
 	t.Helper()
 	list, err := env.Clientset.CoreV1().ConfigMaps(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=state"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := map[string]string{}
+	shards, journals := map[string]string{}, map[string]string{}
 	for _, cm := range list.Items {
+		held := shards
+		if strings.Contains(cm.Name, "-journal-") {
+			held = journals
+		}
 		for key, value := range cm.Data {
 			if strings.HasPrefix(key, "_") {
 				continue
 			}
-			if _, twice := data[key]; twice {
-				t.Errorf("job %s is stored in two ConfigMaps", key)
+			if _, twice := held[key]; twice {
+				t.Errorf("job %s is stored in two ConfigMaps of a kind", key)
 			}
-			data[key] = value
+			held[key] = value
 		}
 	}
-	return data
+	for key, value := range journals {
+		shards[key] = value
+		if value == "deleted" {
+			delete(shards, key)
+		}
+	}
+	return shards
 }
