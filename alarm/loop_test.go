@@ -81,9 +81,15 @@ func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t 
 func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 func testLogger() *slog.Logger   { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 func ptr[T any](v T) *T          { return &v }
-func waitFor(t *testing.T, s *recordingSink, n int, within time.Duration) []Entry {
+
+// patience bounds every wait for the loop to do something: generous, as it
+// only matters when the loop fails to do it.
+const patience = time.Minute
+
+// waitFor takes the entries s got until there are at least n.
+func waitFor(t *testing.T, s *recordingSink, n int) []Entry {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(patience)
 	var got []Entry
 	for time.Now().Before(deadline) {
 		got = append(got, s.take()...)
@@ -92,8 +98,28 @@ func waitFor(t *testing.T, s *recordingSink, n int, within time.Duration) []Entr
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatalf("got %d entries within %s, want %d: %+v", len(got), within, n, got)
+	t.Fatalf("got %d entries within %s, want %d: %+v", len(got), patience, n, got)
 	return nil
+}
+
+// waitUntil polls cond until it holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(patience); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", patience, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// passesAfter waits until the loop has run two more passes than it had
+// when called: then at least one pass began and ended after the call, and
+// saw everything set before it.
+func passesAfter(t *testing.T, metrics *Metrics) {
+	t.Helper()
+	from := testutil.ToFloat64(metrics.Passes)
+	waitUntil(t, "two more passes", func() bool { return testutil.ToFloat64(metrics.Passes) >= from+2 })
 }
 
 var since = time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)
@@ -131,7 +157,7 @@ func TestLoopWritesOneErrorPerFailingJobEveryInterval(t *testing.T) {
 	jobs.set(failingJob("nightly", 3), failingJob("hourly", 1), recoveredJob("old", since.Add(-24*time.Hour)))
 	_, sink, metrics := startLoop(t, jobs, 30*time.Millisecond, clk)
 
-	got := waitFor(t, sink, 6, 2*time.Second) // the first pass and two ticks
+	got := waitFor(t, sink, 6) // the first pass and two ticks
 	perJob := map[string]int{}
 	for _, e := range got {
 		if e.Severity != SeverityError {
@@ -161,23 +187,31 @@ func TestLoopWritesOneErrorPerFailingJobEveryInterval(t *testing.T) {
 
 func TestLoopKickWritesNewFailureAtOnceWithoutRepeatingOthers(t *testing.T) {
 	clk := &clock{t: since.Add(time.Hour)}
-	jobs := &memJobs{}
+	jobs := &countingJobs{}
 	jobs.set(failingJob("nightly", 1))
-	loop, sink, _ := startLoop(t, jobs, time.Hour, clk)
-	waitFor(t, sink, 1, time.Second) // first pass
+	sink := &recordingSink{}
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Hour, RecoveryWindow: 30 * time.Minute, Now: clk.Now, KickEvery: time.Millisecond},
+		NewMetrics(prometheus.NewRegistry()), testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { loop.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, sink, 1) // first pass
 
 	jobs.set(failingJob("nightly", 1), failingJob("hourly", 1))
 	loop.Kick()
-	got := waitFor(t, sink, 1, time.Second)
-	time.Sleep(50 * time.Millisecond)
-	got = append(got, sink.take()...)
-	if len(got) != 1 || got[0].Payload.Job != "hourly" || got[0].Severity != SeverityError {
+	if got := waitFor(t, sink, 1); len(got) != 1 || got[0].Payload.Job != "hourly" || got[0].Severity != SeverityError {
 		t.Fatalf("after kick: %+v, want one ERROR for hourly", got)
 	}
+	listed := jobs.lists.Load()
 	loop.Kick() // nothing new
-	time.Sleep(50 * time.Millisecond)
-	if got := sink.take(); len(got) != 0 {
-		t.Fatalf("kick with nothing new wrote %+v", got)
+	waitUntil(t, "the kicked pass", func() bool { return jobs.lists.Load() > listed })
+	// A kick with a new failure: the passes run one after the other, so its
+	// entry comes after anything the passes before it wrote.
+	jobs.set(failingJob("nightly", 1), failingJob("hourly", 1), failingJob("weekly", 1))
+	loop.Kick()
+	if got := waitFor(t, sink, 1); len(got) != 1 || got[0].Payload.Job != "weekly" {
+		t.Fatalf("kicks with nothing new, then a new failure: %+v, want one ERROR for weekly", got)
 	}
 }
 
@@ -186,13 +220,13 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 	clk := &clock{t: recoveredAt.Add(time.Minute)}
 	jobs := &memJobs{}
 	jobs.set(failingJob("nightly", 3))
-	loop, sink, _ := startLoop(t, jobs, 30*time.Millisecond, clk)
-	waitFor(t, sink, 1, time.Second)
+	loop, sink, metrics := startLoop(t, jobs, 30*time.Millisecond, clk)
+	waitFor(t, sink, 1)
 
 	jobs.set(recoveredJob("nightly", recoveredAt))
 	loop.Kick()
 	var notice, healthy int
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(patience)
 	for time.Now().Before(deadline) && healthy < 2 {
 		for _, e := range sink.take() {
 			switch e.Severity {
@@ -223,9 +257,9 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 	}
 
 	clk.Set(recoveredAt.Add(31 * time.Minute)) // past the recovery window
-	time.Sleep(40 * time.Millisecond)
+	passesAfter(t, metrics)                    // a pass that read the clock before may still write
 	sink.take()
-	time.Sleep(100 * time.Millisecond)
+	passesAfter(t, metrics)
 	if got := sink.take(); len(got) != 0 {
 		t.Fatalf("entries after the recovery window: %+v", got)
 	}
@@ -279,7 +313,7 @@ func TestLoopFailingEntryCarriesTheSchedule(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go loop.Run(ctx)
-	for _, e := range waitFor(t, sink, 2, 5*time.Second) {
+	for _, e := range waitFor(t, sink, 2) {
 		if got := e.Payload.Schedule; (e.Payload.Job == "nightly") != (got != nil && got.NextTick.Equal(next)) {
 			t.Errorf("%s: schedule %+v", e.Payload.Job, got)
 		}
@@ -292,10 +326,21 @@ func TestLoopHeartbeatEveryPass(t *testing.T) {
 	clk := &clock{t: since.Add(time.Hour)}
 	jobs := &memJobs{}
 	jobs.set(failingJob("nightly", 1), recoveredJob("old", since.Add(-24*time.Hour)))
-	loop, sink, metrics := startLoop(t, jobs, time.Hour, clk)
-	waitFor(t, sink, 1, time.Second)
+	sink := &recordingSink{}
+	metrics := NewMetrics(prometheus.NewRegistry())
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Hour, RecoveryWindow: 30 * time.Minute, Now: clk.Now}, metrics, testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { loop.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, sink, 1)
+	// The kicked pass writes a new failure's entry; once the loop has
+	// stopped, it wrote whatever else it would.
+	jobs.set(failingJob("nightly", 1), recoveredJob("old", since.Add(-24*time.Hour)), failingJob("weekly", 1))
 	loop.Kick()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, sink, 1)
+	cancel()
+	<-done
 	if n := sink.beats(); n != 1 || testutil.ToFloat64(metrics.Passes) != 1 {
 		t.Fatalf("%d heartbeats after the first pass and a kick, %v passes; want 1 and 1", n, testutil.ToFloat64(metrics.Passes))
 	}
@@ -340,19 +385,19 @@ func TestLoopAnnouncesAgainWhenWritesResume(t *testing.T) {
 	done := make(chan struct{})
 	go func() { loop.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, &sink.recordingSink, 1, time.Second)
+	waitFor(t, &sink.recordingSink, 1)
 
 	// The outage: the job recovers, and the writes fail past its recovery window.
 	sink.down.Store(true)
 	jobs.set(recoveredJob("nightly", recoveredAt.Add(-time.Minute)))
 	clk.Set(recoveredAt.Add(time.Minute))
-	time.Sleep(100 * time.Millisecond)
+	passesAfter(t, metrics) // its NOTICE is lost
 	clk.Set(recoveredAt.Add(2 * time.Hour))
-	time.Sleep(100 * time.Millisecond)
+	passesAfter(t, metrics)
 	sink.take()
 	sink.down.Store(false)
 
-	got := waitFor(t, &sink.recordingSink, 2, 2*time.Second)
+	got := waitFor(t, &sink.recordingSink, 2)
 	if got[0].Severity != SeverityNotice || failingValue(got[1]) != 0 {
 		t.Fatalf("after the outage: %+v, want the NOTICE again and failing 0 entries", got[:2])
 	}
@@ -383,7 +428,7 @@ func TestLoopKicksInABurstShareAPass(t *testing.T) {
 	done := make(chan struct{})
 	go func() { loop.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, sink, 1, time.Second) // the first pass
+	waitFor(t, sink, 1) // the first pass
 
 	// 200 kicks over 0.5 s: 5 kick intervals.
 	start := time.Now()
@@ -391,9 +436,9 @@ func TestLoopKicksInABurstShareAPass(t *testing.T) {
 		loop.Kick()
 		time.Sleep(2500 * time.Microsecond)
 	}
-	time.Sleep(2 * every) // the last kick's pass
+	waitUntil(t, "a kicked pass", func() bool { return jobs.lists.Load() > 1 })
+	passes := jobs.lists.Load() - 1 // before the time they ran in
 	elapsed := time.Since(start)
-	passes := jobs.lists.Load() - 1
 	t.Logf("%d kicked passes for 200 kicks in %s", passes, elapsed.Round(time.Millisecond))
 	if most := int64(elapsed/every) + 1; passes < 1 || passes > most {
 		t.Errorf("%d kicked passes for 200 kicks in %s, want 1 to %d", passes, elapsed.Round(time.Millisecond), most)
@@ -403,7 +448,7 @@ func TestLoopKicksInABurstShareAPass(t *testing.T) {
 	time.Sleep(every)
 	jobs.set(failingJob("nightly", 1), failingJob("hourly", 1))
 	loop.Kick()
-	if got := waitFor(t, sink, 1, time.Second); len(got) != 1 || got[0].Payload.Job != "hourly" {
+	if got := waitFor(t, sink, 1); len(got) != 1 || got[0].Payload.Job != "hourly" {
 		t.Errorf("after a quiet kick: %+v, want one ERROR for hourly", got)
 	}
 }

@@ -643,7 +643,7 @@ func loopEntries(t *testing.T) []alarm.Entry {
 	done := make(chan struct{})
 	go func() { defer close(done); loop.Run(runCtx) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		got := sink.all()
 		kinds := map[string]int{}

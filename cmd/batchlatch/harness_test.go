@@ -45,6 +45,10 @@ type instance struct {
 	done   chan error
 }
 
+// patience bounds every wait for the service (or the cluster) to do
+// something: generous, as it only matters when they fail to.
+const patience = time.Minute
+
 func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -66,7 +70,7 @@ func start(t *testing.T, env map[string]string, args ...string) *instance {
 	argv := append([]string{"batchlatch", "--listen", addr}, args...)
 	go func() { in.done <- run(ctx, argv, getenv, in.stdout, in.stderr) }()
 	t.Cleanup(func() { in.stop() })
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patience)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-in.done:
@@ -81,7 +85,7 @@ func start(t *testing.T, env map[string]string, args ...string) *instance {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("not serving within 20s:\n%s", in.stderr)
+	t.Fatalf("not serving within %s:\n%s", patience, in.stderr)
 	return nil
 }
 
@@ -183,9 +187,9 @@ func (in *instance) allEntries() []stdoutEntry {
 }
 
 // waitForEntries polls until match holds for the entries, or fails.
-func (in *instance) waitForEntries(within time.Duration, what string, match func([]stdoutEntry) bool) []stdoutEntry {
+func (in *instance) waitForEntries(what string, match func([]stdoutEntry) bool) []stdoutEntry {
 	in.t.Helper()
-	deadline := time.Now().Add(within)
+	deadline := time.Now().Add(patience)
 	for {
 		e := in.entries()
 		if match(e) {
@@ -193,6 +197,21 @@ func (in *instance) waitForEntries(within time.Duration, what string, match func
 		}
 		if time.Now().After(deadline) {
 			in.t.Fatalf("waiting for %s: entries so far:\n%s", what, in.stdout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// passesAfter waits until the service wrote n more heartbeats than it had:
+// with n of 2 or more, every pass that began before the call has ended (a
+// pass writes its heartbeat last) and one began and ended after it.
+func (in *instance) passesAfter(n int) {
+	in.t.Helper()
+	from := in.heartbeats()
+	deadline := time.Now().Add(patience)
+	for in.heartbeats() < from+n {
+		if time.Now().After(deadline) {
+			in.t.Fatalf("%d passes within %s, want %d:\n%s", in.heartbeats()-from, patience, n, in.stderr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -62,6 +62,25 @@ func WaitReady(t testing.TB, s state.Store, within time.Duration) {
 	t.Fatalf("store not ready within %s: %v", within, err)
 }
 
+// WaitList polls s.List until ok holds for what it lists. A store that
+// answers from a cache (the ConfigMap store, for up to RefreshAfter) may list
+// what it read before another store's write: a test reading it waits for
+// the write to show instead of reading once.
+func WaitList(t testing.TB, s state.Store, within time.Duration, what string, ok func([]state.Job) bool) []state.Job {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		all, err := s.List(context.Background())
+		if err == nil && ok(all) {
+			return all
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting %s for %s: listed %v (%v)", within, what, all, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // RecordConcurrently sends runsPerJob failures of each of jobs CronWorkflows,
 // spread over stores, from clients goroutines; every run finishes at the same
 // time so that none is stale and each must count exactly once.

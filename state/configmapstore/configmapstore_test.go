@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
@@ -66,29 +67,60 @@ func TestConfigMapStoreRestartFindsEveryJob(t *testing.T) {
 func TestConfigMapStoreGroupCommitLosesNothing(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
-	s := newConfigMapStore(t, env, ns, Options{})
-	before := resourceVersion(t, env, ns)
-	storetest.RecordConcurrently(t, []state.Store{s}, 8, 40, 32)
+	const jobs, runs, clients = 8, 40, 8
+	gated := &gatedUpdates{ConfigMapInterface: env.Clientset.CoreV1().ConfigMaps(ns), t: t, clients: clients, total: jobs * runs}
+	// No call may time out while its update is held.
+	s := New(gated, "batchlatch-state", Options{CallTimeout: 2 * time.Minute}, storetest.QuietLogger())
+	t.Cleanup(func() { s.Close() })
+	gated.store = s
+	storetest.WaitReady(t, s, 30*time.Second)
+	storetest.RecordConcurrently(t, []state.Store{s}, jobs, runs, clients)
 	fresh := newConfigMapStore(t, env, ns, Options{})
-	storetest.WantCounts(t, fresh, 8, 40)
-	// The etcd revision counts every write of the cluster (the API server's
-	// own leases too): far fewer than one per callback means they were grouped.
-	if writes := resourceVersion(t, env, ns) - before; writes > 8*40/4 {
-		t.Errorf("%d writes for %d callbacks: not grouped", writes, 8*40)
+	storetest.WantCounts(t, fresh, jobs, runs)
+	// Held until the other clients queued theirs, every update but the
+	// first carries one callback of each client; without grouping there
+	// would be one update per callback.
+	if writes := gated.updates.Load(); writes > jobs*runs/4 {
+		t.Errorf("%d updates for %d callbacks: not grouped", writes, jobs*runs)
 	}
+	t.Logf("%d callbacks in %d updates", jobs*runs, gated.updates.Load())
 }
 
-func resourceVersion(t *testing.T, env *kubetest.Env, ns string) uint64 {
-	t.Helper()
-	cm, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(context.Background(), "batchlatch-state", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+// gatedUpdates holds each update of store until every client that does not
+// wait on it has queued its next callback, and counts the updates. How many
+// callbacks group commit can put in one update then depends on the store
+// alone, not on how fast this machine lets the clients send them.
+type gatedUpdates struct {
+	corev1client.ConfigMapInterface
+	t              *testing.T
+	store          *Store
+	clients, total int // each client sends its callbacks one at a time, total in all
+	updates        atomic.Int64
+	stored         int // callbacks (failures) stored by the last update: only the committer updates
+}
+
+func (g *gatedUpdates) Update(ctx context.Context, cm *corev1.ConfigMap, opts metav1.UpdateOptions) (*corev1.ConfigMap, error) {
+	failures := 0
+	for key, value := range cm.Data {
+		if job, err := state.DecodeJob(key, value); err == nil {
+			failures += job.ConsecutiveFailures
+		}
 	}
-	rv, err := strconv.ParseUint(cm.ResourceVersion, 10, 64)
-	if err != nil {
-		t.Fatal(err)
+	// The clients not waiting on this update, as long as callbacks remain.
+	others := min(g.clients, g.total-g.stored) - (failures - g.stored)
+	for deadline := time.Now().Add(time.Minute); len(g.store.ops) < others; {
+		if time.Now().After(deadline) {
+			g.t.Errorf("%d callbacks queued after a minute, want %d", len(g.store.ops), others)
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
-	return rv
+	updated, err := g.ConfigMapInterface.Update(ctx, cm, opts)
+	if err == nil {
+		g.stored = failures
+		g.updates.Add(1)
+	}
+	return updated, err
 }
 
 // Two replicas under load (32 clients on each) conflict all the time: every
@@ -171,7 +203,9 @@ func TestConfigMapStoreLeavesGarbageAlone(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
-	s := newConfigMapStore(t, env, ns, Options{RefreshAfter: time.Millisecond})
+	// Every read goes to the API server (a millisecond is no bound: the edit
+	// below can take less), so that the store sees the edit.
+	s := newConfigMapStore(t, env, ns, Options{RefreshAfter: time.Nanosecond})
 	for _, r := range storetest.ApplyInputs() {
 		if _, err := s.Record(ctx, r, storetest.At(100)); err != nil {
 			t.Fatal(err)
@@ -256,9 +290,11 @@ func TestConfigMapStoreAPIServerOutage(t *testing.T) {
 		t.Fatalf("after the outage: %+v, %v", rec.Job, err)
 	}
 	storetest.WaitReady(t, late, 30*time.Second)
-	if all, _ := late.List(ctx); len(all) != 1 || all[0].ConsecutiveFailures != 2 {
-		t.Fatalf("late store: %v", all)
-	}
+	// The late store may have loaded the ConfigMap before the write above
+	// and answers from that copy for up to RefreshAfter: it must catch up.
+	storetest.WaitList(t, late, 30*time.Second, "the late store to see the second failure", func(all []state.Job) bool {
+		return len(all) == 1 && all[0].ConsecutiveFailures == 2
+	})
 }
 
 // One operation that the ConfigMap cannot hold never fails the others that
@@ -298,7 +334,7 @@ func TestConfigMapStoreRefusedBatchFailsOnlyWhatDoesNotFit(t *testing.T) {
 	ns := env.NewNamespace(t)
 	ctx := context.Background()
 	// Our own bound off (4 MiB), so that the API server's limit refuses.
-	s := newConfigMapStore(t, env, ns, Options{MaxData: 4 << 20, RefreshAfter: time.Millisecond})
+	s := newConfigMapStore(t, env, ns, Options{MaxData: 4 << 20, RefreshAfter: time.Nanosecond})
 	if _, err := s.Record(ctx, storetest.Run("seed", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -365,20 +401,30 @@ func TestConfigMapStoreRetriesConflictsUntilTheDeadline(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Wait until the other writer is busy.
+	for deadline := time.Now().Add(time.Minute); writes.Load() < 8; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the other writer made %d writes in a minute", writes.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 
-	// A caller whose deadline passes meanwhile is answered, as unavailable.
+	// A caller whose deadline passes meanwhile is answered, as unavailable,
+	// once it passes: not after the other writer stops (it runs until the
+	// end of this test) nor after the store's own 30 s per operation.
 	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancelShort()
 	began := time.Now()
 	if _, err := s.Record(short, storetest.Run("hourly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil && !errors.Is(err, state.ErrUnavailable) {
 		t.Errorf("Record past its deadline: %v, want state.ErrUnavailable", err)
 	}
-	if took := time.Since(began); took > 2*time.Second {
+	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("Record with a 200ms deadline took %s", took)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A generous deadline: the store keeps re-applying until the other
+	// writer stops, well within it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	recorded := make(chan error, 1)
 	go func() {

@@ -298,7 +298,7 @@ func (g *writeGate) waitWrite(t *testing.T) {
 	t.Helper()
 	select {
 	case <-g.entered:
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no write reached the rename")
 	}
 }
@@ -306,7 +306,7 @@ func (g *writeGate) waitWrite(t *testing.T) {
 // waitQueued waits until n operations wait in s's queue.
 func waitQueued(t *testing.T, s *Store, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for len(s.ops) != n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d operations queued, want %d", len(s.ops), n)
@@ -335,7 +335,7 @@ func answerOf(t *testing.T, c <-chan recordAnswer) recordAnswer {
 	select {
 	case a := <-c:
 		return a
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no answer")
 		return recordAnswer{}
 	}
@@ -407,7 +407,7 @@ func TestStoreBadOperationFailsAlone(t *testing.T) {
 	case <-gate.entered:
 	case a := <-good1:
 		t.Fatalf("a good record of the batch answered without a write: %+v, %v", a.rec.Job, a.err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("no write for the batch")
 	}
 	noAnswerYet(t, good1, "a good record")
@@ -532,7 +532,7 @@ func TestStoreReadsDoNotWaitForWrites(t *testing.T) {
 		if want := fmt.Sprintf("1 jobs <nil>, nightly: %v, hourly: 1, silences: 0", state.ErrNotFound); got != want {
 			t.Errorf("reads during the write: %s, want %s", got, want)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(time.Minute):
 		t.Fatal("reads wait for the write in progress")
 	}
 	noAnswerYet(t, held, "the held record")

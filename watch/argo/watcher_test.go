@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,6 +102,11 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) *Watcher {
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	f.t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-w.FirstPass():
+	case <-time.After(patience):
+		f.t.Fatal("no first pass")
+	}
 	return w
 }
 
@@ -164,10 +170,14 @@ func (f *fixture) run(cwf *wfv1.CronWorkflow, tick time.Time, status wfv1.Workfl
 	return created
 }
 
+// patience bounds every wait for the watcher or the API server to do
+// something: generous, as it only matters when they fail to.
+const patience = time.Minute
+
 // waitJob polls the store until ok holds for the job.
 func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok func(state.Job) bool) state.Job {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		j, err := store.Get(context.Background(), key)
 		if err == nil && ok(j) {
@@ -180,8 +190,51 @@ func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok fun
 	}
 }
 
-// settle gives a watcher some evaluations and reconciles.
-func settle() { time.Sleep(500 * time.Millisecond) }
+// waitUntil polls cond until it holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(patience); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", patience, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// settle runs a reconcile and an evaluation of each watcher now, beside
+// their own: whatever they would do with what they see, they have done
+// once it returns.
+func settle(ws ...*Watcher) {
+	for _, w := range ws {
+		w.Reconcile(context.Background())
+		w.Evaluate(context.Background())
+	}
+}
+
+// seenRun waits until each watcher's informer holds wf as it is now (or
+// later): until then, an evaluation at a later clock would find its tick
+// without a run.
+func seenRun(t *testing.T, wf *wfv1.Workflow, ws ...*Watcher) {
+	t.Helper()
+	for _, w := range ws {
+		waitUntil(t, "the watcher to see "+wf.Name, func() bool {
+			for _, runs := range w.runs {
+				if obj, ok, _ := runs.GetIndexer().GetByKey(wf.Namespace + "/" + wf.Name); ok {
+					return !olderVersion(obj.(*metav1.PartialObjectMetadata).ResourceVersion, wf.ResourceVersion)
+				}
+			}
+			return false
+		})
+	}
+}
+
+// olderVersion reports whether resourceVersion a is older than b (an
+// etcd-backed API server issues increasing integers).
+func olderVersion(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA != nil || errB != nil || x < y
+}
 
 func ticksOf(t *testing.T, cwf *wfv1.CronWorkflow, until time.Time) []time.Time {
 	t.Helper()
@@ -201,15 +254,15 @@ func TestMissedTicksCountOnceAndASuccessEndsThem(t *testing.T) {
 	if len(missed) < 3 {
 		t.Fatalf("ticks %v", missed)
 	}
-	f.watch(store, Config{}, Hooks{})
+	first := f.watch(store, Config{}, Hooks{})
 	j := waitJob(t, store, key, "missed ticks", func(j state.Job) bool { return j.ConsecutiveFailures == len(missed) })
 	if j.LastPhase != api.PhaseMissed || j.LastWorkflow != runName("nightly", missed[len(missed)-1]) || !j.FailingSince.Equal(missed[0].Add(10*time.Second)) {
 		t.Fatalf("job %+v", j)
 	}
 
 	// Another watcher (a restart, or a second replica) counts nothing twice.
-	f.watch(store, Config{}, Hooks{})
-	settle()
+	second := f.watch(store, Config{}, Hooks{})
+	settle(first, second)
 	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != len(missed) {
 		t.Fatalf("after a second watcher: %d failures, want %d", j.ConsecutiveFailures, len(missed))
 	}
@@ -217,12 +270,13 @@ func TestMissedTicksCountOnceAndASuccessEndsThem(t *testing.T) {
 	// The next tick runs and succeeds; its callback ends the streak.
 	next := missed[len(missed)-1].Add(time.Minute)
 	wf := f.run(cwf, next, wfv1.WorkflowStatus{Phase: wfv1.WorkflowSucceeded, StartedAt: metav1.NewTime(next), FinishedAt: metav1.NewTime(next.Add(5 * time.Second))})
+	seenRun(t, wf, first, second) // as the run exists well before its tick's grace ends
 	f.clock.Set(next.Add(30 * time.Second))
 	if _, err := store.Record(context.Background(), api.Result{Namespace: f.ns, CronWorkflow: "nightly", WorkflowName: wf.Name, UID: string(wf.UID), Phase: api.PhaseSucceeded,
 		CreatedAt: next.UTC().Format(time.RFC3339), DurationSeconds: 5}, f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	settle()
+	settle(first, second)
 	j, _ = store.Get(context.Background(), key)
 	if j.Failing() || j.LastStreak == nil || j.LastStreak.Failures != len(missed) {
 		t.Fatalf("after the success: %+v", j)
@@ -238,9 +292,9 @@ func TestNeverMissed(t *testing.T) {
 	f.cron("when-expression", "* * * * *", func(c *wfv1.CronWorkflow) { c.Spec.When = "{{= cronworkflow.failed < 3 }}" })
 	f.cron("control", "* * * * *", nil) // the same, but nothing keeps it from missing
 	f.clock.Set(time.Now().Add(5 * time.Minute))
-	f.watch(store, Config{}, Hooks{})
+	w := f.watch(store, Config{}, Hooks{})
 	waitJob(t, store, state.Key{Namespace: f.ns, Name: "control"}, "control job missed", func(j state.Job) bool { return j.Failing() })
-	settle()
+	settle(w)
 	jobs, _ := store.List(context.Background())
 	if len(jobs) != 1 {
 		t.Fatalf("jobs %v: only the control job should have missed ticks", jobs)
@@ -252,7 +306,8 @@ func TestNeverMissed(t *testing.T) {
 func TestScheduleChangeIsReadFromManagedFields(t *testing.T) {
 	f := newFixture(t)
 	cwf := f.cron("nightly", "0 0 1 1 *", nil)
-	time.Sleep(1100 * time.Millisecond) // managedFields have whole seconds
+	// managedFields have whole seconds: change the spec in a later one.
+	waitUntil(t, "the next second", func() bool { return time.Now().Truncate(time.Second).After(cwf.CreationTimestamp.Time) })
 	cwf.Spec.Schedules = []string{"* * * * *"}
 	updated, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), cwf, metav1.UpdateOptions{})
 	if err != nil {
@@ -380,30 +435,29 @@ func TestDeletedCronWorkflowIsForgotten(t *testing.T) {
 	}
 	var forgot atomic.Int32
 	var reason atomic.Value
-	f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, why string) {
+	w := f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, why string) {
 		forgot.Add(1)
 		reason.Store(why)
 	}})
-	settle()
 	if err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Delete(context.Background(), "nightly", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	settle()
+	// The deletion is timed by the watcher's clock when it sees it: before
+	// the clock moves on.
+	deletedSeen := func() bool { w.mu.Lock(); defer w.mu.Unlock(); _, ok := w.deleted[key]; return ok }
+	waitUntil(t, "the watcher to see the deletion", deletedSeen)
+	settle(w)
 	if _, err := store.Get(context.Background(), key); err != nil {
 		t.Fatalf("forgotten before --forget-after: %v", err)
 	}
 	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := store.Get(context.Background(), key); errors.Is(err, state.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("job not forgotten")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	settle()
+	waitUntil(t, "the job to be forgotten", func() bool {
+		_, err := store.Get(context.Background(), key)
+		return errors.Is(err, state.ErrNotFound)
+	})
+	// Once the hook was called and the deletion dropped, the watcher has
+	// nothing left to forget: the count is final.
+	waitUntil(t, "the Forgot hook", func() bool { return forgot.Load() > 0 && !deletedSeen() })
 	if forgot.Load() != 1 {
 		t.Fatalf("Forgot called %d times, want once", forgot.Load())
 	}
@@ -427,16 +481,19 @@ func TestTwoWatchersCountExactly(t *testing.T) {
 	cwf := f.cron("nightly", "* * * * *", nil)
 	f.clock.Set(cwf.CreationTimestamp.Add(5*time.Minute + 30*time.Second))
 	missed := ticksOf(t, cwf, f.clock.Now().Add(-10*time.Second))
+	var watchers []*Watcher
 	for _, s := range stores {
-		f.watch(s, Config{}, Hooks{})
+		watchers = append(watchers, f.watch(s, Config{}, Hooks{}))
 	}
 	key := state.Key{Namespace: f.ns, Name: "nightly"}
 	waitJob(t, stores[0], key, "missed ticks", func(j state.Job) bool { return j.ConsecutiveFailures >= len(missed) })
-	settle()
-	for _, s := range stores {
-		if j, _ := s.Get(context.Background(), key); j.ConsecutiveFailures != len(missed) {
-			t.Fatalf("%d failures, want exactly %d", j.ConsecutiveFailures, len(missed))
-		}
+	settle(watchers...)
+	// Read through a store of its own: each replica's may answer from a
+	// copy up to a second old.
+	fresh := configmapstore.New(env.Clientset.CoreV1().ConfigMaps(own), "batchlatch-state", configmapstore.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { fresh.Close() })
+	if j := waitJob(t, fresh, key, "the job", func(state.Job) bool { return true }); j.ConsecutiveFailures != len(missed) {
+		t.Fatalf("%d failures, want exactly %d", j.ConsecutiveFailures, len(missed))
 	}
 }
 

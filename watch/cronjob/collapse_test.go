@@ -141,7 +141,7 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 		}
 	}
 	var kicks atomic.Int64
-	stop := f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
+	_, stop := f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
 	check("first start")
 	if n := kicks.Load(); n != 0 {
 		t.Errorf("%d kicks on the first start: history was announced as news", n)
@@ -154,8 +154,8 @@ func TestFirstStartAndRestartsWriteWhatDecides(t *testing.T) {
 	stop()
 	for restart := range 6 {
 		before := store.Writes.Load()
-		stop := f.watch(store, Config{}, Hooks{})
-		settle()
+		w, stop := f.watch(store, Config{}, Hooks{})
+		settle(w)
 		stop()
 		if n := store.Writes.Load() - before; n != 0 {
 			t.Fatalf("restart %d: %d writes", restart+1, n)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,7 +72,7 @@ func fileStore(t *testing.T) state.Store {
 
 // watch runs a watcher on store until the test ends or stop is called; it
 // returns once the watcher's first pass is done.
-func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (stop func()) {
+func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (w *Watcher, stop func()) {
 	f.t.Helper()
 	cfg.Namespaces = []string{f.ns}
 	cfg.Now = f.clock.Now
@@ -82,7 +83,7 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (stop func()
 		cfg.ForgetAfter = time.Hour
 	}
 	cfg.EvaluateEvery = 50 * time.Millisecond
-	w := New(f.kube, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w = New(f.kube, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -91,10 +92,10 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (stop func()
 	f.t.Cleanup(stop)
 	select {
 	case <-w.FirstPass():
-	case <-time.After(15 * time.Second):
+	case <-time.After(patience):
 		f.t.Fatal("no first pass")
 	}
-	return stop
+	return w, stop
 }
 
 var podTemplate = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
@@ -204,10 +205,14 @@ func completed(s *batchv1.JobStatus, now metav1.Time) {
 		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, Reason: "CompletionsReached", LastTransitionTime: now})
 }
 
+// patience bounds every wait for the watcher or the API server to do
+// something: generous, as it only matters when they fail to.
+const patience = time.Minute
+
 // waitJob polls the store until ok holds for the job.
 func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok func(state.Job) bool) state.Job {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		j, err := store.Get(context.Background(), key)
 		if err == nil && ok(j) {
@@ -220,8 +225,49 @@ func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok fun
 	}
 }
 
-// settle gives a watcher some evaluations.
-func settle() { time.Sleep(500 * time.Millisecond) }
+// waitUntil polls cond until it holds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(patience); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", patience, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// settle records what each watcher has pending and runs an evaluation of
+// it now, beside its own: whatever the watchers would do with what they
+// see, they have done once it returns.
+func settle(ws ...*Watcher) {
+	for _, w := range ws {
+		w.drain(context.Background())
+		w.Evaluate(context.Background())
+	}
+}
+
+// seenJob waits until w's informer holds job as it is now (or later).
+func seenJob(t *testing.T, w *Watcher, job *batchv1.Job) {
+	t.Helper()
+	waitUntil(t, "the watcher to see "+job.Name, func() bool {
+		for _, runs := range w.runs {
+			if obj, ok, _ := runs.GetIndexer().GetByKey(job.Namespace + "/" + job.Name); ok {
+				seen, _ := strconv.ParseUint(obj.(*batchv1.Job).ResourceVersion, 10, 64)
+				now, _ := strconv.ParseUint(job.ResourceVersion, 10, 64)
+				return seen >= now
+			}
+		}
+		return false
+	})
+}
+
+// deletedSeen reports whether w saw the deletion of CronJob key.
+func deletedSeen(w *Watcher, key state.Key) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.deleted[key]
+	return ok
+}
 
 func keyOf(ns, name string) state.Key { return state.KeyFor(api.KindCronJob, ns, name) }
 
@@ -234,7 +280,7 @@ func TestFailedJobsLatchUntilASuccess(t *testing.T) {
 	cj := f.cronJob("nightly", noTicks, nil)
 	key := keyOf(f.ns, "nightly")
 	var kicks atomic.Int32
-	f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
+	w, _ := f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
 
 	// A failed Job no CronJob controls is none of the watcher's business,
 	// even one named like a CronJob's and controlled by another kind.
@@ -266,7 +312,9 @@ func TestFailedJobsLatchUntilASuccess(t *testing.T) {
 	if j.LastStreak == nil || j.LastStreak.Failures != 2 || j.LastPhase != api.PhaseSucceeded {
 		t.Fatalf("job %+v", j)
 	}
-	settle()
+	// The watcher kicks after it recorded.
+	waitUntil(t, "the kicks", func() bool { return kicks.Load() >= 2 })
+	settle(w)
 	if j, _ := store.Get(context.Background(), key); j.Failing() {
 		t.Fatalf("failing again: %+v", j)
 	}
@@ -283,7 +331,7 @@ func TestJobDeletedWhenFinishedCountsOnceAcrossRestarts(t *testing.T) {
 	store := fileStore(t)
 	cj := f.cronJob("nightly", noTicks, nil)
 	key := keyOf(f.ns, "nightly")
-	stop := f.watch(store, Config{}, Hooks{})
+	_, stop := f.watch(store, Config{}, Hooks{})
 
 	// ttlSecondsAfterFinished: 0 deletes the Job the moment it finished.
 	tick := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
@@ -299,14 +347,14 @@ func TestJobDeletedWhenFinishedCountsOnceAcrossRestarts(t *testing.T) {
 
 	// While no watcher runs, another Job fails and stays.
 	kept := f.setStatus(f.tickJob(cj, tick.Add(time.Hour)), failed("BackoffLimitExceeded", "kept"))
-	f.watch(store, Config{}, Hooks{})
+	second, _ := f.watch(store, Config{}, Hooks{})
 	j = waitJob(t, store, key, "Job that failed while no watcher ran", func(j state.Job) bool { return j.ConsecutiveFailures >= 2 })
 	if j.LastUID != string(kept.UID) {
 		t.Fatalf("job %+v", j)
 	}
 	// And a third watcher, next to the second, counts nothing twice.
-	f.watch(store, Config{}, Hooks{})
-	settle()
+	third, _ := f.watch(store, Config{}, Hooks{})
+	settle(second, third)
 	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != 2 {
 		t.Fatalf("%d failures, want 2: %+v", j.ConsecutiveFailures, j)
 	}
@@ -316,11 +364,12 @@ func TestRetriedPodsAreNoFailure(t *testing.T) {
 	f := newFixture(t)
 	store := fileStore(t)
 	cj := f.cronJob("nightly", noTicks, nil)
-	f.watch(store, Config{}, Hooks{})
+	w, _ := f.watch(store, Config{}, Hooks{})
 	job := f.tickJob(cj, time.Now().Truncate(time.Minute))
 	started := time.Now()
-	f.setStatus(job, func(s *batchv1.JobStatus) { running(started)(s); s.Failed = 2 })
-	settle()
+	// The watcher sees the failed pods while the Job runs.
+	seenJob(t, w, f.setStatus(job, func(s *batchv1.JobStatus) { running(started)(s); s.Failed = 2 }))
+	settle(w)
 	f.setStatus(job, complete)
 	j := waitJob(t, store, keyOf(f.ns, "nightly"), "completed Job", func(j state.Job) bool { return j.LastUID != "" })
 	if j.Failing() || j.LastPhase != api.PhaseSucceeded || j.ConsecutiveFailures != 0 {
@@ -339,13 +388,13 @@ func TestMissedTicksAndSuspended(t *testing.T) {
 	if len(missed) < 3 {
 		t.Fatalf("ticks %v", missed)
 	}
-	f.watch(store, Config{}, Hooks{})
+	w, _ := f.watch(store, Config{}, Hooks{})
 	key := keyOf(f.ns, "nightly")
 	j := waitJob(t, store, key, "missed ticks", func(j state.Job) bool { return j.ConsecutiveFailures >= len(missed) })
 	if j.LastPhase != api.PhaseMissed || j.LastWorkflow != jobName("nightly", missed[len(missed)-1]) {
 		t.Fatalf("job %+v", j)
 	}
-	settle()
+	settle(w)
 	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != len(missed) {
 		t.Fatalf("%d failures, want %d", j.ConsecutiveFailures, len(missed))
 	}
@@ -397,29 +446,28 @@ func TestDeletedCronJobIsForgotten(t *testing.T) {
 	}
 	var forgot atomic.Int32
 	var reason atomic.Value
-	f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, why string) {
+	w, _ := f.watch(store, Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(_ context.Context, j state.Job, why string) {
 		forgot.Add(1)
 		reason.Store(why)
 	}})
 	if err := f.kube.BatchV1().CronJobs(f.ns).Delete(context.Background(), "nightly", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	settle()
+	// The deletion is timed by the watcher's clock when it sees it: before
+	// the clock moves on.
+	waitUntil(t, "the watcher to see the deletion", func() bool { return deletedSeen(w, key) })
+	settle(w)
 	if _, err := store.Get(context.Background(), key); err != nil {
 		t.Fatalf("forgotten before ForgetAfter: %v", err)
 	}
 	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := store.Get(context.Background(), key); errors.Is(err, state.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("job not forgotten")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	settle()
+	waitUntil(t, "the job to be forgotten", func() bool {
+		_, err := store.Get(context.Background(), key)
+		return errors.Is(err, state.ErrNotFound)
+	})
+	// Once the hook was called and the deletion dropped, the watcher has
+	// nothing left to forget: the count is final.
+	waitUntil(t, "the Forgot hook", func() bool { return forgot.Load() > 0 && !deletedSeen(w, key) })
 	if forgot.Load() != 1 {
 		t.Fatalf("Forgot called %d times, want once", forgot.Load())
 	}
@@ -476,7 +524,7 @@ func TestFailureThresholdFromTheCronJob(t *testing.T) {
 	cj := f.cronJob("nightly", noTicks, annotate("2"))
 	bad := f.cronJob("hourly", noTicks, annotate("many"))
 	var kicks atomic.Int32
-	f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
+	w, _ := f.watch(store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
 
 	tick := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
 	f.setStatus(f.tickJob(cj, tick), failed("BackoffLimitExceeded", "first"))
@@ -484,13 +532,15 @@ func TestFailureThresholdFromTheCronJob(t *testing.T) {
 	if j.Threshold() != 2 || j.Alerting() {
 		t.Fatalf("after one failure: threshold %d, alerting %v; want 2, false", j.Threshold(), j.Alerting())
 	}
-	settle()
+	settle(w)
 	if n := kicks.Load(); n != 0 {
 		t.Fatalf("%d kicks below the threshold, want 0", n)
 	}
 	f.setStatus(f.tickJob(cj, tick.Add(time.Hour)), failed("BackoffLimitExceeded", "second"))
 	waitJob(t, store, keyOf(f.ns, "nightly"), "second failure", func(j state.Job) bool { return j.Alerting() })
-	settle()
+	// The watcher kicks after it recorded.
+	waitUntil(t, "a kick", func() bool { return kicks.Load() > 0 })
+	settle(w)
 	if n := kicks.Load(); n != 1 {
 		t.Fatalf("%d kicks, want 1 (the threshold reached)", n)
 	}
