@@ -994,7 +994,7 @@ func TestUnreadableJobKeepsAlerting(t *testing.T) {
 		}
 		return n
 	}
-	svc.waitForEntries(10*time.Second, "nightly's ERROR entries", func(e []stdoutEntry) bool { return nightlyErrors(e) > 0 })
+	svc.waitForEntries("nightly's ERROR entries", func(e []stdoutEntry) bool { return nightlyErrors(e) > 0 })
 
 	// Edit the value where it is read from: the journal while it holds it.
 	cms := env.Clientset.CoreV1().ConfigMaps(ns)
@@ -1028,7 +1028,7 @@ func TestUnreadableJobKeepsAlerting(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	seen := nightlyErrors(svc.entries())
-	svc.waitForEntries(10*time.Second, "more ERROR entries of the unreadable job", func(e []stdoutEntry) bool { return nightlyErrors(e) >= seen+5 })
+	svc.waitForEntries("more ERROR entries of the unreadable job", func(e []stdoutEntry) bool { return nightlyErrors(e) >= seen+5 })
 	waitMetrics(t, svc, []string{`batchlatch_job_unreadable{job="nightly",kind="Workflow",namespace="ml"} 1`,
 		`batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 1`})
 	if code, page := svc.get("/"); code != 200 || !strings.Contains(string(page), `badge unreadable`) {
