@@ -430,7 +430,9 @@ func (s *Store) unreadableValue(key, value string, err error) {
 }
 
 // inherit takes the last readable copy of a key whose unreadable value a
-// journal moved here, for when this shard reads that value.
+// journal moved here, for when this shard reads that value. (One this shard
+// never reads, the value having been removed from the journal by hand,
+// stays until the key's value here is readable: one job's copy.)
 func (s *Store) inherit(key string, u *unreadable) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
