@@ -249,6 +249,12 @@ func waitURL(t *testing.T, url string, status int) {
 
 func waitHTTP(t *testing.T, svc *instance, path string, status int) {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() { // what the service said tells why it did not answer
+			log := svc.stderr.String()
+			t.Logf("%s's log:\n%s", svc.url, log[max(len(log)-4000, 0):])
+		}
+	})
 	waitURL(t, svc.url+path, status)
 }
 
