@@ -95,7 +95,7 @@ type Watcher struct {
 	warned  cronrules.Warned              // bad annotations already logged
 	specs   *specChecker                  // Argo's validation of each CronWorkflow
 
-	started   time.Time     // when Run had synced: runs that ended before are history
+	started   time.Time     // when Run had synced (this machine's clock): runs last written before are history
 	wake      chan struct{} // a finished run is pending
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
@@ -230,7 +230,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
 		return
 	}
-	w.started = w.cfg.Now()
+	w.started = time.Now() // compared with the API server's times, not the configured clock
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
 	// The initial list delivered every finished run that exists: the
 	// results a stopped watcher did not see.
@@ -363,8 +363,11 @@ func (w *Watcher) drain(ctx context.Context) {
 		}
 		for i, p := range keep {
 			received, news := now, true
-			if ended := p.FinishedAt(now); ended.Before(w.started) {
-				received, news = ended, false
+			if !p.run.LastWritten.IsZero() && p.run.LastWritten.Before(w.started) {
+				received, news = p.FinishedAt(now), false
+				if received.After(now) {
+					received = now
+				}
 			}
 			if _, err := w.recordAs(ctx, p.Result, received, news); err != nil {
 				w.requeue(keep[i:]) // keep the job's order

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -82,7 +83,7 @@ type Watcher struct {
 	pending []pendingResult         // Job results not recorded yet
 	warned  cronrules.Warned        // bad annotations already logged
 
-	started   time.Time     // when Run had synced: Jobs that ended before are history
+	listening atomic.Bool   // Run has synced: a Job seen finishing from now on is news
 	wake      chan struct{} // a Job result is pending
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
@@ -90,7 +91,8 @@ type Watcher struct {
 // pendingResult is the result of a finished Job, not recorded yet.
 type pendingResult struct {
 	api.Result
-	gone bool // the Job was deleted: nothing is left to remember it by
+	gone    bool // the Job was deleted: nothing is left to remember it by
+	history bool // in the initial list: it ended before the watcher started
 }
 
 // byCron indexes Jobs by "<namespace>/<cronjob>".
@@ -221,7 +223,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !cache.WaitForCacheSync(ctx.Done(), w.sync...) {
 		return
 	}
-	w.started = w.cfg.Now()
+	w.listening.Store(true)
 	w.logger.Info("watching", "namespaces", w.cfg.Namespaces, "missedGrace", w.cfg.MissedGrace.String(), "maxRuntime", w.cfg.MaxRuntime.String())
 	// The initial list delivered every finished Job that exists: the
 	// results a stopped watcher did not see.
@@ -288,7 +290,7 @@ func (w *Watcher) jobSeen(obj any, deleted bool) {
 	if !r.finished() || seen {
 		return
 	}
-	w.pending = append(w.pending, pendingResult{Result: resultOf(job.Namespace, cron, r, w.cfg.Now()), gone: deleted})
+	w.pending = append(w.pending, pendingResult{Result: resultOf(job.Namespace, cron, r, w.cfg.Now()), gone: deleted, history: !w.listening.Load()})
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -328,8 +330,8 @@ func (w *Watcher) drain(ctx context.Context) {
 					// history: recorded as received when it ended, and
 					// no news to announce.
 					received, news := w.cfg.Now(), true
-					if ended := p.FinishedAt(received); ended.Before(w.started) {
-						received, news = ended, false
+					if p.history {
+						received, news = p.FinishedAt(received), false
 					}
 					if err := w.recordAs(ctx, p.Result, received, news); err != nil {
 						w.requeue(todo[i:]) // keep the job's order
