@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # openssl and curl: certificates and readiness checks of the test cluster;
-# chromium (Debian's package): the status page's browser test.
+# chromium (Debian's package): the status page's browser test;
+# gcc: the race detector needs cgo.
 missing=()
-for tool in openssl curl chromium; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in openssl curl chromium gcc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ((${#missing[@]})); then
 	echo "test.sh: installing ${missing[*]}" >&2
 	if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -30,6 +31,13 @@ export GCE_METADATA_HOST=127.0.0.1:1
 go vet ./...
 if (($#)); then
 	go test -count=1 "$@"
-else
-	go test -count=1 ./...
+	exit
 fi
+go test -count=1 ./...
+
+# The race detector, on the packages where goroutines share state without a
+# cluster in between: the group commit, the state machine, the file store
+# and the HTTP server. The whole suite under -race rebuilds client-go, the
+# Argo module and gRPC instrumented and takes far longer than the 3 minutes
+# CI can spare (docs/reliability.md has the figures).
+CGO_ENABLED=1 go test -race -count=1 ./internal/groupcommit ./state ./state/filestore ./server
