@@ -46,8 +46,10 @@ type instance struct {
 }
 
 // patience bounds every wait for the service (or the cluster) to do
-// something: generous, as it only matters when they fail to.
-const patience = time.Minute
+// something: generous, as it only matters when they fail to. One minute was
+// once too short for two replicas to become ready beside the rest of the
+// suite on a loaded 2-core machine.
+const patience = 3 * time.Minute
 
 func freePort(t testing.TB) string {
 	t.Helper()
