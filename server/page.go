@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"embed"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,7 +162,7 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 		}
 		c.MoreFailures = len(j.LastFailures) - 1 + j.LastFailuresOmitted
 	}
-	c.BelowThreshold = j.Failing && j.ConsecutiveFailures < j.FailureThreshold
+	c.BelowThreshold = belowThreshold(j)
 	switch {
 	case j.Silenced != nil:
 		c.Class, c.State = "silenced", "silenced"
@@ -191,17 +193,40 @@ func jobPath(prefix string, j api.Job) string {
 	return p
 }
 
+// statusPageSize is how many jobs one page of the status page shows: a
+// page's cost stays bounded however many jobs there are (a few hundred KB at
+// 10,000 failing jobs, 20-30 KB compressed: docs/performance.md).
+const statusPageSize = 100
+
 type statusPage struct {
 	page
-	// Unreadable: jobs whose stored value cannot be read and whose last
-	// readable copy (if any) is not failing; one that is stays in Failing.
+	// This page's jobs, by section. Unreadable: jobs whose stored value
+	// cannot be read and whose last readable copy (if any) is not failing;
+	// one that is stays in Failing.
 	Failing, Silenced, Unreadable, Healthy []card
-	Below                                  int // failing jobs below their threshold
-	Total                                  int
+	// How many jobs each section holds on every page, and where it starts
+	// (a link to its page and anchor).
+	Counts sectionCounts
+	Starts sectionLinks
+	Below  int // failing jobs below their threshold
+	Total  int
+	Pages  pager
 	// Refused is how many callbacks this replica refused in the last hour;
 	// Refusals the latest of them.
 	Refused  int
 	Refusals []refusalRow
+}
+
+type sectionCounts struct{ Failing, Silenced, Unreadable, Healthy int }
+
+type sectionLinks struct{ Failing, Silenced, Unreadable, Healthy string }
+
+// pager says which page this is and links the others; Count is 1 when one
+// page holds every job.
+type pager struct {
+	Number, Count          int
+	From, To               int // the jobs shown, counted from 1
+	First, Prev, Next, End string
 }
 
 type refusalRow struct {
@@ -209,15 +234,23 @@ type refusalRow struct {
 	When stamp
 }
 
-// handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
-// that alert before those below their threshold, longest-failing first),
-// then silenced jobs, then unreadable ones, then healthy ones.
+// handleStatusPage serves GET /[?namespace=ns][&page=n]: failing jobs first
+// (those that alert before those below their threshold, longest-failing
+// first), then silenced jobs, then unreadable ones, then healthy ones, in
+// pages of statusPageSize. Pages are numbered, not continued by a token as
+// the REST lists are: a person jumps to the last page or back, and the order
+// (by failing time) is not a key a link could hold.
 func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
 	return func(c *gin.Context) {
 		now := views.Now()
 		p := newPage(now)
 		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		number, err := pageNumber(c)
 		if err != nil {
 			renderError(c, logger, p, err)
 			return
@@ -234,33 +267,33 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 		for _, f := range refusals {
 			data.Refusals = append(data.Refusals, refusalRow{refusal: f, When: stampOf(now, f.At)})
 		}
+		var failing, silenced, unreadable, healthy []api.Job
 		for _, j := range jobs {
-			card := newCard(j, now, argoURL)
 			switch {
 			case j.Silenced != nil:
-				data.Silenced = append(data.Silenced, card)
+				silenced = append(silenced, j)
 			case j.Unreadable != "" && !j.Failing:
-				data.Unreadable = append(data.Unreadable, card)
+				unreadable = append(unreadable, j)
 			case j.Failing:
-				data.Failing = append(data.Failing, card)
-				if card.BelowThreshold {
+				failing = append(failing, j)
+				if belowThreshold(j) {
 					data.Below++
 				}
 			default:
-				data.Healthy = append(data.Healthy, card)
+				healthy = append(healthy, j)
 			}
 		}
 		// List is ordered by key; sorting stably keeps that order among equals.
-		slices.SortStableFunc(data.Failing, func(a, b card) int {
-			if a.BelowThreshold != b.BelowThreshold {
-				if a.BelowThreshold {
+		slices.SortStableFunc(failing, func(a, b api.Job) int {
+			if belowThreshold(a) != belowThreshold(b) {
+				if belowThreshold(a) {
 					return 1
 				}
 				return -1
 			}
 			return a.FailingSince.Compare(*b.FailingSince)
 		})
-		slices.SortStableFunc(data.Silenced, func(a, b card) int {
+		slices.SortStableFunc(silenced, func(a, b api.Job) int {
 			if a.Failing != b.Failing {
 				if a.Failing {
 					return -1
@@ -269,8 +302,84 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			}
 			return 0
 		})
+		data.Counts = sectionCounts{Failing: len(failing), Silenced: len(silenced), Unreadable: len(unreadable), Healthy: len(healthy)}
+
+		// The page's share of each section, in that order; cards only for
+		// those (a card is the costly part).
+		count := max(1, (len(jobs)+statusPageSize-1)/statusPageSize)
+		// A page beyond the last (jobs were forgotten since the link was
+		// made, or the page refreshed itself) shows the last one.
+		number = min(number, count)
+		start, end := (number-1)*statusPageSize, min(number*statusPageSize, len(jobs))
+		data.Pages = pager{Number: number, Count: count, From: start + 1, To: end}
+		if number > 1 {
+			data.Pages.First, data.Pages.Prev = statusHref(namespace, 1, ""), statusHref(namespace, number-1, "")
+		}
+		if number < count {
+			data.Pages.Next, data.Pages.End = statusHref(namespace, number+1, ""), statusHref(namespace, count, "")
+		}
+		offset := 0
+		share := func(section []api.Job, anchor string, href *string) []card {
+			first := offset/statusPageSize + 1
+			if len(section) == 0 || first == number {
+				*href = "#" + anchor
+			} else {
+				*href = statusHref(namespace, first, anchor)
+			}
+			// This page's jobs of the section, by their place in it.
+			from, to := max(start-offset, 0), min(end-offset, len(section))
+			offset += len(section)
+			var cards []card
+			for i := from; i < to; i++ {
+				cards = append(cards, newCard(section[i], now, argoURL))
+			}
+			return cards
+		}
+		data.Failing = share(failing, "failing", &data.Starts.Failing)
+		data.Silenced = share(silenced, "silenced", &data.Starts.Silenced)
+		data.Unreadable = share(unreadable, "unreadable", &data.Starts.Unreadable)
+		data.Healthy = share(healthy, "healthy", &data.Starts.Healthy)
 		render(c, logger, http.StatusOK, "status.html", data)
 	}
+}
+
+// belowThreshold: failing, but not yet as many times in a row as its
+// threshold asks before it alerts.
+func belowThreshold(j api.Job) bool {
+	return j.Failing && j.ConsecutiveFailures < j.FailureThreshold
+}
+
+// pageNumber reads ?page=, a number from 1 (1 when absent).
+func pageNumber(c *gin.Context) (int, error) {
+	s, ok := c.GetQuery("page")
+	if !ok {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, &api.FieldError{Field: "page", Message: fmt.Sprintf("%s is not a page number (1, 2, ...)", api.Quote(s))}
+	}
+	return n, nil
+}
+
+// statusHref links page number of the status page narrowed to namespace
+// (none: every namespace), at anchor if any.
+func statusHref(namespace string, number int, anchor string) string {
+	q := url.Values{}
+	if namespace != "" {
+		q.Set("namespace", namespace)
+	}
+	if number > 1 {
+		q.Set("page", strconv.Itoa(number))
+	}
+	href := "/"
+	if len(q) > 0 {
+		href += "?" + q.Encode()
+	}
+	if anchor != "" {
+		href += "#" + anchor
+	}
+	return href
 }
 
 type jobPage struct {
