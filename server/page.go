@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
 )
 
 // The status page and a job's page: HTML rendered here from templates built
@@ -256,7 +257,15 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			return
 		}
 		p.Filter = namespace
-		jobs, err := views.List(c.Request.Context(), namespace)
+		// The stored jobs are sorted into sections as they are, and only
+		// the page's are made views and cards of: a page's cost is the
+		// store's list, not 10,000 views.
+		jobs, err := listJobs(c.Request.Context(), views.Store, namespace)
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		silences, err := views.silences(c.Request.Context(), now)
 		if err != nil {
 			renderError(c, logger, p, err)
 			return
@@ -267,35 +276,40 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 		for _, f := range refusals {
 			data.Refusals = append(data.Refusals, refusalRow{refusal: f, When: stampOf(now, f.At)})
 		}
-		var failing, silenced, unreadable, healthy []api.Job
-		for _, j := range jobs {
+		// Each section holds indexes into jobs, which List ordered by key.
+		var failing, silenced, unreadable, healthy []int
+		isSilenced := make([]bool, len(jobs))
+		for i, j := range jobs {
+			isSilenced[i] = state.SilenceOf(j.Key(), silences) != nil
 			switch {
-			case j.Silenced != nil:
-				silenced = append(silenced, j)
-			case j.Unreadable != "" && !j.Failing:
-				unreadable = append(unreadable, j)
-			case j.Failing:
-				failing = append(failing, j)
-				if belowThreshold(j) {
+			case isSilenced[i]:
+				silenced = append(silenced, i)
+			case j.Unreadable != "" && !j.Failing():
+				unreadable = append(unreadable, i)
+			case j.Failing():
+				failing = append(failing, i)
+				if !j.Alerting() {
 					data.Below++
 				}
 			default:
-				healthy = append(healthy, j)
+				healthy = append(healthy, i)
 			}
 		}
-		// List is ordered by key; sorting stably keeps that order among equals.
-		slices.SortStableFunc(failing, func(a, b api.Job) int {
-			if belowThreshold(a) != belowThreshold(b) {
-				if belowThreshold(a) {
-					return 1
+		// Sorting stably keeps the key's order among equals. Those below
+		// their threshold after those that alert (as newCard's
+		// BelowThreshold says), longest-failing first.
+		slices.SortStableFunc(failing, func(a, b int) int {
+			if jobs[a].Alerting() != jobs[b].Alerting() {
+				if jobs[a].Alerting() {
+					return -1
 				}
-				return -1
+				return 1
 			}
-			return a.FailingSince.Compare(*b.FailingSince)
+			return jobs[a].FailingSince.Compare(*jobs[b].FailingSince)
 		})
-		slices.SortStableFunc(silenced, func(a, b api.Job) int {
-			if a.Failing != b.Failing {
-				if a.Failing {
+		slices.SortStableFunc(silenced, func(a, b int) int {
+			if jobs[a].Failing() != jobs[b].Failing() {
+				if jobs[a].Failing() {
 					return -1
 				}
 				return 1
@@ -304,8 +318,7 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 		})
 		data.Counts = sectionCounts{Failing: len(failing), Silenced: len(silenced), Unreadable: len(unreadable), Healthy: len(healthy)}
 
-		// The page's share of each section, in that order; cards only for
-		// those (a card is the costly part).
+		// The page's share of each section, in that order.
 		count := max(1, (len(jobs)+statusPageSize-1)/statusPageSize)
 		// A page beyond the last (jobs were forgotten since the link was
 		// made, or the page refreshed itself) shows the last one.
@@ -319,7 +332,7 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			data.Pages.Next, data.Pages.End = statusHref(namespace, number+1, ""), statusHref(namespace, count, "")
 		}
 		offset := 0
-		share := func(section []api.Job, anchor string, href *string) []card {
+		share := func(section []int, anchor string, href *string) []card {
 			first := offset/statusPageSize + 1
 			if len(section) == 0 || first == number {
 				*href = "#" + anchor
@@ -327,11 +340,12 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 				*href = statusHref(namespace, first, anchor)
 			}
 			// This page's jobs of the section, by their place in it.
-			from, to := max(start-offset, 0), min(end-offset, len(section))
+			from := min(max(start-offset, 0), len(section))
+			to := max(min(end-offset, len(section)), from)
 			offset += len(section)
 			var cards []card
-			for i := from; i < to; i++ {
-				cards = append(cards, newCard(section[i], now, argoURL))
+			for _, i := range section[from:to] {
+				cards = append(cards, newCard(views.of(jobs[i], now, silences), now, argoURL))
 			}
 			return cards
 		}
