@@ -198,7 +198,7 @@ func handleListFailures(views Views) gin.HandlerFunc {
 		if more {
 			list.Continue = continueToken(listOfFailures, namespace, failing[len(failing)-1])
 		}
-		c.JSON(http.StatusOK, list)
+		respondJSON(c, http.StatusOK, list)
 	}
 }
 
@@ -225,7 +225,7 @@ func handleListJobs(views Views) gin.HandlerFunc {
 		if more {
 			list.Continue = continueToken(listOfJobs, namespace, jobs[len(jobs)-1])
 		}
-		c.JSON(http.StatusOK, list)
+		respondJSON(c, http.StatusOK, list)
 	}
 }
 

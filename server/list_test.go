@@ -340,7 +340,17 @@ func TestPagesAndListsAreCompressed(t *testing.T) {
 			t.Errorf("GET %s: %d bytes compressed, %d plain", path, len(zipped), len(plain))
 		}
 	}
-	// Errors are not compressed (gin's middleware leaves them alone).
+	// Accept-Encoding as RFC 9110 reads it: weights, "*", any letter case.
+	for header, compressed := range map[string]bool{
+		"gzip": true, "GZip": true, "x-gzip": true, "br, gzip;q=0.5": true, "*": true, "*;q=0, gzip": true, "gzip, *;q=0": true,
+		"br": false, "gzip;q=0": false, "gzip;q=0, *": false, "*;q=0": false, "identity": false, "gzip;q=bad": false,
+	} {
+		_, h, _ := get(t, srv, "/", "Accept-Encoding", header)
+		if got := h.Get("Content-Encoding") == "gzip"; got != compressed {
+			t.Errorf("Accept-Encoding %q: compressed %v, want %v", header, got, compressed)
+		}
+	}
+	// An error's JSON is small and not compressed.
 	code, header, body := get(t, srv, "/api/v1/jobs?limit=0", "Accept-Encoding", "gzip")
 	if code != 400 || header.Get("Content-Encoding") != "" || !strings.Contains(body, `"field":"limit"`) {
 		t.Errorf("a 400 with gzip accepted: %d %q %s", code, header.Get("Content-Encoding"), body)

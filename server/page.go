@@ -487,7 +487,7 @@ func render(c *gin.Context, logger *slog.Logger, status int, name string, data i
 	h.Set("Referrer-Policy", "no-referrer")
 	// Job data can be behind --read-token: no shared cache keeps it.
 	h.Set("Cache-Control", "no-store")
-	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+	respond(c, status, "text/html; charset=utf-8", buf.Bytes())
 }
 
 func (p page) nonce() string { return p.Nonce }

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/gin-contrib/gzip"
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,10 +16,6 @@ import (
 func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, report *callbackReport, cfg Config) {
 	write := requireToken(cfg.Token)
 	read := requireReadToken(cfg.ReadToken, cfg.Token)
-	// The pages and the lists are compressed when the client accepts gzip
-	// (a page of 100 failing jobs: ~140 KB, ~20 KB compressed), by gin's
-	// own middleware: it negotiates, sets Vary and leaves errors alone.
-	compress := gzip.Gzip(gzip.DefaultCompression)
 	views := Views{Store: store, Now: cfg.Now, Schedules: cfg.Schedules, Silences: cfg.Silences}
 	// get serves GET and HEAD: gin, unlike net/http's ServeMux, does not
 	// answer HEAD with a GET route, and HTTP wants a GET resource to answer
@@ -31,17 +26,17 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 
 	// noteRefusals first: it reports a callback refused for its token too.
 	r.POST("/api/v1/results", noteRefusals(report), write, limitBody(MaxBodyBytes), handleRecordResult(logger, store, kicker, metrics, report, views))
-	get("/api/v1/failures", read, compress, handleListFailures(views))
-	get("/api/v1/jobs", read, compress, handleListJobs(views))
-	get("/api/v1/jobs/:namespace", read, compress, handleListJobs(views))
+	get("/api/v1/failures", read, handleListFailures(views))
+	get("/api/v1/jobs", read, handleListJobs(views))
+	get("/api/v1/jobs/:namespace", read, handleListJobs(views))
 	get("/api/v1/jobs/:namespace/:job", read, handleGetJob(views))
 	r.DELETE("/api/v1/jobs/:namespace/:job", write, handleDeleteJob(logger, store))
 	r.POST("/api/v1/silences", write, limitBody(maxSilenceBody), handleCreateSilence(logger, views, kicker))
 	get("/api/v1/silences", read, handleListSilences(store, cfg.Now))
 	r.DELETE("/api/v1/silences/:id", write, handleDeleteSilence(logger, store, kicker, cfg.Now))
 
-	get("/", read, compress, handleStatusPage(logger, views, report, cfg.ArgoURL))
-	get("/jobs/:namespace/:job", read, compress, handleJobPage(logger, views, cfg.ArgoURL))
+	get("/", read, handleStatusPage(logger, views, report, cfg.ArgoURL))
+	get("/jobs/:namespace/:job", read, handleJobPage(logger, views, cfg.ArgoURL))
 
 	get("/healthz", handleHealthz())
 	get("/readyz", handleReadyz(store))
