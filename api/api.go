@@ -215,12 +215,17 @@ type ResultResponse struct {
 // JobList answers GET /api/v1/jobs and GET /api/v1/jobs/{namespace}.
 type JobList struct {
 	Jobs []Job `json:"jobs"`
+	// Continue, when set, asks for the next page: pass it as ?continue=
+	// with the same path and namespace. Absent on the last page.
+	Continue string `json:"continue,omitempty"`
 }
 
 // FailureList answers GET /api/v1/failures: the jobs whose latest run failed,
 // longest-failing first.
 type FailureList struct {
 	Failures []Job `json:"failures"`
+	// Continue, as in JobList.
+	Continue string `json:"continue,omitempty"`
 }
 
 // ErrorBody is every error response.

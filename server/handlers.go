@@ -175,6 +175,8 @@ func readResult(c *gin.Context, receivedAt time.Time) (api.Result, error) {
 	return api.DecodeResult(body, receivedAt)
 }
 
+// handleListFailures serves /failures[?namespace=][&limit=][&continue=], a
+// page at a time (list.go).
 func handleListFailures(views Views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		namespace, err := optionalNamespace("namespace", c.Query("namespace"))
@@ -182,16 +184,26 @@ func handleListFailures(views Views) gin.HandlerFunc {
 			abortWithError(c, err)
 			return
 		}
-		failing, err := views.Failing(c.Request.Context(), namespace)
+		limit, from, err := listQuery(c, listOfFailures, namespace)
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, api.FailureList{Failures: failing})
+		failing, more, err := views.FailingPage(c.Request.Context(), namespace, from, limit)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		list := api.FailureList{Failures: failing}
+		if more {
+			list.Continue = continueToken(listOfFailures, namespace, failing[len(failing)-1])
+		}
+		respondJSON(c, http.StatusOK, list)
 	}
 }
 
-// handleListJobs serves both /jobs and /jobs/:namespace.
+// handleListJobs serves both /jobs and /jobs/:namespace, a page at a time
+// (?limit=, ?continue=: list.go).
 func handleListJobs(views Views) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		namespace, err := optionalNamespace("{namespace}", c.Param("namespace"))
@@ -199,12 +211,21 @@ func handleListJobs(views Views) gin.HandlerFunc {
 			abortWithError(c, err)
 			return
 		}
-		jobs, err := views.List(c.Request.Context(), namespace)
+		limit, from, err := listQuery(c, listOfJobs, namespace)
 		if err != nil {
 			abortWithError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, api.JobList{Jobs: jobs})
+		jobs, more, err := views.ListPage(c.Request.Context(), namespace, from, limit)
+		if err != nil {
+			abortWithError(c, err)
+			return
+		}
+		list := api.JobList{Jobs: jobs}
+		if more {
+			list.Continue = continueToken(listOfJobs, namespace, jobs[len(jobs)-1])
+		}
+		respondJSON(c, http.StatusOK, list)
 	}
 }
 

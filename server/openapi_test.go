@@ -533,6 +533,17 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	ct.do(call{method: "GET", path: "/api/v1/jobs/nope", auth: r, status: 200})
 	ct.do(call{method: "GET", path: "/api/v1/jobs/A", auth: r, status: 400, offContract: true})
 	ct.do(call{method: "GET", path: "/api/v1/jobs/ml", status: 401, offContract: true})
+	// Pages: a continue token and what it gives, a bad limit, a token not given.
+	page := decode[api.JobList](t, ct.do(call{method: "GET", path: "/api/v1/jobs?limit=2", auth: r, status: 200}))
+	if page.Continue == "" {
+		t.Fatalf("GET /api/v1/jobs?limit=2 gave no continue: %+v", page)
+	}
+	ct.do(call{method: "GET", path: "/api/v1/jobs?limit=2&continue=" + page.Continue, auth: r, status: 200})
+	ct.do(call{method: "GET", path: "/api/v1/jobs/ml?continue=" + page.Continue, auth: r, status: 400})
+	ct.do(call{method: "GET", path: "/api/v1/failures?limit=1", auth: r, status: 200})
+	ct.do(call{method: "GET", path: "/api/v1/failures?continue=bm90IGEgdG9rZW4", auth: r, status: 400})
+	ct.do(call{method: "GET", path: "/api/v1/jobs?limit=0", auth: r, status: 400, offContract: true})
+	ct.do(call{method: "GET", path: "/api/v1/jobs/ml?limit=1001", auth: r, status: 400, offContract: true})
 	for _, path := range []string{"/api/v1/jobs/ml/nightly", "/api/v1/jobs/ml/nightly?kind=Workflow", "/api/v1/jobs/ml/backup?kind=CronJob", "/api/v1/jobs/etl/-"} {
 		ct.do(call{method: "GET", path: path, auth: r, status: 200})
 	}
@@ -582,6 +593,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	ct.do(call{method: "GET", path: "/", auth: basic, status: 200})
 	ct.do(call{method: "GET", path: "/?namespace=ml", auth: r, status: 200})
 	ct.do(call{method: "GET", path: "/?namespace=A", auth: r, status: 400, offContract: true})
+	ct.do(call{method: "GET", path: "/?page=2", auth: r, status: 200})
+	ct.do(call{method: "GET", path: "/?page=0", auth: r, status: 400, offContract: true})
 	ct.do(call{method: "GET", path: "/", status: 401, offContract: true})
 	ct.do(call{method: "GET", path: "/jobs/ml/nightly", auth: basic, status: 200})
 	ct.do(call{method: "GET", path: "/jobs/ml/backup?kind=CronJob", auth: basic, status: 200})

@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"crypto/rand"
 	"embed"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/state"
 )
 
 // The status page and a job's page: HTML rendered here from templates built
@@ -160,7 +163,7 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 		}
 		c.MoreFailures = len(j.LastFailures) - 1 + j.LastFailuresOmitted
 	}
-	c.BelowThreshold = j.Failing && j.ConsecutiveFailures < j.FailureThreshold
+	c.BelowThreshold = belowThreshold(j)
 	switch {
 	case j.Silenced != nil:
 		c.Class, c.State = "silenced", "silenced"
@@ -191,17 +194,40 @@ func jobPath(prefix string, j api.Job) string {
 	return p
 }
 
+// statusPageSize is how many jobs one page of the status page shows: a
+// page's cost stays bounded however many jobs there are (a few hundred KB at
+// 10,000 failing jobs, 20-30 KB compressed: docs/performance.md).
+const statusPageSize = 100
+
 type statusPage struct {
 	page
-	// Unreadable: jobs whose stored value cannot be read and whose last
-	// readable copy (if any) is not failing; one that is stays in Failing.
+	// This page's jobs, by section. Unreadable: jobs whose stored value
+	// cannot be read and whose last readable copy (if any) is not failing;
+	// one that is stays in Failing.
 	Failing, Silenced, Unreadable, Healthy []card
-	Below                                  int // failing jobs below their threshold
-	Total                                  int
+	// How many jobs each section holds on every page, and where it starts
+	// (a link to its page and anchor).
+	Counts sectionCounts
+	Starts sectionLinks
+	Below  int // failing jobs below their threshold
+	Total  int
+	Pages  pager
 	// Refused is how many callbacks this replica refused in the last hour;
 	// Refusals the latest of them.
 	Refused  int
 	Refusals []refusalRow
+}
+
+type sectionCounts struct{ Failing, Silenced, Unreadable, Healthy int }
+
+type sectionLinks struct{ Failing, Silenced, Unreadable, Healthy string }
+
+// pager says which page this is and links the others; Count is 1 when one
+// page holds every job.
+type pager struct {
+	Number, Count          int
+	From, To               int // the jobs shown, counted from 1
+	First, Prev, Next, End string
 }
 
 type refusalRow struct {
@@ -209,9 +235,12 @@ type refusalRow struct {
 	When stamp
 }
 
-// handleStatusPage serves GET /[?namespace=ns]: failing jobs first (those
-// that alert before those below their threshold, longest-failing first),
-// then silenced jobs, then unreadable ones, then healthy ones.
+// handleStatusPage serves GET /[?namespace=ns][&page=n]: failing jobs first
+// (those that alert before those below their threshold, longest-failing
+// first), then silenced jobs, then unreadable ones, then healthy ones, in
+// pages of statusPageSize. Pages are numbered, not continued by a token as
+// the REST lists are: a person jumps to the last page or back, and the order
+// (by failing time) is not a key a link could hold.
 func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, argoURL string) gin.HandlerFunc {
 	logger = logger.With("component", "page")
 	return func(c *gin.Context) {
@@ -222,8 +251,21 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			renderError(c, logger, p, err)
 			return
 		}
+		number, err := pageNumber(c)
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
 		p.Filter = namespace
-		jobs, err := views.List(c.Request.Context(), namespace)
+		// The stored jobs are sorted into sections as they are, and only
+		// the page's are made views and cards of: a page's cost is the
+		// store's list, not 10,000 views.
+		jobs, err := listJobs(c.Request.Context(), views.Store, namespace)
+		if err != nil {
+			renderError(c, logger, p, err)
+			return
+		}
+		silences, err := views.silences(c.Request.Context(), now)
 		if err != nil {
 			renderError(c, logger, p, err)
 			return
@@ -234,43 +276,124 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 		for _, f := range refusals {
 			data.Refusals = append(data.Refusals, refusalRow{refusal: f, When: stampOf(now, f.At)})
 		}
-		for _, j := range jobs {
-			card := newCard(j, now, argoURL)
+		// Each section holds indexes into jobs, which List ordered by key.
+		var failing, silenced, unreadable, healthy []int
+		isSilenced := make([]bool, len(jobs))
+		for i, j := range jobs {
+			isSilenced[i] = state.SilenceOf(j.Key(), silences) != nil
 			switch {
-			case j.Silenced != nil:
-				data.Silenced = append(data.Silenced, card)
-			case j.Unreadable != "" && !j.Failing:
-				data.Unreadable = append(data.Unreadable, card)
-			case j.Failing:
-				data.Failing = append(data.Failing, card)
-				if card.BelowThreshold {
+			case isSilenced[i]:
+				silenced = append(silenced, i)
+			case j.Unreadable != "" && !j.Failing():
+				unreadable = append(unreadable, i)
+			case j.Failing():
+				failing = append(failing, i)
+				if !j.Alerting() {
 					data.Below++
 				}
 			default:
-				data.Healthy = append(data.Healthy, card)
+				healthy = append(healthy, i)
 			}
 		}
-		// List is ordered by key; sorting stably keeps that order among equals.
-		slices.SortStableFunc(data.Failing, func(a, b card) int {
-			if a.BelowThreshold != b.BelowThreshold {
-				if a.BelowThreshold {
-					return 1
+		// Sorting stably keeps the key's order among equals. Those below
+		// their threshold after those that alert (as newCard's
+		// BelowThreshold says), longest-failing first.
+		slices.SortStableFunc(failing, func(a, b int) int {
+			if jobs[a].Alerting() != jobs[b].Alerting() {
+				if jobs[a].Alerting() {
+					return -1
 				}
-				return -1
+				return 1
 			}
-			return a.FailingSince.Compare(*b.FailingSince)
+			return jobs[a].FailingSince.Compare(*jobs[b].FailingSince)
 		})
-		slices.SortStableFunc(data.Silenced, func(a, b card) int {
-			if a.Failing != b.Failing {
-				if a.Failing {
+		slices.SortStableFunc(silenced, func(a, b int) int {
+			if jobs[a].Failing() != jobs[b].Failing() {
+				if jobs[a].Failing() {
 					return -1
 				}
 				return 1
 			}
 			return 0
 		})
+		data.Counts = sectionCounts{Failing: len(failing), Silenced: len(silenced), Unreadable: len(unreadable), Healthy: len(healthy)}
+
+		// The page's share of each section, in that order.
+		count := max(1, (len(jobs)+statusPageSize-1)/statusPageSize)
+		// A page beyond the last (jobs were forgotten since the link was
+		// made, or the page refreshed itself) shows the last one.
+		number = min(number, count)
+		start, end := (number-1)*statusPageSize, min(number*statusPageSize, len(jobs))
+		data.Pages = pager{Number: number, Count: count, From: start + 1, To: end}
+		if number > 1 {
+			data.Pages.First, data.Pages.Prev = statusHref(namespace, 1, ""), statusHref(namespace, number-1, "")
+		}
+		if number < count {
+			data.Pages.Next, data.Pages.End = statusHref(namespace, number+1, ""), statusHref(namespace, count, "")
+		}
+		offset := 0
+		share := func(section []int, anchor string, href *string) []card {
+			first := offset/statusPageSize + 1
+			if len(section) == 0 || first == number {
+				*href = "#" + anchor
+			} else {
+				*href = statusHref(namespace, first, anchor)
+			}
+			// This page's jobs of the section, by their place in it.
+			from := min(max(start-offset, 0), len(section))
+			to := max(min(end-offset, len(section)), from)
+			offset += len(section)
+			var cards []card
+			for _, i := range section[from:to] {
+				cards = append(cards, newCard(views.of(jobs[i], now, silences), now, argoURL))
+			}
+			return cards
+		}
+		data.Failing = share(failing, "failing", &data.Starts.Failing)
+		data.Silenced = share(silenced, "silenced", &data.Starts.Silenced)
+		data.Unreadable = share(unreadable, "unreadable", &data.Starts.Unreadable)
+		data.Healthy = share(healthy, "healthy", &data.Starts.Healthy)
 		render(c, logger, http.StatusOK, "status.html", data)
 	}
+}
+
+// belowThreshold: failing, but not yet as many times in a row as its
+// threshold asks before it alerts.
+func belowThreshold(j api.Job) bool {
+	return j.Failing && j.ConsecutiveFailures < j.FailureThreshold
+}
+
+// pageNumber reads ?page=, a number from 1 (1 when absent).
+func pageNumber(c *gin.Context) (int, error) {
+	s, ok := c.GetQuery("page")
+	if !ok {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, &api.FieldError{Field: "page", Message: fmt.Sprintf("%s is not a page number (1, 2, ...)", api.Quote(s))}
+	}
+	return n, nil
+}
+
+// statusHref links page number of the status page narrowed to namespace
+// (none: every namespace), at anchor if any.
+func statusHref(namespace string, number int, anchor string) string {
+	q := url.Values{}
+	if namespace != "" {
+		q.Set("namespace", namespace)
+	}
+	if number > 1 {
+		q.Set("page", strconv.Itoa(number))
+	}
+	href := "/"
+	if len(q) > 0 {
+		href += "?" + q.Encode()
+	}
+	if anchor != "" {
+		href += "#" + anchor
+	}
+	return href
 }
 
 type jobPage struct {
@@ -364,7 +487,7 @@ func render(c *gin.Context, logger *slog.Logger, status int, name string, data i
 	h.Set("Referrer-Policy", "no-referrer")
 	// Job data can be behind --read-token: no shared cache keeps it.
 	h.Set("Cache-Control", "no-store")
-	c.Data(status, "text/html; charset=utf-8", buf.Bytes())
+	respond(c, status, "text/html; charset=utf-8", buf.Bytes())
 }
 
 func (p page) nonce() string { return p.Nonce }

@@ -57,20 +57,39 @@ func (v Views) List(ctx context.Context, namespace string) ([]api.Job, error) {
 	return out, nil
 }
 
-// Failing returns the failing jobs of namespace (all when empty),
-// longest-failing first.
-func (v Views) Failing(ctx context.Context, namespace string) ([]api.Job, error) {
+// ListPage returns at most limit jobs of namespace (all when empty),
+// ordered by key, from the first after p (nil: from the first), and whether
+// more follow. Only the page's jobs are made views of.
+func (v Views) ListPage(ctx context.Context, namespace string, p *listPosition, limit int) ([]api.Job, bool, error) {
 	jobs, err := listJobs(ctx, v.Store, namespace)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	page, more := pageAfter(jobs, limit, jobsAfter(p))
+	out, err := v.views(ctx, page)
+	return out, more, err
+}
+
+// FailingPage is ListPage of the failing jobs, longest-failing first.
+func (v Views) FailingPage(ctx context.Context, namespace string, p *listPosition, limit int) ([]api.Job, bool, error) {
+	jobs, err := listJobs(ctx, v.Store, namespace)
+	if err != nil {
+		return nil, false, err
+	}
+	page, more := pageAfter(state.Failing(jobs), limit, failingAfter(p))
+	out, err := v.views(ctx, page)
+	return out, more, err
+}
+
+// views are jobs as shown now (never nil: an empty list is [] in JSON).
+func (v Views) views(ctx context.Context, jobs []state.Job) ([]api.Job, error) {
 	now := v.Now()
 	silences, err := v.silences(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	out := []api.Job{}
-	for _, j := range state.Failing(jobs) {
+	out := make([]api.Job, 0, len(jobs))
+	for _, j := range jobs {
 		out = append(out, v.of(j, now, silences))
 	}
 	return out, nil

@@ -482,7 +482,13 @@ func runFailures(ctx context.Context, c *client, o *clientOptions, args []string
 		q = url.Values{"namespace": {args[0]}}
 	}
 	var list api.FailureList
-	if err := c.do(ctx, "GET", "/api/v1/failures", q, nil, &list); err != nil {
+	err := eachPage(q, func(q url.Values) (string, error) {
+		var page api.FailureList
+		err := c.do(ctx, "GET", "/api/v1/failures", q, nil, &page)
+		list.Failures = append(list.Failures, page.Failures...)
+		return page.Continue, err
+	})
+	if err != nil {
 		return err
 	}
 	if err := c.print(o.output, list, list.Failures, "No failing jobs."); err != nil {
@@ -502,10 +508,41 @@ func runJobs(ctx context.Context, c *client, o *clientOptions, args []string) er
 		path += "/" + url.PathEscape(args[0])
 	}
 	var list api.JobList
-	if err := c.do(ctx, "GET", path, nil, nil, &list); err != nil {
+	err := eachPage(nil, func(q url.Values) (string, error) {
+		var page api.JobList
+		err := c.do(ctx, "GET", path, q, nil, &page)
+		list.Jobs = append(list.Jobs, page.Jobs...)
+		return page.Continue, err
+	})
+	if err != nil {
 		return err
 	}
 	return c.print(o.output, list, list.Jobs, "No jobs.")
+}
+
+// listPageSize is how many jobs the CLI asks for at a time: the server's
+// largest page.
+const listPageSize = 1000
+
+// eachPage calls get with query and the continue token of the page before
+// (none for the first) until a page has none: the CLI lists everything, as
+// kubectl does, however the server pages it.
+func eachPage(query url.Values, get func(url.Values) (string, error)) error {
+	token := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(listPageSize)}}
+		for k, v := range query {
+			q[k] = v
+		}
+		if token != "" {
+			q.Set("continue", token)
+		}
+		next, err := get(q)
+		if err != nil || next == "" {
+			return err
+		}
+		token = next
+	}
 }
 
 func runGet(ctx context.Context, c *client, o *clientOptions, args []string) error {

@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -182,11 +183,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// ConfigMap store prepares its shards first): a watcher's first pass
 	// over it would otherwise fail and wait for its next evaluation, the
 	// loop's for its next tick; and a replica that cannot read the state
-	// does not run for the Lease.
+	// does not run for the Lease (nor one that is not ready: runAsLeader).
 	if cfg.LeaderElect {
 		loopDone.Go(func() {
 			if waitReadable(loopCtx, store) {
-				runAsLeader(loopCtx, cfg, k, logger, runBackground)
+				runAsLeader(loopCtx, cfg, k, store.Ready, logger, runBackground)
 			}
 		})
 	} else {
@@ -332,7 +333,17 @@ func waitReadable(ctx context.Context, store state.Store) bool {
 // runAsLeader runs fn while this replica holds the Lease, campaigning again
 // whenever it loses it, until ctx is done. On shutdown it releases the Lease
 // so that another replica takes over at once.
-func runAsLeader(ctx context.Context, cfg Config, k kube, logger *slog.Logger, fn func(context.Context)) {
+//
+// Only a ready replica (ready: the store's Ready, what /readyz answers)
+// runs for the Lease: one that cannot write the state, such as one started
+// with another --state-shards than the state's, would hold the Lease and
+// write nothing while a healthy replica follows. A follower stops
+// campaigning as soon as it is not ready, and campaigns again once it is; a
+// leader that stays not ready for longer than the Lease gives it up
+// (released, so that a ready replica takes it at once), while a shorter blip
+// (an API server restart) keeps it. client-go's elector has no such
+// condition of its own, hence the watch beside it.
+func runAsLeader(ctx context.Context, cfg Config, k kube, ready func(context.Context) error, logger *slog.Logger, fn func(context.Context)) {
 	identity := cfg.PodName
 	logger = logger.With("component", "leader-election", "identity", identity)
 	// A request to the Lease that hangs (etcd gone, the API server waiting
@@ -351,20 +362,38 @@ func runAsLeader(ctx context.Context, cfg Config, k kube, logger *slog.Logger, f
 		Client:     leaseClient.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
+	retry := cfg.LeaseDuration / 5
+	// Readiness is checked more often than the elector retries, so that a
+	// follower that turns not ready stops before its next try.
+	poll := min(retry/2, time.Second)
+	check := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, cfg.LeaseDuration/3)
+		defer cancel()
+		return ready(ctx)
+	}
 	for ctx.Err() == nil {
+		if !waitReady(ctx, check, poll, logger) {
+			return
+		}
+		campaign, stopCampaign := context.WithCancel(ctx)
+		var leading atomic.Bool
 		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
 			LeaseDuration:   cfg.LeaseDuration,
 			RenewDeadline:   cfg.LeaseDuration * 2 / 3,
-			RetryPeriod:     cfg.LeaseDuration / 5,
+			RetryPeriod:     retry,
 			ReleaseOnCancel: true,
 			Name:            "batchlatch",
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
+					leading.Store(true)
 					logger.Info("leading: writing entries")
 					fn(ctx)
 				},
-				OnStoppedLeading: func() { logger.Info("not leading") },
+				OnStoppedLeading: func() {
+					leading.Store(false)
+					logger.Info("not leading")
+				},
 				OnNewLeader: func(leader string) {
 					if leader != identity {
 						logger.Info("following", "leader", leader)
@@ -373,10 +402,71 @@ func runAsLeader(ctx context.Context, cfg Config, k kube, logger *slog.Logger, f
 			},
 		})
 		if err != nil { // only a bad config; validated durations make it unreachable
+			stopCampaign()
 			logger.Error("leader election", "err", err)
 			return
 		}
-		elector.Run(ctx)
+		var watching sync.WaitGroup
+		watching.Go(func() {
+			stopWhenNotReady(campaign, check, poll, cfg.LeaseDuration, leading.Load, logger)
+			stopCampaign()
+		})
+		elector.Run(campaign)
+		stopCampaign()
+		watching.Wait()
+	}
+}
+
+// waitReady waits until ready answers nil; false when ctx ended first.
+func waitReady(ctx context.Context, ready func(context.Context) error, poll time.Duration, logger *slog.Logger) bool {
+	logged := false
+	for {
+		err := ready(ctx)
+		if err == nil {
+			return true
+		}
+		if !logged {
+			logger.Warn("not ready: not running for the Lease until the state can take writes", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(poll):
+		}
+	}
+}
+
+// stopWhenNotReady returns when ctx ends or when this replica should stop
+// campaigning: at once when it is not ready and not leading, when it has
+// been not ready for longer than lease while leading.
+func stopWhenNotReady(ctx context.Context, ready func(context.Context) error, poll, lease time.Duration, leading func() bool, logger *slog.Logger) {
+	var notReadySince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(poll):
+		}
+		err := ready(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			notReadySince = time.Time{}
+			continue
+		}
+		if notReadySince.IsZero() {
+			notReadySince = time.Now()
+		}
+		if !leading() {
+			logger.Warn("not ready: no longer running for the Lease", "err", err)
+			return
+		}
+		if time.Since(notReadySince) > lease {
+			logger.Warn("not ready for longer than the Lease: giving it up", "err", err, "since", notReadySince)
+			return
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -396,23 +397,41 @@ func (l *Load) Redeliver(target string, clients int) (n, notDuplicate int, examp
 	return n, notDuplicate, examples
 }
 
-// GetJobs reads GET /api/v1/jobs from target.
+// GetJobs reads GET /api/v1/jobs from target, every page of it.
 func GetJobs(target string) ([]api.Job, error) {
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := client.Get(target + "/api/v1/jobs")
+	var jobs []api.Job
+	token := ""
+	for {
+		u := target + "/api/v1/jobs?limit=1000"
+		if token != "" {
+			u += "&continue=" + url.QueryEscape(token)
+		}
+		list, err := getJobList(client, u)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, list.Jobs...)
+		if list.Continue == "" {
+			return jobs, nil
+		}
+		token = list.Continue
+	}
+}
+
+func getJobList(client *http.Client, u string) (api.JobList, error) {
+	resp, err := client.Get(u)
 	if err != nil {
-		return nil, err
+		return api.JobList{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, fmt.Errorf("GET %s/api/v1/jobs: %s %s", target, resp.Status, data)
+		return api.JobList{}, fmt.Errorf("GET %s: %s %s", u, resp.Status, data)
 	}
 	var list api.JobList
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, err
-	}
-	return list.Jobs, nil
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	return list, err
 }
 
 // Percentile is the nearest-rank p-quantile (0 < p ≤ 1) of d (sorted here).
