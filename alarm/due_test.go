@@ -487,3 +487,76 @@ func TestDueUnreadableJobKeepsAlerting(t *testing.T) {
 		}
 	}
 }
+
+// A job forgotten while alerting gets a recovery's closing from the state:
+// one NOTICE saying it was forgotten and why, the transition's weight of
+// failing 0 entries, then one every pass through the recovery window, and
+// never an ERROR entry after; a restart in the middle writes it again for
+// a whole window; once closed it is purgeable. A failure after that starts
+// a streak of its own.
+func TestDueForgottenJobClosesAsARecovery(t *testing.T) {
+	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
+	s.result(0, "a", api.PhaseFailed)
+	for m := 0; m < 30; m++ {
+		s.pass(m, false)
+	}
+	forgotten, keep, err := state.ForgetAt(s.at(30), "its CronWorkflow has been gone for more than 10m0s")(s.job)
+	if err != nil || !keep {
+		t.Fatal(keep, err)
+	}
+	s.job = forgotten
+	s.pass(30, true)
+	const restartAt = 45
+	window := int(DefaultRecoveryWindow / time.Minute)
+	for m := 31; m < restartAt+window+5; m++ {
+		if m == restartAt {
+			s.announced, s.cfg = Announced{}, shippedDue
+			s.cfg.Started = s.at(m).Add(-time.Second)
+		}
+		s.pass(m, false)
+		cfg := s.cfg
+		if cfg.Interval == 0 {
+			cfg = shippedDue
+		}
+		purgeable := len(Purgeable([]state.Job{s.job}, s.at(m), cfg)) == 1
+		if closed := m >= restartAt+window; purgeable != closed {
+			t.Errorf("minute %d: purgeable %v, want %v", m, purgeable, closed)
+		}
+	}
+	perMinute := map[int][]Entry{}
+	for _, w := range s.written {
+		if !w.entry.Payload.Heartbeat && w.minute >= 30 {
+			perMinute[w.minute] = append(perMinute[w.minute], w.entry)
+		}
+	}
+	// The forgetting, at minute 30, and the restart, at 45: a NOTICE and
+	// the weight of failing 0 each.
+	for m, cfg := range map[int]DueConfig{30: shippedDue, restartAt: s.cfg} {
+		got := perMinute[m]
+		weight := cfg.TransitionWeight(s.at(m), s.job.LastStreak.Since, m == restartAt)
+		if len(got) != 1+weight || got[0].Severity != SeverityNotice || got[0].InsertID != recoveryInsertID(s.job) ||
+			!strings.Contains(got[0].Payload.Message, "ml/nightly forgotten: its CronWorkflow has been gone for more than 10m0s (it was failing: 1 failed run(s)") {
+			t.Fatalf("minute %d: %d entries, want 1+%d, the first a NOTICE: %+v", m, len(got), weight, got)
+		}
+	}
+	for m := 30; m < restartAt+window+5; m++ {
+		for _, e := range perMinute[m] {
+			if failingValue(e) != 0 || e.Severity == SeverityError {
+				t.Fatalf("minute %d: %+v", m, e)
+			}
+		}
+		if m != 30 && m != restartAt && len(perMinute[m]) != boolInt(m < restartAt+window) {
+			t.Errorf("minute %d: %d entries, want %d", m, len(perMinute[m]), boolInt(m < restartAt+window))
+		}
+	}
+
+	// The job comes back: its own streak, announced with a weight.
+	back := restartAt + window + 10
+	s.result(back, "b", api.PhaseFailed)
+	if s.job.Forgotten() || s.job.ConsecutiveFailures != 1 || !s.job.FailingSince.Equal(s.at(back)) {
+		t.Fatalf("the job back: %+v", s.job)
+	}
+	if e := s.entryAt(back); e.Severity != SeverityError || failingValue(e) != 1 {
+		t.Fatalf("after the job came back: %+v", e)
+	}
+}
