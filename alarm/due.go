@@ -118,8 +118,9 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 
 // DueEach is Due handing each entry to emit as it is decided, in the same
 // order, instead of returning them all: the loop writes them as they come,
-// so that the entries of a first pass (TransitionWeight of each, 140,000 at
-// 10,000 failing jobs) are never all in memory at once.
+// so that the entries of a first pass (TransitionWeight of each, 200,000 at
+// 10,000 failing jobs with the default window) are never all in memory at
+// once.
 func DueEach(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig, emit func(Entry)) Announced {
 	next := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}, Silenced: map[state.Key]time.Time{}}
 	schedules := cfg.Schedules

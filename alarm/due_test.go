@@ -98,7 +98,7 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 			t.Errorf("unexpected entry at minute %d: %+v", w.minute, w.entry)
 		}
 	}
-	// The weight: a window's passes (12) and two more.
+	// The weight: a window's passes and two more.
 	weight := int(DefaultPolicyWindow/DefaultInterval) + 2
 	// Every minute of the streak has a failing 1 entry: one per pass; the
 	// kick at its start writes the weight at once.
@@ -116,17 +116,18 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 	if notices != 1 {
 		t.Errorf("%d NOTICEs for one streak, want 1", notices)
 	}
-	// …then failing 0 every minute of the 30-minute recovery window (the
-	// weight at once), and nothing after it.
-	if DefaultRecoveryWindow < DefaultPolicyWindow+10*time.Minute {
+	// …then failing 0 every minute of the recovery window (the weight at
+	// once), and nothing after it.
+	if DefaultRecoveryWindow < DefaultPolicyWindow+15*time.Minute {
 		t.Errorf("the recovery window %s is shorter than the policy's window plus the metric's lag", DefaultRecoveryWindow)
 	}
-	for minute := 180; minute < 210; minute++ {
+	recoveryEnd := 180 + int(DefaultRecoveryWindow/time.Minute)
+	for minute := 180; minute < recoveryEnd; minute++ {
 		if want := 1 + weight*boolInt(minute == 180); healthyMinutes[minute] != want {
 			t.Errorf("minute %d of the recovery window: %d failing 0 entries, want %d", minute, healthyMinutes[minute], want)
 		}
 	}
-	for minute := 211; minute <= 240; minute++ {
+	for minute := recoveryEnd + 1; minute <= 240; minute++ {
 		if healthyMinutes[minute] != 0 {
 			t.Errorf("minute %d, after the recovery window: an entry", minute)
 		}
@@ -384,7 +385,7 @@ func TestDueSilencesAndThresholds(t *testing.T) {
 			// The silence ended and the job still fails: announced again
 			// at the next pass (nothing kicks the loop when a silence ends).
 			wantErrors = 1 + (weight-1)*boolInt(minute == 150)
-		case minute < 210:
+		case minute < 180+int(DefaultRecoveryWindow/time.Minute):
 			wantZeros = 1 + weight*boolInt(minute == 180)
 		}
 		if errors[minute] != wantErrors || zeros[minute] != wantZeros {

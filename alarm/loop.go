@@ -13,13 +13,14 @@ import (
 
 // Defaults of --interval, --recovery-window and --policy-window. The
 // shipped alert policy is built on them (its alignment window is
-// DefaultPolicyWindow: the metric's ingestion lag plus two intervals; the
-// recovery window outlasts it plus that lag): the examples' tests tie them
-// together.
+// DefaultPolicyWindow: the 15 minutes of ingestion lag it is designed for
+// plus three intervals, so that a window still holds points at that lag;
+// the recovery window outlasts it plus that lag): the examples' tests and
+// internal/policymodel tie them together.
 const (
 	DefaultInterval       = 60 * time.Second
-	DefaultRecoveryWindow = 30 * time.Minute
-	DefaultPolicyWindow   = 12 * time.Minute
+	DefaultRecoveryWindow = 35 * time.Minute
+	DefaultPolicyWindow   = 18 * time.Minute
 )
 
 // DefaultKickEvery is the least time between two kicked passes. A kicked
