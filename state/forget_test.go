@@ -98,3 +98,23 @@ func withThreshold(r api.Result, n int) api.Result {
 	r.Annotations = map[string]string{api.AnnotationFailureThreshold: fmt.Sprint(n)}
 	return r
 }
+
+func TestRememberedLeavesOutForgottenJobs(t *testing.T) {
+	alerting := applyResults(t, run("nightly", "a", api.PhaseFailed, 0))
+	forgotten, _, _ := ForgetAt(at(1), "gone")(alerting)
+	healthy := applyResults(t, run("hourly", "h", api.PhaseSucceeded, 0))
+	for _, tc := range []struct {
+		jobs []Job
+		want int
+	}{{nil, 0}, {[]Job{healthy, alerting}, 2}, {[]Job{forgotten}, 0}, {[]Job{healthy, forgotten, alerting, forgotten}, 2}} {
+		got := Remembered(tc.jobs)
+		if len(got) != tc.want {
+			t.Errorf("%d jobs remembered of %d, want %d", len(got), len(tc.jobs), tc.want)
+		}
+		for _, j := range got {
+			if j.Forgotten() {
+				t.Errorf("a forgotten job remembered")
+			}
+		}
+	}
+}
