@@ -52,7 +52,8 @@ const (
 	// errorLogEvery limits how often write errors are logged; all are counted.
 	errorLogEvery = 10 * time.Second
 	// paceBytes and paceHardBytes pace a burst (a first pass announces every
-	// failing job many times: 140,000 entries, 250 MB, at 10,000 jobs) to
+	// failing job many times: 140,000 entries, 250 MB, at 10,000 jobs with
+	// a 12-minute window; 200,000 with the 18-minute default) to
 	// what the client sends instead of overflowing bufferedBytes: once more
 	// than paceBytes wait to be sent, Write waits until the client has sent
 	// them, at the next bundle's boundary (so that bundles stay full) or at

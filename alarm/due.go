@@ -105,6 +105,9 @@ func (c DueConfig) reannounced(recoveredAt time.Time) bool {
 //     pass until the window ends;
 //   - a recovery in the ReannounceRecoveries before the loop started, not
 //     announced by this loop: as if it had just recovered;
+//   - a job forgotten while alerting (state.ForgetAt ended its streak) is a
+//     recovery whose NOTICE says it was forgotten, and why; one forgotten
+//     in its recovery window keeps it;
 //   - any other job: nothing;
 //   - every pass that is not a kick: one heartbeat.
 func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([]Entry, Announced) {
@@ -115,19 +118,23 @@ func Due(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig) ([
 
 // DueEach is Due handing each entry to emit as it is decided, in the same
 // order, instead of returning them all: the loop writes them as they come,
-// so that the entries of a first pass (TransitionWeight of each, 140,000 at
-// 10,000 failing jobs) are never all in memory at once.
+// so that the entries of a first pass (TransitionWeight of each, 200,000 at
+// 10,000 failing jobs with the default window) are never all in memory at
+// once.
 func DueEach(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig, emit func(Entry)) Announced {
 	next := Announced{Failing: map[state.Key]time.Time{}, Recovery: map[state.Key]time.Time{}, Silenced: map[state.Key]time.Time{}}
 	schedules := cfg.Schedules
 	if schedules == nil {
 		schedules = func(string, string, string, time.Time) *api.Schedule { return nil }
 	}
-	failing := 0
+	failing, forgotten := 0, 0
 	for _, j := range jobs {
 		key := j.Key()
 		if j.Failing() {
 			failing++
+		}
+		if j.Forgotten() {
+			forgotten++
 		}
 		silence := state.SilenceOf(key, cfg.Silences)
 		switch {
@@ -176,7 +183,11 @@ func DueEach(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig
 		case recovering(j, now, cfg):
 			next.Recovery[key] = *j.RecoveredAt
 			if !announced.Recovery[key].Equal(*j.RecoveredAt) {
-				emit(recoveredEntry(j, now))
+				if j.Forgotten() {
+					emit(forgottenEntry(j))
+				} else {
+					emit(recoveredEntry(j, now))
+				}
 				e := healthyEntry(j, now)
 				since := j.LastStreak.Since
 				for range cfg.TransitionWeight(now, since, since.Before(cfg.Started)) {
@@ -190,7 +201,7 @@ func DueEach(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig
 		}
 	}
 	if !cfg.Kicked {
-		emit(heartbeatEntry(len(jobs), failing, now))
+		emit(heartbeatEntry(len(jobs)-forgotten, failing, now))
 	}
 	// Only the jobs failing or recovering now are remembered: one that comes
 	// back to either is a new streak or a new recovery.
@@ -210,17 +221,15 @@ func recovering(j state.Job, now time.Time, cfg DueConfig) bool {
 	return now.Sub(from) < cfg.RecoveryWindow
 }
 
-// Forget is what a loop writes when a job is forgotten: one NOTICE with
-// failing 0, and TransitionWeight INFO entries with failing 0 when the job
-// was failing, so that its incident closes as after a recovery.
-func Forget(j state.Job, reason string, now time.Time, cfg DueConfig) []Entry {
-	entries := []Entry{forgottenEntry(j, reason, now)}
-	if j.Failing() {
-		e := forgottenEntry(j, reason, now)
-		e.Severity = SeverityInfo
-		for range cfg.TransitionWeight(now, *j.FailingSince, j.FailingSince.Before(cfg.Started)) {
-			entries = append(entries, e)
+// Purgeable returns the forgotten jobs whose closing this loop has
+// written (their recovery window has passed, counted as recovering counts
+// it): the loop removes them from the state (state.PurgeForgotten).
+func Purgeable(jobs []state.Job, now time.Time, cfg DueConfig) []state.Job {
+	var out []state.Job
+	for _, j := range jobs {
+		if j.Forgotten() && !recovering(j, now, cfg) {
+			out = append(out, j)
 		}
 	}
-	return entries
+	return out
 }

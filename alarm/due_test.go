@@ -98,7 +98,7 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 			t.Errorf("unexpected entry at minute %d: %+v", w.minute, w.entry)
 		}
 	}
-	// The weight: a window's passes (12) and two more.
+	// The weight: a window's passes and two more.
 	weight := int(DefaultPolicyWindow/DefaultInterval) + 2
 	// Every minute of the streak has a failing 1 entry: one per pass; the
 	// kick at its start writes the weight at once.
@@ -116,17 +116,18 @@ func TestDueEntryStreamOfAStreak(t *testing.T) {
 	if notices != 1 {
 		t.Errorf("%d NOTICEs for one streak, want 1", notices)
 	}
-	// …then failing 0 every minute of the 30-minute recovery window (the
-	// weight at once), and nothing after it.
-	if DefaultRecoveryWindow < DefaultPolicyWindow+10*time.Minute {
+	// …then failing 0 every minute of the recovery window (the weight at
+	// once), and nothing after it.
+	if DefaultRecoveryWindow < DefaultPolicyWindow+15*time.Minute {
 		t.Errorf("the recovery window %s is shorter than the policy's window plus the metric's lag", DefaultRecoveryWindow)
 	}
-	for minute := 180; minute < 210; minute++ {
+	recoveryEnd := 180 + int(DefaultRecoveryWindow/time.Minute)
+	for minute := 180; minute < recoveryEnd; minute++ {
 		if want := 1 + weight*boolInt(minute == 180); healthyMinutes[minute] != want {
 			t.Errorf("minute %d of the recovery window: %d failing 0 entries, want %d", minute, healthyMinutes[minute], want)
 		}
 	}
-	for minute := 211; minute <= 240; minute++ {
+	for minute := recoveryEnd + 1; minute <= 240; minute++ {
 		if healthyMinutes[minute] != 0 {
 			t.Errorf("minute %d, after the recovery window: an entry", minute)
 		}
@@ -384,7 +385,7 @@ func TestDueSilencesAndThresholds(t *testing.T) {
 			// The silence ended and the job still fails: announced again
 			// at the next pass (nothing kicks the loop when a silence ends).
 			wantErrors = 1 + (weight-1)*boolInt(minute == 150)
-		case minute < 210:
+		case minute < 180+int(DefaultRecoveryWindow/time.Minute):
 			wantZeros = 1 + weight*boolInt(minute == 180)
 		}
 		if errors[minute] != wantErrors || zeros[minute] != wantZeros {
@@ -485,5 +486,78 @@ func TestDueUnreadableJobKeepsAlerting(t *testing.T) {
 		if errors == 0 {
 			t.Fatalf("pass %d: no ERROR entry for the unreadable job's last readable copy", pass)
 		}
+	}
+}
+
+// A job forgotten while alerting gets a recovery's closing from the state:
+// one NOTICE saying it was forgotten and why, the transition's weight of
+// failing 0 entries, then one every pass through the recovery window, and
+// never an ERROR entry after; a restart in the middle writes it again for
+// a whole window; once closed it is purgeable. A failure after that starts
+// a streak of its own.
+func TestDueForgottenJobClosesAsARecovery(t *testing.T) {
+	s := &scenario{t: t, start: time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)}
+	s.result(0, "a", api.PhaseFailed)
+	for m := 0; m < 30; m++ {
+		s.pass(m, false)
+	}
+	forgotten, keep, err := state.ForgetAt(s.at(30), "its CronWorkflow has been gone for more than 10m0s")(s.job)
+	if err != nil || !keep {
+		t.Fatal(keep, err)
+	}
+	s.job = forgotten
+	s.pass(30, true)
+	const restartAt = 45
+	window := int(DefaultRecoveryWindow / time.Minute)
+	for m := 31; m < restartAt+window+5; m++ {
+		if m == restartAt {
+			s.announced, s.cfg = Announced{}, shippedDue
+			s.cfg.Started = s.at(m).Add(-time.Second)
+		}
+		s.pass(m, false)
+		cfg := s.cfg
+		if cfg.Interval == 0 {
+			cfg = shippedDue
+		}
+		purgeable := len(Purgeable([]state.Job{s.job}, s.at(m), cfg)) == 1
+		if closed := m >= restartAt+window; purgeable != closed {
+			t.Errorf("minute %d: purgeable %v, want %v", m, purgeable, closed)
+		}
+	}
+	perMinute := map[int][]Entry{}
+	for _, w := range s.written {
+		if !w.entry.Payload.Heartbeat && w.minute >= 30 {
+			perMinute[w.minute] = append(perMinute[w.minute], w.entry)
+		}
+	}
+	// The forgetting, at minute 30, and the restart, at 45: a NOTICE and
+	// the weight of failing 0 each.
+	for m, cfg := range map[int]DueConfig{30: shippedDue, restartAt: s.cfg} {
+		got := perMinute[m]
+		weight := cfg.TransitionWeight(s.at(m), s.job.LastStreak.Since, m == restartAt)
+		if len(got) != 1+weight || got[0].Severity != SeverityNotice || got[0].InsertID != recoveryInsertID(s.job) ||
+			!strings.Contains(got[0].Payload.Message, "ml/nightly forgotten: its CronWorkflow has been gone for more than 10m0s (it was failing: 1 failed run(s)") {
+			t.Fatalf("minute %d: %d entries, want 1+%d, the first a NOTICE: %+v", m, len(got), weight, got)
+		}
+	}
+	for m := 30; m < restartAt+window+5; m++ {
+		for _, e := range perMinute[m] {
+			if failingValue(e) != 0 || e.Severity == SeverityError {
+				t.Fatalf("minute %d: %+v", m, e)
+			}
+		}
+		if m != 30 && m != restartAt && len(perMinute[m]) != boolInt(m < restartAt+window) {
+			t.Errorf("minute %d: %d entries, want %d", m, len(perMinute[m]), boolInt(m < restartAt+window))
+		}
+	}
+
+	// The job comes back: its own streak, announced with a weight.
+	back := restartAt + window + 10
+	s.result(back, "b", api.PhaseFailed)
+	if s.job.Forgotten() || s.job.ConsecutiveFailures != 1 || !s.job.FailingSince.Equal(s.at(back)) {
+		t.Fatalf("the job back: %+v", s.job)
+	}
+	if e := s.entryAt(back); e.Severity != SeverityError || failingValue(e) != 1 {
+		t.Fatalf("after the job came back: %+v", e)
 	}
 }

@@ -166,18 +166,23 @@ func silencedEntry(j state.Job, s *api.Silence, now time.Time) Entry {
 func healthyEntry(j state.Job, now time.Time) Entry {
 	e := jobEntry(j, SeverityInfo, 0, nil, now)
 	e.Payload.Message = fmt.Sprintf("%s is healthy since %s", jobTitle(j), j.LastStreak.Until.Format(time.RFC3339))
+	if j.Forgotten() {
+		e.Payload.Message = fmt.Sprintf("%s was forgotten at %s: %s", jobTitle(j), j.ForgottenAt.Format(time.RFC3339), j.ForgetReason)
+	}
 	return e
 }
 
-// forgottenEntry is the NOTICE entry written once when a job is forgotten
-// (its CronWorkflow was deleted): failing 0, so a policy that reads the
-// failing field sees it healthy and no incident is left open.
-func forgottenEntry(j state.Job, reason string, now time.Time) Entry {
-	e := jobEntry(j, SeverityNotice, 0, nil, now)
-	e.Payload.Message = fmt.Sprintf("%s forgotten: %s", jobTitle(j), reason)
-	if j.Failing() {
-		e.Payload.Message += fmt.Sprintf(" (it was failing: %d failed run(s) since %s)", j.ConsecutiveFailures, j.FailingSince.Format(time.RFC3339))
-	}
+// forgottenEntry is the NOTICE entry written once when a job forgotten
+// while alerting (its CronWorkflow was deleted, an operator deleted it)
+// starts its closing: failing 0, so a policy that reads the failing field
+// sees it healthy and no incident is left open. It stands for the
+// recovery's NOTICE, with the same time and insertId.
+func forgottenEntry(j state.Job) Entry {
+	e := jobEntry(j, SeverityNotice, 0, nil, *j.RecoveredAt)
+	streak := j.LastStreak
+	e.Payload.Message = fmt.Sprintf("%s forgotten: %s (it was failing: %d failed run(s) since %s)",
+		jobTitle(j), j.ForgetReason, streak.Failures, streak.Since.Format(time.RFC3339))
+	e.InsertID = recoveryInsertID(j)
 	return e
 }
 

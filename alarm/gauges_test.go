@@ -54,10 +54,27 @@ batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="Workflow",names
 	if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobFailing, MetricJobFailingSince, MetricJobConsecutiveFailures, MetricJobLastResult); err != nil {
 		t.Fatal(err)
 	}
-	// A forgotten job's series go.
+	// A job forgotten while failing reads 0 while the alarm closes its
+	// incident (kept in the state), so that a PromQL alert resolves at once;
+	// its series go once the alarm has removed it.
+	forgotten := forgottenJob(failingJob("nightly", 3), since.Add(3*time.Hour))
+	jobs.set(recovered, forgotten)
+	wantForgotten := `
+# HELP batchlatch_job_alerting 1 while the job's failure streak has reached its failure threshold and no silence mutes it, else 0: what the alert reads.
+# TYPE batchlatch_job_alerting gauge
+batchlatch_job_alerting{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 0
+# HELP batchlatch_job_failing 1 while the job's latest run failed, else 0.
+# TYPE batchlatch_job_failing gauge
+batchlatch_job_failing{job="hourly",kind="Workflow",namespace="ml"} 0
+batchlatch_job_failing{job="nightly",kind="Workflow",namespace="ml"} 0
+`
+	if err := testutil.CollectAndCompare(g, strings.NewReader(wantForgotten), MetricJobFailing, MetricJobAlerting); err != nil {
+		t.Fatal(err)
+	}
 	jobs.set(recovered)
 	if n := testutil.CollectAndCount(g, MetricJobFailing); n != 1 {
-		t.Fatalf("%d failing series after nightly was forgotten, want 1", n)
+		t.Fatalf("%d failing series after nightly was removed, want 1", n)
 	}
 	// The state cannot be read: no per-job series, one error counted.
 	broken := NewJobGauges(failingLister{}, nil)

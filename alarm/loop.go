@@ -3,6 +3,7 @@ package alarm
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -12,13 +13,14 @@ import (
 
 // Defaults of --interval, --recovery-window and --policy-window. The
 // shipped alert policy is built on them (its alignment window is
-// DefaultPolicyWindow: the metric's ingestion lag plus two intervals; the
-// recovery window outlasts it plus that lag): the examples' tests tie them
-// together.
+// DefaultPolicyWindow: the 15 minutes of ingestion lag it is designed for
+// plus three intervals, so that a window still holds points at that lag;
+// the recovery window outlasts it plus that lag): the examples' tests and
+// internal/policymodel tie them together.
 const (
 	DefaultInterval       = 60 * time.Second
-	DefaultRecoveryWindow = 30 * time.Minute
-	DefaultPolicyWindow   = 12 * time.Minute
+	DefaultRecoveryWindow = 35 * time.Minute
+	DefaultPolicyWindow   = 18 * time.Minute
 )
 
 // DefaultKickEvery is the least time between two kicked passes. A kicked
@@ -51,6 +53,7 @@ type Loop struct {
 	silences       func(ctx context.Context) ([]api.Silence, error)
 	kick           chan struct{}
 	kickEvery      time.Duration
+	purge          func(ctx context.Context, key state.Key, forgottenAt time.Time) error
 }
 
 // LoopConfig holds the Loop's settings.
@@ -69,6 +72,9 @@ type LoopConfig struct {
 	// KickEvery is the least time between kicked passes; DefaultKickEvery
 	// when zero.
 	KickEvery time.Duration
+	// Purge removes a forgotten job once its closing is written
+	// (state.PurgeForgotten); nil: forgotten jobs are kept.
+	Purge func(ctx context.Context, key state.Key, forgottenAt time.Time) error
 }
 
 // NewLoop makes a loop that reads jobs and writes to sink.
@@ -94,6 +100,7 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 		silences:       cfg.Silences,
 		kick:           make(chan struct{}, 1),
 		kickEvery:      cmp.Or(cfg.KickEvery, DefaultKickEvery),
+		purge:          cfg.Purge,
 	}
 }
 
@@ -210,13 +217,13 @@ func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 			}
 		}
 		l.metrics.FailingJobs.Set(float64(failing))
-	}
-}
-
-// Forgotten writes the entries of a job that was forgotten, and why (Forget).
-func (l *Loop) Forgotten(ctx context.Context, j state.Job, reason string) {
-	for _, e := range Forget(j, reason, l.now(), l.dueConfig(time.Time{}, false)) {
-		l.write(ctx, e)
+		if l.purge != nil {
+			for _, j := range Purgeable(jobs, now, cfg) {
+				if err := l.purge(ctx, j.Key(), *j.ForgottenAt); err != nil && !errors.Is(err, state.ErrNotFound) {
+					l.logger.Warn("remove forgotten job", "err", err, "namespace", j.Namespace, "job", j.Name)
+				}
+			}
+		}
 	}
 }
 

@@ -265,35 +265,59 @@ func TestLoopRecoveryNoticeThenHealthyEntriesUntilWindowEnds(t *testing.T) {
 	}
 }
 
-// A job forgotten while failing (its CronWorkflow was deleted) gets one
-// NOTICE with failing 0 that says why, and the transition's weight of
-// failing 0 entries so that its incident closes; no ERROR entries after it.
-// A healthy job forgotten gets the NOTICE alone.
-func TestLoopForgottenJobGetsOneNotice(t *testing.T) {
-	clk := &clock{t: since.Add(time.Hour)}
+// A forgotten job is removed from the state once the loop has written its
+// closing (its recovery window), not before; a purge that fails is tried
+// again at the next pass.
+func TestLoopPurgesAForgottenJobOnceClosed(t *testing.T) {
+	forgottenAt := since.Add(time.Hour)
+	clk := &clock{t: forgottenAt}
 	jobs := &memJobs{}
+	forgotten, keep, err := state.ForgetAt(forgottenAt, "deleted through the API")(failingJob("nightly", 3))
+	if err != nil || !keep {
+		t.Fatal(keep, err)
+	}
+	jobs.set(forgotten)
+	var purged atomic.Int32
+	purge := func(_ context.Context, key state.Key, at time.Time) error {
+		if key != forgotten.Key() || !at.Equal(forgottenAt) {
+			t.Errorf("purge of %v forgotten at %s", key, at)
+		}
+		if purged.Add(1) == 1 {
+			return state.ErrUnavailable
+		}
+		jobs.set()
+		return nil
+	}
 	sink := &recordingSink{}
-	loop := NewLoop(jobs, sink, LoopConfig{Interval: time.Minute, RecoveryWindow: 30 * time.Minute, PolicyWindow: 12 * time.Minute, Now: clk.Now},
-		NewMetrics(prometheus.NewRegistry()), testLogger())
-	job := failingJob("nightly", 3)
-	loop.Forgotten(context.Background(), job, "its CronWorkflow was deleted more than 10m0s ago")
-	entries := sink.take()
-	if want := 1 + 14; len(entries) != want {
-		t.Fatalf("%d entries, want %d: %+v", len(entries), want, entries)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	loop := NewLoop(jobs, sink, LoopConfig{Interval: 10 * time.Millisecond, RecoveryWindow: 30 * time.Minute, PolicyWindow: 12 * time.Minute, Now: clk.Now, Purge: purge},
+		metrics, testLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { loop.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	entries := waitFor(t, sink, 1+14+1)
+	if entries[0].Severity != SeverityNotice || !strings.Contains(entries[0].Payload.Message, "ml/nightly forgotten: deleted through the API (it was failing: 3 failed run(s)") {
+		t.Fatalf("first entry %+v", entries[0])
 	}
-	for i, e := range entries {
-		wantSeverity := SeverityInfo
-		if i == 0 {
-			wantSeverity = SeverityNotice
-		}
-		if f, ok := e.Payload.FailingValue(); e.Severity != wantSeverity || !ok || f != 0 || e.Labels[LabelJob] != "nightly" ||
-			!strings.Contains(e.Payload.Message, "ml/nightly forgotten: its CronWorkflow was deleted") || !strings.Contains(e.Payload.Message, "3 failed run(s)") {
-			t.Fatalf("entry %d: %+v", i, e)
+	for _, e := range entries[1:] {
+		if f, ok := e.Payload.FailingValue(); e.Severity != SeverityInfo || !ok || f != 0 {
+			t.Fatalf("entry %+v", e)
 		}
 	}
-	loop.Forgotten(context.Background(), recoveredJob("old", since), "its CronWorkflow was deleted more than 10m0s ago")
-	if entries := sink.take(); len(entries) != 1 || entries[0].Severity != SeverityNotice {
-		t.Fatalf("a healthy job forgotten: %+v", entries)
+	clk.Set(forgottenAt.Add(29 * time.Minute))
+	passesAfter(t, metrics)
+	if purged.Load() != 0 {
+		t.Fatal("purged within its recovery window")
+	}
+	clk.Set(forgottenAt.Add(31 * time.Minute))
+	waitUntil(t, "the purge, tried again", func() bool { return purged.Load() >= 2 })
+	passesAfter(t, metrics)
+	sink.take()
+	passesAfter(t, metrics)
+	if got := sink.take(); len(got) != 0 || purged.Load() != 2 {
+		t.Fatalf("after the purge: %d purges, entries %+v", purged.Load(), got)
 	}
 }
 

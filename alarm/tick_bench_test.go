@@ -517,7 +517,8 @@ func TestPayloadWireIsFitPayload(t *testing.T) {
 		recoveredEntry(recovered, now).Payload,
 		healthyEntry(recovered, now).Payload,
 		silencedEntry(job, silence, now).Payload,
-		forgottenEntry(job, "deleted", now).Payload,
+		forgottenEntry(forgottenJob(job, now)).Payload,
+		healthyEntry(forgottenJob(job, now), now).Payload,
 		heartbeatEntry(10000, 9999, now).Payload,
 		{},
 		{JobView: &JobView{}},
@@ -706,4 +707,10 @@ func TestCloudLoggingSinkPacingGivesUp(t *testing.T) {
 	}
 	// The client reports errors from a goroutine of its own.
 	clWait(t, patience, "the entries over the buffer counted", func() bool { return clSinkErrors(metrics) > 0 })
+}
+
+// forgottenJob is j forgotten at now.
+func forgottenJob(j state.Job, now time.Time) state.Job {
+	forgotten, _, _ := state.ForgetAt(now, "deleted through the API (DELETE /api/v1/jobs)")(j)
+	return forgotten
 }

@@ -229,11 +229,16 @@ func handleListJobs(views Views) gin.HandlerFunc {
 	}
 }
 
-// listJobs returns all jobs, or those of one namespace when it is not empty.
+// listJobs returns all jobs, or those of one namespace when it is not
+// empty; forgotten jobs (kept for the alarm) are not among them.
 func listJobs(ctx context.Context, store state.Store, namespace string) ([]state.Job, error) {
 	jobs, err := store.List(ctx)
-	if err != nil || namespace == "" {
-		return jobs, err
+	if err != nil {
+		return nil, err
+	}
+	jobs = state.Remembered(jobs)
+	if namespace == "" {
+		return jobs, nil
 	}
 	var inNamespace []state.Job
 	for _, j := range jobs {
@@ -260,7 +265,13 @@ func handleGetJob(views Views) gin.HandlerFunc {
 	}
 }
 
-func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
+// forgetReason is what the entries say of a job deleted through the API.
+const forgetReason = "deleted through the API (DELETE /api/v1/jobs)"
+
+// handleDeleteJob forgets a job: one whose incident may be open is kept
+// for the alarm until it has written the incident's closing
+// (state.ForgetAt), which the kick starts at once.
+func handleDeleteJob(logger *slog.Logger, store state.Store, kicker Kicker, now func() time.Time) gin.HandlerFunc {
 	logger = logger.With("component", "jobs")
 	return func(c *gin.Context) {
 		key, err := pathKey(c)
@@ -268,13 +279,24 @@ func handleDeleteJob(logger *slog.Logger, store state.Store) gin.HandlerFunc {
 			abortWithError(c, err)
 			return
 		}
-		if err := store.Delete(c.Request.Context(), key); err != nil {
+		if err := state.Forget(c.Request.Context(), store, key, now(), forgetReason); err != nil {
 			abortWithError(c, notFoundNames(err, key))
 			return
 		}
-		logger.Info("job deleted", "namespace", key.Namespace, "job", key.Name)
+		kicker.Kick()
+		logger.Info("job deleted", "namespace", key.Namespace, "job", key.Name, "kind", key.KindName())
 		c.Status(http.StatusNoContent)
 	}
+}
+
+// getJob returns one job, or state.ErrNotFound, also for a forgotten job
+// (kept for the alarm).
+func getJob(ctx context.Context, store state.Store, key state.Key) (state.Job, error) {
+	j, err := store.Get(ctx, key)
+	if err == nil && j.Forgotten() {
+		return state.Job{}, state.ErrNotFound
+	}
+	return j, err
 }
 
 // pathKey is the job named by /jobs/:namespace/:job[?kind=…], checked with

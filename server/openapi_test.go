@@ -268,6 +268,13 @@ func (s *faultStore) Delete(ctx context.Context, key state.Key) error {
 	return s.Store.Delete(ctx, key)
 }
 
+func (s *faultStore) Edit(ctx context.Context, key state.Key, edit state.Edit) error {
+	if err := s.fault(); err != nil {
+		return err
+	}
+	return s.Store.Edit(ctx, key, edit)
+}
+
 func (s *faultStore) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
 	if err := s.fault(); err != nil {
 		return err

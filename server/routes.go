@@ -30,7 +30,7 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 	get("/api/v1/jobs", read, handleListJobs(views))
 	get("/api/v1/jobs/:namespace", read, handleListJobs(views))
 	get("/api/v1/jobs/:namespace/:job", read, handleGetJob(views))
-	r.DELETE("/api/v1/jobs/:namespace/:job", write, handleDeleteJob(logger, store))
+	r.DELETE("/api/v1/jobs/:namespace/:job", write, handleDeleteJob(logger, store, kicker, cfg.Now))
 	r.POST("/api/v1/silences", write, limitBody(maxSilenceBody), handleCreateSilence(logger, views, kicker))
 	get("/api/v1/silences", read, handleListSilences(store, cfg.Now))
 	r.DELETE("/api/v1/silences/:id", write, handleDeleteSilence(logger, store, kicker, cfg.Now))

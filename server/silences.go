@@ -63,7 +63,7 @@ func handleCreateSilence(logger *slog.Logger, views Views, kicker Kicker) gin.Ha
 // taken, but a mistyped name silences nothing while the real job alerts.
 func silenceWarnings(ctx context.Context, views Views, s api.Silence, now time.Time) ([]string, error) {
 	if s.Job != "" {
-		_, err := views.Store.Get(ctx, state.KeyFor(s.Kind, s.Namespace, s.Job))
+		_, err := getJob(ctx, views.Store, state.KeyFor(s.Kind, s.Namespace, s.Job))
 		switch {
 		case err == nil, errors.Is(err, state.ErrCorrupt): // stored, if unreadable
 			return nil, nil

@@ -97,7 +97,7 @@ func (v Views) views(ctx context.Context, jobs []state.Job) ([]api.Job, error) {
 
 // Get returns one job, or state.ErrNotFound.
 func (v Views) Get(ctx context.Context, key state.Key) (api.Job, error) {
-	j, err := v.Store.Get(ctx, key)
+	j, err := getJob(ctx, v.Store, key)
 	if err != nil {
 		return api.Job{}, err
 	}

@@ -123,11 +123,42 @@ type Job struct {
 	// Warning is the first warning of the latest result that had any (what
 	// was left out of it), until a later result comes without one.
 	Warning *api.JobWarning `json:"warning,omitempty"`
+	// ForgottenAt: an operator or a watcher forgot the job at this time
+	// while an incident of it may be open (it was alerting, or in its
+	// recovery window). The job is then kept, hidden from every reader but
+	// the alarm, so that the alarm writes a recovery's closing from the
+	// state, which outlasts a restart and a leader change; the alarm
+	// removes it once written (PurgeForgotten). A result for the job
+	// brings it back as a new job.
+	ForgottenAt *time.Time `json:"forgottenAt,omitempty"`
+	// ForgetReason says why the job was forgotten.
+	ForgetReason string `json:"forgotten,omitempty"`
 	// Unreadable says why the job's stored value cannot be read (edited by
 	// hand?), when it cannot. The store then lists the last readable copy
 	// it saw, so that the job keeps alerting, or only the job's identity
 	// when it saw none (after a restart). Set by the stores, never stored.
 	Unreadable string `json:"-"`
+}
+
+// Forgotten reports whether the job was forgotten: only the alarm still
+// reads it (ForgottenAt).
+func (j Job) Forgotten() bool { return j.ForgottenAt != nil }
+
+// Remembered returns jobs without the forgotten ones: what every reader but
+// the alarm sees. It is jobs itself when none is forgotten (the usual case:
+// no copy of 10,000 jobs per request).
+func Remembered(jobs []Job) []Job {
+	first := slices.IndexFunc(jobs, Job.Forgotten)
+	if first < 0 {
+		return jobs
+	}
+	out := append(make([]Job, 0, len(jobs)-1), jobs[:first]...)
+	for _, j := range jobs[first+1:] {
+		if !j.Forgotten() {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 // Key is the job's key.
@@ -318,6 +349,11 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	if len(r.Warnings) == 0 {
 		next.Warning = nil
 	}
+	// A forgotten job comes back as a new one: not failing (forgetting
+	// ended its streak), its runs and streaks kept so that a late copy of
+	// an old run stays a duplicate and the alarm weighs the new streak
+	// against the closing it may still be writing.
+	next.ForgottenAt, next.ForgetReason = nil, ""
 	if m.supersedes && r.Failed() && job.Failing() {
 		// The run that a synthetic failure stood for failed: same run, its
 		// own result tells what broke.
@@ -420,14 +456,21 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 	if job.FailingSince == nil {
 		return Unchanged
 	}
+	endStreak(next, job, finished, receivedAt)
+	return Recovered
+}
+
+// endStreak ends job's streak in next, a copy of job, at until (the
+// streak's end), received at receivedAt (the recovery window's start).
+func endStreak(next *Job, job Job, until, receivedAt time.Time) {
 	if job.LastStreak != nil {
 		// A new slice: next must not share job's.
 		next.EarlierStreaks = append([]api.Streak{*job.LastStreak}, job.EarlierStreaks[:min(len(job.EarlierStreaks), api.MaxStreaks-2)]...)
 	}
 	next.LastStreak = &api.Streak{
 		Since:    *job.FailingSince,
-		Until:    finished,
-		Seconds:  finished.Sub(*job.FailingSince).Seconds(),
+		Until:    until,
+		Seconds:  until.Sub(*job.FailingSince).Seconds(),
 		Failures: job.ConsecutiveFailures,
 	}
 	// Rounded up, so the recovery window is never cut short.
@@ -436,7 +479,56 @@ func apply(next *Job, job Job, r api.Result, finished, receivedAt time.Time) Tra
 	next.QuietRecovery = !job.Alerting()
 	next.FailingSince = nil
 	next.ConsecutiveFailures = 0
-	return Recovered
+}
+
+// Edit is a change to a stored job made outside Apply: forgetting it
+// (ForgetAt) and removing it once forgotten (PurgeForgotten). It returns
+// the job after the change, or keep false to remove the job; an error
+// leaves the job as it was. A store applies it like a result: one at a
+// time per job, durably before it returns.
+type Edit func(job Job) (next Job, keep bool, err error)
+
+// ForgetAt forgets a job at at, for reason (an operator's delete, or its
+// CronWorkflow or CronJob gone). A job whose incident may be open is kept,
+// forgotten (Job.ForgottenAt), so that the alarm closes its incident as
+// after a recovery: an alerting job's streak ends at at, as a success
+// would end it; a job in its recovery window keeps it. Any other job is
+// removed at once: nothing announced it. Forgetting a forgotten job is
+// ErrNotFound.
+func ForgetAt(at time.Time, reason string) Edit {
+	return func(job Job) (Job, bool, error) {
+		if job.Forgotten() {
+			return job, true, ErrNotFound
+		}
+		announcedRecovery := job.RecoveredAt != nil && !job.QuietRecovery
+		next := job
+		switch {
+		case job.Alerting():
+			endStreak(&next, job, at.UTC().Truncate(time.Second), at)
+		case job.Failing() && announcedRecovery:
+			// Below its threshold, never announced: its streak is dropped,
+			// the previous recovery's window may still be running.
+			next.FailingSince, next.ConsecutiveFailures = nil, 0
+		case job.Failing() || !announcedRecovery:
+			return Job{}, false, nil
+		}
+		forgottenAt := at.UTC().Truncate(time.Second)
+		next.ForgottenAt = &forgottenAt
+		next.ForgetReason = truncate(reason, maxWarningBytes)
+		return next, true, nil
+	}
+}
+
+// PurgeForgotten removes the job forgotten at forgottenAt; a job that is
+// not that one any more (a result brought it back, it was forgotten again)
+// is ErrNotFound and left alone.
+func PurgeForgotten(forgottenAt time.Time) Edit {
+	return func(job Job) (Job, bool, error) {
+		if job.ForgottenAt == nil || !job.ForgottenAt.Equal(forgottenAt) {
+			return job, true, ErrNotFound
+		}
+		return Job{}, false, nil
+	}
 }
 
 // runHash is a short stand-in for one outcome of a run: 48 bits of SHA-256

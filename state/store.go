@@ -50,8 +50,13 @@ type Store interface {
 	Get(ctx context.Context, key Key) (Job, error)
 	// List returns every job, ordered by key.
 	List(ctx context.Context) ([]Job, error)
-	// Delete forgets a job, or returns ErrNotFound.
+	// Delete removes a job at once, or returns ErrNotFound: how an
+	// operator clears an unreadable key. Forgetting a job is Edit with
+	// ForgetAt, which closes its incident first.
 	Delete(ctx context.Context, key Key) error
+	// Edit applies edit to a job, durably like Record: ErrNotFound when
+	// there is none, ErrCorrupt when its stored value cannot be read.
+	Edit(ctx context.Context, key Key, edit Edit) error
 	// AddSilence stores a silence (api.Silence with its ID set), durably
 	// like Record; silences ended before now are dropped meanwhile. More
 	// than MaxSilences in force is ErrFull.
@@ -63,6 +68,16 @@ type Store interface {
 	// Ready returns nil when the store can take writes, else ErrUnavailable.
 	Ready(ctx context.Context) error
 	Close() error
+}
+
+// Forget forgets the job key at at, for reason (Edit with ForgetAt); an
+// unreadable one is removed (Delete): there is nothing to close from.
+func Forget(ctx context.Context, store Store, key Key, at time.Time, reason string) error {
+	err := store.Edit(ctx, key, ForgetAt(at, reason))
+	if errors.Is(err, ErrCorrupt) {
+		return store.Delete(ctx, key)
+	}
+	return err
 }
 
 // SortByKey orders jobs by namespace, then name, then kind.

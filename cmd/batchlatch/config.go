@@ -104,7 +104,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Project, "project", "", "Google Cloud project the entries are written to")
 	fs.StringVar(&cfg.LogName, "log-name", "batchlatch", "Cloud Logging log name of the entries")
 	fs.DurationVar(&cfg.Interval, "interval", alarm.DefaultInterval, "how often an entry is written per failing job (half the alert's alignment period)")
-	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", alarm.DefaultRecoveryWindow, "how long after a recovery entries with failing 0 are written (at least --policy-window plus 10m, the metric's ingestion lag)")
+	fs.DurationVar(&cfg.RecoveryWindow, "recovery-window", alarm.DefaultRecoveryWindow, "how long after a recovery entries with failing 0 are written (at least --policy-window plus 15m, the metric's ingestion lag)")
 	fs.DurationVar(&cfg.PolicyWindow, "policy-window", alarm.DefaultPolicyWindow, "the alert policy's alignment window: a job's change of state is written as enough entries to outweigh a window of the old state (0: one entry)")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token that writes must carry (none: writes are open)")
 	fs.StringVar(&cfg.ReadToken, "read-token", "", "token that reads (REST reads and the status page) must carry, as a bearer token or a Basic password; the write token works too (none: reads are open)")
@@ -174,8 +174,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (C
 	return cfg, cfg.resolve(getenv)
 }
 
-// metricLag is how late a log-based metric's points can be (FACTS.md).
-const metricLag = 10 * time.Minute
+// metricLag is how late a log-based metric's points are taken to be: Google
+// says "may take up to 10 minutes", which is no bound (FACTS.md).
+const metricLag = 15 * time.Minute
 
 func (c Config) validate() error {
 	var errs []error

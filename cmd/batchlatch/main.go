@@ -129,12 +129,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(schedules) > 0 {
 		loopCfg.Schedules = firstSchedule(schedules)
 	}
+	// A forgotten job is kept until the loop has written its closing.
+	loopCfg.Purge = func(ctx context.Context, key state.Key, forgottenAt time.Time) error {
+		return store.Edit(ctx, key, state.PurgeForgotten(forgottenAt))
+	}
 	loop := alarm.NewLoop(store, sink, loopCfg, alarmMetrics, logger)
+	forgot := func(context.Context, state.Job, string) { loop.Kick() }
 	if watcher != nil {
-		watcher.SetHooks(argowatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten})
+		watcher.SetHooks(argowatch.Hooks{Kick: loop.Kick, Forgot: forgot})
 	}
 	if cronJobs != nil {
-		cronJobs.SetHooks(cronjobwatch.Hooks{Kick: loop.Kick, Forgot: loop.Forgotten})
+		cronJobs.SetHooks(cronjobwatch.Hooks{Kick: loop.Kick, Forgot: forgot})
 	}
 	token, err := readToken(cfg.TokenFile)
 	if err != nil {

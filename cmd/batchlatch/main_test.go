@@ -114,7 +114,7 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	}
 	// "auto" is resolved once, right after parsing: no cluster, no project.
 	if defaults.Listen != "127.0.0.1:8080" || defaults.State != "file" || defaults.StateFile != "batchlatch-state.json" || defaults.Sink != "stdout" ||
-		defaults.Interval != time.Minute || defaults.RecoveryWindow != 30*time.Minute || defaults.ConfigMap != "batchlatch-state" || defaults.LogName != "batchlatch" {
+		defaults.Interval != time.Minute || defaults.RecoveryWindow != 35*time.Minute || defaults.ConfigMap != "batchlatch-state" || defaults.LogName != "batchlatch" {
 		t.Fatalf("defaults: %+v", defaults)
 	}
 	if defaults.WatchArgo || defaults.MissedGrace != 10*time.Minute || defaults.ReconcileInterval != 5*time.Minute || defaults.MaxRuntime != 0 || defaults.ForgetAfter != 10*time.Minute || defaults.PodName == "" {
@@ -160,7 +160,7 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err %v", err)
 	}
-	for _, want := range []string{"--listen (BATCHLATCH_LISTEN, default 127.0.0.1:8080)", "--recovery-window (BATCHLATCH_RECOVERY_WINDOW, default 30m0s)", "--leader-elect (BATCHLATCH_LEADER_ELECT, default false)", "--token-file (BATCHLATCH_TOKEN_FILE"} {
+	for _, want := range []string{"--listen (BATCHLATCH_LISTEN, default 127.0.0.1:8080)", "--recovery-window (BATCHLATCH_RECOVERY_WINDOW, default 35m0s)", "--leader-elect (BATCHLATCH_LEADER_ELECT, default false)", "--token-file (BATCHLATCH_TOKEN_FILE"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}

@@ -7,7 +7,7 @@
 #   - while a job's latest run failed: ERROR entries with "failing": 1; the first minutes
 #     of a streak, or after a restart, carry several entries (see "weight" in the README);
 #   - after its next success: one NOTICE, then INFO entries with "failing": 0 for the
-#     recovery window (--recovery-window, 30 min), the first minutes again several;
+#     recovery window (--recovery-window, 35 min), the first minutes again several;
 #   - once per pass, about no job: an INFO heartbeat with "heartbeat": true.
 #
 # The metric is a distribution of the "failing" values per job; the policy takes their
@@ -93,8 +93,9 @@ resource "google_monitoring_alert_policy" "failing" {
       filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.failing.name}\" AND resource.type=\"k8s_container\""
 
       aggregations {
-        # batchlatch's --policy-window (12m): it writes enough entries at each change
-        # that the new value is most of this window from the first minute.
+        # batchlatch's --policy-window (18m): it writes enough entries at each change
+        # that the new value is most of this window from the first minute. The metric's
+        # 15 minutes of lag still leave points in it.
         alignment_period = var.alignment_period
         # The median of the failing values in the window: 1 while the job fails, 0 as
         # soon as the recovery's entries are ingested.
@@ -200,7 +201,7 @@ resource "google_monitoring_alert_policy" "not_writing" {
         group_by_fields      = concat(["resource.label.namespace_name"], var.extra_group_by_fields)
       }
 
-      # The metric's ingestion lag (up to 10 min) plus 10 minutes: a late metric is
+      # The metric's ingestion lag (15 min designed for) plus 5 minutes: a late metric is
       # not an outage.
       duration = var.not_writing_after
 

@@ -55,17 +55,18 @@ variable "alignment_period" {
     Window of the median of the failing values. batchlatch writes, at each change (a streak's
     first failure, a recovery, a restart), enough entries to outweigh a whole window of the old
     value: set its --policy-window (BATCHLATCH_POLICY_WINDOW, chart value alarm.policyWindow) to
-    the same duration. Longer bridges flapping jobs better and costs more entries per change.
+    the same duration. Longer bridges flapping jobs better and costs more entries per change;
+    shorter than the metric's ingestion lag (15 minutes) plus 2 leaves late windows empty.
   EOT
   type        = string
-  default     = "720s"
+  default     = "1080s"
 
   validation {
     condition = can(regex("^[0-9]+s$", var.alignment_period)) && try(
       tonumber(trimsuffix(var.alignment_period, "s")) >= 120 && tonumber(trimsuffix(var.alignment_period, "s")) <= 3600 && tonumber(trimsuffix(var.alignment_period, "s")) % 60 == 0,
       false,
     )
-    error_message = "alignment_period: whole minutes in seconds (\"720s\"), from \"120s\" to \"3600s\" (batchlatch weighs at most 60 passes)."
+    error_message = "alignment_period: whole minutes in seconds (\"1080s\"), from \"120s\" to \"3600s\" (batchlatch weighs at most 60 passes)."
   }
 }
 
@@ -78,17 +79,17 @@ variable "heartbeat_metric_name" {
 variable "not_writing_after" {
   description = <<-EOT
     How long without a heartbeat before "batchlatch: not writing" opens. At least the metric's
-    ingestion lag (10 minutes) plus one write interval, or a late metric looks like an outage.
+    ingestion lag (15 minutes) plus one write interval, or a late metric looks like an outage.
   EOT
   type        = string
   default     = "1200s"
 
   validation {
     condition = can(regex("^[0-9]+s$", var.not_writing_after)) && try(
-      tonumber(trimsuffix(var.not_writing_after, "s")) >= 660 && tonumber(trimsuffix(var.not_writing_after, "s")) % 60 == 0,
+      tonumber(trimsuffix(var.not_writing_after, "s")) >= 960 && tonumber(trimsuffix(var.not_writing_after, "s")) % 60 == 0,
       false,
     )
-    error_message = "not_writing_after: whole minutes in seconds, at least \"660s\" (ingestion lag + one interval)."
+    error_message = "not_writing_after: whole minutes in seconds, at least \"960s\" (ingestion lag + one interval)."
   }
 }
 

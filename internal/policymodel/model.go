@@ -19,11 +19,14 @@
 //
 // What it cannot know, and assumes: the evaluation runs at each whole
 // minute; a point is seen from the first evaluation at or after the end of
-// its minute plus the lag, and only by windows that still contain its minute
-// (a point later than the window is never counted); a percentile over a
-// distribution whose buckets keep 0s and 1s apart is 1 exactly when fewer
-// than p% of the window's values are 0 (the threshold lies in an empty
-// bucket, so the interpolation inside a bucket does not matter).
+// its minute plus the lag (an entry dated back counts in its minute, seen
+// from when it was written plus the lag), and only by windows that still
+// contain its minute (a point later than the window is never counted); a
+// percentile over a distribution whose buckets keep 0s and 1s apart is 1
+// exactly when fewer than p% of the window's values are 0 (the threshold
+// lies in an empty bucket, so the interpolation inside a bucket does not
+// matter). Whether Cloud Monitoring counts the window's values or its points
+// (one per minute) is not documented: CountPoints models the latter.
 package policymodel
 
 import (
@@ -34,7 +37,11 @@ import (
 // Sample is one entry as the metric sees it: when, from which writer pod,
 // for which group (namespace/job), and its payload's failing value.
 type Sample struct {
-	Time     time.Time
+	Time time.Time
+	// Written is when the entry was written, when that is after Time (an
+	// entry dated back, as a recovery's NOTICE written again by a new
+	// leader): the metric counts it in Time's minute, but only from then.
+	Written  time.Time
 	Pod      string
 	Group    string
 	Severity string
@@ -80,11 +87,15 @@ const (
 
 // Policy is the metric and the alert condition.
 type Policy struct {
-	Name        string
-	Metric      MetricKind
-	Window      time.Duration
-	Aligner     Aligner
-	Percentile  float64 // for AlignPercentile, 0–100
+	Name       string
+	Metric     MetricKind
+	Window     time.Duration
+	Aligner    Aligner
+	Percentile float64 // for AlignPercentile, 0–100
+	// CountPoints: the percentile is taken over the window's points, each
+	// counted once with its own percentile, instead of over every value the
+	// points hold (the model's assumption, which the weight relies on).
+	CountPoints bool
 	Reducer     Reducer
 	Threshold   float64 // the condition is value > Threshold
 	Duration    time.Duration
@@ -100,17 +111,21 @@ type Incident struct {
 
 type point struct {
 	minute time.Time
-	series string // group + pod
-	group  string
-	count  float64
-	values []float64
+	// written is when the latest of its entries was written, when that is
+	// after the minute: the point is seen only from then.
+	written time.Time
+	series  string // group + pod
+	group   string
+	count   float64
+	values  []float64
 }
 
 // points turns samples into the metric's per-minute points.
 func points(p Policy, samples []Sample) []point {
 	type key struct {
-		minute time.Time
-		series string
+		minute  time.Time
+		series  string
+		written time.Time // zero for entries written within their minute
 	}
 	byKey := map[key]*point{}
 	for _, s := range samples {
@@ -123,10 +138,13 @@ func points(p Policy, samples []Sample) []point {
 		case Distribution:
 			v = s.Failing
 		}
-		k := key{s.Time.Truncate(time.Minute), s.Group + "|" + s.Pod}
+		k := key{minute: s.Time.Truncate(time.Minute), series: s.Group + "|" + s.Pod}
+		if s.Written.After(k.minute.Add(time.Minute)) {
+			k.written = s.Written
+		}
 		pt := byKey[k]
 		if pt == nil {
-			pt = &point{minute: k.minute, series: k.series, group: s.Group}
+			pt = &point{minute: k.minute, series: k.series, group: s.Group, written: k.written}
 			byKey[k] = pt
 		}
 		pt.count++
@@ -140,10 +158,10 @@ func points(p Policy, samples []Sample) []point {
 		// A counter writes a zero right after its last non-zero minute.
 		seen := map[key]bool{}
 		for _, pt := range out {
-			seen[key{pt.minute, pt.series}] = true
+			seen[key{minute: pt.minute, series: pt.series}] = true
 		}
 		for _, pt := range append([]point(nil), out...) {
-			next := key{pt.minute.Add(time.Minute), pt.series}
+			next := key{minute: pt.minute.Add(time.Minute), series: pt.series}
 			if !seen[next] {
 				seen[next] = true
 				out = append(out, point{minute: next.minute, series: pt.series, group: pt.group})
@@ -226,7 +244,7 @@ func aligned(p Policy, pts []point, group string, lag func(time.Time) time.Durat
 		}
 		// A minute's point exists once the minute is over, and is seen
 		// lag later.
-		if pt.minute.Add(time.Minute + lag(pt.minute)).After(t) {
+		if pt.minute.Add(time.Minute+lag(pt.minute)).After(t) || !pt.written.IsZero() && pt.written.Add(lag(pt.minute)).After(t) {
 			continue // not ingested yet
 		}
 		perSeries[pt.series] = append(perSeries[pt.series], pt)
@@ -244,18 +262,15 @@ func aligned(p Policy, pts []point, group string, lag func(time.Time) time.Durat
 				v += pt.count
 			}
 		case AlignPercentile:
-			var zeros, n float64
+			var values []float64
 			for _, pt := range series {
-				for _, x := range pt.values {
-					n++
-					if x == 0 {
-						zeros++
-					}
+				if p.CountPoints {
+					values = append(values, percentile(p, pt.values))
+				} else {
+					values = append(values, pt.values...)
 				}
 			}
-			if n > 0 && zeros/n < p.Percentile/100 {
-				v = 1
-			}
+			v = percentile(p, values)
 		}
 		switch {
 		case first:
@@ -268,4 +283,19 @@ func aligned(p Policy, pts []point, group string, lag func(time.Time) time.Durat
 		first = false
 	}
 	return result, true
+}
+
+// percentile is the p.Percentile of values that are 0s and 1s: 1 exactly
+// when fewer than p.Percentile% of them are 0.
+func percentile(p Policy, values []float64) float64 {
+	zeros := 0.0
+	for _, x := range values {
+		if x == 0 {
+			zeros++
+		}
+	}
+	if len(values) > 0 && zeros/float64(len(values)) < p.Percentile/100 {
+		return 1
+	}
+	return 0
 }

@@ -8,6 +8,6 @@ var Previous = Policy{Name: "previous: counter, ALIGN_DELTA 720 s, INACTIVE", Me
 	Threshold: 0, Duration: time.Minute, MissingData: MissingInactive, AutoClose: 30 * time.Minute}
 
 // Shipped is the policy examples/terraform ships: a distribution of the
-// failing field, its median over 720 s, missing data NO_OP.
-var Shipped = Policy{Name: "shipped: distribution, ALIGN_PERCENTILE_50 720 s, NO_OP", Metric: Distribution, Window: 720 * time.Second,
+// failing field, its median over 1080 s, missing data NO_OP.
+var Shipped = Policy{Name: "shipped: distribution, ALIGN_PERCENTILE_50 1080 s, NO_OP", Metric: Distribution, Window: 1080 * time.Second,
 	Aligner: AlignPercentile, Percentile: 50, Reducer: ReduceMax, Threshold: 0.5, Duration: time.Minute, MissingData: MissingNoOp, AutoClose: 24 * time.Hour}

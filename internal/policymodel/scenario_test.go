@@ -14,6 +14,9 @@ import (
 
 var t0 = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 
+// due is the alarm's configuration with the shipped defaults.
+var due = alarm.DueConfig{Interval: alarm.DefaultInterval, RecoveryWindow: alarm.DefaultRecoveryWindow, PolicyWindow: alarm.DefaultPolicyWindow}
+
 func minute(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 
 // scenario is one job's results over time and what happens to batchlatch
@@ -31,6 +34,9 @@ type scenario struct {
 	writesDown [2]int
 	leader     int // a new leader takes over at this minute (0: never)
 	until      int
+	// countPoints: Cloud Monitoring takes the percentile over the window's
+	// points, not over their values (Policy.CountPoints).
+	countPoints bool
 }
 
 type result struct {
@@ -73,7 +79,8 @@ func (s scenario) samples() []Sample {
 		announced alarm.Announced
 		out       []Sample
 	)
-	cfg := alarm.DueConfig{Interval: alarm.DefaultInterval, RecoveryWindow: alarm.DefaultRecoveryWindow, PolicyWindow: alarm.DefaultPolicyWindow, Started: t0}
+	cfg := due
+	cfg.Started = t0
 	up := func(m int) bool { return m < s.down[0] || m >= s.down[1] }
 	writing := func(m int) bool { return m < s.writesDown[0] || m >= s.writesDown[1] }
 	pass := func(m int, at time.Time, kicked bool) {
@@ -87,7 +94,7 @@ func (s scenario) samples() []Sample {
 		for _, e := range entries {
 			if failing, ok := e.Payload.FailingValue(); ok {
 				// Every replica writes to the same resource (--instance): one series.
-				out = append(out, Sample{Time: e.Time, Pod: "batchlatch", Group: "ml/nightly", Severity: string(e.Severity), Failing: float64(failing)})
+				out = append(out, Sample{Time: e.Time, Written: at, Pod: "batchlatch", Group: "ml/nightly", Severity: string(e.Severity), Failing: float64(failing)})
 			}
 		}
 	}
@@ -126,6 +133,20 @@ func (s scenario) samples() []Sample {
 	return out
 }
 
+// writable is when batchlatch can first write what changed at t: t, or,
+// when it is down or its writes fail then, when it is back (a writer
+// notices at the second pass after its writes resume, as alarm.Loop does).
+func (s scenario) writable(t time.Time) time.Time {
+	m := int(t.Sub(t0) / time.Minute)
+	switch {
+	case m >= s.down[0] && m < s.down[1]:
+		return minute(s.down[1])
+	case m >= s.writesDown[0] && m < s.writesDown[1]:
+		return minute(s.writesDown[1] + 1)
+	}
+	return t
+}
+
 // outcome is what a policy made of a scenario: incidents per streak, and
 // the worst open and close delays after the result was ingested.
 type outcome struct {
@@ -136,6 +157,7 @@ type outcome struct {
 }
 
 func run(p Policy, s scenario) outcome {
+	p.CountPoints = p.CountPoints || s.countPoints
 	lag := func(time.Time) time.Duration { return s.lag }
 	incidents := Evaluate(p, s.samples(), lag, t0, minute(s.until))
 	streaks := s.streaks()
@@ -154,14 +176,14 @@ func run(p Policy, s scenario) outcome {
 				continue
 			}
 			n++
-			if d := inc.Opened.Sub(st.from.Add(s.lag)); n == 1 && d > o.openDelay {
+			if d := inc.Opened.Sub(s.writable(st.from).Add(s.lag)); n == 1 && d > o.openDelay {
 				o.openDelay = d
 			}
 			switch {
 			case inc.Closed.IsZero():
 				o.stillOpen = true
 			case !st.to.IsZero() && inc.Closed.After(st.to):
-				if d := inc.Closed.Sub(st.to.Add(s.lag)); d > o.closeDelay {
+				if d := inc.Closed.Sub(s.writable(st.to).Add(s.lag)); d > o.closeDelay {
 					o.closeDelay = d
 				}
 			}
@@ -178,6 +200,10 @@ func scenarios() []scenario {
 		{name: "lag 0", results: hourly, until: 260},
 		{name: "lag 5 min", results: hourly, lag: 5 * time.Minute, until: 260},
 		{name: "lag 10 min", results: hourly, lag: 10 * time.Minute, until: 260},
+		{name: "lag 12 min", results: hourly, lag: 12 * time.Minute, until: 260},
+		{name: "lag 15 min", results: hourly, lag: 15 * time.Minute, until: 260},
+		{name: "lag 0, percentile over points, not values", results: hourly, countPoints: true, until: 260},
+		{name: "lag 15 min, percentile over points, not values", results: hourly, lag: 15 * time.Minute, countPoints: true, until: 260},
 		{name: "batchlatch down 30 min mid-streak", results: hourly, down: [2]int{70, 100}, until: 260},
 		{name: "batchlatch down 6 h mid-streak", results: long, down: [2]int{70, 430}, until: 560},
 		{name: "Cloud Logging writes down 6 h mid-streak", results: long, writesDown: [2]int{70, 430}, until: 560},
@@ -187,11 +213,18 @@ func scenarios() []scenario {
 		{name: "fails again 5 min after a recovery", results: []result{{0, true}, {60, false}, {65, true}, {120, false}}, until: 200},
 		{name: "fails once, recovers at the next run", results: []result{{0, true}, {60, false}}, until: 140},
 		{name: "recovers 3 min after the first failure, lag 10 min", results: []result{{0, true}, {3, false}, {60, true}, {120, false}}, lag: 10 * time.Minute, until: 200},
+		{name: "recovers 3 min after the first failure, lag 15 min", results: []result{{0, true}, {3, false}, {60, true}, {120, false}}, lag: 15 * time.Minute, until: 200},
+		{name: "fails again 5 min after a recovery, lag 15 min", results: []result{{0, true}, {60, false}, {65, true}, {120, false}}, lag: 15 * time.Minute, until: 200},
 	}
 }
 
-// TestShippedPolicyMeetsTheTargets: in every scenario, one incident per
-// streak, opened and closed within 3 minutes of the result's ingestion.
+// TestShippedPolicyMeetsTheTargets: in every scenario, with lags of 0 to 15
+// minutes, one incident per streak, opened and closed within 3 minutes of
+// the ingestion of the entries that announce the change. Should Cloud
+// Monitoring count a window's points rather than its values (countPoints),
+// the weight no longer outnumbers the window at once: the close then waits
+// for half the window's points, the trade-off a window long enough for 15
+// minutes of lag makes (examples/README.md).
 func TestShippedPolicyMeetsTheTargets(t *testing.T) {
 	for _, s := range scenarios() {
 		o := run(Shipped, s)
@@ -200,8 +233,15 @@ func TestShippedPolicyMeetsTheTargets(t *testing.T) {
 				t.Errorf("%s: streak %d has %d incidents, want 1", s.name, k+1, n)
 			}
 		}
-		if o.openDelay > 3*time.Minute || o.closeDelay > 3*time.Minute || o.stillOpen {
-			t.Errorf("%s: open delay %s, close delay %s, still open %v; want both within 3m and none left open", s.name, o.openDelay, o.closeDelay, o.stillOpen)
+		closeWithin := 3 * time.Minute
+		if s.countPoints {
+			closeWithin = Shipped.Window / 2
+		}
+		if o.openDelay > 3*time.Minute || o.closeDelay > closeWithin || o.stillOpen {
+			t.Errorf("%s: open delay %s, close delay %s, still open %v; want them within 3m and %s, and none left open", s.name, o.openDelay, o.closeDelay, o.stillOpen, closeWithin)
+		}
+		if s.lag > 15*time.Minute {
+			t.Errorf("%s: the targets are for lags up to 15 minutes", s.name)
 		}
 	}
 	if os.Getenv("BATCHLATCH_POLICY_TABLE") != "" {

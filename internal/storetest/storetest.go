@@ -212,3 +212,64 @@ func (s *CountingStore) Record(ctx context.Context, r api.Result, receivedAt tim
 	}
 	return rec, err
 }
+
+// Forget checks the Edit contract every store keeps, with what forgetting
+// a job does: a failing job forgotten is kept, forgotten, with its streak
+// ended, and a reopened store has it so; a healthy one is removed; a job a
+// store does not hold is state.ErrNotFound, as is forgetting a forgotten
+// job; a result brings a forgotten job back, and then the purge of the
+// forgetting leaves it alone; a purge of the job as forgotten removes it.
+func Forget(t *testing.T, open func() state.Store) {
+	ctx := context.Background()
+	s := open()
+	nightly, hourly := state.Key{Namespace: "ml", Name: "nightly"}, state.Key{Namespace: "ml", Name: "hourly"}
+	for _, r := range ApplyInputs() {
+		if _, err := s.Record(ctx, r, At(100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Edit(ctx, nightly, state.ForgetAt(At(101), "gone")); err != nil {
+		t.Fatalf("forget nightly: %v", err)
+	}
+	if err := s.Edit(ctx, hourly, state.ForgetAt(At(101), "gone")); err != nil {
+		t.Fatalf("forget hourly: %v", err)
+	}
+	if err := s.Edit(ctx, state.Key{Namespace: "ml", Name: "weekly"}, state.ForgetAt(At(101), "gone")); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("forget a job never seen: %v, want state.ErrNotFound", err)
+	}
+	if err := s.Edit(ctx, nightly, state.ForgetAt(At(102), "again")); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("forget a forgotten job: %v, want state.ErrNotFound", err)
+	}
+	if _, err := s.Get(ctx, hourly); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("the healthy job forgotten: %v, want it removed", err)
+	}
+	s.Close()
+
+	s = open()
+	defer s.Close()
+	j, err := s.Get(ctx, nightly)
+	if err != nil || !j.Forgotten() || !j.ForgottenAt.Equal(At(101)) || j.Failing() || j.LastStreak == nil || j.LastStreak.Failures != 2 {
+		t.Fatalf("the failing job forgotten, reopened: %+v, %v", j, err)
+	}
+	if jobs, err := s.List(ctx); err != nil || len(jobs) != 1 || !jobs[0].Forgotten() {
+		t.Fatalf("listed: %+v, %v; want the forgotten job", jobs, err)
+	}
+	if _, err := s.Record(ctx, Run("nightly", "c", api.PhaseFailed, 102), At(102)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Edit(ctx, nightly, state.PurgeForgotten(At(101))); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("purge of a job brought back: %v, want state.ErrNotFound", err)
+	}
+	if j, err := s.Get(ctx, nightly); err != nil || j.Forgotten() || j.ConsecutiveFailures != 1 {
+		t.Fatalf("the job brought back: %+v, %v; want a streak of its own", j, err)
+	}
+	if err := s.Edit(ctx, nightly, state.ForgetAt(At(103), "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Edit(ctx, nightly, state.PurgeForgotten(At(103))); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	if _, err := s.Get(ctx, nightly); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("purged: %v, want state.ErrNotFound", err)
+	}
+}

@@ -39,6 +39,8 @@ func (s *Store) applyBatch(ctx context.Context, base *corev1.ConfigMap, batch []
 			wrote = p.removeUnchanged(o.entries)
 		case opDelete:
 			wrote, answers[i].err = p.delete(o.key)
+		case opEdit:
+			wrote, answers[i].err = p.edit(o)
 		default:
 			answers[i].rec, wrote, answers[i].err = p.record(o)
 		}
@@ -222,6 +224,37 @@ func (p *pending) delete(k state.Key) (bool, error) {
 	}
 	p.remove(key)
 	return true, nil
+}
+
+// edit applies o.edit to its job: an unreadable one is state.ErrCorrupt.
+func (p *pending) edit(o *op) (bool, error) {
+	if err := o.key.Validate(); err != nil {
+		return false, err
+	}
+	key := o.key.String()
+	value, exists, err := p.current(key)
+	if err != nil {
+		return false, err
+	}
+	if !exists {
+		return false, state.ErrNotFound
+	}
+	job, err := state.DecodeJob(key, value)
+	if err != nil {
+		return false, err
+	}
+	next, keep, err := o.edit(job)
+	if err != nil {
+		return false, err
+	}
+	if !keep {
+		return p.delete(o.key)
+	}
+	encoded, err := json.Marshal(next)
+	if err != nil {
+		return false, err
+	}
+	return true, p.put(key, string(encoded))
 }
 
 // silence adds or ends a silence.

@@ -115,6 +115,8 @@ const (
 	// opRemoveUnchanged removes the entries whose values are still those
 	// given (moved elsewhere meanwhile).
 	opRemoveUnchanged
+	// opEdit applies a state.Edit to a job.
+	opEdit
 )
 
 // unreadable is a key whose value cannot be decoded (edited by hand?): it
@@ -161,6 +163,7 @@ type op struct {
 	result        api.Result
 	receivedAt    time.Time
 	key           state.Key
+	edit          state.Edit        // opEdit
 	silence       api.Silence       // opAddSilence; opDeleteSilence: its ID
 	now           time.Time         // silence operations: what has ended
 	merge         []state.Job       // opMerge
@@ -498,6 +501,12 @@ func (s *Store) Record(ctx context.Context, r api.Result, receivedAt time.Time) 
 // Delete implements state.Store.
 func (s *Store) Delete(ctx context.Context, key state.Key) error {
 	_, err := s.submit(ctx, &op{kind: opDelete, key: key})
+	return err
+}
+
+// Edit implements state.Store.
+func (s *Store) Edit(ctx context.Context, key state.Key, edit state.Edit) error {
+	_, err := s.submit(ctx, &op{kind: opEdit, key: key, edit: edit})
 	return err
 }
 

@@ -604,6 +604,14 @@ func (s *Sharded) Delete(ctx context.Context, key state.Key) error {
 	return s.journalOf(key).Delete(ctx, key)
 }
 
+// Edit implements state.Store.
+func (s *Sharded) Edit(ctx context.Context, key state.Key, edit state.Edit) error {
+	if err := s.notPrepared(); err != nil {
+		return err
+	}
+	return s.journalOf(key).Edit(ctx, key, edit)
+}
+
 // AddSilence implements state.Store.
 func (s *Sharded) AddSilence(ctx context.Context, silence api.Silence, now time.Time) error {
 	if err := s.notPrepared(); err != nil {

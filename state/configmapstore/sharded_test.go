@@ -127,6 +127,12 @@ func TestShardedSpreadsJobsAndLosesNothing(t *testing.T) {
 	}
 }
 
+func TestShardedForget(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	storetest.Forget(t, func() state.Store { return newSharded(t, env, ns, testShards, Options{}) })
+}
+
 func TestShardedSilences(t *testing.T) {
 	env := kubetest.Get(t)
 	ns := env.NewNamespace(t)

@@ -166,6 +166,7 @@ const (
 	opDelete
 	opAddSilence
 	opDeleteSilence
+	opEdit
 )
 
 // opDone is a change's answer.
@@ -180,6 +181,7 @@ type fileOp struct {
 	result     api.Result
 	receivedAt time.Time
 	key        state.Key
+	edit       state.Edit  // opEdit
 	silence    api.Silence // opAddSilence; opDeleteSilence: its ID
 	now        time.Time   // silence operations: what has ended
 	// taken goes from opQueued to opTaken when the writer takes the
@@ -349,6 +351,12 @@ func (s *Store) Record(ctx context.Context, r api.Result, receivedAt time.Time) 
 // Delete implements state.Store.
 func (s *Store) Delete(ctx context.Context, key state.Key) error {
 	_, err := s.submit(ctx, &fileOp{kind: opDelete, key: key})
+	return err
+}
+
+// Edit implements state.Store.
+func (s *Store) Edit(ctx context.Context, key state.Key, edit state.Edit) error {
+	_, err := s.submit(ctx, &fileOp{kind: opEdit, key: key, edit: edit})
 	return err
 }
 
@@ -541,6 +549,34 @@ func applyFileBatch(base *fileState, batch []*fileOp) (*fileState, []opDone, boo
 			}
 			modifiable()
 			next.jobs = slices.Delete(next.jobs, at, at+1)
+
+		case opEdit:
+			at, ok := find(next.jobs, o.key)
+			if !ok {
+				answers[i] = opDone{err: state.ErrNotFound}
+				continue
+			}
+			if err := next.jobs[at].unreadable; err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			job, keep, err := o.edit(next.jobs[at].job)
+			if err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			if !keep {
+				modifiable()
+				next.jobs = slices.Delete(next.jobs, at, at+1)
+				continue
+			}
+			entry, err := newFileEntry(next.jobs[at].name, job)
+			if err != nil {
+				answers[i] = opDone{err: err}
+				continue
+			}
+			modifiable()
+			next.jobs[at] = entry
 
 		case opRecord:
 			// Checked here too, whatever the entry point: a key no store

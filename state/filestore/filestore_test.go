@@ -715,6 +715,17 @@ func TestStoreSilences(t *testing.T) {
 	})
 }
 
+func TestStoreForget(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	storetest.Forget(t, func() state.Store {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
 // At most state.MaxSilences in force; ended ones make room.
 func TestSilencesAreBounded(t *testing.T) {
 	ctx := context.Background()

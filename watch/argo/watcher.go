@@ -64,7 +64,8 @@ type Config struct {
 type Hooks struct {
 	// Kick: a job started failing (its first entry should go out at once).
 	Kick func()
-	// Forgot: a deleted CronWorkflow's job was forgotten.
+	// Forgot: a deleted CronWorkflow's job was forgotten: it is
+	// kept until the alarm has closed its incident, which this may start.
 	Forgot func(ctx context.Context, job state.Job, reason string)
 }
 
@@ -501,14 +502,15 @@ func (w *Watcher) snapshot() []watched {
 	return out
 }
 
-// jobs reads every stored job once per pass, by key.
+// jobs reads every stored job once per pass, by key; a forgotten job is
+// not there (a CronWorkflow or CronJob made again is a new job).
 func (w *Watcher) jobs(ctx context.Context) (map[state.Key]state.Job, error) {
 	list, err := w.store.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[state.Key]state.Job, len(list))
-	for _, j := range list {
+	for _, j := range state.Remembered(list) {
 		out[j.Key()] = j
 	}
 	return out, nil
@@ -637,11 +639,13 @@ func (w *Watcher) forget(ctx context.Context, jobs map[state.Key]state.Job, now 
 	for _, key := range due {
 		job, ok := jobs[key]
 		if ok {
-			if err := w.store.Delete(ctx, key); err != nil && !errors.Is(err, state.ErrNotFound) {
+			reason := fmt.Sprintf("its CronWorkflow has been gone for more than %s", w.cfg.ForgetAfter)
+			// Kept until its incident is closed (state.ForgetAt): the
+			// Forgot hook makes the alarm start that at once.
+			if err := state.Forget(ctx, w.store, key, now, reason); err != nil && !errors.Is(err, state.ErrNotFound) {
 				w.logger.Warn("forget job", "err", err, "namespace", key.Namespace, "job", key.Name)
 				continue
 			}
-			reason := fmt.Sprintf("its CronWorkflow has been gone for more than %s", w.cfg.ForgetAfter)
 			w.logger.Info("forgot job", "namespace", key.Namespace, "job", key.Name, "reason", reason)
 			if w.hooks.Forgot != nil {
 				w.hooks.Forgot(ctx, job, reason)

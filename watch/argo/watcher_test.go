@@ -2,7 +2,6 @@ package argowatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -451,10 +450,9 @@ func TestDeletedCronWorkflowIsForgotten(t *testing.T) {
 		t.Fatalf("forgotten before --forget-after: %v", err)
 	}
 	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
-	waitUntil(t, "the job to be forgotten", func() bool {
-		_, err := store.Get(context.Background(), key)
-		return errors.Is(err, state.ErrNotFound)
-	})
+	// A failing job is kept, forgotten, until the alarm has closed its
+	// incident (state.ForgetAt).
+	waitUntil(t, "the job to be forgotten", func() bool { return forgotten(t, store, key) })
 	// Once the hook was called and the deletion dropped, the watcher has
 	// nothing left to forget: the count is final.
 	waitUntil(t, "the Forgot hook", func() bool { return forgot.Load() > 0 && !deletedSeen() })
@@ -625,9 +623,9 @@ func TestACronWorkflowDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) 
 		t.Fatalf("forgotten before --forget-after: %v", err)
 	}
 	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
-		if _, err := store.Get(context.Background(), gone); errors.Is(err, state.ErrNotFound) {
+		if forgotten(t, store, gone) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -692,4 +690,15 @@ func TestACronWorkflowInvalidFromCreationFailsAtOnce(t *testing.T) {
 	if j.LastPhase != api.PhaseSpecError || len(j.LastFailures) != 1 || !strings.Contains(j.LastFailures[0].Message, `"etl" not found`) || j.ConsecutiveFailures != 1 {
 		t.Fatalf("job %+v", j)
 	}
+}
+
+// forgotten reports whether the failing job key was forgotten: kept for the
+// alarm to close its incident, its streak ended.
+func forgotten(t *testing.T, store state.Store, key state.Key) bool {
+	t.Helper()
+	j, err := store.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("the forgotten job %v is gone from the store: %v", key, err)
+	}
+	return j.Forgotten() && !j.Failing()
 }

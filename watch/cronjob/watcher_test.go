@@ -461,10 +461,9 @@ func TestDeletedCronJobIsForgotten(t *testing.T) {
 		t.Fatalf("forgotten before ForgetAfter: %v", err)
 	}
 	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
-	waitUntil(t, "the job to be forgotten", func() bool {
-		_, err := store.Get(context.Background(), key)
-		return errors.Is(err, state.ErrNotFound)
-	})
+	// A failing job is kept, forgotten, until the alarm has closed its
+	// incident (state.ForgetAt).
+	waitUntil(t, "the job to be forgotten", func() bool { return forgotten(t, store, key) })
 	// Once the hook was called and the deletion dropped, the watcher has
 	// nothing left to forget: the count is final.
 	waitUntil(t, "the Forgot hook", func() bool { return forgot.Load() > 0 && !deletedSeen(w, key) })
@@ -569,9 +568,9 @@ func TestACronJobDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) {
 		t.Fatalf("forgotten before ForgetAfter: %v", err)
 	}
 	f.clock.Set(f.clock.Now().Add(2 * time.Minute))
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
-		if _, err := store.Get(context.Background(), gone); errors.Is(err, state.ErrNotFound) {
+		if forgotten(t, store, gone) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -582,4 +581,15 @@ func TestACronJobDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) {
 	if _, err := store.Get(context.Background(), elsewhere); err != nil {
 		t.Errorf("a job of a namespace not watched was forgotten: %v", err)
 	}
+}
+
+// forgotten reports whether the failing job key was forgotten: kept for the
+// alarm to close its incident, its streak ended.
+func forgotten(t *testing.T, store state.Store, key state.Key) bool {
+	t.Helper()
+	j, err := store.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("the forgotten job %v is gone from the store: %v", key, err)
+	}
+	return j.Forgotten() && !j.Failing()
 }
