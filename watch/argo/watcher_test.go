@@ -3,6 +3,7 @@ package argowatch
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,7 +29,19 @@ import (
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The scenarios against the real controllers (realcontrollers_test.go)
+	// spend their time waiting for ticks, not computing: run them all at
+	// once rather than GOMAXPROCS at a time (2 on CI), unless -parallel
+	// says otherwise.
+	explicit := false
+	flag.Visit(func(fl *flag.Flag) { explicit = explicit || fl.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "32")
+	}
+	kubetest.Main(m)
+}
 
 // clock is a settable clock: the tests look at the CronWorkflows' ticks from
 // the future instead of waiting for them.

@@ -1,0 +1,396 @@
+package argowatch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
+	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
+
+	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/fakelet"
+	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/state"
+)
+
+// The scenarios of issue 20 against Argo's real workflow-controller, the
+// real API server and the fakelet: nothing here writes a Workflow's or a
+// CronWorkflow's status by hand. Ticks are short (period) and every wait
+// polls with a deadline of minutes (realPatience): the machine may be slow.
+// Scenarios that stop the controller cannot share it, so they do not run in
+// parallel; the others do, each in its own namespace.
+
+// period is the schedule of most scenarios: short, so the controller ticks
+// often.
+const (
+	period = 5 * time.Second
+	every  = "@every 5s"
+)
+
+// realPatience bounds every wait for the controller, the fakelet or the
+// watcher: a few ticks' work, on a machine that may be very busy.
+const realPatience = 4 * time.Minute
+
+// argoConfig is the controller's configuration in every scenario (tests
+// that share the controller must agree on it): the CronWorkflow sync that
+// enforces history limits and counts finished runs every 2 s instead of
+// 10 s (a harsher race for the watcher, and quicker counts), and a 2 s
+// requeue so that an HTTP exit handler ends in seconds.
+var argoConfig = kubetest.ArgoConfig{Env: []string{"CRON_SYNC_PERIOD=2s", "DEFAULT_REQUEUE_TIME=2s"}}
+
+// realFixture is a namespace watched on a cluster where Argo's controller
+// and the fakelet run.
+type realFixture struct {
+	t          *testing.T
+	env        *kubetest.Env
+	ns         string
+	argo       versioned.Interface
+	meta       metadata.Interface
+	controller *kubetest.Process
+}
+
+func newRealFixture(t *testing.T) *realFixture {
+	t.Helper()
+	env := kubetest.Get(t)
+	controller := kubetest.StartArgoController(t, env, argoConfig)
+	kubetest.StartFakelet(t, env)
+	argo, err := versioned.NewForConfig(env.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := metadata.NewForConfig(env.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &realFixture{t: t, env: env, ns: env.NewNamespace(t), argo: argo, meta: meta, controller: controller}
+	// The namespace stays Terminating (no namespace controller): without
+	// this the controller would go on ticking its CronWorkflows and
+	// running its Workflows for the tests that come after.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a := argo.ArgoprojV1alpha1()
+		_ = a.CronWorkflows(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		_ = a.Workflows(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
+	return f
+}
+
+// watchReal runs a watcher of the fixture's namespace on store, on the real
+// clock unless cfg.Now is set, until stop is called or the test ends. Its
+// reconcile (the sweep for finished runs whose result is unknown) runs
+// once an hour unless cfg says otherwise: a run must be recorded when the
+// watcher sees it finish, before Argo's history limits delete it.
+func (f *realFixture) watchReal(store state.Store, cfg Config) (w *Watcher, stop func()) {
+	f.t.Helper()
+	cfg.Namespaces = []string{f.ns}
+	if cfg.MissedGrace == 0 {
+		cfg.MissedGrace = 3 * period
+	}
+	if cfg.ReconcileInterval == 0 {
+		cfg.ReconcileInterval = time.Hour
+	}
+	if cfg.ForgetAfter == 0 {
+		cfg.ForgetAfter = time.Hour
+	}
+	if cfg.EvaluateEvery == 0 {
+		cfg.EvaluateEvery = 200 * time.Millisecond
+	}
+	w = New(f.argo, f.meta, store, cfg, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	f.t.Cleanup(stop)
+	select {
+	case <-w.FirstPass():
+	case <-time.After(realPatience):
+		f.t.Fatal("the watcher made no first pass")
+	}
+	return w, stop
+}
+
+// cron creates a CronWorkflow ticking every period whose runs are one
+// container played as plan, changed by mutate.
+func (f *realFixture) cron(name string, plan fakelet.Plan, mutate func(*wfv1.CronWorkflow)) *wfv1.CronWorkflow {
+	f.t.Helper()
+	c := fakelet.Container("main", plan)
+	cwf := &wfv1.CronWorkflow{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: wfv1.CronWorkflowSpec{
+			Schedules: []string{every},
+			WorkflowSpec: wfv1.WorkflowSpec{
+				Entrypoint: "main",
+				Templates:  []wfv1.Template{{Name: "main", Container: &c}},
+			},
+		},
+	}
+	if mutate != nil {
+		mutate(cwf)
+	}
+	return kubetest.Create(f.t, f.env, f.ns, cwf)
+}
+
+// getCron reads the CronWorkflow as it is now.
+func (f *realFixture) getCron(name string) *wfv1.CronWorkflow {
+	f.t.Helper()
+	cwf, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return cwf
+}
+
+// patchCron applies a JSON merge patch to the CronWorkflow.
+func (f *realFixture) patchCron(name, patch string) {
+	f.t.Helper()
+	if _, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		f.t.Fatalf("patch CronWorkflow %s with %s: %v", name, patch, err)
+	}
+}
+
+// waitCron polls the CronWorkflow until ok holds for it.
+func (f *realFixture) waitCron(name, what string, ok func(*wfv1.CronWorkflow) bool) *wfv1.CronWorkflow {
+	f.t.Helper()
+	var cwf *wfv1.CronWorkflow
+	realWait(f.t, what, func() (bool, string) {
+		c, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		cwf = c
+		return ok(c), fmt.Sprintf("status %+v", c.Status)
+	})
+	return cwf
+}
+
+// workflows lists the namespace's Workflows of the CronWorkflow.
+func (f *realFixture) workflows(cron string) []wfv1.Workflow {
+	f.t.Helper()
+	list, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).List(context.Background(), metav1.ListOptions{LabelSelector: common.LabelKeyCronWorkflow + "=" + cron})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return list.Items
+}
+
+// suspendAndSettle suspends the CronWorkflow and waits until the controller
+// has counted every run of it that will end (status.active holds only
+// runs planned to run forever, keep of them) and its counts are steady:
+// the counts the watcher must then agree with.
+func (f *realFixture) suspendAndSettle(name string, keep int) *wfv1.CronWorkflow {
+	f.t.Helper()
+	f.patchCron(name, `{"spec":{"suspend":true}}`)
+	var last *wfv1.CronWorkflow
+	steadySince := time.Now()
+	return f.waitCron(name, "the controller to count every run of "+name, func(c *wfv1.CronWorkflow) bool {
+		running := 0
+		for _, wf := range f.workflows(name) {
+			if !wf.Status.Fulfilled() {
+				running++
+			}
+		}
+		if last == nil || last.Status.Failed != c.Status.Failed || last.Status.Succeeded != c.Status.Succeeded || running > keep || len(c.Status.Active) > keep {
+			last, steadySince = c, time.Now()
+			return false
+		}
+		// Two syncs of the controller with nothing new.
+		return time.Since(steadySince) > 5*time.Second
+	})
+}
+
+// realWait polls cond every 100 ms until it holds, failing the test after
+// realPatience with cond's last description of the state.
+func realWait(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(realPatience)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s; last: %s", realPatience, what, state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitJobReal polls the store until ok holds for the job.
+func waitJobReal(t *testing.T, store state.Store, key state.Key, what string, ok func(state.Job) bool) state.Job {
+	t.Helper()
+	var j state.Job
+	realWait(t, what, func() (bool, string) {
+		var err error
+		j, err = store.Get(context.Background(), key)
+		if err != nil {
+			return false, err.Error()
+		}
+		return ok(j), fmt.Sprintf("job %+v", j)
+	})
+	return j
+}
+
+// recorder is a store that keeps every result that changed a job, with its
+// outcome: what the watcher (or a callback) counted, in order.
+type recorder struct {
+	state.Store
+	mu      sync.Mutex
+	counted []recorded
+}
+
+type recorded struct {
+	api.Result
+	state.Outcome
+}
+
+func (r *recorder) Record(ctx context.Context, res api.Result, receivedAt time.Time) (state.Recorded, error) {
+	rec, err := r.Store.Record(ctx, res, receivedAt)
+	if err == nil && !rec.Outcome.Duplicate && !rec.Outcome.Stale {
+		r.mu.Lock()
+		r.counted = append(r.counted, recorded{res, rec.Outcome})
+		r.mu.Unlock()
+	}
+	return rec, err
+}
+
+// results returns the counted results of job name.
+func (r *recorder) results(name string) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, c := range r.counted {
+		if c.JobName() == name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// phases counts the counted results of job name by phase.
+func (r *recorder) phases(name string) map[api.Phase]int {
+	out := map[api.Phase]int{}
+	for _, c := range r.results(name) {
+		out[c.Phase]++
+	}
+	return out
+}
+
+func newRecorder(t *testing.T) *recorder { return &recorder{Store: fileStore(t)} }
+
+// checkExact waits until the job counts as many failed runs in a row as
+// the controller counted for the CronWorkflow (status.failed: failed runs
+// and failed submissions), then makes the watcher look again: the count
+// must not move.
+func checkExact(t *testing.T, w *Watcher, store state.Store, cwf *wfv1.CronWorkflow) state.Job {
+	t.Helper()
+	key := state.Key{Namespace: cwf.Namespace, Name: cwf.Name}
+	want := int(cwf.Status.Failed)
+	if want == 0 {
+		t.Fatalf("the controller counted no failure of %s: the scenario proves nothing", cwf.Name)
+	}
+	waitJobReal(t, store, key, fmt.Sprintf("the job to count the controller's %d failures", want), func(j state.Job) bool { return j.ConsecutiveFailures == want })
+	settle(w)
+	settle(w)
+	j, err := store.Get(context.Background(), key)
+	if err != nil || j.ConsecutiveFailures != want {
+		t.Fatalf("after more passes: %d failures (%v), want %d", j.ConsecutiveFailures, err, want)
+	}
+	return j
+}
+
+// failureMessages are the messages of the failed steps of the counted
+// results of job name.
+func failureMessages(rs []recorded) []string {
+	var out []string
+	for _, r := range rs {
+		for _, f := range r.Failures {
+			out = append(out, f.Message)
+		}
+	}
+	return out
+}
+
+// TestRealAllowEveryTick: runs longer than the period overlap
+// (concurrencyPolicy Allow), each fails; every one is counted once,
+// nothing is Missed.
+func TestRealAllowEveryTick(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	f.cron("allow", fakelet.Plan{For: period * 3 / 2, ExitCode: 1}, func(c *wfv1.CronWorkflow) {
+		c.Spec.ConcurrencyPolicy = wfv1.AllowConcurrent
+		c.Spec.FailedJobsHistoryLimit = new(int32(10))
+	})
+	f.waitCron("allow", "3 failed runs", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= 3 })
+	cwf := f.suspendAndSettle("allow", 0)
+	j := checkExact(t, w, store, cwf)
+	if got := store.phases("allow"); got[api.PhaseFailed] != j.ConsecutiveFailures || len(got) != 1 {
+		t.Errorf("counted %v, want only Failed runs", got)
+	}
+	if msgs := failureMessages(store.results("allow")); !slices.ContainsFunc(msgs, func(m string) bool { return strings.Contains(m, "exit code 1") }) {
+		t.Errorf("failure messages %q: none says the exit code", msgs)
+	}
+}
+
+// TestRealForbidSkipsAreNotMissed: under concurrencyPolicy Forbid the
+// controller skips the ticks that come while a run is active; they are not
+// Missed.
+func TestRealForbidSkipsAreNotMissed(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	f.cron("forbid", fakelet.Plan{For: period * 5 / 2, ExitCode: 1}, func(c *wfv1.CronWorkflow) {
+		c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent
+		c.Spec.FailedJobsHistoryLimit = new(int32(10))
+	})
+	f.waitCron("forbid", "2 failed runs", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= 2 })
+	cwf := f.suspendAndSettle("forbid", 0)
+	checkExact(t, w, store, cwf)
+	if got := store.phases("forbid"); got[api.PhaseMissed] > 0 {
+		t.Errorf("counted %v: a tick Forbid skipped was taken for a missed one", got)
+	}
+}
+
+// TestRealReplaceRecordsTerminatedRuns: under concurrencyPolicy Replace
+// each tick terminates the running run (no exit handler runs) and, with
+// the default failedJobsHistoryLimit of 1, the controller deletes it
+// seconds after the next one fails. Each terminated run is recorded, with
+// Argo's message, from the watch (the periodic reconcile is off here).
+func TestRealReplaceRecordsTerminatedRuns(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	f.cron("replace", fakelet.Plan{For: fakelet.Forever}, func(c *wfv1.CronWorkflow) {
+		c.Spec.ConcurrencyPolicy = wfv1.ReplaceConcurrent
+	})
+	f.waitCron("replace", "3 terminated runs", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= 3 })
+	cwf := f.suspendAndSettle("replace", 1)
+	if n := len(f.workflows("replace")); n > 2 {
+		t.Fatalf("%d Workflows left: the history limit deleted none, so the race the scenario is about never ran", n)
+	}
+	j := checkExact(t, w, store, cwf)
+	if got := store.phases("replace"); got[api.PhaseFailed] != j.ConsecutiveFailures || len(got) != 1 {
+		t.Errorf("counted %v, want only Failed runs", got)
+	}
+	for _, r := range store.results("replace") {
+		if msgs := failureMessages([]recorded{r}); !slices.ContainsFunc(msgs, func(m string) bool { return strings.Contains(m, "Terminate") }) {
+			t.Errorf("run %s recorded with failures %q: not Argo's message of a terminated run", r.WorkflowName, msgs)
+		}
+	}
+}
