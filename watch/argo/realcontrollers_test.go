@@ -394,3 +394,96 @@ func TestRealReplaceRecordsTerminatedRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestRealStuckPastMaxRuntime: a run still running past its max runtime is
+// Stuck, once, however many passes and skipped ticks follow; when it ends
+// (terminated here) its own result replaces Stuck and it is still one
+// failed run.
+func TestRealStuckPastMaxRuntime(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	f.cron("stuck", fakelet.Plan{For: fakelet.Forever}, func(c *wfv1.CronWorkflow) {
+		c.Annotations = map[string]string{AnnotationMaxRuntime: (2 * period).String()}
+		c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent
+	})
+	key := state.Key{Namespace: f.ns, Name: "stuck"}
+	j := waitJobReal(t, store, key, "the run to be Stuck", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseStuck || j.ConsecutiveFailures != 1 {
+		t.Fatalf("job %+v, want one Stuck run", j)
+	}
+	// Ticks go by, skipped under Forbid; passes go by.
+	stuckAt := time.Now()
+	realWait(t, "three more ticks", func() (bool, string) { return time.Since(stuckAt) > 3*period, "" })
+	settle(w)
+	if j, _ := store.Get(context.Background(), key); j.ConsecutiveFailures != 1 || j.LastPhase != api.PhaseStuck {
+		t.Fatalf("later: job %+v, want still one Stuck run", j)
+	}
+	f.patchCron("stuck", `{"spec":{"suspend":true}}`)
+	runs := f.workflows("stuck")
+	if len(runs) != 1 {
+		t.Fatalf("%d runs, want the one stuck", len(runs))
+	}
+	if _, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Patch(context.Background(), runs[0].Name, types.MergePatchType, []byte(`{"spec":{"shutdown":"Terminate"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	j = waitJobReal(t, store, key, "the run's own result", func(j state.Job) bool { return j.LastPhase == api.PhaseFailed })
+	if j.ConsecutiveFailures != 1 || j.LastUID != string(runs[0].UID) {
+		t.Fatalf("job %+v, want the stuck run, failed, counted once", j)
+	}
+}
+
+// TestRealTemplateDeletedAfterScheduling: a CronWorkflow runs its
+// WorkflowTemplate; the template is deleted; at its next tick the controller
+// writes a SpecError condition and creates nothing. Each tick from then on
+// is one SpecError with the controller's message, none Missed.
+func TestRealTemplateDeletedAfterScheduling(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	c := fakelet.Container("main", fakelet.Plan{})
+	kubetest.Create(t, f.env, f.ns, &wfv1.WorkflowTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "etl"},
+		Spec:       wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Container: &c}}},
+	})
+	kubetest.Create(t, f.env, f.ns, &wfv1.CronWorkflow{
+		ObjectMeta: metav1.ObjectMeta{Name: "etl"},
+		Spec: wfv1.CronWorkflowSpec{
+			Schedules:    []string{every},
+			WorkflowSpec: wfv1.WorkflowSpec{WorkflowTemplateRef: &wfv1.WorkflowTemplateRef{Name: "etl"}},
+		},
+	})
+	key := state.Key{Namespace: f.ns, Name: "etl"}
+	waitJobReal(t, store, key, "a successful run", func(j state.Job) bool { return j.LastPhase == api.PhaseSucceeded })
+	if err := f.argo.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Delete(context.Background(), "etl", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cwf := f.waitCron("etl", "the controller's SpecError condition", func(c *wfv1.CronWorkflow) bool {
+		return slices.ContainsFunc(c.Status.Conditions, func(c wfv1.Condition) bool { return c.Type == wfv1.ConditionTypeSpecError })
+	})
+	var message string
+	for _, c := range cwf.Status.Conditions {
+		if c.Type == wfv1.ConditionTypeSpecError {
+			message = c.Message
+		}
+	}
+	j := waitJobReal(t, store, key, "the SpecError ticks", func(j state.Job) bool { return j.ConsecutiveFailures >= 4 })
+	if j.LastPhase != api.PhaseSpecError || len(j.LastFailures) != 1 || j.LastFailures[0].Message != message {
+		t.Fatalf("job %+v, want SpecError with the controller's message %q", j, message)
+	}
+	f.patchCron("etl", `{"spec":{"suspend":true}}`)
+	settle(w)
+	j, _ = store.Get(context.Background(), key)
+	counted := store.results("etl")
+	ticks := map[string]bool{}
+	for _, r := range counted {
+		if r.Phase != api.PhaseSucceeded {
+			ticks[r.WorkflowName] = true
+		}
+	}
+	if got := store.phases("etl"); got[api.PhaseMissed] > 0 || got[api.PhaseSpecError] != j.ConsecutiveFailures || len(ticks) != j.ConsecutiveFailures {
+		t.Fatalf("counted %v for %d ticks, job %+v: want one SpecError per tick, none Missed", got, len(ticks), j)
+	}
+}

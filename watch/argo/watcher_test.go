@@ -83,7 +83,17 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, ns: env.NewNamespace(t), argo: argo, meta: meta, clock: &clock{now: time.Now()}}
+	f := &fixture{t: t, ns: env.NewNamespace(t), argo: argo, meta: meta, clock: &clock{now: time.Now()}}
+	// The namespace stays Terminating (no namespace controller): delete
+	// what the test made, or Argo's controller, when a later test runs it,
+	// would tick these CronWorkflows.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = argo.ArgoprojV1alpha1().CronWorkflows(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		_ = argo.ArgoprojV1alpha1().Workflows(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
+	return f
 }
 
 func fileStore(t *testing.T) state.Store {
