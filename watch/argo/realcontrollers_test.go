@@ -2,6 +2,7 @@ package argowatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
@@ -486,4 +488,210 @@ func TestRealTemplateDeletedAfterScheduling(t *testing.T) {
 	if got := store.phases("etl"); got[api.PhaseMissed] > 0 || got[api.PhaseSpecError] != j.ConsecutiveFailures || len(ticks) != j.ConsecutiveFailures {
 		t.Fatalf("counted %v for %d ticks, job %+v: want one SpecError per tick, none Missed", got, len(ticks), j)
 	}
+}
+
+// TestRealInvalidFromCreation: the controller refuses a CronWorkflow whose
+// WorkflowTemplate does not exist when it is added: it logs it, never
+// schedules it and writes no condition. The watcher reports it at once,
+// with Argo's own validation message, then one failure per tick.
+func TestRealInvalidFromCreation(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	f.watchReal(store, Config{MissedGrace: time.Hour}) // no tick is Missed here
+	created := time.Now()
+	kubetest.Create(t, f.env, f.ns, &wfv1.CronWorkflow{
+		ObjectMeta: metav1.ObjectMeta{Name: "invalid"},
+		Spec: wfv1.CronWorkflowSpec{
+			Schedules:    []string{every},
+			WorkflowSpec: wfv1.WorkflowSpec{WorkflowTemplateRef: &wfv1.WorkflowTemplateRef{Name: "missing"}},
+		},
+	})
+	key := state.Key{Namespace: f.ns, Name: "invalid"}
+	j := waitJobReal(t, store, key, "the invalid CronWorkflow to fail", func(j state.Job) bool { return j.Failing() })
+	t.Logf("reported %s after its creation", time.Since(created).Round(time.Millisecond))
+	if j.LastPhase != api.PhaseSpecError || len(j.LastFailures) != 1 || !strings.Contains(j.LastFailures[0].Message, `workflowtemplates.argoproj.io "missing" not found`) {
+		t.Fatalf("job %+v, want SpecError with Argo's message", j)
+	}
+	// What the controller did meanwhile: ticks passed, nothing ran, no
+	// condition was written (so only validating it says why).
+	j = waitJobReal(t, store, key, "two more ticks", func(j state.Job) bool { return j.ConsecutiveFailures >= 3 })
+	if cwf := f.getCron("invalid"); len(cwf.Status.Conditions) > 0 || cwf.Status.LastScheduledTime != nil {
+		t.Errorf("the controller wrote status %+v: the scenario assumes it writes none", cwf.Status)
+	}
+	if runs := f.workflows("invalid"); len(runs) > 0 {
+		t.Errorf("%d runs of an invalid CronWorkflow", len(runs))
+	}
+	if got := store.phases("invalid"); got[api.PhaseSpecError] != j.ConsecutiveFailures || len(got) != 1 {
+		t.Errorf("counted %v, job %+v: want only SpecError, one per tick", got, j)
+	}
+}
+
+// denyWorkflows makes the API server refuse to create Workflows in
+// namespace: a ValidatingAdmissionPolicy, which works on a bare API server
+// (no webhook to run). It returns once a (dry-run) create is refused, with
+// a function that removes the policy and returns once creates pass again.
+func (f *realFixture) denyWorkflows(message string) (allow func()) {
+	f.t.Helper()
+	ctx := context.Background()
+	adm := f.env.Clientset.AdmissionregistrationV1()
+	name := "deny-workflows-" + f.ns
+	_, err := adm.ValidatingAdmissionPolicies().Create(ctx, &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: new(admissionv1.Fail),
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Create},
+					Rule:       admissionv1.Rule{APIGroups: []string{"argoproj.io"}, APIVersions: []string{"*"}, Resources: []string{"workflows"}},
+				},
+			}}},
+			Validations: []admissionv1.Validation{{Expression: "false", Message: message}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	_, err = adm.ValidatingAdmissionPolicyBindings().Create(ctx, &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns},
+			}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	remove := func() {
+		_ = adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = adm.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
+	}
+	f.t.Cleanup(remove)
+	c := fakelet.Container("main", fakelet.Plan{})
+	probe := &wfv1.Workflow{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"},
+		Spec:       wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Container: &c}}},
+	}
+	refused := func() (bool, string) {
+		_, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), message), fmt.Sprint(err)
+	}
+	realWait(f.t, "the policy to refuse Workflows", refused)
+	return func() {
+		f.t.Helper()
+		remove()
+		realWait(f.t, "the policy to go", func() (bool, string) { ok, s := refused(); return !ok, s })
+	}
+}
+
+// TestRealSubmissionErrorTenTicksInARow: the API server refuses every run
+// (an admission policy); at each tick the controller writes its
+// SubmissionError condition. Each tick is one failure with the controller's
+// message, and after more ticks than the job remembers runs (8) and than a
+// pass looks at (10) the count is still exactly the controller's own: when
+// the policy goes and a run succeeds, the streak it ends holds as many
+// failures as the controller counted.
+func TestRealSubmissionErrorTenTicksInARow(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	allow := f.denyWorkflows("workflows are frozen here")
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	f.cron("frozen", fakelet.Plan{}, nil)
+	key := state.Key{Namespace: f.ns, Name: "frozen"}
+	j := waitJobReal(t, store, key, "a SubmissionError", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseSubmissionError || len(j.LastFailures) != 1 || !strings.Contains(j.LastFailures[0].Message, "workflows are frozen here") {
+		t.Fatalf("job %+v, want SubmissionError with the policy's message", j)
+	}
+	f.waitCron("frozen", "11 refused ticks", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= 11 })
+	allow()
+	j = waitJobReal(t, store, key, "a run to succeed", func(j state.Job) bool { return !j.Failing() && j.LastStreak != nil })
+	settle(w)
+	cwf := f.waitCron("frozen", "the controller to count the success", func(c *wfv1.CronWorkflow) bool { return c.Status.Succeeded > 0 })
+	if j.LastStreak.Failures != int(cwf.Status.Failed) {
+		t.Fatalf("the streak counted %d failures; the controller %d (and %d runs succeeded)", j.LastStreak.Failures, cwf.Status.Failed, cwf.Status.Succeeded)
+	}
+	if got := store.phases("frozen"); len(got) != 2 || got[api.PhaseSubmissionError] != j.LastStreak.Failures {
+		t.Errorf("counted %v, want only SubmissionErrors, then success", got)
+	}
+}
+
+// TestRealSuspendAndResume: ticks of a suspended CronWorkflow are not
+// Missed, during the suspension or after it is resumed.
+func TestRealSuspendAndResume(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	f.cron("pausing", fakelet.Plan{ExitCode: 1}, func(c *wfv1.CronWorkflow) {
+		c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent
+		c.Spec.FailedJobsHistoryLimit = new(int32(10))
+	})
+	f.waitCron("pausing", "a failed run", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= 1 })
+	cwf := f.suspendAndSettle("pausing", 0)
+	suspended := time.Now()
+	checkExact(t, w, store, cwf)
+	// Suspended for longer than the grace of several ticks.
+	realWait(t, "ticks past their grace", func() (bool, string) { return time.Since(suspended) > 3*period+3*period, "" })
+	checkExact(t, w, store, f.getCron("pausing"))
+
+	f.patchCron("pausing", `{"spec":{"suspend":false}}`)
+	before := cwf.Status.Failed
+	f.waitCron("pausing", "two more failed runs", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= before+2 })
+	cwf = f.suspendAndSettle("pausing", 0)
+	checkExact(t, w, store, cwf)
+	if got := store.phases("pausing"); len(got) != 1 || got[api.PhaseFailed] == 0 {
+		t.Errorf("counted %v, want only Failed runs", got)
+	}
+}
+
+// TestRealFailedHistoryLimits: with failedJobsHistoryLimit 0 the controller
+// deletes each failed run at its next sync; with 1, each one as the next
+// fails. Each failed run is counted once all the same, from the watch.
+func TestRealFailedHistoryLimits(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{})
+	for _, keep := range []int32{0, 1} {
+		f.cron(fmt.Sprintf("keep%d", keep), fakelet.Plan{ExitCode: 2}, func(c *wfv1.CronWorkflow) {
+			c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent
+			c.Spec.FailedJobsHistoryLimit = new(keep)
+		})
+	}
+	for _, keep := range []int{0, 1} {
+		name := fmt.Sprintf("keep%d", keep)
+		f.waitCron(name, "3 failed runs", func(c *wfv1.CronWorkflow) bool { return c.Status.Failed >= 3 })
+		cwf := f.suspendAndSettle(name, 0)
+		checkExact(t, w, store, cwf)
+		if got := store.phases(name); len(got) != 1 || got[api.PhaseFailed] != int(cwf.Status.Failed) {
+			t.Errorf("%s: counted %v, want %d Failed runs", name, got, cwf.Status.Failed)
+		}
+		f.waitCron(name, "the history limit", func(*wfv1.CronWorkflow) bool { return len(f.workflows(name)) == keep })
+	}
+}
+
+// TestRealDeletedWhileTheWatcherIsDown: a CronWorkflow is deleted while
+// batchlatch is stopped; when the watcher starts again its failing job is
+// forgotten (after --forget-after).
+func TestRealDeletedWhileTheWatcherIsDown(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	store := newRecorder(t)
+	_, stop := f.watchReal(store, Config{})
+	f.cron("gone", fakelet.Plan{ExitCode: 1}, func(c *wfv1.CronWorkflow) { c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent })
+	key := state.Key{Namespace: f.ns, Name: "gone"}
+	waitJobReal(t, store, key, "a failed run", func(j state.Job) bool { return j.Failing() })
+	stop()
+	if err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Delete(context.Background(), "gone", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.watchReal(store, Config{ForgetAfter: time.Second})
+	realWait(t, "the job to be forgotten", func() (bool, string) {
+		j, err := store.Get(context.Background(), key)
+		return errors.Is(err, state.ErrNotFound), fmt.Sprintf("job %+v (%v)", j, err)
+	})
 }
