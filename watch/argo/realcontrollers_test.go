@@ -1,28 +1,38 @@
 package argowatch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/fakelet"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -96,6 +106,13 @@ func newRealFixture(t *testing.T) *realFixture {
 // watcher sees it finish, before Argo's history limits delete it.
 func (f *realFixture) watchReal(store state.Store, cfg Config) (w *Watcher, stop func()) {
 	f.t.Helper()
+	return f.watchRealWith(f.argo, store, cfg, Hooks{})
+}
+
+// watchRealWith is watchReal reading CronWorkflows and Workflows through
+// argo, with hooks.
+func (f *realFixture) watchRealWith(argo versioned.Interface, store state.Store, cfg Config, hooks Hooks) (w *Watcher, stop func()) {
+	f.t.Helper()
 	cfg.Namespaces = []string{f.ns}
 	if cfg.MissedGrace == 0 {
 		cfg.MissedGrace = 3 * period
@@ -109,7 +126,7 @@ func (f *realFixture) watchReal(store state.Store, cfg Config) (w *Watcher, stop
 	if cfg.EvaluateEvery == 0 {
 		cfg.EvaluateEvery = 200 * time.Millisecond
 	}
-	w = New(f.argo, f.meta, store, cfg, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w = New(argo, f.meta, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -143,6 +160,31 @@ func (f *realFixture) cron(name string, plan fakelet.Plan, mutate func(*wfv1.Cro
 		mutate(cwf)
 	}
 	return kubetest.Create(f.t, f.env, f.ns, cwf)
+}
+
+// setExitCode changes the exit code of the runs of the CronWorkflow (its
+// template "main"): a user breaking or fixing the job.
+func (f *realFixture) setExitCode(name string, code int) {
+	f.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cwf := f.getCron(name) // the controller writes its status meanwhile
+		for i := range cwf.Spec.WorkflowSpec.Templates {
+			tmpl := &cwf.Spec.WorkflowSpec.Templates[i]
+			if tmpl.Name != "main" {
+				continue
+			}
+			for k := range tmpl.Container.Env {
+				if tmpl.Container.Env[k].Name == fakelet.EnvExitCode {
+					tmpl.Container.Env[k].Value = strconv.Itoa(code)
+				}
+			}
+		}
+		_, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), cwf, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		f.t.Fatalf("set the exit code of %s: %v", name, err)
+	}
 }
 
 // getCron reads the CronWorkflow as it is now.
@@ -694,4 +736,191 @@ func TestRealDeletedWhileTheWatcherIsDown(t *testing.T) {
 		j, err := store.Get(context.Background(), key)
 		return errors.Is(err, state.ErrNotFound), fmt.Sprintf("job %+v (%v)", j, err)
 	})
+}
+
+// callbackBody is the exit handler's body of examples/cronworkflow.yaml.
+const callbackBody = `{
+  "namespace": "{{workflow.namespace}}",
+  "workflowName": "{{workflow.name}}",
+  "uid": "{{workflow.uid}}",
+  "cronWorkflow": "{{workflow.labels.workflows.argoproj.io/cron-workflow}}",
+  "phase": "{{workflow.status}}",
+  "scheduledTime": "{{workflow.scheduledTime}}",
+  "createdAt": "{{workflow.creationTimestamp}}",
+  "durationSeconds": {{workflow.duration}},
+  "failures": {{workflow.failures}},
+  "labels": {{workflow.labels.json}},
+  "annotations": {{workflow.annotations.json}}
+}`
+
+// TestRealFailuresThenASuccessThroughTheExitHandler: the whole path a user
+// runs. Each run's exit handler is Argo's HTTP template, run by Argo's own
+// agent (through the fakelet), posting the run's result to a batchlatch
+// server; the watcher watches too. The runs fail, then the job is fixed and
+// a run succeeds: the streak ends, with exactly one recovery, and counts
+// each failed run once although both sources reported it.
+func TestRealFailuresThenASuccessThroughTheExitHandler(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	kubetest.ArgoServiceAccount(t, f.env, f.ns, "runner")
+	store := newRecorder(t)
+	const token = "s3cret"
+	reg := prometheus.NewRegistry()
+	handler := server.NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), store, kickNothing{}, reg, server.NewMetrics(reg), server.Config{Token: token})
+	var mu sync.Mutex
+	var callbacks []string // "<workflow> <phase> <status code>"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, r)
+		var got struct{ WorkflowName, Phase string }
+		_ = json.Unmarshal(body, &got)
+		mu.Lock()
+		callbacks = append(callbacks, fmt.Sprintf("%s %s %d", got.WorkflowName, got.Phase, rec.Code))
+		mu.Unlock()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	callbacksSeen := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(callbacks)
+	}
+	callbacksWith := func(phase string) int {
+		n := 0
+		for _, c := range callbacksSeen() {
+			if strings.HasSuffix(c, " "+phase+" 200") {
+				n++
+			}
+		}
+		return n
+	}
+
+	w, _ := f.watchReal(store, Config{})
+	f.cron("notifies", fakelet.Plan{ExitCode: 1}, func(c *wfv1.CronWorkflow) {
+		c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent
+		c.Spec.FailedJobsHistoryLimit = new(int32(10))
+		spec := &c.Spec.WorkflowSpec
+		spec.ServiceAccountName = "runner"
+		spec.OnExit = "notify"
+		spec.Templates = append(spec.Templates, wfv1.Template{Name: "notify", HTTP: &wfv1.HTTP{
+			Method: http.MethodPost,
+			URL:    srv.URL + "/api/v1/results",
+			Headers: wfv1.HTTPHeaders{
+				{Name: "Content-Type", Value: "application/json"},
+				{Name: "Authorization", Value: "Bearer " + token},
+			},
+			Body:           callbackBody,
+			TimeoutSeconds: new(int64(20)),
+		}})
+	})
+	realWait(t, "two failed runs' callbacks", func() (bool, string) {
+		return callbacksWith("Failed") >= 2, fmt.Sprintf("%d callbacks", len(callbacksSeen()))
+	})
+	f.setExitCode("notifies", 0)
+	realWait(t, "a succeeded run's callback", func() (bool, string) {
+		return callbacksWith("Succeeded") >= 1, fmt.Sprintf("%d callbacks", len(callbacksSeen()))
+	})
+	cwf := f.suspendAndSettle("notifies", 0)
+	settle(w)
+	key := state.Key{Namespace: f.ns, Name: "notifies"}
+	j, err := store.Get(context.Background(), key)
+	if err != nil || j.Failing() || j.LastStreak == nil || j.LastStreak.Failures != int(cwf.Status.Failed) {
+		t.Fatalf("job %+v (%v): want recovered after the controller's %d failed runs", j, err, cwf.Status.Failed)
+	}
+	recoveries := 0
+	for _, r := range store.results("notifies") {
+		if r.Transition == state.Recovered {
+			recoveries++
+		}
+	}
+	if recoveries != 1 {
+		t.Errorf("%d recoveries, want exactly one", recoveries)
+	}
+}
+
+type kickNothing struct{}
+
+func (kickNothing) Kick() {}
+
+// TestRealNewInstallOverALongHistory: the real controller made a history of
+// runs (successes, failures, successes, failures); batchlatch is installed
+// afterwards. Its first pass records the job as that history decides it
+// (the latest streak, and the one before), in order, with a bounded number
+// of reads and writes, and announces nothing: all of it ended before the
+// watcher started.
+func TestRealNewInstallOverALongHistory(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	f.cron("history", fakelet.Plan{}, func(c *wfv1.CronWorkflow) {
+		c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent
+		c.Spec.FailedJobsHistoryLimit = new(int32(100))
+		c.Spec.SuccessfulJobsHistoryLimit = new(int32(100))
+	})
+	// S S F F F S S F F: each phase until the controller counted it.
+	var succeeded, failed int64
+	for _, step := range []struct {
+		code int
+		runs int64
+	}{{0, 2}, {1, 3}, {0, 2}, {1, 2}} {
+		f.setExitCode("history", step.code)
+		if step.code == 0 {
+			succeeded += step.runs
+		} else {
+			failed += step.runs
+		}
+		f.waitCron("history", fmt.Sprintf("%d succeeded and %d failed runs", succeeded, failed), func(c *wfv1.CronWorkflow) bool {
+			return c.Status.Succeeded >= succeeded && c.Status.Failed >= failed
+		})
+		cwf := f.getCron("history")
+		succeeded, failed = cwf.Status.Succeeded, cwf.Status.Failed // a run in flight ran the earlier plan
+	}
+	f.suspendAndSettle("history", 0)
+
+	// What the history decides, from the runs themselves.
+	runs := f.workflows("history")
+	slices.SortFunc(runs, func(a, b wfv1.Workflow) int {
+		return strings.Compare(a.Annotations[common.AnnotationKeyCronWfScheduledTime], b.Annotations[common.AnnotationKeyCronWfScheduledTime])
+	})
+	var streak, before int
+	for _, wf := range runs {
+		switch {
+		case wf.Status.Phase == wfv1.WorkflowSucceeded && streak > 0:
+			before, streak = streak, 0
+		case wf.Status.Phase != wfv1.WorkflowSucceeded:
+			streak++
+		}
+	}
+	if len(runs) <= readsPerJob+2 || streak == 0 || before == 0 {
+		t.Fatalf("history of %d runs, ending with %d failures after a streak of %d: not the history this is about", len(runs), streak, before)
+	}
+
+	var traffic kubetest.Traffic
+	counted, err := versioned.NewForConfig(traffic.Count(f.env.RESTConfig()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &storetest.CountingStore{Store: fileStore(t)}
+	var kicks atomic.Int64
+	f.watchRealWith(counted, store, Config{}, Hooks{Kick: func() { kicks.Add(1) }})
+	j, err := store.Get(context.Background(), state.Key{Namespace: f.ns, Name: "history"})
+	if err != nil || j.ConsecutiveFailures != streak || j.LastStreak == nil || j.LastStreak.Failures != before {
+		t.Fatalf("job %+v (%v), want %d failures in a row after a streak of %d", j, err, streak, before)
+	}
+	// The informers' lists and watches of CronWorkflows and
+	// WorkflowTemplates, and at most readsPerJob Workflows read in full.
+	if n := traffic.Requests.Load(); n > 4+readsPerJob {
+		t.Errorf("%d requests to the API server for %d runs", n, len(runs))
+	}
+	if n := store.Writes.Load(); n > 8 {
+		t.Errorf("%d writes for %d runs: the history was not collapsed", n, len(runs))
+	}
+	if n := kicks.Load(); n != 0 {
+		t.Errorf("%d kicks: history was announced as news", n)
+	}
 }
