@@ -570,10 +570,11 @@ func TestRealInvalidFromCreation(t *testing.T) {
 }
 
 // denyWorkflows makes the API server refuse to create Workflows in
-// namespace: a ValidatingAdmissionPolicy, which works on a bare API server
-// (no webhook to run). It returns once a (dry-run) create is refused, with
+// namespace (only those of CronWorkflow cron, if not ""): a
+// ValidatingAdmissionPolicy, which works on a bare API server (no webhook
+// to run). It returns once a (dry-run) create is refused, with
 // a function that removes the policy and returns once creates pass again.
-func (f *realFixture) denyWorkflows(message string) (allow func()) {
+func (f *realFixture) denyWorkflows(message, cron string) (allow func()) {
 	f.t.Helper()
 	ctx := context.Background()
 	adm := f.env.Clientset.AdmissionregistrationV1()
@@ -594,14 +595,20 @@ func (f *realFixture) denyWorkflows(message string) (allow func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	match := &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+		MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns},
+	}}
+	probe := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"}}
+	if cron != "" {
+		match.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{common.LabelKeyCronWorkflow: cron}}
+		probe.Labels = map[string]string{common.LabelKeyCronWorkflow: cron}
+	}
 	_, err = adm.ValidatingAdmissionPolicyBindings().Create(ctx, &admissionv1.ValidatingAdmissionPolicyBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
 			PolicyName:        name,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns},
-			}},
+			MatchResources:    match,
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
@@ -613,10 +620,7 @@ func (f *realFixture) denyWorkflows(message string) (allow func()) {
 	}
 	f.t.Cleanup(remove)
 	c := fakelet.Container("main", fakelet.Plan{})
-	probe := &wfv1.Workflow{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-"},
-		Spec:       wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Container: &c}}},
-	}
+	probe.Spec = wfv1.WorkflowSpec{Entrypoint: "main", Templates: []wfv1.Template{{Name: "main", Container: &c}}}
 	refused := func() (bool, string) {
 		_, err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil && strings.Contains(err.Error(), message), fmt.Sprint(err)
@@ -639,7 +643,7 @@ func (f *realFixture) denyWorkflows(message string) (allow func()) {
 func TestRealSubmissionErrorTenTicksInARow(t *testing.T) {
 	t.Parallel()
 	f := newRealFixture(t)
-	allow := f.denyWorkflows("workflows are frozen here")
+	allow := f.denyWorkflows("workflows are frozen here", "")
 	store := newRecorder(t)
 	w, _ := f.watchReal(store, Config{})
 	f.cron("frozen", fakelet.Plan{}, nil)
@@ -922,5 +926,149 @@ func TestRealNewInstallOverALongHistory(t *testing.T) {
 	}
 	if n := kicks.Load(); n != 0 {
 		t.Errorf("%d kicks: history was announced as news", n)
+	}
+}
+
+// TestRealControllerDownForSeveralTicks: the controller is stopped for
+// several ticks, then started again. Not parallel: the other scenarios
+// need the controller up.
+//   - "healthy" (no startingDeadlineSeconds): the controller never runs
+//     the ticks it slept through: they are Missed, then the next run's
+//     success ends the streak.
+//   - "catchup" (startingDeadlineSeconds 60): back up, the controller runs
+//     the latest tick it missed; ticks decided before that are Missed, and
+//     the run's success ends the streak.
+//   - "refused" (an admission policy refuses its runs: SubmissionError at
+//     each tick the controller attempts): the ticks the controller never
+//     attempted are Missed, not blamed on the condition it wrote before it
+//     stopped or after it came back.
+func TestRealControllerDownForSeveralTicks(t *testing.T) {
+	f := newRealFixture(t)
+	allow := f.denyWorkflows("runs are refused", "refused")
+	store := newRecorder(t)
+	grace := 3 * period
+	f.watchReal(store, Config{MissedGrace: grace})
+	forbid := func(c *wfv1.CronWorkflow) { c.Spec.ConcurrencyPolicy = wfv1.ForbidConcurrent }
+	f.cron("healthy", fakelet.Plan{}, forbid)
+	f.cron("catchup", fakelet.Plan{}, func(c *wfv1.CronWorkflow) {
+		forbid(c)
+		c.Spec.StartingDeadlineSeconds = new(int64(60))
+	})
+	f.cron("refused", fakelet.Plan{}, forbid)
+	for _, name := range []string{"healthy", "catchup", "refused"} {
+		f.waitCron(name, "two ticks", func(c *wfv1.CronWorkflow) bool { return c.Status.Succeeded+c.Status.Failed >= 2 })
+	}
+
+	stopped := time.Now()
+	f.controller.Stop(t)
+	// Long enough for several ticks to pass their grace while it is down.
+	realWait(t, "the outage", func() (bool, string) { return time.Since(stopped) > 4*period+grace, "" })
+	restarted := time.Now()
+	f.controller.Start(t)
+	before := map[string]int64{}
+	for _, name := range []string{"healthy", "catchup", "refused"} {
+		c := f.getCron(name)
+		before[name] = c.Status.Succeeded + c.Status.Failed
+	}
+	for _, name := range []string{"healthy", "catchup", "refused"} {
+		f.waitCron(name, "two more ticks", func(c *wfv1.CronWorkflow) bool { return c.Status.Succeeded+c.Status.Failed >= before[name]+2 })
+	}
+	t.Logf("controller down from %s to %s", stopped.Format(time.StampMilli), restarted.Format(time.StampMilli))
+
+	// A tick is Missed only if the controller was down at it (or went
+	// down before it could write the tick's condition: the tick just
+	// before the outage).
+	down := func(r recorded) bool {
+		tick, err := time.Parse(time.RFC3339, r.ScheduledTime)
+		return err == nil && tick.After(stopped.Add(-period)) && !tick.After(restarted)
+	}
+	for _, name := range []string{"healthy", "catchup", "refused"} {
+		missed := 0
+		for _, r := range store.results(name) {
+			t.Logf("%s: %s %s at %s", name, r.WorkflowName, r.Phase, r.ScheduledTime)
+			switch {
+			case r.Phase == api.PhaseMissed && !down(r):
+				t.Errorf("%s: tick %s Missed while the controller was up", name, r.ScheduledTime)
+			case r.Phase == api.PhaseMissed:
+				missed++
+			case r.Phase == api.PhaseSubmissionError && down(r) && r.ScheduledTime > stopped.UTC().Format(time.RFC3339):
+				t.Errorf("%s: tick %s, which the controller never attempted, blamed on its condition", name, r.ScheduledTime)
+			}
+		}
+		if missed == 0 {
+			t.Errorf("%s: no tick Missed during the outage", name)
+		}
+	}
+	// The catch-up run: made after the restart for a tick of the outage
+	// (the history limit may have deleted it since; the watcher saw it).
+	var caughtUp bool
+	for _, r := range store.results("catchup") {
+		caughtUp = caughtUp || r.Phase == api.PhaseSucceeded && r.ScheduledTime > stopped.UTC().Format(time.RFC3339) && r.ScheduledTime < restarted.UTC().Format(time.RFC3339)
+	}
+	if !caughtUp {
+		t.Errorf("no catch-up run of catchup: the scenario assumes the controller runs the latest missed tick")
+	}
+	for _, name := range []string{"healthy", "catchup"} {
+		j := waitJobReal(t, store, state.Key{Namespace: f.ns, Name: name}, name+" to recover", func(j state.Job) bool { return !j.Failing() && j.LastStreak != nil })
+		if got := store.phases(name); j.LastStreak.Failures != got[api.PhaseMissed] {
+			t.Errorf("%s: a streak of %d failures, counted %v", name, j.LastStreak.Failures, got)
+		}
+	}
+	// The refused runs are let through: the streak that ends holds the
+	// controller's refusals and the Missed ticks, each once.
+	//
+	// Known gap (reported, not fixed here): the ticks of the outage still
+	// within their grace when the controller comes back are counted
+	// neither Missed nor SubmissionError. The controller's next refusal
+	// rewrites the condition, which then "explains" them, but their
+	// results are timed at their ticks, before the Missed result of the
+	// last decided tick (timed at its tick plus the grace), so the store
+	// drops them as stale; later ticks then cover them. So the count
+	// falls short of the ticks by up to grace/period; what holds is that
+	// nothing is counted twice and nothing the controller never
+	// attempted is blamed on its condition.
+	allow()
+	j := waitJobReal(t, store, state.Key{Namespace: f.ns, Name: "refused"}, "refused to recover", func(j state.Job) bool { return !j.Failing() && j.LastStreak != nil })
+	cwf := f.waitCron("refused", "the controller to count the success", func(c *wfv1.CronWorkflow) bool { return c.Status.Succeeded > 0 })
+	got := store.phases("refused")
+	if j.LastStreak.Failures != got[api.PhaseSubmissionError]+got[api.PhaseMissed] || got[api.PhaseSubmissionError] > int(cwf.Status.Failed) {
+		t.Errorf("refused: a streak of %d failures, counted %v; the controller refused %d runs", j.LastStreak.Failures, got, cwf.Status.Failed)
+	}
+	t.Logf("refused: the controller refused %d runs, the watcher counted %v", cwf.Status.Failed, got)
+}
+
+// TestRealDefaultGraceEveryMinuteControllerStopped: an every-minute
+// CronWorkflow whose controller stops is reported at the default grace (10
+// minutes, the flag's default), although 10 ticks (what a pass looks at)
+// span less than the grace. Not parallel: it stops the controller.
+//
+// Waiting more than 10 real minutes would blow the suite's time budget, so
+// while the controller is stopped the watcher runs on a clock ahead of real
+// time, moved a minute at a time from 11 to 25 minutes after the
+// CronWorkflow's creation: the watcher's decisions take their clock, and with
+// the controller stopped nothing but time changes between those minutes.
+// Each minute, every tick older than the grace is Missed, once.
+func TestRealDefaultGraceEveryMinuteControllerStopped(t *testing.T) {
+	f := newRealFixture(t)
+	cwf := f.cron("minutely", fakelet.Plan{}, func(c *wfv1.CronWorkflow) { c.Spec.Schedules = []string{"* * * * *"} })
+	f.controller.Stop(t)
+	const grace = 10 * time.Minute
+	clk := &clock{now: cwf.CreationTimestamp.Add(grace + time.Minute)}
+	store := newRecorder(t)
+	w, _ := f.watchReal(store, Config{MissedGrace: grace, Now: clk.Now})
+	key := state.Key{Namespace: f.ns, Name: "minutely"}
+	var want int
+	for minute := 11; minute <= 25; minute++ {
+		clk.Set(cwf.CreationTimestamp.Add(time.Duration(minute)*time.Minute + 30*time.Second))
+		want = len(ticksOf(t, cwf, clk.Now().Add(-grace)))
+		waitJobReal(t, store, key, fmt.Sprintf("minute %d: %d ticks Missed", minute, want), func(j state.Job) bool { return j.ConsecutiveFailures == want })
+	}
+	settle(w)
+	j, err := store.Get(context.Background(), key)
+	if err != nil || j.ConsecutiveFailures != want || want <= 10 || j.LastPhase != api.PhaseMissed {
+		t.Fatalf("job %+v (%v), want %d (more than 10) Missed ticks", j, err, want)
+	}
+	if runs := f.workflows("minutely"); len(runs) > 0 {
+		t.Fatalf("%d runs: the controller ran while stopped?", len(runs))
 	}
 }
