@@ -2,6 +2,7 @@ package argowatch
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,7 +28,19 @@ import (
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
 
-func TestMain(m *testing.M) { kubetest.Main(m) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The scenarios against the real controllers (realcontrollers_test.go)
+	// spend their time waiting for ticks, not computing: run them all at
+	// once rather than GOMAXPROCS at a time (2 on CI), unless -parallel
+	// says otherwise.
+	explicit := false
+	flag.Visit(func(fl *flag.Flag) { explicit = explicit || fl.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "32")
+	}
+	kubetest.Main(m)
+}
 
 // clock is a settable clock: the tests look at the CronWorkflows' ticks from
 // the future instead of waiting for them.
@@ -69,7 +82,17 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, ns: env.NewNamespace(t), argo: argo, meta: meta, clock: &clock{now: time.Now()}}
+	f := &fixture{t: t, ns: env.NewNamespace(t), argo: argo, meta: meta, clock: &clock{now: time.Now()}}
+	// The namespace stays Terminating (no namespace controller): delete
+	// what the test made, or Argo's controller, when a later test runs it,
+	// would tick these CronWorkflows.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = argo.ArgoprojV1alpha1().CronWorkflows(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		_ = argo.ArgoprojV1alpha1().Workflows(f.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
+	return f
 }
 
 func fileStore(t *testing.T) state.Store {
