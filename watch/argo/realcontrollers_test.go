@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -722,7 +721,8 @@ func TestRealFailedHistoryLimits(t *testing.T) {
 
 // TestRealDeletedWhileTheWatcherIsDown: a CronWorkflow is deleted while
 // batchlatch is stopped; when the watcher starts again its failing job is
-// forgotten (after --forget-after).
+// forgotten (after --forget-after): kept for the alarm to close its
+// incident, its streak ended.
 func TestRealDeletedWhileTheWatcherIsDown(t *testing.T) {
 	t.Parallel()
 	f := newRealFixture(t)
@@ -738,7 +738,7 @@ func TestRealDeletedWhileTheWatcherIsDown(t *testing.T) {
 	f.watchReal(store, Config{ForgetAfter: time.Second})
 	realWait(t, "the job to be forgotten", func() (bool, string) {
 		j, err := store.Get(context.Background(), key)
-		return errors.Is(err, state.ErrNotFound), fmt.Sprintf("job %+v (%v)", j, err)
+		return err == nil && j.Forgotten() && !j.Failing(), fmt.Sprintf("job %+v (%v)", j, err)
 	})
 }
 
