@@ -207,3 +207,24 @@ func writeText(t *testing.T, g *JobGauges) string {
 	_ = g.WriteText(context.Background(), &out) // an error writes nothing
 	return out.String()
 }
+
+// Label values are escaped as the text format wants: what a parser reads
+// back is the job's name.
+func TestJobGaugesEscapeLabels(t *testing.T) {
+	odd := failingJob("a\"b\\c\nd", 1)
+	g := NewJobGauges(&memJobs{jobs: []state.Job{odd}}, nil)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(writeText(t, g)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := families[MetricJobFailing]
+	if f == nil || len(f.Metric) != 1 {
+		t.Fatalf("failing: %v", f)
+	}
+	for _, l := range f.Metric[0].Label {
+		if l.GetName() == LabelJob && l.GetValue() != odd.Name {
+			t.Fatalf("job label %q, want %q", l.GetValue(), odd.Name)
+		}
+	}
+}
