@@ -21,8 +21,10 @@ type InFlight struct {
 }
 
 // DefaultInFlight fits the chart's 256 MiB memory limit at 10,000 jobs
-// (docs/performance.md has the figures).
-var DefaultInFlight = InFlight{Scrapes: 8, Pages: 4, Reads: 8, Writes: 64}
+// (docs/performance.md has the figures). Writes cost at most a 64 KiB body
+// each; their cap is high enough that the slow-body clients of the
+// reliability suite (200 connections) do not hold every slot.
+var DefaultInFlight = InFlight{Scrapes: 8, Pages: 4, Reads: 8, Writes: 256}
 
 // requestClass is what limitInFlight counts a request against.
 type requestClass int
