@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -180,7 +179,7 @@ func compareText(t *testing.T, g *JobGauges, want string, names ...string) error
 			if f, ok := families[name]; ok {
 				// In label order, as a registry writes them: memJobs lists
 				// in no order.
-				slices.SortFunc(f.Metric, func(a, b *dto.Metric) int { return strings.Compare(a.String(), b.String()) })
+				sortByString(f.Metric)
 				if _, err := expfmt.MetricFamilyToText(&out, f); err != nil {
 					t.Fatal(err)
 				}
@@ -192,6 +191,10 @@ func compareText(t *testing.T, g *JobGauges, want string, names ...string) error
 		return fmt.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 	return nil
+}
+
+func sortByString[T fmt.Stringer](xs []T) {
+	slices.SortFunc(xs, func(a, b T) int { return strings.Compare(a.String(), b.String()) })
 }
 
 // countSeries is how many series of name g writes.

@@ -27,19 +27,20 @@ import (
 
 var (
 	loadJobs     = flag.String("load.jobs", "10000,100000", "BenchmarkLoadRSS: comma-separated numbers of failing jobs")
-	loadClients  = flag.Int("load.clients", 64, "BenchmarkLoadRSS: concurrent clients (a quarter each: gzip scrapes, plain scrapes, status pages, slow readers)")
+	loadClients  = flag.Int("load.clients", 64, "BenchmarkLoadRSS: concurrent clients, each of the kinds of -load.mix in turn")
+	loadMix      = flag.String("load.mix", "scrape-gzip,scrape,page,slow-metrics,slow-page", "BenchmarkLoadRSS: the kinds of clients: scrape-gzip, scrape (no gzip), page (the status page), slow-metrics and slow-page (read 1 KiB every 100 ms)")
 	loadDuration = flag.Duration("load.duration", 30*time.Second, "BenchmarkLoadRSS: how long the clients run")
 	loadArgs     = flag.String("load.args", "", "BenchmarkLoadRSS: more flags for the service, space-separated (--max-in-flight=pages=2)")
 )
 
 // BenchmarkLoadRSS starts the binary on a state file of failing jobs, with
 // the chart's memory limit (256 MiB) and the default caps, and measures
-// what the issue of unbounded memory per request measured: the time of one
-// scrape of /metrics that builds the body (gzip, as Prometheus asks), then
-// the peak RSS while -load.clients clients, for -load.duration, scrape
-// /metrics (half of them with gzip), load the status page and read
-// /metrics or the page slowly (1 KiB every 100 ms). It reports the answers
-// by status: past the caps they are 429s. Run it with
+// what the issue of unbounded memory per request measured: its RSS once
+// ready, the time of one scrape of /metrics that builds the body (gzip, as
+// Prometheus asks), then the peak RSS while -load.clients clients, for
+// -load.duration, scrape /metrics (with gzip and without), load the status
+// page and read /metrics or the page slowly (1 KiB every 100 ms). It logs
+// the answers by status: past the caps they are 429s. Run it with
 //
 //	go test ./cmd/batchlatch -run '^$' -bench LoadRSS -benchtime 1x -timeout 30m
 func BenchmarkLoadRSS(b *testing.B) {
@@ -62,6 +63,7 @@ func BenchmarkLoadRSS(b *testing.B) {
 			var counts map[string]int
 			for b.Loop() {
 				r := loadOnce(b, bin, stateFile)
+				b.Logf("jobs=%d run: ready %.1f MiB, cold scrape %.2f s (%.2f MiB gzipped), peak %.1f MiB", jobs, r.readyMiB, r.coldScrape.Seconds(), r.scrapeMiB, r.peakMiB)
 				ready, peak, scrape, perScrape = ready+r.readyMiB, peak+r.peakMiB, scrape+r.coldScrape.Seconds(), perScrape+r.scrapeMiB
 				counts = r.counts
 			}
@@ -189,24 +191,27 @@ func loadOnce(b *testing.B, bin, stateFile string) loadResult {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+	kinds := strings.Split(*loadMix, ",")
 	for i := range *loadClients {
+		kind := strings.TrimSpace(kinds[i%len(kinds)])
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				switch i % 4 {
-				case 0:
+				switch kind {
+				case "scrape-gzip":
 					_, status := scrapeOnce(url, true)
-					count("scrape-gzip", status)
-				case 1:
+					count(kind, status)
+				case "scrape":
 					_, status := scrapeOnce(url, false)
-					count("scrape", status)
-				case 2:
-					count("page", getOnce(url+"/"))
-				case 3:
-					path := "/metrics"
-					if i%8 == 7 {
-						path = "/"
-					}
-					count("slow"+path, slowRead(ctx, addr, path))
+					count(kind, status)
+				case "page":
+					count(kind, getOnce(url+"/"))
+				case "slow-metrics":
+					count(kind, slowRead(ctx, addr, "/metrics"))
+				case "slow-page":
+					count(kind, slowRead(ctx, addr, "/"))
+				default:
+					b.Errorf("-load.mix: no client kind %q", kind)
+					return
 				}
 			}
 		})
