@@ -21,10 +21,13 @@ type InFlight struct {
 }
 
 // DefaultInFlight fits the chart's 256 MiB memory limit at 10,000 jobs
-// (docs/performance.md has the figures). Writes cost at most a 64 KiB body
+// (docs/performance.md has the figures). A scrape sends the shared body,
+// holding tens of KiB of its own (a gzip reader when it takes no gzip), so
+// slow scrapers may hold many slots and leave room for Prometheus; a page
+// is rendered for each request, so few. Writes cost at most a 64 KiB body
 // each; their cap is high enough that the slow-body clients of the
 // reliability suite (200 connections) do not hold every slot.
-var DefaultInFlight = InFlight{Scrapes: 8, Pages: 4, Reads: 8, Writes: 256}
+var DefaultInFlight = InFlight{Scrapes: 32, Pages: 4, Reads: 8, Writes: 256}
 
 // requestClass is what limitInFlight counts a request against.
 type requestClass int
