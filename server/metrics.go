@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -95,7 +96,7 @@ func (s *sharedMetrics) run(b *metricsBuild) {
 	// BestSpeed: the text is the same labels over and over, which the
 	// fastest level already shrinks about tenfold.
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	err := s.build(ctx, gz)
+	err := s.buildRecovered(ctx, gz)
 	if closeErr := gz.Close(); err == nil {
 		err = closeErr
 	}
@@ -110,6 +111,17 @@ func (s *sharedMetrics) run(b *metricsBuild) {
 	s.pending = nil
 	s.mu.Unlock()
 	close(b.done)
+}
+
+// buildRecovered is build, a panic in it an error: it runs in a goroutine
+// of its own, where gin's recovery does not reach.
+func (s *sharedMetrics) buildRecovered(ctx context.Context, w io.Writer) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return s.build(ctx, w)
 }
 
 func (s *sharedMetrics) lastBody() *metricsBody {
