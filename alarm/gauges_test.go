@@ -3,12 +3,16 @@ package alarm
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
@@ -51,7 +55,7 @@ batchlatch_job_last_result_timestamp_seconds{job="hourly",kind="Workflow",namesp
 batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="CronJob",namespace="ml"} ` + itoa(since.Unix()) + `
 batchlatch_job_last_result_timestamp_seconds{job="nightly",kind="Workflow",namespace="ml"} ` + itoa(since.Unix()) + `
 `
-	if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobFailing, MetricJobFailingSince, MetricJobConsecutiveFailures, MetricJobLastResult); err != nil {
+	if err := compareText(t, g, want, MetricJobFailing, MetricJobFailingSince, MetricJobConsecutiveFailures, MetricJobLastResult); err != nil {
 		t.Fatal(err)
 	}
 	// A job forgotten while failing reads 0 while the alarm closes its
@@ -69,16 +73,16 @@ batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 0
 batchlatch_job_failing{job="hourly",kind="Workflow",namespace="ml"} 0
 batchlatch_job_failing{job="nightly",kind="Workflow",namespace="ml"} 0
 `
-	if err := testutil.CollectAndCompare(g, strings.NewReader(wantForgotten), MetricJobFailing, MetricJobAlerting); err != nil {
+	if err := compareText(t, g, wantForgotten, MetricJobFailing, MetricJobAlerting); err != nil {
 		t.Fatal(err)
 	}
 	jobs.set(recovered)
-	if n := testutil.CollectAndCount(g, MetricJobFailing); n != 1 {
+	if n := countSeries(t, g, MetricJobFailing); n != 1 {
 		t.Fatalf("%d failing series after nightly was removed, want 1", n)
 	}
 	// The state cannot be read: no per-job series, one error counted.
 	broken := NewJobGauges(failingLister{}, nil)
-	if n := testutil.CollectAndCount(broken, MetricJobFailing); n != 0 {
+	if n := countSeries(t, broken, MetricJobFailing); n != 0 {
 		t.Fatalf("%d series from an unreadable state", n)
 	}
 	if n := testutil.ToFloat64(broken.errors); n != 1 {
@@ -135,14 +139,14 @@ batchlatch_job_silenced{job="weekly",kind="Workflow",namespace="ml"} 1
 			strings.Join(strings.SplitAfter(tc.want, "\n")[:4], "") +
 			"# HELP batchlatch_job_silenced 1 while a silence mutes the job, else 0.\n# TYPE batchlatch_job_silenced gauge\n" +
 			strings.Join(strings.SplitAfter(tc.want, "\n")[4:], "")
-		if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobAlerting, MetricJobSilenced); err != nil {
+		if err := compareText(t, g, want, MetricJobAlerting, MetricJobSilenced); err != nil {
 			t.Errorf("at %s: %v", tc.at.Sub(since), err)
 		}
 	}
 	// Silences that cannot be read: no per-job series rather than a muted
 	// job alerting.
 	broken := NewJobGauges(jobs, func(context.Context) ([]api.Silence, error) { return nil, errors.New("unreachable") })
-	if n := testutil.CollectAndCount(broken, MetricJobAlerting); n != 0 {
+	if n := countSeries(t, broken, MetricJobAlerting); n != 0 {
 		t.Fatalf("%d alerting series without the silences, want 0", n)
 	}
 }
@@ -167,10 +171,80 @@ batchlatch_job_alerting{job="nightly",kind="Workflow",namespace="ml"} 1
 batchlatch_job_unreadable{job="lost",kind="Workflow",namespace="ml"} 1
 batchlatch_job_unreadable{job="nightly",kind="Workflow",namespace="ml"} 1
 `
-	if err := testutil.CollectAndCompare(g, strings.NewReader(want), MetricJobAlerting, MetricJobUnreadable); err != nil {
+	if err := compareText(t, g, want, MetricJobAlerting, MetricJobUnreadable); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(g, MetricJobLastResult); n != 2 {
+	if n := countSeries(t, g, MetricJobLastResult); n != 2 {
 		t.Fatalf("%d last-result series, want 2: none for a job of which nothing is known", n)
+	}
+}
+
+// compareText returns an error unless the families names of what g writes
+// are want's
+// (the text format, values compared as numbers).
+func compareText(t *testing.T, g *JobGauges, want string, names ...string) error {
+	t.Helper()
+	parse := func(text string) string {
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		var out strings.Builder
+		slices.Sort(names)
+		for _, name := range names {
+			if f, ok := families[name]; ok {
+				// In label order, as a registry writes them: memJobs lists
+				// in no order.
+				sortByString(f.Metric)
+				if _, err := expfmt.MetricFamilyToText(&out, f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return out.String()
+	}
+	if got, want := parse(writeText(t, g)), parse(want); got != want {
+		return fmt.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	return nil
+}
+
+func sortByString[T fmt.Stringer](xs []T) {
+	slices.SortFunc(xs, func(a, b T) int { return strings.Compare(a.String(), b.String()) })
+}
+
+// countSeries is how many series of name g writes.
+func countSeries(t *testing.T, g *JobGauges, name string) int {
+	t.Helper()
+	return strings.Count(writeText(t, g), "\n"+name+"{")
+}
+
+func writeText(t *testing.T, g *JobGauges) string {
+	t.Helper()
+	var out strings.Builder
+	out.WriteString("\n")
+	_ = g.WriteText(context.Background(), &out) // an error writes nothing
+	return out.String()
+}
+
+// Label values are escaped as the text format wants: what a parser reads
+// back is the job's name.
+func TestJobGaugesEscapeLabels(t *testing.T) {
+	odd := failingJob("a\"b\\c\nd", 1)
+	g := NewJobGauges(&memJobs{jobs: []state.Job{odd}}, nil)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(writeText(t, g)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := families[MetricJobFailing]
+	if f == nil || len(f.Metric) != 1 {
+		t.Fatalf("failing: %v", f)
+	}
+	for _, l := range f.Metric[0].Label {
+		if l.GetName() == LabelJob && l.GetValue() != odd.Name {
+			t.Fatalf("job label %q, want %q", l.GetValue(), odd.Name)
+		}
 	}
 }

@@ -19,6 +19,7 @@ var (
 	errUnsupportedMedia = errors.New("Content-Type must be application/json")
 	errRouteNotFound    = errors.New("no such route")
 	errMethodNotAllowed = errors.New("method not allowed")
+	errTooManyRequests  = errors.New("too many requests of this kind in flight; retry later")
 )
 
 // retryAfterSeconds is what a client is told to wait while the store is down.
@@ -43,6 +44,8 @@ func errorResponse(err error) (int, api.ErrorDetail) {
 		return http.StatusNotFound, api.ErrorDetail{Code: "not_found", Message: err.Error()}
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, api.ErrorDetail{Code: "method_not_allowed", Message: err.Error()}
+	case errors.Is(err, errTooManyRequests):
+		return http.StatusTooManyRequests, api.ErrorDetail{Code: "too_many_requests", Message: err.Error()}
 	case errors.Is(err, state.ErrCorrupt):
 		return http.StatusInternalServerError, api.ErrorDetail{Code: "corrupt_state", Message: err.Error() + "; fix or delete that key of the state ConfigMap"}
 	case errors.Is(err, state.ErrFull):

@@ -42,23 +42,34 @@ func requireToken(token string) gin.HandlerFunc {
 // HTTP Basic authentication (any user name), so that a browser can open the
 // status page. Without a read token reads are open.
 func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
+	authorized := hasReadToken(readToken, writeToken)
 	return func(c *gin.Context) {
+		if !authorized(c.Request) {
+			c.Header("WWW-Authenticate", `Basic realm="batchlatch"`)
+			abortWithError(c, errUnauthorized)
+		}
+	}
+}
+
+// hasReadToken reports whether a request may read: it carries readToken or
+// writeToken, as a bearer token or a Basic password, or readToken is empty.
+func hasReadToken(readToken, writeToken string) func(*http.Request) bool {
+	return func(r *http.Request) bool {
 		if readToken == "" {
-			return
+			return true
 		}
 		given := ""
-		if bearer, ok := bearerToken(c.Request); ok {
+		if bearer, ok := bearerToken(r); ok {
 			given = bearer
-		} else if _, password, ok := c.Request.BasicAuth(); ok {
+		} else if _, password, ok := r.BasicAuth(); ok {
 			given = password
 		}
 		for _, token := range []string{readToken, writeToken} {
 			if token != "" && subtle.ConstantTimeCompare([]byte(given), []byte(token)) == 1 {
-				return
+				return true
 			}
 		}
-		c.Header("WWW-Authenticate", `Basic realm="batchlatch"`)
-		abortWithError(c, errUnauthorized)
+		return false
 	}
 }
 

@@ -373,6 +373,7 @@ func newContract(t *testing.T, token, readToken string) *contract {
 	}
 	h := NewServer(slog.New(slog.DiscardHandler), store, &countingKicker{}, reg, NewMetrics(reg), Config{
 		Token: token, ReadToken: readToken, ArgoURL: "https://argo.example.com", Now: func() time.Time { return now }, Schedules: schedules,
+		MetricsMaxAge: time.Nanosecond, // a scrape during a fault sees it, not the body of the scrape before
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -24,6 +23,9 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 		r.Match([]string{http.MethodGet, http.MethodHead}, path, handlers...)
 	}
 
+	// First, so that it holds for every route below.
+	r.Use(limitInFlight(cfg.InFlight, metrics))
+
 	// noteRefusals first: it reports a callback refused for its token too.
 	r.POST("/api/v1/results", noteRefusals(report), write, limitBody(MaxBodyBytes), handleRecordResult(logger, store, kicker, metrics, report, views))
 	get("/api/v1/failures", read, handleListFailures(views))
@@ -40,7 +42,7 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 
 	get("/healthz", handleHealthz())
 	get("/readyz", handleReadyz(store))
-	get("/metrics", gin.WrapH(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
+	get("/metrics", handleMetrics(newSharedMetrics(logger, gatherer, cfg), publicMetrics(gatherer, cfg), hasReadToken(cfg.ReadToken, cfg.Token)))
 	get("/api/openapi.yaml", handleOpenAPI())
 
 	// Any other path is 404; a method a path does not serve is 405 with

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -38,6 +39,18 @@ type Config struct {
 	// Silences returns the stored silences, for the jobs' views; nil: the
 	// store's.
 	Silences func(ctx context.Context) ([]api.Silence, error)
+	// JobSeries writes the per-job series of /metrics in the text format
+	// (nothing when it fails); nil: none.
+	JobSeries func(ctx context.Context, w io.Writer) error
+	// MetricsAuth puts the per-job series behind the read token: a scrape
+	// without it gets the other series only.
+	MetricsAuth bool
+	// InFlight caps the requests in flight per class; the zero value caps
+	// none.
+	InFlight InFlight
+	// MetricsMaxAge is how old the /metrics body a scrape gets may be;
+	// DefaultMetricsMaxAge when 0.
+	MetricsMaxAge time.Duration
 }
 
 // MaxBodyBytes bounds a callback body: Argo's body is a few KiB.
@@ -54,6 +67,9 @@ func NewServer(logger *slog.Logger, store state.Store, kicker Kicker, gatherer p
 	}
 	if cfg.Silences == nil {
 		cfg.Silences = store.Silences
+	}
+	if cfg.MetricsMaxAge == 0 {
+		cfg.MetricsMaxAge = DefaultMetricsMaxAge
 	}
 	// gin's mode decides only whether gin prints debug lines (every route
 	// as it is added) to stdout, where the stdout sink writes entries. It
@@ -95,6 +111,9 @@ type Metrics struct {
 	// Warnings counts the fields left out of recorded callbacks, by
 	// top-level field.
 	Warnings *prometheus.CounterVec
+	// Throttled counts the requests refused past their class's cap of
+	// requests in flight (InFlight), by class.
+	Throttled *prometheus.CounterVec
 }
 
 // MetricCallbacksRefused is the counter of refused callbacks, which the
@@ -117,6 +136,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Fields left out of recorded callbacks (the run was recorded without them), by top-level field.",
 		}, []string{"field"}),
 	}
-	reg.MustRegister(m.Results, m.Refused, m.Warnings)
+	m.Throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "batchlatch_requests_throttled_total",
+		Help: "Requests answered 429 because their class (scrapes, pages, reads, writes) had its cap of requests in flight.",
+	}, []string{"class"})
+	reg.MustRegister(m.Results, m.Refused, m.Warnings, m.Throttled)
 	return m
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/alarm"
+	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -83,6 +84,11 @@ readToken:
   existingSecret: read-token
   existingSecretKey: reader
 argoUrl: https://argo.example.com
+maxInFlight:
+  scrapes: 2
+  pages: 1
+  reads: 3
+  writes: 0
 image:
   repository: registry.example.com/batchlatch
   tag: v9.9.9
@@ -726,16 +732,17 @@ func TestChartConfigParses(t *testing.T) {
 			t.Parallel()
 			r := mustTemplate(t, v.release, namespace, v.values)
 			var values struct {
-				LeaderElect       *bool  `json:"leaderElect"`
-				ConfigMapName     string `json:"configMapName"`
-				LeaseName         string `json:"leaseName"`
-				Project           string `json:"project"`
-				Sink              string `json:"sink"`
-				ExistingSecret    string `json:"existingSecret"`
-				ExistingSecretKey string `json:"existingSecretKey"`
-				Interval          string `json:"interval"`
-				PolicyWindow      string `json:"policyWindow"`
-				ArgoURL           string `json:"argoUrl"`
+				LeaderElect       *bool            `json:"leaderElect"`
+				ConfigMapName     string           `json:"configMapName"`
+				LeaseName         string           `json:"leaseName"`
+				Project           string           `json:"project"`
+				Sink              string           `json:"sink"`
+				ExistingSecret    string           `json:"existingSecret"`
+				ExistingSecretKey string           `json:"existingSecretKey"`
+				Interval          string           `json:"interval"`
+				PolicyWindow      string           `json:"policyWindow"`
+				ArgoURL           string           `json:"argoUrl"`
+				MaxInFlight       *server.InFlight `json:"maxInFlight"`
 				ReadToken         struct {
 					ExistingSecret, ExistingSecretKey string
 				} `json:"readToken"`
@@ -832,6 +839,12 @@ func TestChartConfigParses(t *testing.T) {
 			// The runtime's soft limit follows the container's, when it has one.
 			if want := c.Resources.Limits.Memory().Value(); cfg.MemoryLimit != want {
 				t.Errorf("memory limit %d, want the container's %d", cfg.MemoryLimit, want)
+			}
+			// The chart's caps are the service's defaults, or what it is given.
+			if want := server.DefaultInFlight; cfg.MaxInFlight != want && values.MaxInFlight == nil {
+				t.Errorf("max in flight %+v, want the service's defaults %+v", cfg.MaxInFlight, want)
+			} else if values.MaxInFlight != nil && cfg.MaxInFlight != *values.MaxInFlight {
+				t.Errorf("max in flight %+v, want %+v", cfg.MaxInFlight, *values.MaxInFlight)
 			}
 			if cfg.ArgoURL != values.ArgoURL {
 				t.Errorf("argo url %q, want %q", cfg.ArgoURL, values.ArgoURL)

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
 	"github.com/batchlatch/batchlatch/watch/cronrules"
 )
@@ -36,6 +38,7 @@ type Config struct {
 	PolicyWindow   time.Duration
 	TokenFile      string
 	ReadToken      string // required on reads when set
+	MetricsAuth    bool   // the per-job series of /metrics need ReadToken
 	ArgoURL        string // the Argo UI, for the status page's links
 	LeaderElect    bool
 	LeaseName      string
@@ -47,6 +50,7 @@ type Config struct {
 	ContainerName  string
 	WriteTimeout   time.Duration
 	ShutdownGrace  time.Duration
+	MaxInFlight    server.InFlight // requests served at once, per class
 	LogLevel       string
 	// MemoryLimit is the container's memory limit in bytes (0: none): the
 	// Go runtime's soft limit is derived from it (softMemoryLimit).
@@ -108,6 +112,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.DurationVar(&cfg.PolicyWindow, "policy-window", alarm.DefaultPolicyWindow, "the alert policy's alignment window: a job's change of state is written as enough entries to outweigh a window of the old state (0: one entry)")
 	fs.StringVar(&cfg.TokenFile, "token-file", "", "file holding the bearer token that writes must carry (none: writes are open)")
 	fs.StringVar(&cfg.ReadToken, "read-token", "", "token that reads (REST reads and the status page) must carry, as a bearer token or a Basic password; the write token works too (none: reads are open)")
+	fs.BoolVar(&cfg.MetricsAuth, "metrics-auth", false, "the per-job series of /metrics (every job's namespace, name and state) need the read token; without it a scrape gets the service's own series only (needs --read-token)")
 	fs.StringVar(&cfg.ArgoURL, "argo-url", "", "base URL of the Argo UI (https://argo.example.com): the status page links each run there")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect one replica to write entries, through a Lease (needs --state configmap)")
 	fs.StringVar(&cfg.LeaseName, "lease-name", "batchlatch-leader", "Lease used for leader election")
@@ -118,6 +123,8 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Location, "location", "", "GKE cluster location: monitored-resource label location")
 	fs.StringVar(&cfg.ContainerName, "container-name", "batchlatch", "monitored-resource label container_name")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "bound on one Cloud Logging write, retries included")
+	cfg.MaxInFlight = server.DefaultInFlight
+	fs.Var(inFlightFlag{&cfg.MaxInFlight}, "max-in-flight", "requests served at once, per class: scrapes (/metrics), pages (the status page), reads (the REST reads), writes; past it a request is answered 429 with Retry-After. A class left out keeps its default; 0: no cap")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long shutdown waits for requests in flight and the final flush")
 	fs.StringVar(&cfg.LoggingEndpoint, loggingEndpointFlag, "", "for tests and emulators only: host:port of a Cloud Logging API emulator, reached in plain-text gRPC without credentials (hidden from --help)")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -205,6 +212,9 @@ func (c Config) validate() error {
 	}
 	if c.Instance == "" {
 		errs = append(errs, errors.New("--instance: must not be empty"))
+	}
+	if c.MetricsAuth && c.ReadToken == "" {
+		errs = append(errs, errors.New("--metrics-auth: needs --read-token"))
 	}
 	if c.MemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("--memory-limit: must not be negative, got %d", c.MemoryLimit))
@@ -303,4 +313,41 @@ func namespaceList(flag string, dst *[]string) func(string) error {
 // inCluster reports whether the process runs in a Kubernetes pod.
 func inCluster(getenv func(string) string) bool {
 	return getenv("KUBERNETES_SERVICE_HOST") != ""
+}
+
+// inFlightFlag is --max-in-flight: class=n pairs, comma-separated
+// ("scrapes=8,pages=4"); a class left out keeps its value.
+type inFlightFlag struct{ caps *server.InFlight }
+
+func (f inFlightFlag) String() string {
+	if f.caps == nil { // the flag package's zero value
+		return ""
+	}
+	return fmt.Sprintf("scrapes=%d,pages=%d,reads=%d,writes=%d", f.caps.Scrapes, f.caps.Pages, f.caps.Reads, f.caps.Writes)
+}
+
+func (f inFlightFlag) Set(v string) error {
+	for _, pair := range strings.Split(v, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		class, value, ok := strings.Cut(pair, "=")
+		n, err := strconv.Atoi(strings.TrimSpace(value))
+		if !ok || err != nil || n < 0 {
+			return fmt.Errorf("%q is not class=n with n a whole number from 0", pair)
+		}
+		switch strings.TrimSpace(class) {
+		case "scrapes":
+			f.caps.Scrapes = n
+		case "pages":
+			f.caps.Pages = n
+		case "reads":
+			f.caps.Reads = n
+		case "writes":
+			f.caps.Writes = n
+		default:
+			return fmt.Errorf("%q: the classes are scrapes, pages, reads and writes", class)
+		}
+	}
+	return nil
 }

@@ -97,9 +97,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer store.Close()
-	// Per-job gauges, read from the shared state at each scrape: every
-	// replica exports them, and they agree.
-	reg.MustRegister(alarm.NewJobGauges(store, store.Silences))
+	// Per-job gauges, read from the shared state for /metrics (at most a
+	// few seconds old): every replica exports them, and they agree.
+	jobGauges := alarm.NewJobGauges(store, store.Silences)
+	reg.MustRegister(jobGauges.Errors())
 
 	sink, err := openSink(ctx, cfg, stdout, alarmMetrics, logger)
 	if err != nil {
@@ -147,6 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{
 		Token: token, ReadToken: cfg.ReadToken, ArgoURL: cfg.ArgoURL, Schedules: loopCfg.Schedules, Silences: store.Silences,
+		JobSeries: jobGauges.WriteText, MetricsAuth: cfg.MetricsAuth, InFlight: cfg.MaxInFlight,
 	})
 
 	// What only one replica does (with --leader-elect, the leader): write

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batchlatch/batchlatch/server"
 )
 
 func TestEndToEndFileStateStdoutSink(t *testing.T) {
@@ -126,12 +128,26 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	if err != nil || inPod.State != "configmap" || inPod.Sink != "cloudlogging" || inPod.PodName != "batchlatch-0" || strings.Join(inPod.ArgoNamespaces, "|") != "ml|etl" {
 		t.Fatalf("in a pod: %+v, %v", inPod, err)
 	}
+	// --max-in-flight: a class left out keeps its value (the environment's,
+	// else the default).
+	caps, err := parseConfig([]string{"--max-in-flight", "pages=2, writes=0", "--metrics-auth", "--read-token", "r"}, func(k string) string {
+		return map[string]string{"BATCHLATCH_MAX_IN_FLIGHT": "scrapes=3,pages=9"}[k]
+	}, os.Stderr)
+	if want := (server.InFlight{Scrapes: 3, Pages: 2, Reads: server.DefaultInFlight.Reads, Writes: 0}); err != nil || caps.MaxInFlight != want || !caps.MetricsAuth {
+		t.Fatalf("--max-in-flight: %+v, want %+v; %v", caps.MaxInFlight, want, err)
+	}
+	if defaults.MaxInFlight != server.DefaultInFlight || defaults.MetricsAuth {
+		t.Fatalf("defaults: %+v", defaults)
+	}
 
 	for _, tt := range []struct {
 		args    []string
 		env     map[string]string
 		mention string
 	}{
+		{[]string{"--max-in-flight", "scrapes=-1"}, nil, "max-in-flight"},
+		{[]string{"--max-in-flight", "downloads=1"}, nil, "downloads"},
+		{[]string{"--metrics-auth"}, nil, "--metrics-auth"},
 		{[]string{"--state", "redis"}, nil, "--state"},
 		{[]string{"--sink", "cloudlogging"}, nil, "--project"},
 		{[]string{"--interval", "0s"}, nil, "--interval"},

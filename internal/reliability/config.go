@@ -19,6 +19,7 @@ type Config struct {
 
 	Load     time.Duration // the load phase
 	Clients  int           // concurrent clients
+	Readers  int           // concurrent scrapes and page loads during the load
 	Jobs     int           // distinct jobs (0: 10,000 on the sharded store, else 1,000)
 	Spread   int           // Argo namespaces the jobs are spread over
 	Shards   int           // --state-shards (0: the binary's default)
@@ -67,6 +68,7 @@ func Settings(fs *flag.FlagSet) func(short bool) (Config, error) {
 	settings := []*setting{
 		{name: "load", usage: "duration of the load phase", full: "5m", short: "30s", set: dur(&cfg.Load)},
 		{name: "clients", usage: "concurrent clients", full: "64", short: "64", set: num(&cfg.Clients)},
+		{name: "readers", usage: "clients scraping /metrics and loading the status page of the replicas during the load (0: none)", full: "16", short: "16", set: num(&cfg.Readers)},
 		{name: "jobs", usage: "distinct jobs (0: 10000 on the sharded store, else 1000)", full: "0", short: "0", set: num(&cfg.Jobs)},
 		{name: "spread", usage: "Argo namespaces the jobs are spread over", full: "20", short: "20", set: num(&cfg.Spread)},
 		{name: "shards", usage: "--state-shards of the replicas (0: the binary's default)", full: "0", short: "0", set: num(&cfg.Shards)},

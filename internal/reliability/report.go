@@ -32,6 +32,7 @@ type LoadResult struct {
 	SuiteCPU, OthersCPU float64
 	CPUByProcess        string // the suite's processes' shares
 	Leader              string // the replica that led at the end
+	Readers             ReadersResult
 }
 
 // FaultResult is one fault's figures.
@@ -199,6 +200,9 @@ func (r *Report) Markdown() string {
 			thousands(st.Acked), thousands(int(float64(st.Acked)/d.Seconds())),
 			ms(Percentile(st.Latencies, 0.50)), ms(Percentile(st.Latencies, 0.99)),
 			outcomes(st.Outcomes), thousands(st.Unacked), r.Load.Acc.Lost, secs(r.Load.EntryGap), rssSeries(r.Load.RSS))
+		if rd := r.Load.Readers; rd.Readers > 0 {
+			p("Meanwhile %d readers scraped `/metrics` (a quarter with gzip) and loaded the status page of both replicas: %s.\n\n", rd.Readers, rd.Summary())
+		}
 	}
 
 	if len(r.Faults) > 0 {

@@ -265,8 +265,16 @@ func (s *Suite) RunLoad() {
 	s.rss.SetPhase("load")
 	cpu0 := s.cpu()
 	s.load.Start("load")
+	var readers *Readers
+	if s.cfg.Readers > 0 {
+		readers = StartReaders(s.replicas, s.cfg.Readers)
+	}
 	time.Sleep(s.cfg.Load)
 	st := s.load.Stop()
+	var readersResult ReadersResult
+	if readers != nil {
+		readersResult = readers.Stop()
+	}
 	cpu1 := s.cpu()
 	suiteCPU, othersCPU := cpu1.Share(cpu0)
 	leader := "?"
@@ -284,6 +292,7 @@ func (s *Suite) RunLoad() {
 		EntryGap: LongestGap(entries, st.Start, st.End),
 		RSS:      s.rss.Between(st.Start, st.End.Add(time.Second)),
 		SuiteCPU: suiteCPU, OthersCPU: othersCPU, CPUByProcess: cpu1.ProcShares(cpu0), Leader: leader,
+		Readers: readersResult,
 	}
 	s.Report.Cumulative = acc
 	s.t.Logf("load: %d acknowledged (%.0f/s), %d errors, lost %d", st.Acked, float64(st.Acked)/st.End.Sub(st.Start).Seconds(), st.Errors, acc.Lost)

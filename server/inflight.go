@@ -1,0 +1,91 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// InFlight caps the requests served at once, per class of request: beyond
+// its cap a request is answered 429 with Retry-After at once, as the
+// Kubernetes API server answers past its --max-requests-inflight. A class
+// costs memory for as long as its requests are served (a scrape sends the
+// shared /metrics body, a page renders every job), so the caps, not the
+// number of clients, bound what the service holds. 0: no cap.
+type InFlight struct {
+	Scrapes int // GET /metrics
+	Pages   int // the status page and the job pages
+	Reads   int // the REST reads (and the OpenAPI document)
+	Writes  int // callbacks, deletions, silences
+}
+
+// DefaultInFlight fits the chart's 256 MiB memory limit at 10,000 jobs
+// (docs/performance.md has the figures). A scrape sends the shared body,
+// holding tens of KiB of its own (a gzip reader when it takes no gzip), so
+// slow scrapers may hold many slots and leave room for Prometheus; a page
+// is rendered for each request, so few. Writes cost at most a 64 KiB body
+// each; their cap is high enough that the slow-body clients of the
+// reliability suite (200 connections) do not hold every slot.
+var DefaultInFlight = InFlight{Scrapes: 32, Pages: 4, Reads: 8, Writes: 256}
+
+// requestClass is what limitInFlight counts a request against.
+type requestClass int
+
+const (
+	classNone requestClass = iota // health checks, unknown routes: never refused
+	classScrape
+	classPage
+	classRead
+	classWrite
+)
+
+// classOf sorts a matched route (gin's FullPath) into its class. Health
+// checks are never refused: the kubelet would restart a busy replica.
+func classOf(method, route string) requestClass {
+	switch {
+	case route == "" || route == "/healthz" || route == "/readyz":
+		return classNone
+	case route == "/metrics":
+		return classScrape
+	case method != http.MethodGet && method != http.MethodHead:
+		return classWrite
+	case strings.HasPrefix(route, "/api/"):
+		return classRead
+	default:
+		return classPage
+	}
+}
+
+// retryAfterBusySeconds is what a client refused for the caps is told to
+// wait: requests in flight end within seconds.
+const retryAfterBusySeconds = "1"
+
+// limitInFlight refuses a request while its class has its cap of requests
+// in flight. It runs for every route, after routing (gin adds middleware
+// to each route's chain), so that it can tell the route's class.
+func limitInFlight(caps InFlight, metrics *Metrics) gin.HandlerFunc {
+	slots := map[requestClass]chan struct{}{}
+	for class, n := range map[requestClass]int{classScrape: caps.Scrapes, classPage: caps.Pages, classRead: caps.Reads, classWrite: caps.Writes} {
+		if n > 0 {
+			slots[class] = make(chan struct{}, n)
+		}
+	}
+	names := map[requestClass]string{classScrape: "scrapes", classPage: "pages", classRead: "reads", classWrite: "writes"}
+	return func(c *gin.Context) {
+		class := classOf(c.Request.Method, c.FullPath())
+		slot, ok := slots[class]
+		if !ok {
+			return
+		}
+		select {
+		case slot <- struct{}{}:
+			defer func() { <-slot }()
+			c.Next()
+		default:
+			metrics.Throttled.WithLabelValues(names[class]).Inc()
+			c.Header("Retry-After", retryAfterBusySeconds)
+			abortWithError(c, errTooManyRequests)
+		}
+	}
+}
