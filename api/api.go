@@ -228,6 +228,12 @@ type FailureList struct {
 	Continue string `json:"continue,omitempty"`
 }
 
+// TokenHeader carries the token, read or write, as the Authorization
+// header's bearer token does, where that header cannot: through the
+// Kubernetes API server's service proxy, which authenticates the caller
+// with Authorization and drops it before proxying.
+const TokenHeader = "X-Batchlatch-Token"
+
 // ErrorBody is every error response.
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`

@@ -22,14 +22,14 @@ import (
 // whole (its name is empty); "-" can never be a Kubernetes object name.
 const namespaceJob = "-"
 
-// requireToken rejects requests without "Authorization: Bearer <token>" when a
-// token is configured.
+// requireToken rejects requests without "Authorization: Bearer <token>" (or
+// the token in api.TokenHeader) when a token is configured.
 func requireToken(token string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if token == "" {
 			return
 		}
-		given, ok := bearerToken(c.Request)
+		given, ok := requestToken(c.Request)
 		if !ok || subtle.ConstantTimeCompare([]byte(given), []byte(token)) != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="batchlatch"`)
 			abortWithError(c, errUnauthorized)
@@ -38,9 +38,10 @@ func requireToken(token string) gin.HandlerFunc {
 }
 
 // requireReadToken checks reads when a read token is set: the read token or
-// the write token, as "Authorization: Bearer <token>", or as the password of
-// HTTP Basic authentication (any user name), so that a browser can open the
-// status page. Without a read token reads are open.
+// the write token, as "Authorization: Bearer <token>" (or in
+// api.TokenHeader), or as the password of HTTP Basic authentication (any
+// user name), so that a browser can open the status page. Without a read
+// token reads are open.
 func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
 	authorized := hasReadToken(readToken, writeToken)
 	return func(c *gin.Context) {
@@ -52,14 +53,15 @@ func requireReadToken(readToken, writeToken string) gin.HandlerFunc {
 }
 
 // hasReadToken reports whether a request may read: it carries readToken or
-// writeToken, as a bearer token or a Basic password, or readToken is empty.
+// writeToken, as a bearer token (or in api.TokenHeader) or a Basic
+// password, or readToken is empty.
 func hasReadToken(readToken, writeToken string) func(*http.Request) bool {
 	return func(r *http.Request) bool {
 		if readToken == "" {
 			return true
 		}
 		given := ""
-		if bearer, ok := bearerToken(r); ok {
+		if bearer, ok := requestToken(r); ok {
 			given = bearer
 		} else if _, password, ok := r.BasicAuth(); ok {
 			given = password
@@ -71,6 +73,21 @@ func hasReadToken(readToken, writeToken string) func(*http.Request) bool {
 		}
 		return false
 	}
+}
+
+// requestToken returns the bearer token of the Authorization header, else
+// the token of api.TokenHeader: the way through the Kubernetes API server's
+// service proxy (kubectl batchlatch), which authenticates its caller with
+// Authorization and removes it before proxying. The header is compared as
+// the bearer token is: it grants nothing the token does not.
+func requestToken(r *http.Request) (string, bool) {
+	if token, ok := bearerToken(r); ok {
+		return token, true
+	}
+	if token := r.Header.Get(api.TokenHeader); token != "" {
+		return token, true
+	}
+	return "", false
 }
 
 // bearerToken returns the credentials of "Authorization: Bearer <token>".

@@ -261,6 +261,21 @@ func TestAuth(t *testing.T) {
 			t.Errorf("Authorization %q: %d %s", header, resp.StatusCode, data)
 		}
 	}
+	// The token in api.TokenHeader, as through the API server's service
+	// proxy, which removes Authorization: the same token, no other.
+	for header, want := range map[string]int{"s3cret": 200, "wrong": 401, "Bearer s3cret": 401} {
+		req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/results", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(api.TokenHeader, header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST with %s %q: %d, want %d", api.TokenHeader, header, resp.StatusCode, want)
+		}
+	}
 	// Reads stay open.
 	if code, _, _ := f.do("GET", "/api/v1/failures", "", "", false); code != 200 {
 		t.Errorf("GET failures without token: %d", code)

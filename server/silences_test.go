@@ -237,6 +237,10 @@ func TestReadTokenGuardsReads(t *testing.T) {
 			"other scheme": {func(r *http.Request) { r.Header.Set("Authorization", "Token reader") }, 401},
 			"basic":        {func(r *http.Request) { r.SetBasicAuth("anyone", "reader") }, 200},
 			"basic wrong":  {func(r *http.Request) { r.SetBasicAuth("reader", "x") }, 401},
+			// The way through the API server's service proxy.
+			"header read":  {func(r *http.Request) { r.Header.Set(api.TokenHeader, "reader") }, 200},
+			"header write": {func(r *http.Request) { r.Header.Set(api.TokenHeader, "writer") }, 200},
+			"header wrong": {func(r *http.Request) { r.Header.Set(api.TokenHeader, "Bearer reader") }, 401},
 		} {
 			if got := get(path, tc.set); got != tc.want {
 				t.Errorf("GET %s with %s: %d, want %d", path, name, got, tc.want)

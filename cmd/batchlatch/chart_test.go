@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	batchlatchcli "github.com/batchlatch/batchlatch/internal/cli"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 )
 
@@ -670,6 +672,25 @@ func TestChartNotes(t *testing.T) {
 		}
 		if strings.Contains(notes, "<no value>") || strings.Contains(notes, "%!") {
 			t.Errorf("%s: NOTES:\n%s", v.name, notes)
+		}
+		// The kubectl plugin's command line finds the release's Service,
+		// and the RBAC named is for that Service's proxy.
+		service := mustTemplate(t, v.release, ns, v.values).all("Service")[0].GetName()
+		m := regexp.MustCompile(`kubectl batchlatch failures -n (\S+)(?: --(release|service) (\S+))?\n`).FindStringSubmatch(notes)
+		found := batchlatchcli.ServiceForRelease("batchlatch")
+		switch {
+		case m == nil:
+			t.Errorf("%s: NOTES lack the plugin's command:\n%s", v.name, notes)
+		case m[2] == "release":
+			found = batchlatchcli.ServiceForRelease(m[3])
+		case m[2] == "service":
+			found = m[3]
+		}
+		if m != nil && (m[1] != ns || found != service) {
+			t.Errorf("%s: the plugin's command %q finds service %s/%s, the chart's is %s/%s", v.name, m[0], m[1], found, ns, service)
+		}
+		if want := `resourceNames ["http:` + service + `:http"]`; !strings.Contains(notes, want) {
+			t.Errorf("%s: NOTES lack %q:\n%s", v.name, want, notes)
 		}
 		t.Logf("%s:\n%s", v.name, notes)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,7 +21,25 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/batchlatch/batchlatch/api"
+	batchlatchcli "github.com/batchlatch/batchlatch/internal/cli"
 )
+
+// The client's exit codes and error, as these tests name them.
+const (
+	exitFailing = batchlatchcli.ExitFailing
+	exitTrouble = batchlatchcli.ExitTrouble
+)
+
+type exitError = batchlatchcli.ExitError
+
+// osUser is who runs the tests, whom the silences they create name.
+func osUser() string {
+	u, err := user.Current()
+	if err != nil {
+		return ""
+	}
+	return u.Username
+}
 
 // cliResult is what one client command printed and its exit code.
 type cliResult struct {
@@ -56,7 +75,7 @@ func cli(t *testing.T, env map[string]string, args ...string) cliResult {
 	var exit exitError
 	switch {
 	case errors.As(err, &exit):
-		r.code = exit.code
+		r.code = exit.Code
 	case err != nil:
 		t.Fatalf("%v: run returned %v, not an exit code", args, err)
 	}

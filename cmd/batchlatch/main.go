@@ -41,6 +41,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/alarm"
 	"github.com/batchlatch/batchlatch/api"
+	batchlatchcli "github.com/batchlatch/batchlatch/internal/cli"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/configmapstore"
@@ -53,13 +54,27 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
-		var exit exitError
+		var exit batchlatchcli.ExitError
 		if errors.As(err, &exit) { // a client command, which said why on stderr
-			os.Exit(exit.code)
+			os.Exit(exit.Code)
 		}
 		fmt.Fprintln(os.Stderr, "batchlatch:", err)
 		os.Exit(1)
 	}
+}
+
+// serverArgs returns the server's flags when args (without the program
+// name) run the server: nothing, flags, or "serve" and flags, so that bare
+// `batchlatch` keeps serving as it always did. ok is false for a client
+// command (or a word that is none).
+func serverArgs(args []string) (flags []string, ok bool) {
+	switch {
+	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
+		return args, true
+	case args[0] == "serve":
+		return args[1:], true
+	}
+	return nil, false
 }
 
 // run is the whole program: it returns when ctx is done (after an orderly
@@ -67,7 +82,7 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	serverFlags, serve := serverArgs(args[1:])
 	if !serve {
-		return runClient(ctx, args[1:], getenv, stdout, stderr) // cli.go
+		return batchlatchcli.Run(ctx, batchlatchcli.Batchlatch, args[1:], getenv, stdout, stderr)
 	}
 	cfg, err := parseConfig(serverFlags, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {

@@ -262,7 +262,7 @@ func (w *walker) run(cmd string, shown []string, readmeLine int) {
 		case err == nil:
 			w.exitCode = 0
 		case errors.As(err, &exit):
-			w.exitCode = exit.code
+			w.exitCode = exit.Code
 		default:
 			t.Fatalf("%s: %v\n%s", where, err, stderr.String())
 		}

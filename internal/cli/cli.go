@@ -1,7 +1,9 @@
-package main
-
-// The command-line client: subcommands that ask a running server over its
-// REST API and print what it answers the way kubectl get does.
+// Package cli is batchlatch's command-line client: subcommands that ask a
+// running server over its REST API, directly or through the Kubernetes API
+// server's service proxy, and print what it answers the way kubectl get
+// does. The batchlatch binary and the kubectl plugin kubectl-batchlatch
+// both run it.
+package cli
 
 import (
 	"bytes"
@@ -12,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/user"
 	"reflect"
 	"slices"
@@ -30,29 +33,31 @@ import (
 // Exit codes of the client commands. `failures` is to gate a script the way
 // grep does: 1 says "found something", 2 says "could not tell".
 const (
-	exitFailing = 1
-	exitTrouble = 2
+	ExitFailing = 1
+	ExitTrouble = 2
 )
 
-// exitError makes main exit with code; what went wrong was already printed
+// ExitError makes main exit with Code; what went wrong was already printed
 // on stderr, so main prints nothing more.
-type exitError struct{ code int }
+type ExitError struct{ Code int }
 
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+func (e ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
 
-// serverArgs returns the server's flags when args (without the program
-// name) run the server: nothing, flags, or "serve" and flags, so that bare
-// `batchlatch` keeps serving as it always did. ok is false for a client
-// command (or a word that is none).
-func serverArgs(args []string) (flags []string, ok bool) {
-	switch {
-	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
-		return args, true
-	case args[0] == "serve":
-		return args[1:], true
-	}
-	return nil, false
+// Program is how the user started the client.
+type Program struct {
+	// Name is what the user typed, for the help and the error messages.
+	Name string
+	// Plugin: started by kubectl, so the service proxy is the way to the
+	// server unless --server says otherwise; nothing serves.
+	Plugin bool
 }
+
+var (
+	// Batchlatch is the batchlatch binary, which also serves.
+	Batchlatch = Program{Name: "batchlatch"}
+	// KubectlPlugin is kubectl-batchlatch, run as `kubectl batchlatch`.
+	KubectlPlugin = Program{Name: "kubectl batchlatch", Plugin: true}
+)
 
 // clientOptions are what the flags of a client command set.
 type clientOptions struct {
@@ -61,6 +66,7 @@ type clientOptions struct {
 	token     string
 	timeout   time.Duration
 	output    string
+	kube      kubeOptions
 	// silence and unsilence
 	forDuration string
 	until       string
@@ -164,9 +170,13 @@ silenced; 2 an error, with the server's message on stderr.
 `
 
 // usage is the help of the client as a whole.
-func usage(w io.Writer) {
-	fmt.Fprint(w, "Usage: batchlatch [serve] [flags]      run the server (batchlatch serve --help)\n")
-	fmt.Fprint(w, "       batchlatch COMMAND [ARGS] [flags]\n\n")
+func usage(w io.Writer, p Program) {
+	if p.Plugin {
+		fmt.Fprintf(w, "Usage: %s COMMAND [ARGS] [flags]\n\n", p.Name)
+	} else {
+		fmt.Fprintf(w, "Usage: %s [serve] [flags]      run the server (batchlatch serve --help)\n", p.Name)
+		fmt.Fprintf(w, "       %s COMMAND [ARGS] [flags]\n\n", p.Name)
+	}
 	fmt.Fprint(w, "Keeps a failed batch job's alert open until the job succeeds again. The\ncommands are clients of a running server:\n\n")
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	for _, c := range commands {
@@ -174,18 +184,28 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "  help [COMMAND]\tthis text, or a command's with its flags\n")
 	tw.Flush()
-	fmt.Fprint(w, "\n"+jobSyntax+"\n"+statusHelp+"\n")
+	fmt.Fprint(w, "\n"+jobSyntax+"\n"+statusHelp+"\n"+reachHelp+"\n")
 	fmt.Fprint(w, "Every command takes these flags (a flag wins over its environment variable):\n")
-	fs, _ := newClientFlagSet(command{}, &clientOptions{}, w)
+	fs, _ := newClientFlagSet(p, command{}, &clientOptions{}, w)
 	fmt.Fprint(w, fs.FlagUsages())
 	fmt.Fprint(w, "  -o, --output wide|json|yaml (failures, jobs, get, silence, silences): the\n      table wider, or the API's objects as JSON or YAML\n")
 	fmt.Fprint(w, "\n"+exitHelp)
 }
 
+// reachHelp says how a command finds the server.
+const reachHelp = `The server is at --server; or, with kubectl batchlatch (unless --server is
+given) or with any of --kubeconfig, --context, --namespace, --release,
+--service, it is the chart's service, reached through the Kubernetes API
+server's service proxy with the kubeconfig's credentials: no port-forward.
+That needs get on services/proxy of that service (create and delete too for
+silence, unsilence and forget). The token goes as X-Batchlatch-Token there:
+the API server keeps the Authorization header for itself.
+`
+
 // newClientFlagSet has the flags every client command takes, those of cmd,
 // and the environment variables each global flag can be read from.
-func newClientFlagSet(cmd command, o *clientOptions, output io.Writer) (*pflag.FlagSet, map[string]string) {
-	fs := pflag.NewFlagSet("batchlatch "+cmd.name, pflag.ContinueOnError)
+func newClientFlagSet(p Program, cmd command, o *clientOptions, output io.Writer) (*pflag.FlagSet, map[string]string) {
+	fs := pflag.NewFlagSet(p.Name+" "+cmd.name, pflag.ContinueOnError)
 	fs.SetOutput(output)
 	fs.SortFlags = false
 	env := map[string]string{}
@@ -197,6 +217,7 @@ func newClientFlagSet(cmd command, o *clientOptions, output io.Writer) (*pflag.F
 	fs.StringVar(&o.tokenFile, "token-file", "", withEnv("token-file", "file holding the bearer token sent with every request: writes need it, and reads when the server has a read token"))
 	fs.StringVar(&o.token, "token", "", withEnv("token", "the token itself, instead of --token-file (a flag shows in ps: prefer the variable)"))
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, withEnv("timeout", "bound on each request"))
+	o.kube.addFlags(fs, withEnv)
 	if cmd.output {
 		fs.StringVarP(&o.output, "output", "o", "", "output format: wide, json or yaml (default a table)")
 	}
@@ -206,68 +227,80 @@ func newClientFlagSet(cmd command, o *clientOptions, output io.Writer) (*pflag.F
 	return fs, env
 }
 
-// runClient runs the client command args[0] with the rest of args.
-func runClient(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// Run runs the client command args[0] with the rest of args (args without
+// the program's name). Bare `kubectl batchlatch` shows the help.
+func Run(ctx context.Context, p Program, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stdout, p)
+		return nil
+	}
 	name := args[0]
 	if name == "help" {
 		if len(args) > 1 {
 			if cmd, ok := findCommand(args[1]); ok {
-				commandUsage(stdout, cmd)
+				commandUsage(stdout, p, cmd)
 				return nil
 			}
 		}
-		usage(stdout)
+		usage(stdout, p)
 		return nil
 	}
 	cmd, ok := findCommand(name)
 	if !ok {
-		fmt.Fprintf(stderr, "error: unknown command %q; batchlatch help lists them\n", name)
-		return exitError{exitTrouble}
+		fmt.Fprintf(stderr, "error: unknown command %q; %s help lists them\n", name, p.Name)
+		return ExitError{ExitTrouble}
 	}
 	var o clientOptions
-	fs, env := newClientFlagSet(cmd, &o, stderr)
+	fs, env := newClientFlagSet(p, cmd, &o, stderr)
 	fs.Usage = func() {} // --help prints to stdout, below; errors say it short
+	fromEnv := map[string]bool{}
 	for name, variable := range env {
 		if v := getenv(variable); v != "" {
 			if err := fs.Set(name, v); err != nil {
 				fmt.Fprintf(stderr, "error: %s=%q: %s\n", variable, v, escapeTerminal(err.Error()))
-				return exitError{exitTrouble}
+				return ExitError{ExitTrouble}
 			}
+			fromEnv[name] = true
 		}
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	given := map[string]bool{} // on the command line
+	err := fs.ParseAll(args[1:], func(f *pflag.Flag, value string) error {
+		given[f.Name] = true
+		return fs.Set(f.Name, value)
+	})
+	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			commandUsage(stdout, cmd)
+			commandUsage(stdout, p, cmd)
 			return nil
 		}
-		fmt.Fprintf(stderr, "error: %s; batchlatch help %s\n", escapeTerminal(err.Error()), cmd.name)
-		return exitError{exitTrouble}
+		fmt.Fprintf(stderr, "error: %s; %s help %s\n", escapeTerminal(err.Error()), p.Name, cmd.name)
+		return ExitError{ExitTrouble}
 	}
 	rest := fs.Args()
 	if len(rest) < cmd.minArgs || len(rest) > cmd.maxArgs {
-		fmt.Fprintf(stderr, "error: usage: batchlatch %s\n", usageLine(cmd))
-		return exitError{exitTrouble}
+		fmt.Fprintf(stderr, "error: usage: %s %s\n", p.Name, usageLine(cmd))
+		return ExitError{ExitTrouble}
 	}
 	if !slices.Contains([]string{"", "wide", "json", "yaml"}, o.output) {
 		fmt.Fprintf(stderr, "error: -o %s: not one of wide, json, yaml\n", escapeTerminal(o.output))
-		return exitError{exitTrouble}
+		return ExitError{ExitTrouble}
 	}
-	c, err := newClient(o, stdout, stderr)
+	c, err := newClient(p, o, given, fromEnv, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %s\n", escapeTerminal(err.Error()))
-		return exitError{exitTrouble}
+		return ExitError{ExitTrouble}
 	}
 	err = cmd.run(ctx, c, &o, rest)
-	var exit exitError
+	var exit ExitError
 	if err == nil || errors.As(err, &exit) {
 		return err
 	}
 	fmt.Fprintf(stderr, "error: %s\n", escapeTerminal(err.Error()))
-	return exitError{exitTrouble}
+	return ExitError{ExitTrouble}
 }
 
-func commandUsage(w io.Writer, cmd command) {
-	fmt.Fprintf(w, "Usage: batchlatch %s [flags]\n\n%s.\n", usageLine(cmd), upperFirst(cmd.summary))
+func commandUsage(w io.Writer, p Program, cmd command) {
+	fmt.Fprintf(w, "Usage: %s %s [flags]\n\n%s.\n", p.Name, usageLine(cmd), upperFirst(cmd.summary))
 	if cmd.detail != "" {
 		fmt.Fprint(w, "\n"+cmd.detail)
 	}
@@ -277,8 +310,8 @@ func commandUsage(w io.Writer, cmd command) {
 	if cmd.name == "failures" || cmd.name == "jobs" || cmd.name == "get" {
 		fmt.Fprint(w, "\n"+statusHelp)
 	}
-	fs, _ := newClientFlagSet(cmd, &clientOptions{}, w)
-	fmt.Fprint(w, "\nFlags:\n"+fs.FlagUsages()+"\n"+exitHelp)
+	fs, _ := newClientFlagSet(p, cmd, &clientOptions{}, w)
+	fmt.Fprint(w, "\nFlags:\n"+fs.FlagUsages()+"\n"+reachHelp+"\n"+exitHelp)
 }
 
 func usageLine(cmd command) string {
@@ -294,21 +327,22 @@ func upperFirst(s string) string {
 
 // client talks to the server's REST API.
 type client struct {
-	base   string
+	base string
+	// where names the server in messages: its URL, or the service and the
+	// API server it is reached through.
+	where string
+	// proxy is set when the API server's service proxy carries the requests.
+	proxy  *serviceProxy
 	token  string
 	http   *http.Client
 	stdout io.Writer
 	stderr io.Writer
 }
 
-func newClient(o clientOptions, stdout, stderr io.Writer) (*client, error) {
-	base := strings.TrimRight(o.server, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base // as kubectl takes --server host:port
-	}
-	if u, err := url.Parse(base); err != nil || u.Host == "" {
-		return nil, fmt.Errorf("--server %q: not a URL such as http://localhost:8080", o.server)
-	}
+// newClient reaches the server at --server or through the service proxy,
+// as the flags given on the command line, then those from the environment,
+// then the program say (kubeOptions.viaProxy).
+func newClient(p Program, o clientOptions, given, fromEnv map[string]bool, stdout, stderr io.Writer) (*client, error) {
 	token := o.token
 	if token == "" {
 		var err error
@@ -316,7 +350,43 @@ func newClient(o clientOptions, stdout, stderr io.Writer) (*client, error) {
 			return nil, err
 		}
 	}
-	return &client{base: base, token: token, http: &http.Client{Timeout: o.timeout}, stdout: stdout, stderr: stderr}, nil
+	c := &client{token: token, stdout: stdout, stderr: stderr}
+	viaProxy, err := o.kube.viaProxy(p, given, fromEnv)
+	if err != nil {
+		return nil, err
+	}
+	if viaProxy {
+		if c.proxy, err = o.kube.serviceProxy(o.timeout); err != nil {
+			return nil, err
+		}
+		c.base, c.where, c.http = c.proxy.base, c.proxy.String(), c.proxy.http
+		return c, nil
+	}
+	base := strings.TrimRight(o.server, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base // as kubectl takes --server host:port
+	}
+	if u, err := url.Parse(base); err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--server %q: not a URL such as http://localhost:8080", o.server)
+	}
+	c.base, c.where, c.http = base, base, &http.Client{Timeout: o.timeout}
+	return c, nil
+}
+
+// readToken reads the token a file holds.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("--token-file: %s is empty", path)
+	}
+	return token, nil
 }
 
 // apiError is an answer other than 2xx, with the server's ErrorBody.
@@ -361,10 +431,19 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		if c.proxy != nil {
+			// The API server takes Authorization for itself (client-go's
+			// transport puts the kubeconfig's credentials there) and drops it.
+			req.Header.Set(api.TokenHeader, c.token)
+		} else {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if c.proxy != nil {
+			return fmt.Errorf("cannot reach the Kubernetes API server at %s (--kubeconfig, --context): %w", c.proxy.apiServer, err)
+		}
 		return fmt.Errorf("cannot reach the server at %s (--server, BATCHLATCH_SERVER): %w", c.base, err)
 	}
 	defer resp.Body.Close()
@@ -375,8 +454,13 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var e api.ErrorBody
 		if json.Unmarshal(data, &e) != nil || e.Error.Message == "" {
+			if c.proxy != nil {
+				if err := c.proxy.refused(resp.StatusCode, data); err != nil {
+					return err
+				}
+			}
 			// Not batchlatch answering (a proxy, another service).
-			return fmt.Errorf("%s %s: %s from %s: %.200s", method, path, resp.Status, c.base, data)
+			return fmt.Errorf("%s %s: %s from %s: %.200s", method, path, resp.Status, c.where, data)
 		}
 		return &apiError{status: resp.StatusCode, detail: e.Error}
 	}
@@ -384,7 +468,7 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil
 	}
 	if err := checkAnswer(data, reflect.TypeOf(out)); err != nil {
-		return fmt.Errorf("%s %s: %w: not what batchlatch sends (is %s a batchlatch server?)", method, path, err, c.base)
+		return fmt.Errorf("%s %s: %w: not what batchlatch sends (is %s a batchlatch server?)", method, path, err, c.where)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s %s: the answer is not what batchlatch sends: %w", method, path, err)
@@ -496,7 +580,7 @@ func runFailures(ctx context.Context, c *client, o *clientOptions, args []string
 	}
 	for _, j := range list.Failures {
 		if j.Failing && j.Silenced == nil {
-			return exitError{exitFailing}
+			return ExitError{ExitFailing}
 		}
 	}
 	return nil
@@ -696,6 +780,11 @@ func silenceTarget(s api.Silence) string {
 	}
 	t := target{Kind: s.Kind, Namespace: s.Namespace, Name: s.Job}
 	return t.String()
+}
+
+// envName is the environment variable of a flag, as the server's.
+func envName(flag string) string {
+	return "BATCHLATCH_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // osUser is who runs the command, recorded on the silences it creates.

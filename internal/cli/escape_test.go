@@ -1,8 +1,11 @@
-package main
+package cli
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestEscapesKeepTheValue(t *testing.T) {
@@ -31,4 +34,15 @@ func TestEscapesKeepTheValue(t *testing.T) {
 	if got := escapeTerminal("日本 \u00a0ok"); got != "日本 \u00a0ok" {
 		t.Errorf("escapeTerminal changed graphic runes: %q", got)
 	}
+}
+
+// terminalSafe reports whether out holds nothing a terminal would act on
+// (cmd/batchlatch's CLI tests have the same check).
+func terminalSafe(out string) bool {
+	for i, r := range out {
+		if r == utf8.RuneError && !strings.HasPrefix(out[i:], "\uFFFD") || r != '\n' && !unicode.IsGraphic(r) {
+			return false
+		}
+	}
+	return true
 }
