@@ -33,17 +33,29 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 type clock struct {
 	mu     sync.Mutex
 	offset time.Duration
+	frozen time.Time // when set, the clock stands still there
 }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		return c.frozen
+	}
 	return time.Now().Add(c.offset)
 }
 
 func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.offset = time.Until(t)
+	c.mu.Unlock()
+}
+
+// Freeze stops the clock at t: for a cluster in which nothing moves (its
+// controller is stopped), so that what is due at t does not drift.
+func (c *clock) Freeze(t time.Time) {
+	c.mu.Lock()
+	c.frozen = t
 	c.mu.Unlock()
 }
 
@@ -82,7 +94,9 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (w *Watcher,
 	if cfg.ForgetAfter == 0 {
 		cfg.ForgetAfter = time.Hour
 	}
-	cfg.EvaluateEvery = 50 * time.Millisecond
+	if cfg.EvaluateEvery == 0 {
+		cfg.EvaluateEvery = 50 * time.Millisecond
+	}
 	w = New(f.kube, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
