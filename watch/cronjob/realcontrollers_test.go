@@ -396,6 +396,44 @@ func TestRealConcurrencyForbid(t *testing.T) {
 	}
 }
 
+// Replace: at the next tick the CronJob controller deletes the Job still
+// running and starts the tick's own. The replaced run never succeeded: it
+// counts as one failed run, when the watcher sees it deleted.
+func TestRealConcurrencyReplace(t *testing.T) {
+	t.Parallel()
+	f := newRealFixture(t)
+	cj := f.realCronJob("replace", eachMinute, fakelet.Plan{For: fakelet.Forever}, func(c *batchv1.CronJob) {
+		c.Spec.ConcurrencyPolicy = batchv1.ReplaceConcurrent
+	})
+	w, _ := f.watchReal(Config{}, Hooks{})
+	var replaced []batchv1.Job // in the order they ran
+	f.waitJobs(cj, "two replacements", func(jobs []batchv1.Job) bool {
+		for _, j := range jobs {
+			if !slices.ContainsFunc(replaced, func(r batchv1.Job) bool { return r.UID == j.UID }) {
+				replaced = append(replaced, j)
+			}
+		}
+		return len(replaced) >= 3 && len(jobs) == 1
+	})
+	f.suspend(cj)
+	running := replaced[len(replaced)-1]
+	replaced = replaced[:len(replaced)-1]
+	for _, j := range replaced {
+		f.waitGone(j.Name, "the replaced Job "+j.Name+" to be gone")
+	}
+	key := keyOf(f.ns, cj.Name)
+	f.waitStored(key, "the replaced Jobs counted", func(j state.Job) bool { return j.ConsecutiveFailures >= len(replaced) })
+	settle(w)
+	failedOnce(t, f.store.Counted(), replaced...)
+	j, _ := f.store.Get(context.Background(), key)
+	if j.ConsecutiveFailures != len(replaced) || len(j.LastFailures) != 1 || j.LastFailures[0].DisplayName != ReasonReplaced {
+		t.Fatalf("job %+v, want %d failed runs, the last %s", j, len(replaced), ReasonReplaced)
+	}
+	if j.LastUID == string(running.UID) {
+		t.Fatalf("the running Job %s counted: %+v", running.Name, j)
+	}
+}
+
 // backoffLimit: the Job controller retries the failed pod twice; the run
 // is the Job, so it fails once, with the Job's reason.
 func TestRealBackoffLimitRetries(t *testing.T) {
