@@ -597,3 +597,53 @@ func TestACronJobDeletedWhileTheWatcherWasStoppedIsForgotten(t *testing.T) {
 		t.Errorf("a job of a namespace not watched was forgotten: %v", err)
 	}
 }
+
+// A Job deleted before it finished is a failed run only when its CronJob,
+// still there, replaces running Jobs (concurrencyPolicy Replace deletes
+// them at the next tick): deleted by hand under another policy, or with
+// its CronJob, it is no run that ended.
+func TestUnfinishedJobDeletedCountsOnlyWhenReplaced(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	replaceJobs := func(c *batchv1.CronJob) { c.Spec.ConcurrencyPolicy = batchv1.ReplaceConcurrent }
+	replace := f.cronJob("replace", noTicks, replaceJobs)
+	allow := f.cronJob("allow", noTicks, nil)
+	goingAway := f.cronJob("going-away", noTicks, func(c *batchv1.CronJob) {
+		replaceJobs(c)
+		c.Finalizers = []string{"batchlatch.test/hold"} // deleted, but still there
+	})
+	if err := f.kube.BatchV1().CronJobs(f.ns).Delete(context.Background(), goingAway.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := f.watch(store, Config{}, Hooks{})
+	waitUntil(t, "the watcher to see the CronJob being deleted", func() bool {
+		cj := w.cronJob(f.ns, goingAway.Name)
+		return cj != nil && cj.DeletionTimestamp != nil
+	})
+	tick := time.Now().Truncate(time.Minute)
+	deleteRunning := func(cj *batchv1.CronJob) *batchv1.Job {
+		job := f.setStatus(f.tickJob(cj, tick), running(time.Now()))
+		seenJob(t, w, job)
+		// As the CronJob controller and kubectl delete it (the API's
+		// default for Jobs orphans their pods, and waits for the garbage
+		// collector, which does not run here).
+		background := metav1.DeletePropagationBackground
+		if err := f.kube.BatchV1().Jobs(f.ns).Delete(context.Background(), job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+			t.Fatal(err)
+		}
+		return job
+	}
+	deleteRunning(allow)
+	deleteRunning(goingAway)
+	replaced := deleteRunning(replace)
+	j := waitJob(t, store, keyOf(f.ns, replace.Name), "the replaced Job", func(j state.Job) bool { return j.Failing() })
+	if j.LastUID != string(replaced.UID) || j.ConsecutiveFailures != 1 || j.LastFailures[0].DisplayName != ReasonReplaced {
+		t.Fatalf("job %+v", j)
+	}
+	settle(w) // the other deletions came first
+	for _, cj := range []*batchv1.CronJob{allow, goingAway} {
+		if j, err := store.Get(context.Background(), keyOf(f.ns, cj.Name)); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("CronJob %s: job %+v (%v), want none", cj.Name, j, err)
+		}
+	}
+}
