@@ -5,8 +5,8 @@ package cronjobwatch
 // controllers make and end the Jobs, the fakelet plays their pods, and the
 // watcher sees only what they wrote. Schedules tick every minute (the
 // CronJob controller's resolution), so each scenario takes a few minutes of
-// ticks: they run in parallel, each in its own namespace. The scenario that
-// stops the controller runs alone (sequentially, before them).
+// ticks: they run at the same time (TestRealControllers), each in its own
+// namespace. The scenario that stops the controller runs alone, after them.
 
 import (
 	"context"
@@ -331,10 +331,36 @@ func failedOnce(t *testing.T, counted []api.Result, jobs ...batchv1.Job) {
 	}
 }
 
+// TestRealControllers runs the scenarios that share the controllers at the
+// same time, each in its own namespace. They spend their time waiting for
+// ticks, so they run in goroutines rather than with t.Parallel, which
+// would run only -test.parallel (GOMAXPROCS: 2 here) of them at a time.
+func TestRealControllers(t *testing.T) {
+	scenarios := []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"ConcurrencyAllow", realConcurrencyAllow},
+		{"ConcurrencyForbid", realConcurrencyForbid},
+		{"ConcurrencyReplace", realConcurrencyReplace},
+		{"BackoffLimitRetries", realBackoffLimitRetries},
+		{"PodFailurePolicyFailsFast", realPodFailurePolicyFailsFast},
+		{"TTLDeletesFinishedJobs", realTTLDeletesFinishedJobs},
+		{"SuccessfulJobsHistoryLimitZero", realSuccessfulJobsHistoryLimitZero},
+		{"ManualJobFromCronJob", realManualJobFromCronJob},
+		{"CronJobDeletedWhileTheWatcherIsDown", realCronJobDeletedWhileTheWatcherIsDown},
+		{"NewInstallOnALongHistory", realNewInstallOnALongHistory},
+	}
+	var wg sync.WaitGroup
+	for _, s := range scenarios {
+		wg.Go(func() { t.Run(s.name, s.run) }) // t.Run may be called from many goroutines
+	}
+	wg.Wait()
+}
+
 // Allow: a Job still running at the next tick runs beside the next tick's;
 // each fails on its own and counts once.
-func TestRealConcurrencyAllow(t *testing.T) {
-	t.Parallel()
+func realConcurrencyAllow(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("allow", eachMinute, fakelet.Plan{For: 70 * time.Second, ExitCode: 1}, nil)
 	w, _ := f.watchReal(Config{}, Hooks{})
@@ -361,8 +387,7 @@ func TestRealConcurrencyAllow(t *testing.T) {
 // later tick (status.lastScheduleTime covers it from then on): the watcher
 // evaluates it in that window and never counts it as missed, nor the
 // delayed tick.
-func TestRealConcurrencyForbid(t *testing.T) {
-	t.Parallel()
+func realConcurrencyForbid(t *testing.T) {
 	f := newRealFixture(t)
 	const grace = 30 * time.Second
 	cj := f.realCronJob("forbid", eachMinute, fakelet.Plan{For: 130 * time.Second, ExitCode: 1}, func(c *batchv1.CronJob) {
@@ -399,8 +424,7 @@ func TestRealConcurrencyForbid(t *testing.T) {
 // Replace: at the next tick the CronJob controller deletes the Job still
 // running and starts the tick's own. The replaced run never succeeded: it
 // counts as one failed run, when the watcher sees it deleted.
-func TestRealConcurrencyReplace(t *testing.T) {
-	t.Parallel()
+func realConcurrencyReplace(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("replace", eachMinute, fakelet.Plan{For: fakelet.Forever}, func(c *batchv1.CronJob) {
 		c.Spec.ConcurrencyPolicy = batchv1.ReplaceConcurrent
@@ -436,8 +460,7 @@ func TestRealConcurrencyReplace(t *testing.T) {
 
 // backoffLimit: the Job controller retries the failed pod twice; the run
 // is the Job, so it fails once, with the Job's reason.
-func TestRealBackoffLimitRetries(t *testing.T) {
-	t.Parallel()
+func realBackoffLimitRetries(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("retries", eachMinute, fakelet.Plan{For: time.Second, ExitCode: 1}, func(c *batchv1.CronJob) {
 		c.Spec.JobTemplate.Spec.BackoffLimit = ptr[int32](2)
@@ -461,8 +484,7 @@ func TestRealBackoffLimitRetries(t *testing.T) {
 // A podFailurePolicy that fails the Job on exit code 42 ends it at the
 // first pod, whatever its backoffLimit: one failed run, with the policy's
 // reason.
-func TestRealPodFailurePolicyFailsFast(t *testing.T) {
-	t.Parallel()
+func realPodFailurePolicyFailsFast(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("fails-fast", eachMinute, fakelet.Plan{For: time.Second, ExitCode: 42}, func(c *batchv1.CronJob) {
 		c.Spec.JobTemplate.Spec.BackoffLimit = ptr[int32](6)
@@ -489,10 +511,10 @@ func TestRealPodFailurePolicyFailsFast(t *testing.T) {
 
 // ttlSecondsAfterFinished: 0: the TTL controller deletes the Job as soon
 // as it failed; the run counts all the same, once.
-func TestRealTTLDeletesFinishedJobs(t *testing.T) {
-	t.Parallel()
+func realTTLDeletesFinishedJobs(t *testing.T) {
 	f := newRealFixture(t)
-	cj := f.realCronJob("ttl", eachMinute, fakelet.Plan{For: time.Second, ExitCode: 1}, func(c *batchv1.CronJob) {
+	// 10 s: long enough for the test to see the Job before it goes.
+	cj := f.realCronJob("ttl", eachMinute, fakelet.Plan{For: 10 * time.Second, ExitCode: 1}, func(c *batchv1.CronJob) {
 		c.Spec.JobTemplate.Spec.TTLSecondsAfterFinished = ptr[int32](0)
 	})
 	w, _ := f.watchReal(Config{}, Hooks{})
@@ -507,8 +529,7 @@ func TestRealTTLDeletesFinishedJobs(t *testing.T) {
 
 // successfulJobsHistoryLimit: 0: the CronJob controller deletes a Job as
 // soon as it succeeded; the success still ends the streak.
-func TestRealSuccessfulJobsHistoryLimitZero(t *testing.T) {
-	t.Parallel()
+func realSuccessfulJobsHistoryLimitZero(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("no-history", eachMinute, fakelet.Plan{For: time.Second, ExitCode: 1}, func(c *batchv1.CronJob) {
 		c.Spec.SuccessfulJobsHistoryLimit = ptr[int32](0)
@@ -531,8 +552,7 @@ func TestRealSuccessfulJobsHistoryLimitZero(t *testing.T) {
 // kubectl create job --from=cronjob/<name> makes a Job named by the user,
 // controlled by the CronJob and annotated as manual, without a scheduled
 // time: it is a run of the CronJob like any other.
-func TestRealManualJobFromCronJob(t *testing.T) {
-	t.Parallel()
+func realManualJobFromCronJob(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("nightly", noTicks, fakelet.Plan{For: time.Second, ExitCode: 1}, nil)
 	w, _ := f.watchReal(Config{}, Hooks{})
@@ -551,9 +571,10 @@ func TestRealManualJobFromCronJob(t *testing.T) {
 }
 
 // manualJob creates the Job `kubectl create job <name> --from=cronjob/<cj>`
-// creates (kubectl 1.32, createJobFromCronJob): the CronJob's job template,
-// the annotation cronjob.kubernetes.io/instantiate: manual, and a
-// controller reference to the CronJob.
+// creates (createJobFromCronJob in k8s.io/kubectl v0.33 to v0.37): the
+// CronJob's job template, the annotation
+// cronjob.kubernetes.io/instantiate: manual, and a controller reference to
+// the CronJob.
 func (f *realFixture) manualJob(cj *batchv1.CronJob, name string) *batchv1.Job {
 	f.t.Helper()
 	annotations := map[string]string{"cronjob.kubernetes.io/instantiate": "manual"}
@@ -577,8 +598,7 @@ func (f *realFixture) manualJob(cj *batchv1.CronJob, name string) *batchv1.Job {
 // A CronJob deleted while no watcher ran (its Jobs go with it, by the
 // garbage collector) sends the next watcher no event: its job is forgotten
 // all the same, once, after ForgetAfter.
-func TestRealCronJobDeletedWhileTheWatcherIsDown(t *testing.T) {
-	t.Parallel()
+func realCronJobDeletedWhileTheWatcherIsDown(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("gone", eachMinute, fakelet.Plan{For: time.Second, ExitCode: 1}, nil)
 	_, stop := f.watchReal(Config{}, Hooks{})
@@ -617,9 +637,8 @@ func TestRealCronJobDeletedWhileTheWatcherIsDown(t *testing.T) {
 // empty store: it records only what decides the job, in order (the job ends
 // as recording every Job in the order they finished would leave it), reads
 // no Job one by one, and announces none of it: the history ended before it
-// started. A Job that fails afterwards is news.
-func TestRealNewInstallOnALongHistory(t *testing.T) {
-	t.Parallel()
+// started. A Job that succeeds afterwards is news.
+func realNewInstallOnALongHistory(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("history", noTicks, fakelet.Plan{}, func(c *batchv1.CronJob) {
 		c.Spec.SuccessfulJobsHistoryLimit = ptr[int32](100)
@@ -698,8 +717,8 @@ func TestRealNewInstallOnALongHistory(t *testing.T) {
 		t.Fatalf("%d kicks for a history that ended before the watcher started, want none", n)
 	}
 
-	run(1, fail) // news
-	f.waitStored(key, "the failure after the start", func(j state.Job) bool { return j.ConsecutiveFailures == 3 })
+	run(1, ok) // news: the streak ends, which the loop announces at once
+	f.waitStored(key, "the success after the start", func(j state.Job) bool { return !j.Failing() })
 	eventually(t, "a kick", func(context.Context) (bool, string, error) { return kicks.Load() > 0, "", nil })
 }
 
@@ -725,7 +744,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // Config.Now), so the clock ahead is the outage's end as the watcher would
 // see it.
 //
-// Not parallel: it stops the controller the parallel scenarios use.
+// Not in TestRealControllers: it stops the controller the others use.
 func TestRealControllerDownLongerThanTheGrace(t *testing.T) {
 	f := newRealFixture(t)
 	const grace = 10 * time.Minute // the flag's default
@@ -756,8 +775,10 @@ func TestRealControllerDownLongerThanTheGrace(t *testing.T) {
 		}
 	}
 	var counted []string
-	for _, r := range f.store.Counted()[1:] { // after the run
-		counted = append(counted, r.WorkflowName)
+	for _, r := range f.store.Counted() {
+		if r.Phase == api.PhaseMissed {
+			counted = append(counted, r.WorkflowName)
+		}
 	}
 	if want := len(counted); !slices.Equal(counted, missedNames(cj.Name, lastRun, want)) {
 		t.Fatalf("counted %v, want each tick after %s once, in order", counted, lastRun)
