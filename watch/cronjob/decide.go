@@ -195,6 +195,16 @@ func stuckResult(c cronJob, r cronrules.Run) api.Result {
 	}
 }
 
+// replaced is run r, deleted unfinished by concurrencyPolicy Replace at
+// the next tick, as the failed run it is: the Job gets no terminal
+// condition, so the watcher's deletion time (now) is when it ended.
+func replaced(r run, now time.Time) run {
+	r.Phase, r.FinishedAt = api.PhaseFailed, now
+	r.Reason = ReasonReplaced
+	r.Message = "deleted before it finished: under concurrencyPolicy Replace the CronJob controller deletes a Job still running at the next tick and starts the tick's own"
+	return r
+}
+
 // resultOf is the result of cron's finished Job r: ordered at the time it
 // completed or failed, its failure the condition's reason and message.
 func resultOf(namespace, cron string, r run, now time.Time) api.Result {

@@ -37,6 +37,11 @@ const (
 	AnnotationMaxRuntime  = "batchlatch.io/max-runtime"
 )
 
+// ReasonReplaced is the failure of a Job that concurrencyPolicy Replace
+// ended: the CronJob controller deletes a Job still running at the next
+// tick, and the Job never gets a terminal condition of its own.
+const ReasonReplaced = "Replaced"
+
 // Config holds the watcher's settings.
 type Config struct {
 	// Namespaces to watch; empty: all.
@@ -287,6 +292,9 @@ func (w *Watcher) jobSeen(obj any, deleted bool) {
 	seen := r.finished() && w.handled[uid] == r.Phase
 	if deleted {
 		delete(w.handled, uid)
+		if !r.finished() && w.replaces(job.Namespace, cron) {
+			r = replaced(r, w.cfg.Now())
+		}
 	}
 	if !r.finished() || seen {
 		return
@@ -296,6 +304,16 @@ func (w *Watcher) jobSeen(obj any, deleted bool) {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+// replaces reports whether CronJob namespace/name, still there, replaces
+// a Job running at its next tick (concurrencyPolicy Replace): then a Job of
+// it deleted unfinished is one the CronJob controller replaced. A Job
+// deleted with its CronJob (the garbage collector) or by hand under another
+// policy is not a run that ended.
+func (w *Watcher) replaces(namespace, name string) bool {
+	cj := w.cronJob(namespace, name)
+	return cj != nil && cj.DeletionTimestamp == nil && cj.Spec.ConcurrencyPolicy == batchv1.ReplaceConcurrent
 }
 
 // drain records the pending Job results: each job's in the order its Jobs

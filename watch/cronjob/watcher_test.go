@@ -33,17 +33,29 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 type clock struct {
 	mu     sync.Mutex
 	offset time.Duration
+	frozen time.Time // when set, the clock stands still there
 }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.frozen.IsZero() {
+		return c.frozen
+	}
 	return time.Now().Add(c.offset)
 }
 
 func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.offset = time.Until(t)
+	c.mu.Unlock()
+}
+
+// Freeze stops the clock at t: for a cluster in which nothing moves (its
+// controller is stopped), so that what is due at t does not drift.
+func (c *clock) Freeze(t time.Time) {
+	c.mu.Lock()
+	c.frozen = t
 	c.mu.Unlock()
 }
 
@@ -82,7 +94,9 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (w *Watcher,
 	if cfg.ForgetAfter == 0 {
 		cfg.ForgetAfter = time.Hour
 	}
-	cfg.EvaluateEvery = 50 * time.Millisecond
+	if cfg.EvaluateEvery == 0 {
+		cfg.EvaluateEvery = 50 * time.Millisecond
+	}
 	w = New(f.kube, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -592,4 +606,54 @@ func forgotten(t *testing.T, store state.Store, key state.Key) bool {
 		t.Fatalf("the forgotten job %v is gone from the store: %v", key, err)
 	}
 	return j.Forgotten() && !j.Failing()
+}
+
+// A Job deleted before it finished is a failed run only when its CronJob,
+// still there, replaces running Jobs (concurrencyPolicy Replace deletes
+// them at the next tick): deleted by hand under another policy, or with
+// its CronJob, it is no run that ended.
+func TestUnfinishedJobDeletedCountsOnlyWhenReplaced(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	replaceJobs := func(c *batchv1.CronJob) { c.Spec.ConcurrencyPolicy = batchv1.ReplaceConcurrent }
+	replace := f.cronJob("replace", noTicks, replaceJobs)
+	allow := f.cronJob("allow", noTicks, nil)
+	goingAway := f.cronJob("going-away", noTicks, func(c *batchv1.CronJob) {
+		replaceJobs(c)
+		c.Finalizers = []string{"batchlatch.test/hold"} // deleted, but still there
+	})
+	if err := f.kube.BatchV1().CronJobs(f.ns).Delete(context.Background(), goingAway.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := f.watch(store, Config{}, Hooks{})
+	waitUntil(t, "the watcher to see the CronJob being deleted", func() bool {
+		cj := w.cronJob(f.ns, goingAway.Name)
+		return cj != nil && cj.DeletionTimestamp != nil
+	})
+	tick := time.Now().Truncate(time.Minute)
+	deleteRunning := func(cj *batchv1.CronJob) *batchv1.Job {
+		job := f.setStatus(f.tickJob(cj, tick), running(time.Now()))
+		seenJob(t, w, job)
+		// As the CronJob controller and kubectl delete it (the API's
+		// default for Jobs orphans their pods, and waits for the garbage
+		// collector, which does not run here).
+		background := metav1.DeletePropagationBackground
+		if err := f.kube.BatchV1().Jobs(f.ns).Delete(context.Background(), job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+			t.Fatal(err)
+		}
+		return job
+	}
+	deleteRunning(allow)
+	deleteRunning(goingAway)
+	replaced := deleteRunning(replace)
+	j := waitJob(t, store, keyOf(f.ns, replace.Name), "the replaced Job", func(j state.Job) bool { return j.Failing() })
+	if j.LastUID != string(replaced.UID) || j.ConsecutiveFailures != 1 || j.LastFailures[0].DisplayName != ReasonReplaced {
+		t.Fatalf("job %+v", j)
+	}
+	settle(w) // the other deletions came first
+	for _, cj := range []*batchv1.CronJob{allow, goingAway} {
+		if j, err := store.Get(context.Background(), keyOf(f.ns, cj.Name)); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("CronJob %s: job %+v (%v), want none", cj.Name, j, err)
+		}
+	}
 }
