@@ -30,10 +30,10 @@ export GCE_METADATA_HOST=127.0.0.1:1
 
 go vet ./...
 if (($#)); then
-	go test -count=1 "$@"
+	go test -count=1 -timeout 30m "$@"
 	exit
 fi
-go test -count=1 ./...
+go test -count=1 -timeout 30m ./...
 
 # The race detector, on the packages where goroutines share state without a
 # cluster in between: the group commit, the state machine, the file store

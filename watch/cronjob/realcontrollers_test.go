@@ -10,7 +10,6 @@ package cronjobwatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -597,7 +596,8 @@ func (f *realFixture) manualJob(cj *batchv1.CronJob, name string) *batchv1.Job {
 
 // A CronJob deleted while no watcher ran (its Jobs go with it, by the
 // garbage collector) sends the next watcher no event: its job is forgotten
-// all the same, once, after ForgetAfter.
+// all the same, once, after ForgetAfter (kept, its streak ended, until the
+// alarm has closed its incident).
 func realCronJobDeletedWhileTheWatcherIsDown(t *testing.T) {
 	f := newRealFixture(t)
 	cj := f.realCronJob("gone", eachMinute, fakelet.Plan{For: time.Second, ExitCode: 1}, nil)
@@ -612,13 +612,14 @@ func realCronJobDeletedWhileTheWatcherIsDown(t *testing.T) {
 
 	var forgot atomic.Int32
 	w, _ := f.watchReal(Config{ForgetAfter: time.Minute}, Hooks{Forgot: func(context.Context, state.Job, string) { forgot.Add(1) }})
-	if _, err := f.store.Get(context.Background(), key); err != nil {
-		t.Fatalf("forgotten before ForgetAfter: %v", err)
+	if j, err := f.store.Get(context.Background(), key); err != nil || j.Forgotten() {
+		t.Fatalf("forgotten before ForgetAfter: %+v %v", j, err)
 	}
 	f.clock.Set(time.Now().Add(2 * time.Minute))
+	// Forgotten: kept for the alarm to close its incident, its streak ended.
 	eventually(t, "the job to be forgotten", func(ctx context.Context) (bool, string, error) {
-		_, err := f.store.Get(ctx, key)
-		return errors.Is(err, state.ErrNotFound), fmt.Sprint(err), nil
+		j, err := f.store.Get(ctx, key)
+		return err == nil && j.Forgotten() && !j.Failing(), fmt.Sprintf("%+v %v", j, err), nil
 	})
 	eventually(t, "the Forgot hook", func(context.Context) (bool, string, error) { return forgot.Load() > 0, "", nil })
 	settle(w)
