@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/argoproj/argo-workflows/v3/pkg/apis/workflow"
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -194,19 +195,50 @@ func (w *Watcher) FirstPass() <-chan struct{} { return w.firstPass }
 // SetHooks replaces the hooks; call it before Run.
 func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
 
-// slimRun keeps the informer's copies small: of managedFields only the
-// latest time is read (about when a finished run finished), kept as a
-// single entry.
+// slimRun keeps the informer's copies small: a Workflow's metadata as the
+// API server sends it is about 1.5 KiB in memory (labels and annotations
+// of its own, owner references, managedFields), and a cluster keeps
+// thousands of runs. The copy holds only what the watcher reads (runOf, the
+// byCron index): its identity, the three labels and the annotation, and of
+// managedFields the latest time, as a single entry (about when a finished
+// run finished). Strings that many runs share (namespace, CronWorkflow,
+// phase) are interned.
 func slimRun(obj any) (any, error) {
-	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		written := lastWritten(m.ManagedFields)
-		m.ManagedFields = nil
-		if !written.IsZero() {
-			m.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: written}}}
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	slim := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+		Name:              m.Name,
+		Namespace:         intern(m.Namespace),
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		CreationTimestamp: m.CreationTimestamp,
+		DeletionTimestamp: m.DeletionTimestamp,
+		Labels:            keepInterned(m.Labels, common.LabelKeyCronWorkflow, common.LabelKeyPhase, common.LabelKeyCompleted),
+	}}
+	if t, ok := m.Annotations[common.AnnotationKeyCronWfScheduledTime]; ok {
+		slim.Annotations = map[string]string{common.AnnotationKeyCronWfScheduledTime: t}
+	}
+	if written := lastWritten(m.ManagedFields); !written.IsZero() {
+		slim.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: written}}}
+	}
+	return slim, nil
+}
+
+// keepInterned is the entries of m under keys, keys and values interned.
+func keepInterned(m map[string]string, keys ...string) map[string]string {
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			out[k] = intern(v) // k is the constant: no copy of the key
 		}
 	}
-	return obj, nil
+	return out
 }
+
+// intern is s, stored once however many objects hold it.
+func intern(s string) string { return unique.Make(s).Value() }
 
 // lastWritten is the latest time a field manager wrote the object.
 func lastWritten(fields []metav1.ManagedFieldsEntry) time.Time {
