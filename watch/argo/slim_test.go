@@ -1,12 +1,15 @@
 package argowatch
 
 import (
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/argoproj/argo-workflows/v3/workflow/common"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 )
 
 // The informer keeps slimRun's copy of each Workflow's metadata: the
@@ -27,19 +30,39 @@ func TestSlimRunKeepsWhatTheWatcherReads(t *testing.T) {
 			{Manager: "workflow-controller", Time: &metav1.Time{Time: minutes(2)}, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}},
 		},
 	}}
-	want := runOf(full)
 	obj, err := slimRun(full.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
 	}
-	slim := obj.(*metav1.PartialObjectMetadata)
-	if got := runOf(slim); got != want {
-		t.Errorf("run from the slim copy %+v, from the full metadata %+v", got, want)
+	o, ok := obj.(*runObject)
+	if !ok {
+		t.Fatalf("slimRun made a %T", obj)
 	}
-	if slim.Namespace != "ml" || slim.Labels[common.LabelKeyCronWorkflow] != "nightly" || slim.DeletionTimestamp == nil || slim.ResourceVersion != "4711" {
-		t.Errorf("slim copy lost its identity, CronWorkflow or deletion: %+v", slim.ObjectMeta)
+	if want := runOf(full); o.run != want {
+		t.Errorf("run from the slim copy %+v, from the full metadata %+v", o.run, want)
 	}
-	if len(slim.Labels) != 3 || len(slim.Annotations) != 1 || slim.OwnerReferences != nil || len(slim.ManagedFields) != 1 {
-		t.Errorf("slim copy keeps more than the watcher reads: %+v", slim.ObjectMeta)
+	if !o.deleting {
+		t.Error("the slim copy lost the deletion")
+	}
+	// client-go's cache keys it as it would the full metadata.
+	if key, err := cache.MetaNamespaceKeyFunc(obj); err != nil || key != "ml/nightly-1795485600" {
+		t.Errorf("key %q, %v", key, err)
+	}
+	if again, _ := slimRun(obj); again != obj {
+		t.Error("slimRun changed an object it had made")
+	}
+}
+
+// The byCron index finds a run under its CronWorkflow.
+func TestRunsAreIndexedByCronWorkflow(t *testing.T) {
+	w := New(nil, nil, nil, Config{MissedGrace: time.Minute}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	full := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "nightly-1", Namespace: "ml", UID: "u1",
+		Labels: map[string]string{common.LabelKeyCronWorkflow: "nightly"}}}
+	obj, _ := slimRun(full)
+	if err := w.runs[0].GetIndexer().Add(obj); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := w.runs[0].GetIndexer().ByIndex(byCron, "ml/nightly"); len(got) != 1 {
+		t.Errorf("runs of ml/nightly: %v", got)
 	}
 }
