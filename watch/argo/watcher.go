@@ -93,7 +93,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	deleted map[state.Key]time.Time       // CronWorkflows seen deleted, when
 	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished run
-	pending []pendingRun                  // finished runs not recorded yet
+	pending []queuedRun                   // finished runs not recorded yet
 	warned  cronrules.Warned              // bad annotations already logged
 	specs   *specChecker                  // Argo's validation of each CronWorkflow
 
@@ -102,7 +102,21 @@ type Watcher struct {
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
 
-// pendingRun is a finished run whose result is not recorded yet.
+// queuedRun is a finished run whose result is not recorded yet, kept
+// small: a start over a long history queues every run at once (20,000 in
+// BenchmarkWatcherAtScale), and drain makes the results of one job at a
+// time (pendingRun).
+type queuedRun struct {
+	namespace, cron string
+	run             run
+	gone            bool // deleted: its metadata is all there is
+}
+
+func (q queuedRun) key() state.Key {
+	return state.KeyOf(api.Result{Namespace: q.namespace, CronWorkflow: q.cron})
+}
+
+// pendingRun is a queued run with its result, in drain.
 type pendingRun struct {
 	api.Result // from its metadata; read in full before it is recorded
 	run        run
@@ -304,7 +318,7 @@ func (w *Watcher) runSeen(obj any, deleted bool) {
 	if cron == "" || r.UID == "" || !r.finished() || seen {
 		return
 	}
-	w.pending = append(w.pending, pendingRun{Result: metaResult(o.namespace, cron, r), run: r, gone: deleted})
+	w.pending = append(w.pending, queuedRun{namespace: o.namespace, cron: cron, run: r, gone: deleted})
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -334,13 +348,17 @@ func (w *Watcher) drain(ctx context.Context) {
 		w.requeue(batch)
 		return
 	}
-	byKey := map[state.Key][]pendingRun{}
-	for _, p := range batch {
-		key := state.KeyOf(p.Result)
-		byKey[key] = append(byKey[key], p)
+	byKey := map[state.Key][]queuedRun{}
+	for _, q := range batch {
+		byKey[q.key()] = append(byKey[q.key()], q)
 	}
 	now := w.cfg.Now()
-	for key, todo := range byKey {
+	for key, queued := range byKey {
+		delete(byKey, key)
+		todo := make([]pendingRun, len(queued))
+		for i, q := range queued {
+			todo[i] = pendingRun{Result: metaResult(q.namespace, q.cron, q.run), run: q.run, gone: q.gone}
+		}
 		var job *state.Job
 		if j, ok := jobs[key]; ok {
 			job = &j
@@ -395,7 +413,11 @@ func (w *Watcher) drain(ctx context.Context) {
 				}
 			}
 			if _, err := w.recordAs(ctx, p.Result, received, news); err != nil {
-				w.requeue(keep[i:]) // keep the job's order
+				var again []queuedRun // keep the job's order
+				for _, p := range keep[i:] {
+					again = append(again, queuedRun{namespace: p.Namespace, cron: p.CronWorkflow, run: p.run, gone: p.gone})
+				}
+				w.requeue(again)
 				break
 			}
 			w.markHandled(p)
@@ -456,7 +478,7 @@ func (w *Watcher) markHandled(p pendingRun) {
 	w.mu.Unlock()
 }
 
-func (w *Watcher) requeue(todo []pendingRun) {
+func (w *Watcher) requeue(todo []queuedRun) {
 	w.mu.Lock()
 	w.pending = append(w.pending, todo...)
 	w.mu.Unlock()
