@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,7 +44,9 @@ import (
 //
 // BATCHLATCH_BENCH_STEADY (a Go duration, default 2m) is the steady-state
 // window the hourly figures are extrapolated from; BATCHLATCH_BENCH_SCALE
-// (default 1) multiplies the object counts down for a quick try (0.1).
+// (default 1) multiplies the object counts down for a quick try (0.1);
+// BATCHLATCH_BENCH_HEAPPROFILE names a file for a heap profile taken after
+// sync.
 func BenchmarkWatcherAtScale(b *testing.B) {
 	scale := 1.0
 	if v := os.Getenv("BATCHLATCH_BENCH_SCALE"); v != "" {
@@ -157,6 +160,10 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	initialRequests, initialBytes := requests.Load(), bytesRead.Load()
 	runtime.GC()
 	rssSynced := procstat.SelfRSS()
+	resident, _ := procstat.Memory(os.Getpid())
+	var heap runtime.MemStats
+	runtime.ReadMemStats(&heap)
+	writeHeapProfile(b)
 
 	// Steady state: every CronWorkflow runs hourly, so the window sees its
 	// share of runs, each created Running, updated, and completed as the
@@ -223,12 +230,32 @@ func BenchmarkWatcherAtScale(b *testing.B) {
 	b.ReportMetric(float64(initialBytes)/(1<<20), "sync-MiB")
 	b.ReportMetric(float64(rssSynced)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(rssSynced-rssBefore)/(1<<20), "rss-growth-MiB")
+	b.ReportMetric(float64(resident.Anon)/(1<<20), "rss-anon-MiB")
+	b.ReportMetric(float64(resident.File)/(1<<20), "rss-file-MiB")
+	b.ReportMetric(float64(heap.HeapInuse)/(1<<20), "heap-inuse-MiB")
 	b.ReportMetric(float64(churn), "runs-in-window")
 	b.ReportMetric(steadyRequests, "requests/h")
 	b.ReportMetric(steadyBytes/(1<<20), "MiB/h")
 	b.ReportMetric(scriptBytes/(1<<20), "script-MiB/h")
 	if steadyBytes > 0 {
 		b.ReportMetric(scriptBytes/steadyBytes, "x-fewer-bytes")
+	}
+}
+
+// writeHeapProfile writes a heap profile of the synced watcher to the file
+// BATCHLATCH_BENCH_HEAPPROFILE names, if any: go tool pprof -top FILE.
+func writeHeapProfile(b *testing.B) {
+	path := os.Getenv("BATCHLATCH_BENCH_HEAPPROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/argoproj/argo-workflows/v3/pkg/apis/workflow"
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -24,6 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
@@ -92,7 +94,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	deleted map[state.Key]time.Time       // CronWorkflows seen deleted, when
 	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished run
-	pending []pendingRun                  // finished runs not recorded yet
+	pending []queuedRun                   // finished runs not recorded yet
 	warned  cronrules.Warned              // bad annotations already logged
 	specs   *specChecker                  // Argo's validation of each CronWorkflow
 
@@ -101,7 +103,21 @@ type Watcher struct {
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
 
-// pendingRun is a finished run whose result is not recorded yet.
+// queuedRun is a finished run whose result is not recorded yet, kept
+// small: a start over a long history queues every run at once (20,000 in
+// BenchmarkWatcherAtScale), and drain makes the results of one job at a
+// time (pendingRun).
+type queuedRun struct {
+	namespace, cron string
+	run             run
+	gone            bool // deleted: its metadata is all there is
+}
+
+func (q queuedRun) key() state.Key {
+	return state.KeyOf(api.Result{Namespace: q.namespace, CronWorkflow: q.cron})
+}
+
+// pendingRun is a queued run with its result, in drain.
 type pendingRun struct {
 	api.Result // from its metadata; read in full before it is recorded
 	run        run
@@ -168,11 +184,11 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		runInformer := metaFactory.ForResource(workflows).Informer()
 		_ = runInformer.SetTransform(slimRun)
 		_ = runInformer.AddIndexers(cache.Indexers{byCron: func(obj any) ([]string, error) {
-			m, ok := obj.(*metav1.PartialObjectMetadata)
+			o, ok := obj.(*runObject)
 			if !ok {
 				return nil, nil
 			}
-			return []string{m.Namespace + "/" + m.Labels[common.LabelKeyCronWorkflow]}, nil
+			return []string{o.namespace + "/" + o.cron}, nil
 		}})
 		runHandler, _ := runInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.runSeen(obj, false) },
@@ -195,19 +211,43 @@ func (w *Watcher) FirstPass() <-chan struct{} { return w.firstPass }
 // SetHooks replaces the hooks; call it before Run.
 func (w *Watcher) SetHooks(hooks Hooks) { w.hooks = hooks }
 
-// slimRun keeps the informer's copies small: of managedFields only the
-// latest time is read (about when a finished run finished), kept as a
-// single entry.
-func slimRun(obj any) (any, error) {
-	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
-		written := lastWritten(m.ManagedFields)
-		m.ManagedFields = nil
-		if !written.IsZero() {
-			m.ManagedFields = []metav1.ManagedFieldsEntry{{Time: &metav1.Time{Time: written}}}
-		}
-	}
-	return obj, nil
+// runObject is what the informer keeps of a Workflow made by a
+// CronWorkflow (slimRun): the run as the decisions read it, and what
+// client-go's cache keys and indexes it by. A Workflow's metadata as the API
+// server sends it takes about 1.5 KiB in memory (its labels, annotations,
+// owner references and managedFields), this about 250 bytes, and a cluster
+// keeps thousands of runs (20,000 in BenchmarkWatcherAtScale).
+type runObject struct {
+	run
+	namespace, cron string // interned: many runs share them
+	resourceVersion string
+	deleting        bool // deletionTimestamp set
 }
+
+// GetObjectMeta is what client-go's cache reads of the object (its key,
+// through meta.Accessor).
+func (o *runObject) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Name: o.Name, Namespace: o.namespace, UID: types.UID(o.UID), ResourceVersion: o.resourceVersion}
+}
+
+// slimRun is the informer's transform: a Workflow's metadata becomes its
+// runObject. client-go may hand it an object it already transformed.
+func slimRun(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	return &runObject{
+		run:             runOf(m),
+		namespace:       intern(m.Namespace),
+		cron:            intern(m.Labels[common.LabelKeyCronWorkflow]),
+		resourceVersion: m.ResourceVersion,
+		deleting:        m.DeletionTimestamp != nil,
+	}, nil
+}
+
+// intern is s, stored once however many objects hold it.
+func intern(s string) string { return unique.Make(s).Value() }
 
 // lastWritten is the latest time a field manager wrote the object.
 func lastWritten(fields []metav1.ManagedFieldsEntry) time.Time {
@@ -265,12 +305,11 @@ func (w *Watcher) runSeen(obj any, deleted bool) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	m, ok := obj.(*metav1.PartialObjectMetadata)
+	o, ok := obj.(*runObject)
 	if !ok {
 		return
 	}
-	cron := m.Labels[common.LabelKeyCronWorkflow]
-	r := runOf(m)
+	cron, r := o.cron, o.run
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	seen := r.finished() && w.handled[r.UID] == r.Phase
@@ -280,7 +319,7 @@ func (w *Watcher) runSeen(obj any, deleted bool) {
 	if cron == "" || r.UID == "" || !r.finished() || seen {
 		return
 	}
-	w.pending = append(w.pending, pendingRun{Result: metaResult(m.Namespace, cron, r), run: r, gone: deleted})
+	w.pending = append(w.pending, queuedRun{namespace: o.namespace, cron: cron, run: r, gone: deleted})
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -310,13 +349,17 @@ func (w *Watcher) drain(ctx context.Context) {
 		w.requeue(batch)
 		return
 	}
-	byKey := map[state.Key][]pendingRun{}
-	for _, p := range batch {
-		key := state.KeyOf(p.Result)
-		byKey[key] = append(byKey[key], p)
+	byKey := map[state.Key][]queuedRun{}
+	for _, q := range batch {
+		byKey[q.key()] = append(byKey[q.key()], q)
 	}
 	now := w.cfg.Now()
-	for key, todo := range byKey {
+	for key, queued := range byKey {
+		delete(byKey, key)
+		todo := make([]pendingRun, len(queued))
+		for i, q := range queued {
+			todo[i] = pendingRun{Result: metaResult(q.namespace, q.cron, q.run), run: q.run, gone: q.gone}
+		}
 		var job *state.Job
 		if j, ok := jobs[key]; ok {
 			job = &j
@@ -371,7 +414,11 @@ func (w *Watcher) drain(ctx context.Context) {
 				}
 			}
 			if _, err := w.recordAs(ctx, p.Result, received, news); err != nil {
-				w.requeue(keep[i:]) // keep the job's order
+				var again []queuedRun // keep the job's order
+				for _, p := range keep[i:] {
+					again = append(again, queuedRun{namespace: p.Namespace, cron: p.CronWorkflow, run: p.run, gone: p.gone})
+				}
+				w.requeue(again)
 				break
 			}
 			w.markHandled(p)
@@ -432,7 +479,7 @@ func (w *Watcher) markHandled(p pendingRun) {
 	w.mu.Unlock()
 }
 
-func (w *Watcher) requeue(todo []pendingRun) {
+func (w *Watcher) requeue(todo []queuedRun) {
 	w.mu.Lock()
 	w.pending = append(w.pending, todo...)
 	w.mu.Unlock()
@@ -489,8 +536,8 @@ func (w *Watcher) snapshot() []watched {
 			objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cwf.Namespace+"/"+cwf.Name)
 			var runs []run
 			for _, obj := range objs {
-				if m, ok := obj.(*metav1.PartialObjectMetadata); ok && m.DeletionTimestamp == nil {
-					runs = append(runs, runOf(m))
+				if o, ok := obj.(*runObject); ok && !o.deleting {
+					runs = append(runs, o.run)
 				}
 			}
 			if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {

@@ -17,6 +17,7 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/argoproj/argo-workflows/v3/pkg/client/clientset/versioned"
 	"github.com/argoproj/argo-workflows/v3/workflow/common"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
 
@@ -242,7 +243,8 @@ func seenRun(t *testing.T, wf *wfv1.Workflow, ws ...*Watcher) {
 		waitUntil(t, "the watcher to see "+wf.Name, func() bool {
 			for _, runs := range w.runs {
 				if obj, ok, _ := runs.GetIndexer().GetByKey(wf.Namespace + "/" + wf.Name); ok {
-					return !olderVersion(obj.(*metav1.PartialObjectMetadata).ResourceVersion, wf.ResourceVersion)
+					m, err := meta.Accessor(obj)
+					return err == nil && !olderVersion(m.GetResourceVersion(), wf.ResourceVersion)
 				}
 			}
 			return false

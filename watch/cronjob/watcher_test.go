@@ -14,6 +14,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -266,7 +267,11 @@ func seenJob(t *testing.T, w *Watcher, job *batchv1.Job) {
 	waitUntil(t, "the watcher to see "+job.Name, func() bool {
 		for _, runs := range w.runs {
 			if obj, ok, _ := runs.GetIndexer().GetByKey(job.Namespace + "/" + job.Name); ok {
-				seen, _ := strconv.ParseUint(obj.(*batchv1.Job).ResourceVersion, 10, 64)
+				m, err := meta.Accessor(obj)
+				if err != nil {
+					return false
+				}
+				seen, _ := strconv.ParseUint(m.GetResourceVersion(), 10, 64)
 				now, _ := strconv.ParseUint(job.ResourceVersion, 10, 64)
 				return seen >= now
 			}
@@ -498,13 +503,15 @@ func TestDeletionDeliversTheFinalState(t *testing.T) {
 	w := New(f.kube, store, Config{Now: f.clock.Now}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: f.ns, UID: "cj"}}
 	finished := time.Now().Add(-time.Minute).Truncate(time.Second)
-	job := func(uid, reason string) *batchv1.Job {
-		return &batchv1.Job{
+	// As the informer hands it over: transformed (slim).
+	job := func(uid, reason string) any {
+		obj, _ := slim(&batchv1.Job{
 			ObjectMeta: metav1.ObjectMeta{Name: "nightly-" + uid, Namespace: f.ns, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(finished.Add(-time.Minute)),
 				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))}},
 			Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{
 				{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: reason, LastTransitionTime: metav1.NewTime(finished)}}},
-		}
+		})
+		return obj
 	}
 	w.jobSeen(job("a", "BackoffLimitExceeded"), true)
 	w.jobSeen(cache.DeletedFinalStateUnknown{Key: f.ns + "/nightly-b", Obj: job("b", "DeadlineExceeded")}, true)
