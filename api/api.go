@@ -32,7 +32,50 @@ type Result struct {
 	// Warnings name what DecodeResult left out of the body, and why; the
 	// job keeps the first (Job.LastWarning). Never part of the body.
 	Warnings []Warning `json:"-"`
+	// Source is what reported the result: SourceCallback (the zero value,
+	// what the HTTP handler decodes) or the watcher that made it. Never
+	// part of the body.
+	Source RunSource `json:"-"`
 }
+
+// RunSource is what reported a run.
+type RunSource string
+
+// The sources of a run. SourceUnknown marks the runs a job's history was
+// seeded with from what it kept before it kept a history.
+const (
+	SourceCallback RunSource = ""
+	SourceArgo     RunSource = "argo"
+	SourceCronJob  RunSource = "cronjob"
+	SourceUnknown  RunSource = "unknown"
+)
+
+// Name is the source as the API shows it.
+func (s RunSource) Name() string {
+	if s == SourceCallback {
+		return "callback"
+	}
+	return string(s)
+}
+
+// Run is one finished run of a job in its history (Job.Runs), or a
+// synthetic failure standing for one (Missed, Stuck, SpecError,
+// SubmissionError). Times are to the second.
+type Run struct {
+	Phase Phase `json:"phase"`
+	// Source is "callback", "argo" (the Argo watcher), "cronjob" (the
+	// CronJob watcher), or "unknown" for a run the history was seeded with
+	// from the state kept before histories were (the job's latest run, its
+	// streaks' first failures and recoveries).
+	Source      string     `json:"source"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	FinishedAt  time.Time  `json:"finishedAt"`
+	// DurationSeconds is absent when not known (a Missed tick has none).
+	DurationSeconds *float64 `json:"durationSeconds,omitempty"`
+}
+
+// MaxRuns bounds the runs a job's history keeps.
+const MaxRuns = 20
 
 // Warning names a field of a callback that could not be trusted and says
 // what was done instead: the run was recorded without it.
@@ -97,6 +140,9 @@ type Job struct {
 	// Streaks are the job's earlier finished streaks, newest first (at
 	// most MaxStreaks, LastStreak included).
 	Streaks []Streak `json:"streaks,omitempty"`
+	// Runs are the job's last runs, newest first (at most MaxRuns). Only
+	// GET /api/v1/jobs/{namespace}/{job} has them: the lists leave them out.
+	Runs []Run `json:"runs,omitempty"`
 	// Schedule is set for a job a watcher reads (--watch-argo,
 	// --watch-cronjobs): when it should run.
 	Schedule *Schedule `json:"schedule,omitempty"`

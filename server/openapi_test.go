@@ -117,6 +117,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"JobWarning":     reflect.TypeFor[api.JobWarning](),
 		"Job":            reflect.TypeFor[api.Job](),
 		"Streak":         reflect.TypeFor[api.Streak](),
+		"Run":            reflect.TypeFor[api.Run](),
 		"Schedule":       reflect.TypeFor[api.Schedule](),
 		"Silence":        reflect.TypeFor[api.Silence](),
 		"SilenceCreated": reflect.TypeFor[api.SilenceCreated](),

@@ -1,0 +1,329 @@
+package state
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/batchlatch/batchlatch/api"
+)
+
+// Run is one run in a job's history (Job.History): its outcome, what
+// reported it, and when. It is kept small in memory too (24 bytes): a store
+// holds api.MaxRuns of them for each of tens of thousands of jobs.
+type Run struct {
+	// Finished is when the run ended, in unix seconds.
+	Finished int64
+	// Scheduled is the tick it ran for, in unix seconds; 0 when not known.
+	Scheduled int64
+	// Seconds is how long it ran, whole seconds; -1 when not known.
+	Seconds int32
+	phase   byte // a phaseCodes letter
+	source  byte // a sourceCodes letter
+}
+
+// The letters a run's phase and source are stored as.
+var (
+	phaseCodes = map[api.Phase]byte{
+		api.PhaseSucceeded: 'S', api.PhaseFailed: 'F', api.PhaseError: 'E', api.PhaseMissed: 'M',
+		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B',
+	}
+	sourceCodes = map[api.RunSource]byte{
+		api.SourceCallback: 'c', api.SourceArgo: 'a', api.SourceCronJob: 'j', api.SourceUnknown: 'u',
+	}
+	phaseOfCode  = invert(phaseCodes)
+	sourceOfCode = invert(sourceCodes)
+)
+
+func invert[K comparable](m map[K]byte) map[byte]K {
+	out := make(map[byte]K, len(m))
+	for k, v := range m {
+		out[v] = k
+	}
+	return out
+}
+
+// Phase is the run's outcome.
+func (r Run) Phase() api.Phase { return phaseOfCode[r.phase] }
+
+// Source is what reported the run.
+func (r Run) Source() api.RunSource { return sourceOfCode[r.source] }
+
+// FinishedAt is when the run ended.
+func (r Run) FinishedAt() time.Time { return time.Unix(r.Finished, 0).UTC() }
+
+// Duration is how long the run took, and whether that is known.
+func (r Run) Duration() (time.Duration, bool) {
+	return time.Duration(r.Seconds) * time.Second, r.Seconds >= 0
+}
+
+// ScheduledAt is the tick the run was for, and whether that is known.
+func (r Run) ScheduledAt() (time.Time, bool) {
+	return time.Unix(r.Scheduled, 0).UTC(), r.Scheduled != 0
+}
+
+// start is when the run started, as far as known: its end when its
+// duration is not.
+func (r Run) start() int64 { return r.Finished - int64(max(r.Seconds, 0)) }
+
+func (r Run) synthetic() bool { return (api.Result{Phase: r.Phase()}).Synthetic() }
+
+// View is the run as the REST API shows it.
+func (r Run) View() api.Run {
+	out := api.Run{Phase: r.Phase(), Source: r.Source().Name(), FinishedAt: r.FinishedAt()}
+	if at, ok := r.ScheduledAt(); ok {
+		out.ScheduledAt = &at
+	}
+	if d, ok := r.Duration(); ok {
+		seconds := d.Seconds()
+		out.DurationSeconds = &seconds
+	}
+	return out
+}
+
+// NewRun is a run of phase, from source, that ended at finished; duration
+// and scheduled are zero when not known.
+func NewRun(phase api.Phase, source api.RunSource, finished, scheduled time.Time, duration time.Duration) Run {
+	r := Run{Finished: finished.Unix(), Seconds: -1, phase: phaseCodes[phase], source: sourceCodes[source]}
+	if r.phase == 0 {
+		r.phase = phaseCodes[api.PhaseFailed] // every other phase is a failure
+	}
+	if r.source == 0 {
+		r.source = sourceCodes[api.SourceUnknown]
+	}
+	if duration > 0 {
+		r.Seconds = int32(min(duration.Round(time.Second)/time.Second, 1<<31-1))
+	}
+	if !scheduled.IsZero() {
+		r.Scheduled = scheduled.Unix()
+	}
+	return r
+}
+
+// runOf is the history's entry for result r that finished at finished.
+// A tick with no run (Missed, SpecError, SubmissionError) has no duration:
+// its result's is the grace the watcher gave it.
+func runOf(r api.Result, finished time.Time) Run {
+	var duration time.Duration
+	switch r.Phase {
+	case api.PhaseMissed, api.PhaseSpecError, api.PhaseSubmissionError:
+	default:
+		duration = time.Duration(r.DurationSeconds * float64(time.Second))
+	}
+	scheduled, err := api.ParseTime(r.ScheduledTime)
+	if err != nil {
+		scheduled = time.Time{}
+	}
+	return NewRun(r.Phase, r.Source, finished, scheduled, duration)
+}
+
+// Runs are a job's last runs, newest (latest finished) first.
+//
+// Stored as one string, because a ConfigMap holds 1 MiB for all its jobs:
+// api.MaxRuns runs as JSON objects with RFC 3339 times take about 1.6 KB,
+// more than twice a realistic job; this form takes about 230 bytes
+// (docs/state.md). Runs are separated by spaces, each
+//
+//	<phase letter><source letter><time>[.<seconds>][~<delay>]
+//
+// with numbers in base 36: time is the newest run's end in unix seconds,
+// and for every other run how long before the previous (newer) one it
+// ended; seconds its duration when known; delay how long after its tick it
+// started (ended, when its duration is not known), when its tick is known.
+type Runs []Run
+
+// MarshalJSON writes the runs' stored form.
+func (rs Runs) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 2+14*len(rs))
+	b = append(b, '"')
+	for i, r := range rs {
+		at := r.Finished
+		if i > 0 {
+			b = append(b, ' ')
+			at = rs[i-1].Finished - r.Finished
+		}
+		b = append(b, r.phase, r.source)
+		b = strconv.AppendInt(b, at, 36)
+		if r.Seconds >= 0 {
+			b = append(b, '.')
+			b = strconv.AppendInt(b, int64(r.Seconds), 36)
+		}
+		if r.Scheduled != 0 {
+			b = append(b, '~')
+			b = strconv.AppendInt(b, r.start()-r.Scheduled, 36)
+		}
+	}
+	return append(b, '"'), nil
+}
+
+// UnmarshalJSON reads the runs' stored form.
+func (rs *Runs) UnmarshalJSON(data []byte) error {
+	s, err := strconv.Unquote(string(data))
+	if err != nil {
+		return fmt.Errorf("history: not a string")
+	}
+	if s == "" {
+		*rs = nil
+		return nil
+	}
+	fields := strings.Split(s, " ")
+	out := make(Runs, 0, len(fields))
+	for i, f := range fields {
+		r, delay, hasDelay, err := parseRun(f)
+		if err != nil {
+			return fmt.Errorf("history: run %d %q: %v", i+1, f, err)
+		}
+		if i > 0 {
+			r.Finished = out[i-1].Finished - r.Finished
+		}
+		if hasDelay {
+			r.Scheduled = r.start() - delay
+		}
+		out = append(out, r)
+	}
+	*rs = out
+	return nil
+}
+
+// parseRun reads one run of the stored form: the run with its time as
+// stored, and its delay when it has one.
+func parseRun(f string) (r Run, delay int64, hasDelay bool, err error) {
+	if len(f) < 3 {
+		return Run{}, 0, false, fmt.Errorf("too short")
+	}
+	r = Run{phase: f[0], source: f[1], Seconds: -1}
+	if _, ok := phaseOfCode[r.phase]; !ok {
+		return Run{}, 0, false, fmt.Errorf("unknown phase %q", f[0])
+	}
+	if _, ok := sourceOfCode[r.source]; !ok {
+		return Run{}, 0, false, fmt.Errorf("unknown source %q", f[1])
+	}
+	rest, delayText, hasDelay := strings.Cut(f[2:], "~")
+	at, seconds, hasSeconds := strings.Cut(rest, ".")
+	if r.Finished, err = strconv.ParseInt(at, 36, 64); err != nil {
+		return Run{}, 0, false, fmt.Errorf("time %q", at)
+	}
+	if hasSeconds {
+		n, err := strconv.ParseInt(seconds, 36, 32)
+		if err != nil || n < 0 {
+			return Run{}, 0, false, fmt.Errorf("duration %q", seconds)
+		}
+		r.Seconds = int32(n)
+	}
+	if hasDelay {
+		if delay, err = strconv.ParseInt(delayText, 36, 64); err != nil {
+			return Run{}, 0, false, fmt.Errorf("delay %q", delayText)
+		}
+	}
+	return r, delay, hasDelay, nil
+}
+
+// Runs are the job's last runs, newest first. A job stored before jobs
+// kept a history has none: it is seeded with the runs its state knows of
+// (source unknown): its latest run, the first failure of its current
+// streak, and each finished streak's first failure (shown as Failed: its
+// kind is not kept) and the success that ended it.
+func (j Job) Runs() Runs {
+	if len(j.History) > 0 || j.LastResultAt.IsZero() {
+		return j.History
+	}
+	seeded := Runs{NewRun(j.LastPhase, api.SourceUnknown, j.LastResultAt, time.Time{}, 0)}
+	add := func(phase api.Phase, at time.Time) {
+		if !slices.ContainsFunc(seeded, func(r Run) bool { return r.Finished == at.Unix() }) {
+			seeded = withRun(seeded, NewRun(phase, api.SourceUnknown, at, time.Time{}, 0))
+		}
+	}
+	if j.FailingSince != nil {
+		add(api.PhaseFailed, *j.FailingSince)
+	}
+	for _, s := range j.Streaks() {
+		add(api.PhaseSucceeded, s.Until)
+		add(api.PhaseFailed, s.Since)
+	}
+	return seeded
+}
+
+// RunViews are the job's last runs as the REST API shows them, newest
+// first.
+func (j Job) RunViews() []api.Run {
+	runs := j.Runs()
+	if len(runs) == 0 {
+		return nil
+	}
+	out := make([]api.Run, len(runs))
+	for i, r := range runs {
+		out[i] = r.View()
+	}
+	return out
+}
+
+// withRun is a new slice of runs with r in its place (runs are newest
+// first; among runs that ended in the same second, the one recorded last
+// first), at most api.MaxRuns: r is left out when it is older than all of
+// a full history.
+func withRun(runs Runs, r Run) Runs {
+	at := slices.IndexFunc(runs, func(o Run) bool { return o.Finished <= r.Finished })
+	if at < 0 {
+		at = len(runs)
+	}
+	if at >= api.MaxRuns {
+		return runs
+	}
+	out := make(Runs, 0, min(len(runs)+1, api.MaxRuns))
+	out = append(append(append(out, runs[:at]...), r), runs[at:min(len(runs), api.MaxRuns-1)]...)
+	return out
+}
+
+// withoutRun is a new slice of runs without its i-th.
+func withoutRun(runs Runs, i int) Runs {
+	return append(append(make(Runs, 0, len(runs)-1), runs[:i]...), runs[i+1:]...)
+}
+
+// copyOf returns the index of the run in runs that r, a late result the
+// job's recent runs no longer remember, is a copy of, or -1. A late copy
+// (a watcher reading an old run again, a redelivery after many runs) has
+// the same outcome, failed or not, and the same tick, start or end.
+func copyOf(runs Runs, r Run) int {
+	return slices.IndexFunc(runs, func(o Run) bool {
+		if (o.Phase() == api.PhaseSucceeded) != (r.Phase() == api.PhaseSucceeded) {
+			return false
+		}
+		return o.Finished == r.Finished || r.Scheduled != 0 && o.Scheduled == r.Scheduled ||
+			r.Seconds >= 0 && o.Seconds >= 0 && o.start() == r.start()
+	})
+}
+
+// standInFor returns the index of the synthetic failure in runs that
+// stood for r's run (the same tick, or the same start: a Stuck run), or
+// -1.
+func standInFor(runs Runs, r Run) int {
+	return slices.IndexFunc(runs, func(o Run) bool {
+		return o.synthetic() && (r.Scheduled != 0 && o.Scheduled == r.Scheduled ||
+			r.Seconds >= 0 && o.Seconds >= 0 && o.start() == r.start())
+	})
+}
+
+// MinRunsForUsual is how many successful runs of known duration it takes
+// to say how long a job usually runs: fewer say little.
+const MinRunsForUsual = 5
+
+// UsualDuration is how long the job's successful runs of known duration
+// took: the median and the 90th percentile (nearest rank), and how many
+// such runs there are. ok is false with fewer than MinRunsForUsual.
+func UsualDuration(runs []api.Run) (median, p90 time.Duration, n int, ok bool) {
+	var took []time.Duration
+	for _, r := range runs {
+		if r.DurationSeconds != nil && r.Phase == api.PhaseSucceeded {
+			took = append(took, time.Duration(*r.DurationSeconds*float64(time.Second)))
+		}
+	}
+	if len(took) < MinRunsForUsual {
+		return 0, 0, len(took), false
+	}
+	slices.Sort(took)
+	rank := func(p float64) time.Duration { return took[max(int(math.Ceil(p*float64(len(took))))-1, 0)] }
+	return rank(0.5), rank(0.9), len(took), true
+}
