@@ -95,13 +95,16 @@ func (v Views) views(ctx context.Context, jobs []state.Job) ([]api.Job, error) {
 	return out, nil
 }
 
-// Get returns one job, or state.ErrNotFound.
+// Get returns one job with its runs, or state.ErrNotFound. Only one job's
+// view has its runs: in a list of hundreds they would be most of it.
 func (v Views) Get(ctx context.Context, key state.Key) (api.Job, error) {
 	j, err := getJob(ctx, v.Store, key)
 	if err != nil {
 		return api.Job{}, err
 	}
-	return v.One(ctx, j)
+	out, err := v.One(ctx, j)
+	out.Runs = j.RunViews()
+	return out, err
 }
 
 // One is j as shown now.
