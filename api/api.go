@@ -77,6 +77,26 @@ type Run struct {
 // MaxRuns bounds the runs a job's history keeps.
 const MaxRuns = 20
 
+// Usual is what a job usually does, from its last runs: how long its
+// successful runs take and how often it runs. Each needs MinRunsForUsual
+// runs to be told; Note says which cannot be yet, and why.
+type Usual struct {
+	// MedianSeconds and P90Seconds: the median and 90th percentile (nearest
+	// rank) of the durations of its successful runs whose duration is
+	// known, of which there are SuccessfulRuns.
+	MedianSeconds  *float64 `json:"medianSeconds,omitempty"`
+	P90Seconds     *float64 `json:"p90Seconds,omitempty"`
+	SuccessfulRuns int      `json:"successfulRuns"`
+	// IntervalSeconds: the median time between two runs (their ticks, else
+	// their starts), a synthetic failure standing for a run counting as one.
+	IntervalSeconds *float64 `json:"intervalSeconds,omitempty"`
+	Note            string   `json:"note,omitempty"`
+}
+
+// MinRunsForUsual is how many runs it takes to tell what a job usually
+// does: fewer say little.
+const MinRunsForUsual = 5
+
 // Warning names a field of a callback that could not be trusted and says
 // what was done instead: the run was recorded without it.
 type Warning struct {
@@ -143,6 +163,8 @@ type Job struct {
 	// Runs are the job's last runs, newest first (at most MaxRuns). Only
 	// GET /api/v1/jobs/{namespace}/{job} has them: the lists leave them out.
 	Runs []Run `json:"runs,omitempty"`
+	// Usual is what the job usually does, learnt from Runs; with them only.
+	Usual *Usual `json:"usual,omitempty"`
 	// Schedule is set for a job a watcher reads (--watch-argo,
 	// --watch-cronjobs): when it should run.
 	Schedule *Schedule `json:"schedule,omitempty"`

@@ -118,6 +118,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Job":            reflect.TypeFor[api.Job](),
 		"Streak":         reflect.TypeFor[api.Streak](),
 		"Run":            reflect.TypeFor[api.Run](),
+		"Usual":          reflect.TypeFor[api.Usual](),
 		"Schedule":       reflect.TypeFor[api.Schedule](),
 		"Silence":        reflect.TypeFor[api.Silence](),
 		"SilenceCreated": reflect.TypeFor[api.SilenceCreated](),

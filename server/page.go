@@ -451,6 +451,8 @@ type jobPage struct {
 	// Streaks are the finished failure streaks, newest first.
 	Streaks []streakRow
 	Chart   *runChart // nil without a run
+	// Interval is how often it usually runs, when that is known.
+	Interval string
 }
 
 // runChart draws the durations of a job's runs as an inline SVG, oldest on
@@ -462,7 +464,8 @@ type runChart struct {
 	Width, Height int // the viewBox
 	Bars          []chartBar
 	Band          *chartBand
-	Longest       string // what the top of the chart stands for
+	Longest       string // the longest run
+	CutAt         string // where taller bars are cut, if they are
 	Usual         string // "12m 30s to 13m", when known
 	UsualNote     string // why it is not, when it is not
 }
@@ -482,20 +485,30 @@ const (
 	chartStub               = 3 // the height of a bar whose duration is not known
 )
 
-func newRunChart(runs []api.Run, marks []runMark) *runChart {
-	if len(runs) == 0 {
+func newRunChart(runs []api.Run, usual *api.Usual, marks []runMark) *runChart {
+	if len(runs) == 0 || usual == nil {
 		return nil
 	}
 	c := &runChart{Width: chartWidth, Height: chartHeight}
-	median, p90, n, ok := state.UsualDuration(runs)
+	var median, p90 time.Duration
+	ok := usual.MedianSeconds != nil && usual.P90Seconds != nil
+	if ok {
+		median, p90 = seconds(*usual.MedianSeconds), seconds(*usual.P90Seconds)
+	}
 	longest := p90.Seconds()
 	for _, r := range runs {
 		if r.DurationSeconds != nil {
 			longest = max(longest, *r.DurationSeconds)
 		}
 	}
-	// Room above the longest bar, so that it does not look cut.
+	// Room above the longest bar, so that it does not look cut; but a run
+	// far past the usual (a Stuck one) would flatten the others and the
+	// range to a line: past 3 times the 90th percentile, bars are cut.
 	top := max(longest*1.1, 1)
+	if ok && longest > 3*p90.Seconds() {
+		top = 3 * p90.Seconds()
+		c.CutAt = humanDuration(seconds(top))
+	}
 	height := func(seconds float64) int { return int(math.Round(seconds / top * chartHeight)) }
 	c.Longest = humanDuration(time.Duration(longest * float64(time.Second)))
 	if ok {
@@ -503,13 +516,18 @@ func newRunChart(runs []api.Run, marks []runMark) *runChart {
 		y := chartHeight - height(p90.Seconds())
 		c.Band = &chartBand{Y: y, H: max(chartHeight-height(median.Seconds())-y, 1)}
 	} else {
-		c.UsualNote = fmt.Sprintf("%d successful run%s of known duration; %d needed to tell the usual range", n, plural(n), state.MinRunsForUsual)
+		n := usual.SuccessfulRuns
+		c.UsualNote = fmt.Sprintf("%d successful run%s of known duration; %d needed to tell the usual range", n, plural(n), api.MinRunsForUsual)
 	}
 	for i := range runs {
 		r, m := runs[len(runs)-1-i], marks[len(runs)-1-i] // oldest first
 		bar := chartBar{X: i*chartSlot + 2, W: chartSlot - 4, H: chartStub, Class: m.Class, Title: m.Title}
 		if r.DurationSeconds != nil {
 			bar.H = max(height(*r.DurationSeconds), 1)
+			if bar.H > chartHeight {
+				bar.H = chartHeight
+				bar.Class += " cut"
+			}
 		} else {
 			bar.Class += " unknown"
 		}
@@ -518,6 +536,8 @@ func newRunChart(runs []api.Run, marks []runMark) *runChart {
 	}
 	return c
 }
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func plural(n int) string {
 	if n == 1 {
@@ -550,7 +570,10 @@ func handleJobPage(logger *slog.Logger, views Views, argoURL string) gin.Handler
 			return
 		}
 		data := jobPage{page: p, card: newCard(j, now, argoURL)}
-		data.Chart = newRunChart(j.Runs, data.Runs)
+		data.Chart = newRunChart(j.Runs, j.Usual, data.Runs)
+		if u := j.Usual; u != nil && u.IntervalSeconds != nil {
+			data.Interval = humanDuration(seconds(*u.IntervalSeconds))
+		}
 		for _, s := range j.Streaks {
 			data.Streaks = append(data.Streaks, streakRow{
 				Since:    stampOf(now, s.Since),

@@ -45,7 +45,7 @@ func longHistoryJob(t *testing.T) state.Job {
 		case 21:
 			r.Phase, r.UID, r.DurationSeconds, r.Source = api.PhaseMissed, "", 300, api.SourceArgo
 		case 24:
-			r.Phase, r.DurationSeconds, r.Source = api.PhaseStuck, 2400, api.SourceArgo
+			r.Phase, r.DurationSeconds, r.Source = api.PhaseStuck, 3600, api.SourceArgo
 		}
 		received := tick.Add(time.Duration(r.DurationSeconds)*time.Second + time.Second)
 		next, out := state.Apply(job, i > 0, r, received)
@@ -171,7 +171,8 @@ func TestRunsInChromium(t *testing.T) {
 
 		// The long history's page: 20 rows, 20 bars, the usual range.
 		page := read("/jobs/ml/hourly-etl")
-		if page.Rows != api.MaxRuns || page.Bars != api.MaxRuns || page.Bands != 1 || !strings.Contains(page.Caption, "Shaded: the usual range, 1") {
+		if page.Rows != api.MaxRuns || page.Bars != api.MaxRuns || page.Bands != 1 || !strings.Contains(page.Caption, "Shaded: the usual range, 1") ||
+			!strings.Contains(page.Caption, "It usually runs every 1h.") || !strings.Contains(page.Caption, "up to 1h (bars cut at 41m") {
 			t.Errorf("%s: job page %+v", viewport.name, page)
 		}
 		if page.ChartWidth > viewport.width-20 || page.ChartHeight < 60 {

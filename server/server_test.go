@@ -580,8 +580,13 @@ func TestJobHasItsRuns(t *testing.T) {
 	if code != 200 || !slices.Equal(got, want) {
 		t.Fatalf("GET: %d, runs\n got %q\nwant %q", code, got, want)
 	}
+	// Three runs: too few to tell what it usually does, and it says so.
+	if u := job.Usual; u == nil || u.MedianSeconds != nil || u.IntervalSeconds != nil || u.SuccessfulRuns != 1 ||
+		u.Note != "the usual duration needs 5 successful runs of known duration, 1 known; the usual interval needs 5 runs, 3 known" {
+		t.Errorf("usual: %+v", u)
+	}
 	for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/ml", "/api/v1/failures"} {
-		if _, _, body := f.do("GET", path, "", "", false); strings.Contains(string(body), `"runs"`) {
+		if _, _, body := f.do("GET", path, "", "", false); strings.Contains(string(body), `"runs"`) || strings.Contains(string(body), `"usual"`) {
 			t.Errorf("%s has runs: %s", path, body)
 		}
 	}

@@ -95,15 +95,19 @@ func (v Views) views(ctx context.Context, jobs []state.Job) ([]api.Job, error) {
 	return out, nil
 }
 
-// Get returns one job with its runs, or state.ErrNotFound. Only one job's
-// view has its runs: in a list of hundreds they would be most of it.
+// Get returns one job with its runs and what it usually does, or
+// state.ErrNotFound. Only one job's view has them: in a list of hundreds
+// they would be most of it.
 func (v Views) Get(ctx context.Context, key state.Key) (api.Job, error) {
 	j, err := getJob(ctx, v.Store, key)
 	if err != nil {
 		return api.Job{}, err
 	}
 	out, err := v.One(ctx, j)
-	out.Runs = j.RunViews()
+	if out.Runs = j.RunViews(); out.Runs != nil {
+		usual := state.UsualOf(out.Runs)
+		out.Usual = &usual
+	}
 	return out, err
 }
 

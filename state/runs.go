@@ -306,24 +306,53 @@ func standInFor(runs Runs, r Run) int {
 	})
 }
 
-// MinRunsForUsual is how many successful runs of known duration it takes
-// to say how long a job usually runs: fewer say little.
-const MinRunsForUsual = 5
-
-// UsualDuration is how long the job's successful runs of known duration
-// took: the median and the 90th percentile (nearest rank), and how many
-// such runs there are. ok is false with fewer than MinRunsForUsual.
-func UsualDuration(runs []api.Run) (median, p90 time.Duration, n int, ok bool) {
-	var took []time.Duration
+// UsualOf is what a job whose last runs are runs (any order) usually
+// does: see api.Usual.
+func UsualOf(runs []api.Run) api.Usual {
+	var took []float64
+	var starts []time.Time
 	for _, r := range runs {
-		if r.DurationSeconds != nil && r.Phase == api.PhaseSucceeded {
-			took = append(took, time.Duration(*r.DurationSeconds*float64(time.Second)))
+		start := r.FinishedAt
+		if r.DurationSeconds != nil {
+			start = start.Add(-time.Duration(*r.DurationSeconds * float64(time.Second)))
+			if r.Phase == api.PhaseSucceeded {
+				took = append(took, *r.DurationSeconds)
+			}
+		}
+		if r.ScheduledAt != nil {
+			start = *r.ScheduledAt
+		}
+		starts = append(starts, start)
+	}
+	u := api.Usual{SuccessfulRuns: len(took)}
+	var notes []string
+	if len(took) >= api.MinRunsForUsual {
+		slices.Sort(took)
+		median, p90 := nearestRank(took, 0.5), nearestRank(took, 0.9)
+		u.MedianSeconds, u.P90Seconds = &median, &p90
+	} else {
+		notes = append(notes, fmt.Sprintf("the usual duration needs %d successful runs of known duration, %d known", api.MinRunsForUsual, len(took)))
+	}
+	slices.SortFunc(starts, time.Time.Compare)
+	var gaps []float64
+	for i := 1; i < len(starts); i++ {
+		// Two results of one tick (a retry, a run and its Stuck) are one.
+		if gap := starts[i].Sub(starts[i-1]).Seconds(); gap > 0 {
+			gaps = append(gaps, gap)
 		}
 	}
-	if len(took) < MinRunsForUsual {
-		return 0, 0, len(took), false
+	if len(gaps) >= api.MinRunsForUsual-1 {
+		slices.Sort(gaps)
+		interval := nearestRank(gaps, 0.5)
+		u.IntervalSeconds = &interval
+	} else {
+		notes = append(notes, fmt.Sprintf("the usual interval needs %d runs, %d known", api.MinRunsForUsual, len(gaps)+min(len(starts), 1)))
 	}
-	slices.Sort(took)
-	rank := func(p float64) time.Duration { return took[max(int(math.Ceil(p*float64(len(took))))-1, 0)] }
-	return rank(0.5), rank(0.9), len(took), true
+	u.Note = strings.Join(notes, "; ")
+	return u
+}
+
+// nearestRank is the p-quantile of sorted by the nearest rank.
+func nearestRank(sorted []float64, p float64) float64 {
+	return sorted[max(int(math.Ceil(p*float64(len(sorted))))-1, 0)]
 }

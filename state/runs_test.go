@@ -189,26 +189,43 @@ func TestHistoryMigration(t *testing.T) {
 	}
 }
 
-func TestUsualDuration(t *testing.T) {
+func TestUsualOf(t *testing.T) {
 	var runs []api.Run
-	end := t0
+	tick := t0
 	add := func(phase api.Phase, seconds int) {
-		runs = append(runs, NewRun(phase, api.SourceCallback, end, time.Time{}, time.Duration(seconds)*time.Second).View())
-		end = end.Add(time.Hour)
+		runs = append(runs, NewRun(phase, api.SourceCallback, tick.Add(time.Duration(seconds)*time.Second), tick, time.Duration(seconds)*time.Second).View())
+		tick = tick.Add(time.Hour)
 	}
-	for _, s := range []int{100, 300, 200, 400} {
+	show := func(u api.Usual) string {
+		f := func(p *float64) string {
+			if p == nil {
+				return "-"
+			}
+			return fmt.Sprint(*p)
+		}
+		return fmt.Sprintf("median %s p90 %s of %d, every %s; %s", f(u.MedianSeconds), f(u.P90Seconds), u.SuccessfulRuns, f(u.IntervalSeconds), u.Note)
+	}
+	for _, s := range []int{100, 300, 200} {
 		add(api.PhaseSucceeded, s)
 	}
 	add(api.PhaseFailed, 9000) // a failure says nothing of how long it usually takes
 	add(api.PhaseSucceeded, 0) // nor does a run of unknown duration
-	if _, _, n, ok := UsualDuration(runs); ok || n != 4 {
-		t.Fatalf("4 successful runs: %d, %v; want not enough", n, ok)
+	if got, want := show(UsualOf(runs)), "median - p90 - of 3, every 3600; the usual duration needs 5 successful runs of known duration, 3 known"; got != want {
+		t.Errorf("5 runs, 3 successful ones timed:\n got %s\nwant %s", got, want)
 	}
-	for _, s := range []int{500, 600, 700, 800, 900, 1000} {
+	if got, want := show(UsualOf(runs[:3])), "median - p90 - of 3, every -; the usual duration needs 5 successful runs of known duration, 3 known; the usual interval needs 5 runs, 3 known"; got != want {
+		t.Errorf("3 runs:\n got %s\nwant %s", got, want)
+	}
+	for _, s := range []int{400, 500, 600, 700, 800, 900, 1000} {
 		add(api.PhaseSucceeded, s)
 	}
-	median, p90, n, ok := UsualDuration(runs)
-	if !ok || n != 10 || median != 500*time.Second || p90 != 900*time.Second {
-		t.Errorf("10 successful runs: median %s, p90 %s, %d, %v", median, p90, n, ok)
+	// A missed tick counts as a run; a retry of a tick is not another
+	// interval (its duration counts).
+	missed := NewRun(api.PhaseMissed, api.SourceArgo, tick.Add(time.Minute), tick, 0).View()
+	retried := runs[2]
+	retried.FinishedAt = retried.FinishedAt.Add(time.Minute)
+	runs = append(runs, missed, retried)
+	if got, want := show(UsualOf(runs)), "median 500 p90 900 of 11, every 3600; "; got != want {
+		t.Errorf("14 runs, 10 successful ones timed:\n got %s\nwant %s", got, want)
 	}
 }
