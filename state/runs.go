@@ -161,6 +161,10 @@ func (rs Runs) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads the runs' stored form.
 func (rs *Runs) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" { // as encoding/json reads null into a slice
+		*rs = nil
+		return nil
+	}
 	s, err := strconv.Unquote(string(data))
 	if err != nil {
 		return fmt.Errorf("history: not a string")
