@@ -122,22 +122,33 @@ func runOf(r api.Result, finished time.Time) Run {
 
 // Runs are a job's last runs, newest (latest finished) first.
 //
-// Stored as one string, because a ConfigMap holds 1 MiB for all its jobs:
-// api.MaxRuns runs as JSON objects with RFC 3339 times take about 1.6 KB,
-// more than twice a realistic job; this form takes about 230 bytes
-// (docs/state.md). Runs are separated by spaces, each
+// Stored as one string, because a ConfigMap holds 1 MiB for all its jobs
+// and a callback rewrites a journal and moves jobs into shards whose cost
+// grows with their size: api.MaxRuns runs as JSON objects with RFC 3339
+// times take about 1.6 KB, more than twice a realistic job; this form takes
+// about 170 bytes (docs/state.md), what is usual taking nothing. Runs are
+// separated by spaces, each
 //
-//	<phase letter><source letter><time>[.<seconds>][~<delay>]
+//	<phase letter>[<source mark>]<time>[.<seconds>][~<delay>]
 //
-// with numbers in base 36: time is the newest run's end in unix seconds,
-// and for every other run how long before the previous (newer) one it
-// ended; seconds its duration when known; delay how long after its tick it
-// started (ended, when its duration is not known), when its tick is known.
+// The phase letter is upper case when the run's tick is known, lower case
+// when not; the source mark is absent for a callback, + for the Argo
+// watcher, * for the CronJob watcher, ? for unknown. Numbers are in base 36:
+// time is the newest run's end in unix seconds, and for every other run
+// how long before the previous (newer) one it ended; seconds its duration
+// when known; delay how long after its tick it started (ended, when its
+// duration is not known), when not 0.
 type Runs []Run
+
+// sourceMarks are how the sources are stored, a callback's as nothing.
+var (
+	sourceMarks  = map[byte]byte{'a': '+', 'j': '*', 'u': '?'}
+	sourceOfMark = invert(sourceMarks)
+)
 
 // MarshalJSON writes the runs' stored form.
 func (rs Runs) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 2+14*len(rs))
+	b := make([]byte, 0, 2+12*len(rs))
 	b = append(b, '"')
 	for i, r := range rs {
 		at := r.Finished
@@ -145,15 +156,22 @@ func (rs Runs) MarshalJSON() ([]byte, error) {
 			b = append(b, ' ')
 			at = rs[i-1].Finished - r.Finished
 		}
-		b = append(b, r.phase, r.source)
+		letter := r.phase
+		if r.Scheduled == 0 {
+			letter += 'a' - 'A'
+		}
+		b = append(b, letter)
+		if mark, ok := sourceMarks[r.source]; ok {
+			b = append(b, mark)
+		}
 		b = strconv.AppendInt(b, at, 36)
 		if r.Seconds >= 0 {
 			b = append(b, '.')
 			b = strconv.AppendInt(b, int64(r.Seconds), 36)
 		}
-		if r.Scheduled != 0 {
+		if delay := r.start() - r.Scheduled; r.Scheduled != 0 && delay != 0 {
 			b = append(b, '~')
-			b = strconv.AppendInt(b, r.start()-r.Scheduled, 36)
+			b = strconv.AppendInt(b, delay, 36)
 		}
 	}
 	return append(b, '"'), nil
@@ -176,14 +194,14 @@ func (rs *Runs) UnmarshalJSON(data []byte) error {
 	fields := strings.Split(s, " ")
 	out := make(Runs, 0, len(fields))
 	for i, f := range fields {
-		r, delay, hasDelay, err := parseRun(f)
+		r, delay, ticked, err := parseRun(f)
 		if err != nil {
 			return fmt.Errorf("history: run %d %q: %v", i+1, f, err)
 		}
 		if i > 0 {
 			r.Finished = out[i-1].Finished - r.Finished
 		}
-		if hasDelay {
+		if ticked {
 			r.Scheduled = r.start() - delay
 		}
 		out = append(out, r)
@@ -193,19 +211,23 @@ func (rs *Runs) UnmarshalJSON(data []byte) error {
 }
 
 // parseRun reads one run of the stored form: the run with its time as
-// stored, and its delay when it has one.
-func parseRun(f string) (r Run, delay int64, hasDelay bool, err error) {
-	if len(f) < 3 {
+// stored, whether its tick is known, and its delay.
+func parseRun(f string) (r Run, delay int64, ticked bool, err error) {
+	if len(f) < 2 {
 		return Run{}, 0, false, fmt.Errorf("too short")
 	}
-	r = Run{phase: f[0], source: f[1], Seconds: -1}
+	r = Run{phase: f[0], source: sourceCodes[api.SourceCallback], Seconds: -1}
+	if ticked = 'A' <= r.phase && r.phase <= 'Z'; !ticked {
+		r.phase -= 'a' - 'A'
+	}
 	if _, ok := phaseOfCode[r.phase]; !ok {
 		return Run{}, 0, false, fmt.Errorf("unknown phase %q", f[0])
 	}
-	if _, ok := sourceOfCode[r.source]; !ok {
-		return Run{}, 0, false, fmt.Errorf("unknown source %q", f[1])
+	rest := f[1:]
+	if source, ok := sourceOfMark[rest[0]]; ok {
+		r.source, rest = source, rest[1:]
 	}
-	rest, delayText, hasDelay := strings.Cut(f[2:], "~")
+	rest, delayText, hasDelay := strings.Cut(rest, "~")
 	at, seconds, hasSeconds := strings.Cut(rest, ".")
 	if r.Finished, err = strconv.ParseInt(at, 36, 64); err != nil {
 		return Run{}, 0, false, fmt.Errorf("time %q", at)
@@ -218,11 +240,14 @@ func parseRun(f string) (r Run, delay int64, hasDelay bool, err error) {
 		r.Seconds = int32(n)
 	}
 	if hasDelay {
+		if !ticked {
+			return Run{}, 0, false, fmt.Errorf("a delay without a tick")
+		}
 		if delay, err = strconv.ParseInt(delayText, 36, 64); err != nil {
 			return Run{}, 0, false, fmt.Errorf("delay %q", delayText)
 		}
 	}
-	return r, delay, hasDelay, nil
+	return r, delay, ticked, nil
 }
 
 // Runs are the job's last runs, newest first. A job stored before jobs

@@ -152,10 +152,10 @@ func TestHistoryEncoding(t *testing.T) {
 	if v := back.RunViews()[0]; v.Source != "callback" || *v.DurationSeconds != 754 || !v.ScheduledAt.Equal(end.Add(-754*time.Second)) {
 		t.Errorf("view %+v", v)
 	}
-	if j, err := DecodeJob("ml.nightly", `{"lastAt":"2026-11-24T04:12:34Z","phase":"Failed","history":null}`); err != nil || len(j.History) != 0 || len(j.Runs()) != 1 {
+	if j, err := DecodeJob("ml.nightly", `{"lastAt":"2026-11-24T04:12:34Z","phase":"Failed","h":null}`); err != nil || len(j.History) != 0 || len(j.Runs()) != 1 {
 		t.Errorf("a null history: %v, %+v", err, j.Runs())
 	}
-	for _, bad := range []string{`"history":5`, `"history":"Fc"`, `"history":"Zc1"`, `"history":"Fz1"`, `"history":"Fc1.x!"`, `"history":"Fc1 Sc"`, `"history":"Fc1~%"`, `"history":"Fc1.-2"`} {
+	for _, bad := range []string{`"h":5`, `"h":"F"`, `"h":"Zc1"`, `"h":"F+"`, `"h":"Fc1.x!"`, `"h":"Fc1 S"`, `"h":"Fc1~%"`, `"h":"Fc1.-2"`, `"h":"f1~2"`, `"h":"F#1"`, `"h":"F1  F1"`} {
 		if _, err := DecodeJob("ml.nightly", `{"lastAt":"2026-11-24T04:12:34Z",`+bad+`}`); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", bad, err)
 		}
