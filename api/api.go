@@ -160,11 +160,6 @@ type Job struct {
 	// Streaks are the job's earlier finished streaks, newest first (at
 	// most MaxStreaks, LastStreak included).
 	Streaks []Streak `json:"streaks,omitempty"`
-	// Runs are the job's last runs, newest first (at most MaxRuns). Only
-	// GET /api/v1/jobs/{namespace}/{job} has them: the lists leave them out.
-	Runs []Run `json:"runs,omitempty"`
-	// Usual is what the job usually does, learnt from Runs; with them only.
-	Usual *Usual `json:"usual,omitempty"`
 	// Schedule is set for a job a watcher reads (--watch-argo,
 	// --watch-cronjobs): when it should run.
 	Schedule *Schedule `json:"schedule,omitempty"`
@@ -184,6 +179,17 @@ type Job struct {
 	// cannot: the other fields are then the last readable copy the replica
 	// saw, or empty when it saw none. Fix or delete the stored value.
 	Unreadable string `json:"unreadable,omitempty"`
+}
+
+// JobDetail answers GET /api/v1/jobs/{namespace}/{job}: the job, its last
+// runs and what it usually does. Only one job's answer has them: in a list
+// of hundreds they would be most of it, and the alarm's entries need none.
+type JobDetail struct {
+	Job
+	// Runs are the job's last runs, newest first (at most MaxRuns).
+	Runs []Run `json:"runs,omitempty"`
+	// Usual is what the job usually does, learnt from Runs; with them only.
+	Usual *Usual `json:"usual,omitempty"`
 }
 
 // MaxStreaks bounds the finished streaks a job keeps.

@@ -162,7 +162,8 @@ type failureRow struct {
 	FinishedAt stamp
 }
 
-func newCard(j api.Job, now time.Time, argoURL string) card {
+// newCard is job j as the pages show it, runs its last runs (newest first).
+func newCard(j api.Job, runs []api.Run, now time.Time, argoURL string) card {
 	c := card{
 		Job:        j,
 		Name:       j.Job,
@@ -202,10 +203,10 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 		}
 		c.MoreFailures = len(j.LastFailures) - 1 + j.LastFailuresOmitted
 	}
-	for i, r := range j.Runs {
+	for i, r := range runs {
 		c.Runs = append(c.Runs, runMarkOf(r, now))
 		if i == 0 {
-			c.StripLabel = fmt.Sprintf("last %d run%s, latest %s", len(j.Runs), plural(len(j.Runs)), r.Phase)
+			c.StripLabel = fmt.Sprintf("last %d run%s, latest %s", len(runs), plural(len(runs)), r.Phase)
 		}
 	}
 	c.Strip = slices.Clone(c.Runs)
@@ -392,9 +393,7 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			offset += len(section)
 			var cards []card
 			for _, i := range section[from:to] {
-				view := views.of(jobs[i], now, silences)
-				view.Runs = jobs[i].RunViews() // for the strip
-				cards = append(cards, newCard(view, now, argoURL))
+				cards = append(cards, newCard(views.of(jobs[i], now, silences), jobs[i].RunViews(), now, argoURL))
 			}
 			return cards
 		}
@@ -569,7 +568,7 @@ func handleJobPage(logger *slog.Logger, views Views, argoURL string) gin.Handler
 			renderError(c, logger, p, err)
 			return
 		}
-		data := jobPage{page: p, card: newCard(j, now, argoURL)}
+		data := jobPage{page: p, card: newCard(j.Job, j.Runs, now, argoURL)}
 		data.Chart = newRunChart(j.Runs, j.Usual, data.Runs)
 		if u := j.Usual; u != nil && u.IntervalSeconds != nil {
 			data.Interval = humanDuration(seconds(*u.IntervalSeconds))

@@ -571,7 +571,7 @@ func TestJobHasItsRuns(t *testing.T) {
 		}
 	}
 	code, _, body := f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
-	job := decode[api.Job](t, body)
+	job := decode[api.JobDetail](t, body)
 	var got []string
 	for _, r := range job.Runs {
 		got = append(got, fmt.Sprintf("%s %s %s %v %v", r.Phase, r.Source, r.FinishedAt.Format(time.RFC3339), *r.DurationSeconds, r.ScheduledAt != nil))
