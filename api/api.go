@@ -32,7 +32,70 @@ type Result struct {
 	// Warnings name what DecodeResult left out of the body, and why; the
 	// job keeps the first (Job.LastWarning). Never part of the body.
 	Warnings []Warning `json:"-"`
+	// Source is what reported the result: SourceCallback (the zero value,
+	// what the HTTP handler decodes) or the watcher that made it. Never
+	// part of the body.
+	Source RunSource `json:"-"`
 }
+
+// RunSource is what reported a run.
+type RunSource string
+
+// The sources of a run. SourceUnknown marks the runs a job's history was
+// seeded with from what it kept before it kept a history.
+const (
+	SourceCallback RunSource = ""
+	SourceArgo     RunSource = "argo"
+	SourceCronJob  RunSource = "cronjob"
+	SourceUnknown  RunSource = "unknown"
+)
+
+// Name is the source as the API shows it.
+func (s RunSource) Name() string {
+	if s == SourceCallback {
+		return "callback"
+	}
+	return string(s)
+}
+
+// Run is one finished run of a job in its history (Job.Runs), or a
+// synthetic failure standing for one (Missed, Stuck, SpecError,
+// SubmissionError). Times are to the second.
+type Run struct {
+	Phase Phase `json:"phase"`
+	// Source is "callback", "argo" (the Argo watcher), "cronjob" (the
+	// CronJob watcher), or "unknown" for a run the history was seeded with
+	// from the state kept before histories were (the job's latest run, its
+	// streaks' first failures and recoveries).
+	Source      string     `json:"source"`
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	FinishedAt  time.Time  `json:"finishedAt"`
+	// DurationSeconds is absent when not known (a Missed tick has none).
+	DurationSeconds *float64 `json:"durationSeconds,omitempty"`
+}
+
+// MaxRuns bounds the runs a job's history keeps.
+const MaxRuns = 20
+
+// Usual is what a job usually does, from its last runs: how long its
+// successful runs take and how often it runs. Each needs MinRunsForUsual
+// runs to be told; Note says which cannot be yet, and why.
+type Usual struct {
+	// MedianSeconds and P90Seconds: the median and 90th percentile (nearest
+	// rank) of the durations of its successful runs whose duration is
+	// known, of which there are SuccessfulRuns.
+	MedianSeconds  *float64 `json:"medianSeconds,omitempty"`
+	P90Seconds     *float64 `json:"p90Seconds,omitempty"`
+	SuccessfulRuns int      `json:"successfulRuns"`
+	// IntervalSeconds: the median time between two runs (their ticks, else
+	// their starts), a synthetic failure standing for a run counting as one.
+	IntervalSeconds *float64 `json:"intervalSeconds,omitempty"`
+	Note            string   `json:"note,omitempty"`
+}
+
+// MinRunsForUsual is how many runs it takes to tell what a job usually
+// does: fewer say little.
+const MinRunsForUsual = 5
 
 // Warning names a field of a callback that could not be trusted and says
 // what was done instead: the run was recorded without it.
@@ -116,6 +179,17 @@ type Job struct {
 	// cannot: the other fields are then the last readable copy the replica
 	// saw, or empty when it saw none. Fix or delete the stored value.
 	Unreadable string `json:"unreadable,omitempty"`
+}
+
+// JobDetail answers GET /api/v1/jobs/{namespace}/{job}: the job, its last
+// runs and what it usually does. Only one job's answer has them: in a list
+// of hundreds they would be most of it, and the alarm's entries need none.
+type JobDetail struct {
+	Job
+	// Runs are the job's last runs, newest first (at most MaxRuns).
+	Runs []Run `json:"runs,omitempty"`
+	// Usual is what the job usually does, learnt from Runs; with them only.
+	Usual *Usual `json:"usual,omitempty"`
 }
 
 // MaxStreaks bounds the finished streaks a job keeps.

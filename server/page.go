@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -116,6 +117,44 @@ type card struct {
 	Failures     []failureRow
 	// WarningAt is when the result that LastWarning is about was received.
 	WarningAt stamp
+	// Runs are the job's last runs, newest first; Strip the same oldest
+	// first, as the strip of marks shows them (left to right).
+	Runs, Strip []runMark
+	// StripLabel says what the strip shows, for a screen reader.
+	StripLabel string
+}
+
+// runMark is one run as the pages show it: a mark of the strip (its Class
+// colours it, its Title says the rest on hover) or a row of the job page's
+// table.
+type runMark struct {
+	Class    string // succeeded, failed, synthetic (a watcher's Missed, Stuck, …)
+	Phase    api.Phase
+	Source   string
+	Finished stamp
+	Tick     stamp // the tick it ran for, when known
+	Took     string
+	Title    string
+}
+
+func runMarkOf(r api.Run, now time.Time) runMark {
+	m := runMark{Class: "failed", Phase: r.Phase, Source: r.Source, Finished: stampOf(now, r.FinishedAt), Tick: stampPtr(now, r.ScheduledAt), Took: "—"}
+	switch {
+	case r.Phase == api.PhaseSucceeded:
+		m.Class = "succeeded"
+	case (api.Result{Phase: r.Phase}).Synthetic():
+		m.Class = "synthetic"
+	}
+	title := []string{string(r.Phase), m.Finished.Abs + " (" + m.Finished.Rel + ")"}
+	if r.DurationSeconds != nil {
+		m.Took = humanDuration(time.Duration(*r.DurationSeconds * float64(time.Second)))
+		title = append(title, "took "+m.Took)
+	}
+	if m.Tick.Set {
+		title = append(title, "tick "+m.Tick.Abs)
+	}
+	m.Title = strings.Join(append(title, "from "+r.Source), " · ")
+	return m
 }
 
 type failureRow struct {
@@ -123,7 +162,8 @@ type failureRow struct {
 	FinishedAt stamp
 }
 
-func newCard(j api.Job, now time.Time, argoURL string) card {
+// newCard is job j as the pages show it, runs its last runs (newest first).
+func newCard(j api.Job, runs []api.Run, now time.Time, argoURL string) card {
 	c := card{
 		Job:        j,
 		Name:       j.Job,
@@ -163,6 +203,14 @@ func newCard(j api.Job, now time.Time, argoURL string) card {
 		}
 		c.MoreFailures = len(j.LastFailures) - 1 + j.LastFailuresOmitted
 	}
+	for i, r := range runs {
+		c.Runs = append(c.Runs, runMarkOf(r, now))
+		if i == 0 {
+			c.StripLabel = fmt.Sprintf("last %d run%s, latest %s", len(runs), plural(len(runs)), r.Phase)
+		}
+	}
+	c.Strip = slices.Clone(c.Runs)
+	slices.Reverse(c.Strip)
 	c.BelowThreshold = belowThreshold(j)
 	switch {
 	case j.Silenced != nil:
@@ -345,7 +393,7 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 			offset += len(section)
 			var cards []card
 			for _, i := range section[from:to] {
-				cards = append(cards, newCard(views.of(jobs[i], now, silences), now, argoURL))
+				cards = append(cards, newCard(views.of(jobs[i], now, silences), jobs[i].RunViews(), now, argoURL))
 			}
 			return cards
 		}
@@ -401,6 +449,100 @@ type jobPage struct {
 	card
 	// Streaks are the finished failure streaks, newest first.
 	Streaks []streakRow
+	Chart   *runChart // nil without a run
+	// Interval is how often it usually runs, when that is known.
+	Interval string
+}
+
+// runChart draws the durations of a job's runs as an inline SVG, oldest on
+// the left: one bar per run, as high as it took (a stub when that is not
+// known), with the usual range (median to 90th percentile of its
+// successful runs) shaded when enough of them are known. Drawn here, not
+// by a script: the pages run none.
+type runChart struct {
+	Width, Height int // the viewBox
+	Bars          []chartBar
+	Band          *chartBand
+	Longest       string // the longest run
+	CutAt         string // where taller bars are cut, if they are
+	Usual         string // "12m 30s to 13m", when known
+	UsualNote     string // why it is not, when it is not
+}
+
+type chartBar struct {
+	X, Y, W, H int
+	Class      string
+	Title      string
+}
+
+type chartBand struct{ Y, H int }
+
+// Its geometry, in viewBox units: a slot per run a history can hold.
+const (
+	chartWidth, chartHeight = 600, 120
+	chartSlot               = chartWidth / api.MaxRuns
+	chartStub               = 3 // the height of a bar whose duration is not known
+)
+
+func newRunChart(runs []api.Run, usual *api.Usual, marks []runMark) *runChart {
+	if len(runs) == 0 || usual == nil {
+		return nil
+	}
+	c := &runChart{Width: chartWidth, Height: chartHeight}
+	var median, p90 time.Duration
+	ok := usual.MedianSeconds != nil && usual.P90Seconds != nil
+	if ok {
+		median, p90 = seconds(*usual.MedianSeconds), seconds(*usual.P90Seconds)
+	}
+	longest := p90.Seconds()
+	for _, r := range runs {
+		if r.DurationSeconds != nil {
+			longest = max(longest, *r.DurationSeconds)
+		}
+	}
+	// Room above the longest bar, so that it does not look cut; but a run
+	// far past the usual (a Stuck one) would flatten the others and the
+	// range to a line: past 3 times the 90th percentile, bars are cut.
+	top := max(longest*1.1, 1)
+	if ok && longest > 3*p90.Seconds() {
+		top = 3 * p90.Seconds()
+		c.CutAt = humanDuration(seconds(top))
+	}
+	height := func(seconds float64) int { return int(math.Round(seconds / top * chartHeight)) }
+	c.Longest = humanDuration(time.Duration(longest * float64(time.Second)))
+	if ok {
+		c.Usual = humanDuration(median) + " to " + humanDuration(p90)
+		y := chartHeight - height(p90.Seconds())
+		c.Band = &chartBand{Y: y, H: max(chartHeight-height(median.Seconds())-y, 1)}
+	} else {
+		n := usual.SuccessfulRuns
+		c.UsualNote = fmt.Sprintf("%d successful run%s of known duration; %d needed to tell the usual range", n, plural(n), api.MinRunsForUsual)
+	}
+	for i := range runs {
+		r, m := runs[len(runs)-1-i], marks[len(runs)-1-i] // oldest first
+		bar := chartBar{X: i*chartSlot + 2, W: chartSlot - 4, H: chartStub, Class: m.Class, Title: m.Title}
+		if r.DurationSeconds != nil {
+			bar.H = max(height(*r.DurationSeconds), 1)
+			if bar.H > chartHeight {
+				bar.H = chartHeight
+				bar.Class += " cut"
+			}
+		} else {
+			bar.Class += " unknown"
+		}
+		bar.Y = chartHeight - bar.H
+		c.Bars = append(c.Bars, bar)
+	}
+	return c
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 type streakRow struct {
@@ -426,7 +568,11 @@ func handleJobPage(logger *slog.Logger, views Views, argoURL string) gin.Handler
 			renderError(c, logger, p, err)
 			return
 		}
-		data := jobPage{page: p, card: newCard(j, now, argoURL)}
+		data := jobPage{page: p, card: newCard(j.Job, j.Runs, now, argoURL)}
+		data.Chart = newRunChart(j.Runs, j.Usual, data.Runs)
+		if u := j.Usual; u != nil && u.IntervalSeconds != nil {
+			data.Interval = humanDuration(seconds(*u.IntervalSeconds))
+		}
 		for _, s := range j.Streaks {
 			data.Streaks = append(data.Streaks, streakRow{
 				Since:    stampOf(now, s.Since),

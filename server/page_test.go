@@ -405,3 +405,22 @@ func TestFailedStepsLeftOutAreCounted(t *testing.T) {
 		t.Errorf("job page:\n%s", s)
 	}
 }
+
+// TestPagesShowTheRuns: without a browser, the status page has a strip of
+// marks per job that ran, each saying its run in its title, and the job
+// page a row and a bar per run (fewer than 5 successes: no usual range,
+// and it says why).
+func TestPagesShowTheRuns(t *testing.T) {
+	srv := pageServer(t, "")
+	_, _, status := get(t, srv, "/")
+	marks := strings.Count(status, `<span class="mark `)
+	// 8 runs of nightly-train, one of each of its 6 other jobs.
+	if marks != 8+6 || !strings.Contains(status, `<span class="mark failed" title="Failed · 2026-11-24 03:47 UTC (1h 13m ago) · took 1m · from callback"></span>`) {
+		t.Errorf("%d marks on the status page:\n%s", marks, status)
+	}
+	_, _, page := get(t, srv, "/jobs/ml/nightly-train")
+	if rows, bars := strings.Count(page, `<td data-label="Outcome">`), strings.Count(page, `<rect class="bar `); rows != 8 || bars != 8 ||
+		strings.Contains(page, `class="band"`) || !strings.Contains(page, "No usual range yet: 2 successful runs of known duration; 5 needed") {
+		t.Errorf("job page: %d rows, %d bars:\n%s", rows, bars, page)
+	}
+}

@@ -567,3 +567,42 @@ func TestRedirectsToTheRoute(t *testing.T) {
 		t.Errorf("GET /api/v1/nothing/: %d %s", code, data)
 	}
 }
+
+// TestJobHasItsRuns: one job's view has its runs, newest first, a duplicate
+// counted once and a run's time, duration and source as sent; the lists
+// and the callback's answer leave them out.
+func TestJobHasItsRuns(t *testing.T) {
+	f := newFixture(t, "")
+	t1 := now.Add(-3 * time.Hour)
+	for _, body := range []string{
+		result("nightly", "u1", "Failed", t1),
+		result("nightly", "u2", "Failed", t1.Add(time.Hour)),
+		result("nightly", "u2", "Failed", t1.Add(time.Hour)), // duplicate
+		strings.Replace(result("nightly", "u3", "Succeeded", t1.Add(2*time.Hour)), `"phase"`, `"scheduledTime":"`+t1.Add(2*time.Hour).Format(time.RFC3339)+`","phase"`, 1),
+	} {
+		code, data := f.post(body)
+		if code != 200 || strings.Contains(string(data), `"runs"`) {
+			t.Fatalf("POST: %d %s", code, data)
+		}
+	}
+	code, _, body := f.do("GET", "/api/v1/jobs/ml/nightly", "", "", false)
+	job := decode[api.JobDetail](t, body)
+	var got []string
+	for _, r := range job.Runs {
+		got = append(got, fmt.Sprintf("%s %s %s %v %v", r.Phase, r.Source, r.FinishedAt.Format(time.RFC3339), *r.DurationSeconds, r.ScheduledAt != nil))
+	}
+	want := []string{"Succeeded callback 2026-11-24T04:00:30Z 30 true", "Failed callback 2026-11-24T03:00:30Z 30 false", "Failed callback 2026-11-24T02:00:30Z 30 false"}
+	if code != 200 || !slices.Equal(got, want) {
+		t.Fatalf("GET: %d, runs\n got %q\nwant %q", code, got, want)
+	}
+	// Three runs: too few to tell what it usually does, and it says so.
+	if u := job.Usual; u == nil || u.MedianSeconds != nil || u.IntervalSeconds != nil || u.SuccessfulRuns != 1 ||
+		u.Note != "the usual duration needs 5 successful runs of known duration, 1 known; the usual interval needs 5 runs, 3 known" {
+		t.Errorf("usual: %+v", u)
+	}
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/ml", "/api/v1/failures"} {
+		if _, _, body := f.do("GET", path, "", "", false); strings.Contains(string(body), `"runs"`) || strings.Contains(string(body), `"usual"`) {
+			t.Errorf("%s has runs: %s", path, body)
+		}
+	}
+}

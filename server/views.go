@@ -95,13 +95,21 @@ func (v Views) views(ctx context.Context, jobs []state.Job) ([]api.Job, error) {
 	return out, nil
 }
 
-// Get returns one job, or state.ErrNotFound.
-func (v Views) Get(ctx context.Context, key state.Key) (api.Job, error) {
+// Get returns one job with its runs and what it usually does, or
+// state.ErrNotFound. Only one job's view has them: in a list of hundreds
+// they would be most of it.
+func (v Views) Get(ctx context.Context, key state.Key) (api.JobDetail, error) {
 	j, err := getJob(ctx, v.Store, key)
 	if err != nil {
-		return api.Job{}, err
+		return api.JobDetail{}, err
 	}
-	return v.One(ctx, j)
+	view, err := v.One(ctx, j)
+	out := api.JobDetail{Job: view, Runs: j.RunViews()}
+	if out.Runs != nil {
+		usual := state.UsualOf(out.Runs)
+		out.Usual = &usual
+	}
+	return out, err
 }
 
 // One is j as shown now.

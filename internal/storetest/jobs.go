@@ -61,6 +61,7 @@ func replay(namespace, cron string, i int, withUID bool, failures func(workflow,
 			WorkflowName:    cron + "-" + strconv.FormatInt(created.Unix(), 10),
 			CronWorkflow:    cron,
 			Phase:           phase,
+			ScheduledTime:   created.Format(time.RFC3339),
 			CreatedAt:       created.Format(time.RFC3339),
 			DurationSeconds: 754.218377,
 		}

@@ -4,10 +4,12 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,5 +273,145 @@ func Forget(t *testing.T, open func() state.Store) {
 	}
 	if _, err := s.Get(ctx, nightly); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("purged: %v, want state.ErrNotFound", err)
+	}
+}
+
+// HistoryRuns are the results History records: a failed run, a failed one
+// the Argo watcher saw, then a success, each with its tick and duration.
+func HistoryRuns() []api.Result {
+	runs := []api.Result{
+		Run("nightly", "a", api.PhaseFailed, 0),
+		Run("nightly", "b", api.PhaseError, 1),
+		Run("nightly", "c", api.PhaseSucceeded, 2),
+	}
+	runs[1].Source = api.SourceArgo
+	for i := range runs {
+		runs[i].ScheduledTime = runs[i].CreatedAt
+		runs[i].DurationSeconds = float64(60 * (i + 1))
+	}
+	return runs
+}
+
+// WantHistory is what the history of ml/nightly says after HistoryRuns,
+// and then more (newest first): phase, source, end and duration of each run.
+func WantHistory(more ...string) string {
+	return strings.Join(append(more, "Succeeded callback 2026-11-24T04:03:00Z 3m0s", "Error argo 2026-11-24T03:02:00Z 2m0s", "Failed callback 2026-11-24T02:01:00Z 1m0s"), "; ")
+}
+
+// HistoryOf is the job's history as WantHistory writes it.
+func HistoryOf(j state.Job) string {
+	var parts []string
+	for _, r := range j.Runs() {
+		d := "?"
+		if took, ok := r.Duration(); ok {
+			d = took.String()
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %s %s", r.Phase(), r.Source().Name(), r.FinishedAt().Format(time.RFC3339), d))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// History checks that a job's runs outlast what a store goes through: fail
+// → fail → success, each delivered twice (once more after a restart) and
+// counted once, then the store closed and reopened. With replica non-nil
+// (a store several processes may share), a second store opened beside the
+// first records the next run and each store's history shows it.
+func History(t *testing.T, open func() state.Store, replica func() state.Store) {
+	ctx := context.Background()
+	key := state.Key{Namespace: "ml", Name: "nightly"}
+	s := open()
+	for _, r := range HistoryRuns() {
+		for range 2 {
+			if _, err := s.Record(ctx, r, At(100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if j, err := s.Get(ctx, key); err != nil || HistoryOf(j) != WantHistory() {
+		t.Fatalf("history: %v\n got %s\nwant %s", err, HistoryOf(j), WantHistory())
+	}
+	s.Close()
+
+	s = open()
+	defer s.Close()
+	if j, err := s.Get(ctx, key); err != nil || HistoryOf(j) != WantHistory() {
+		t.Fatalf("history after a restart: %v\n got %s\nwant %s", err, HistoryOf(j), WantHistory())
+	}
+	if rec, err := s.Record(ctx, HistoryRuns()[0], At(100)); err != nil || !rec.Outcome.Duplicate || HistoryOf(rec.Job) != WantHistory() {
+		t.Fatalf("a late copy after a restart: %+v, %v\n got %s", rec.Outcome, err, HistoryOf(rec.Job))
+	}
+	if replica == nil {
+		return
+	}
+	other := replica()
+	defer other.Close()
+	next := Run("nightly", "d", api.PhaseSucceeded, 3)
+	next.Source = api.SourceCronJob
+	if _, err := other.Record(ctx, next, At(100)); err != nil {
+		t.Fatal(err)
+	}
+	want := WantHistory("Succeeded cronjob 2026-11-24T05:00:00Z ?")
+	for _, store := range []state.Store{other, s} {
+		WaitList(t, store, 2*time.Minute, "the replica's run in the history", func(jobs []state.Job) bool {
+			return len(jobs) == 1 && HistoryOf(jobs[0]) == want
+		})
+	}
+}
+
+// legacyRuns are what ml/nightly went through before its store kept
+// histories: a streak of two failures ended by a success, then a failure.
+func legacyRuns() []api.Result {
+	return []api.Result{
+		Run("nightly", "l1", api.PhaseFailed, -10),
+		Run("nightly", "l2", api.PhaseError, -9),
+		Run("nightly", "l3", api.PhaseSucceeded, -8),
+		Run("nightly", "l4", api.PhaseFailed, -7),
+	}
+}
+
+// LegacyValue is ml/nightly after legacyRuns as a release before histories
+// stored it: today's value without its history ("h").
+func LegacyValue(t testing.TB) string {
+	var job state.Job
+	for i, r := range legacyRuns() {
+		job, _ = state.Apply(job, i > 0, r, At(-6))
+	}
+	job.History = nil
+	b, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), `"h":`) {
+		t.Fatalf("a legacy value with a history: %s", b)
+	}
+	return string(b)
+}
+
+// Migration checks that a job a release before histories stored
+// (LegacyValue, written by write before the store opens, under its key)
+// reads with the runs its state knows (its latest, its streaks' first
+// failures and recoveries), that a redelivery of its latest run is still a
+// duplicate, and that its next run adds to them, across a restart.
+func Migration(t *testing.T, open func() state.Store, write func(key, value string)) {
+	ctx := context.Background()
+	key := state.Key{Namespace: "ml", Name: "nightly"}
+	write(key.String(), LegacyValue(t))
+	seeded := "Failed unknown 2026-11-23T19:00:00Z ?; Succeeded unknown 2026-11-23T18:00:00Z ?; Failed unknown 2026-11-23T16:00:00Z ?"
+	s := open()
+	if j, err := s.Get(ctx, key); err != nil || HistoryOf(j) != seeded || j.ConsecutiveFailures != 1 || j.LastStreak == nil || j.LastStreak.Failures != 2 {
+		t.Fatalf("the legacy job: %+v, %v\n got %s\nwant %s", j, err, HistoryOf(j), seeded)
+	}
+	if rec, err := s.Record(ctx, legacyRuns()[3], At(0)); err != nil || !rec.Outcome.Duplicate || HistoryOf(rec.Job) != seeded {
+		t.Fatalf("its latest run again: %+v, %v\n got %s", rec.Outcome, err, HistoryOf(rec.Job))
+	}
+	if _, err := s.Record(ctx, Run("nightly", "n1", api.PhaseSucceeded, 0), At(0)); err != nil {
+		t.Fatal(err)
+	}
+	want := "Succeeded callback 2026-11-24T02:00:00Z ?; " + seeded
+	s.Close()
+	s = open()
+	defer s.Close()
+	if j, err := s.Get(ctx, key); err != nil || HistoryOf(j) != want || j.ConsecutiveFailures != 0 || len(j.Streaks()) != 2 {
+		t.Fatalf("after its next run and a restart: %+v, %v\n got %s\nwant %s", j, err, HistoryOf(j), want)
 	}
 }

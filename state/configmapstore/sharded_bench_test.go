@@ -78,7 +78,7 @@ func newShardedFixture(tb testing.TB, jobs int) *callbackFixture {
 
 // BenchmarkShardedCallbacks is BenchmarkCallbacks on the sharded store of
 // the service's default 32 shards, with 1,000 and 10,000 realistic failing
-// jobs stored (689 bytes each, the capacity test's kind). Run it with a fixed
+// jobs stored (858 bytes each, the capacity test's kind). Run it with a fixed
 // count: -benchtime=4000x. cm-KiB is the largest shard at the end; rss-MiB
 // and heap-MiB are this process's (the store, the HTTP server and the load
 // generator) after the run.

@@ -484,3 +484,32 @@ func TestMergeOfWhatIsHeldWritesNothing(t *testing.T) {
 		t.Fatalf("%d updates for a merge of what is held, want 0", n)
 	}
 }
+
+// TestShardedHistory: a job's runs outlast a restart (the journals moved
+// into the shards on close) and a replica's write, which its tiny
+// compaction threshold moves into the shard at once.
+func TestShardedHistory(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	storetest.History(t, func() state.Store { return newSharded(t, env, ns, testShards, Options{}) },
+		func() state.Store { return newSharded(t, env, ns, testShards, Options{CompactAbove: 1}) })
+}
+
+// TestShardedHistoryMigration: a job a release before histories wrote in
+// its shard reads with a history seeded from its state, and keeps it.
+func TestShardedHistoryMigration(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	cms := env.Clientset.CoreV1().ConfigMaps(ns)
+	storetest.Migration(t, func() state.Store { return newSharded(t, env, ns, testShards, Options{}) }, func(key, value string) {
+		labels := map[string]string{"app.kubernetes.io/name": "batchlatch", "app.kubernetes.io/component": "state"}
+		for name, data := range map[string]map[string]string{
+			"batchlatch-state": {"_layout": fmt.Sprintf(`{"shards":%d}`, testShards)},
+			ShardName("batchlatch-state", ShardIndex(state.ParseKey(key), testShards)): {key: value},
+		} {
+			if _, err := cms.Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}, Data: data}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

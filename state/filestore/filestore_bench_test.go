@@ -2,7 +2,7 @@ package filestore_test
 
 // Benchmarks of the file store at scale: durable callbacks per second and
 // their latency with 1,000 and 10,000 realistic failing jobs stored (the
-// 689-byte shape of TestConfigMapCapacity), 1, 16 and 64 concurrent clients,
+// 858-byte shape of TestConfigMapCapacity), 1, 16 and 64 concurrent clients,
 // while a reader lists and gets jobs, and what the process's memory does
 // meanwhile. Each sub-benchmark records for -filebench.duration (b.N is not
 // used: a round is one timed run); ns/op is reported per callback.

@@ -2,6 +2,7 @@ package filestore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -747,4 +748,32 @@ func TestSilencesAreBounded(t *testing.T) {
 	if got, _ := s.Silences(ctx); len(got) != state.MaxSilences-1 {
 		t.Fatalf("%d silences, want %d", len(got), state.MaxSilences-1)
 	}
+}
+
+func TestStoreHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	// Only one process may use a state file: no replica.
+	storetest.History(t, func() state.Store {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, nil)
+}
+
+func TestStoreHistoryMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	storetest.Migration(t, func() state.Store {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, func(key, value string) {
+		k, _ := json.Marshal(key)
+		if err := os.WriteFile(path, []byte(`{"format":"batchlatch-state","version":1,"jobs":{`+string(k)+`:`+value+`}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -527,6 +527,7 @@ func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, new
 		log.Warn("ignoring a watched object that no result can be made of", "err", err)
 		return nil
 	}
+	r.Source = api.SourceCronJob // the job's history says who saw the run
 	rec, err := w.store.Record(ctx, r, now)
 	if err != nil {
 		log.Warn("record", "err", err)
