@@ -98,8 +98,14 @@ func TestConcurrentScrapesShareOneBuild(t *testing.T) {
 			bodies[i] = string(data)
 		})
 	}
+	// Every scrape is sent before the build is let go; the first build
+	// holds them all.
 	deadline := time.Now().Add(patience)
-	for builds.Load() == 0 && time.Now().Before(deadline) {
+	for builds.Load() == 0 {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("no scrape started a build within %s", patience)
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	close(release)
