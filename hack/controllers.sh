@@ -17,17 +17,9 @@
 # The tests start these binaries themselves (internal/kubetest/controllers.go).
 set -euo pipefail
 
-KUBE_VERSION=v1.36.3 # the same as kube-apiserver's in hack/kube-env.sh
 ARGO_MODULE=github.com/argoproj/argo-workflows/v3
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ARGO_MOD_DIR="$HACK_DIR/argo"
-ARGO_VERSION="$(awk -v m="$ARGO_MODULE" '$1 == m { print $2; exit }' "$ARGO_MOD_DIR/go.mod")"
-
-TOOLS_DIR="${BATCHLATCH_TOOLS_DIR:-$HOME/.cache/batchlatch-tools}"
-KCM_BIN="$TOOLS_DIR/kube-controller-manager-$KUBE_VERSION/kube-controller-manager"
-WORKFLOW_CONTROLLER_BIN="$TOOLS_DIR/workflow-controller-$ARGO_VERSION/workflow-controller"
-ARGOEXEC_BIN="$TOOLS_DIR/argoexec-$ARGO_VERSION/argoexec"
 
 log() { printf 'controllers: %s\n' "$*" >&2; }
 die() {
@@ -35,65 +27,19 @@ die() {
 	exit 1
 }
 
+# KUBE_VERSION (kube-apiserver's), TOOLS_DIR, build_go, quietly,
+# install_bin, lock_builds, build_kube_command.
+# shellcheck source=hack/lib/build.sh
+. "$HACK_DIR/lib/build.sh"
+ARGO_MOD_DIR="$HACK_DIR/argo"
+ARGO_VERSION="$(awk -v m="$ARGO_MODULE" '$1 == m { print $2; exit }' "$ARGO_MOD_DIR/go.mod")"
+
+KCM_BIN="$TOOLS_DIR/kube-controller-manager-$KUBE_VERSION/kube-controller-manager"
+WORKFLOW_CONTROLLER_BIN="$TOOLS_DIR/workflow-controller-$ARGO_VERSION/workflow-controller"
+ARGOEXEC_BIN="$TOOLS_DIR/argoexec-$ARGO_VERSION/argoexec"
+
+
 [[ -n "$ARGO_VERSION" ]] || die "no $ARGO_MODULE requirement in $ARGO_MOD_DIR/go.mod"
-
-# build_go: the go command for these builds. GOWORK=off so that a go.work in
-# a parent directory cannot leak in; GOFLAGS is replaced because a
-# developer's -mod=vendor would break them. The default build cache
-# (GOCACHE) is kept: it makes rebuilds fast.
-build_go() {
-	GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 go "$@"
-}
-
-# quietly LOG CMD...: run CMD with its output in LOG, shown only if it fails.
-quietly() {
-	local log="$1"
-	shift
-	if ! "$@" >>"$log" 2>&1; then
-		tail -n 40 "$log" >&2
-		die "failed: $*"
-	fi
-}
-
-# install_bin TMP DEST: move a freshly built binary into the cache. Building
-# into a temp file and renaming means an interrupted build never leaves a
-# broken binary that a later run would mistake for a cached one.
-install_bin() {
-	chmod 0755 "$1"
-	mkdir -p "$(dirname "$2")"
-	mv -f "$1" "$2.tmp.$$"
-	mv -f "$2.tmp.$$" "$2"
-}
-
-# build_kube_controller_manager: the recipe of build_apiserver in
-# hack/kube-env.sh, for another command of k8s.io/kubernetes.
-build_kube_controller_manager() {
-	local work gomod mod staging_version minor v=k8s.io/component-base/version replaces=()
-	work="$(mktemp -d)"
-	quietly "$work/go.log" build_go -C "$work" mod init scratch
-	# k8s.io/kubernetes replaces its staging modules (k8s.io/api, ...) with
-	# ./staging/src/...; those replaces are ignored when it is a dependency,
-	# leaving requirements on v0.0.0. Point each one at its published
-	# release instead (kubernetes v1.X.Y publishes them as v0.X.Y).
-	gomod="$(build_go -C "$work" mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
-		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-	[[ -f "$gomod" ]] || die "could not download the go.mod of k8s.io/kubernetes@$KUBE_VERSION"
-	staging_version="v0.${KUBE_VERSION#v1.}"
-	while read -r mod; do
-		replaces+=("-replace=$mod=$mod@$staging_version")
-	done < <(sed 's/^replace[[:space:]]*//' "$gomod" |
-		awk '$2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }')
-	((${#replaces[@]} > 0)) || die "found no staging replaces in $gomod"
-	quietly "$work/go.log" build_go -C "$work" mod edit "-require=k8s.io/kubernetes@$KUBE_VERSION" "${replaces[@]}"
-	quietly "$work/go.log" build_go -C "$work" get "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION"
-	minor="${KUBE_VERSION#v1.}"
-	minor="${minor%%.*}"
-	quietly "$work/go.log" build_go -C "$work" build -trimpath -o "$work/kube-controller-manager" \
-		-ldflags="-s -w -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
-		k8s.io/kubernetes/cmd/kube-controller-manager
-	install_bin "$work/kube-controller-manager" "$KCM_BIN"
-	rm -rf "$work"
-}
 
 # build_argo NAME...: Argo's commands (cmd/NAME) from hack/argo's module,
 # with the version stamped as Argo's Makefile does (the controller names its
@@ -134,17 +80,12 @@ built() { [[ -x "$KCM_BIN" && -x "$WORKFLOW_CONTROLLER_BIN" && -x "$ARGOEXEC_BIN
 cmd_build() {
 	built && return 0
 	command -v go >/dev/null || die "go is not in PATH (needed to build the controllers)"
-	mkdir -p "$TOOLS_DIR"
-	# The lock of hack/kube-env.sh: test packages run in parallel and may all
-	# ask for a build; one builds while the others wait, and no two builds
-	# share the cores (each 'go build' already uses all of them).
-	exec 9>"$TOOLS_DIR/.build.lock"
-	flock 9
+	lock_builds
 	local start=$SECONDS step
 	if [[ ! -x "$KCM_BIN" ]]; then
 		step=$SECONDS
 		log "building kube-controller-manager $KUBE_VERSION (cached in $TOOLS_DIR; takes minutes the first time)"
-		build_kube_controller_manager
+		build_kube_command kube-controller-manager "$KCM_BIN"
 		log "kube-controller-manager built in $((SECONDS - step))s"
 	fi
 	if [[ ! -x "$WORKFLOW_CONTROLLER_BIN" || ! -x "$ARGOEXEC_BIN" ]]; then

@@ -26,15 +26,6 @@
 set -euo pipefail
 
 ETCD_VERSION=v3.6.16
-KUBE_VERSION=v1.36.3
-
-TOOLS_DIR="${BATCHLATCH_TOOLS_DIR:-$HOME/.cache/batchlatch-tools}"
-ETCD_BIN="$TOOLS_DIR/etcd-$ETCD_VERSION/etcd"
-APISERVER_BIN="$TOOLS_DIR/kube-apiserver-$KUBE_VERSION/kube-apiserver"
-CURRENT_ETCD_BIN="$ETCD_BIN" CURRENT_APISERVER_BIN="$APISERVER_BIN"
-
-READY_TIMEOUT=60 # seconds to wait for etcd / kube-apiserver to become ready
-STOP_TIMEOUT=5   # seconds between TERM and KILL
 
 log() { printf 'kube-env: %s\n' "$*" >&2; }
 die() {
@@ -42,91 +33,41 @@ die() {
 	exit 1
 }
 
+# KUBE_VERSION, TOOLS_DIR, build_go, quietly, install_bin, lock_builds,
+# build_kube_command.
+# shellcheck source=hack/lib/build.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/build.sh"
+
+ETCD_BIN="$TOOLS_DIR/etcd-$ETCD_VERSION/etcd"
+APISERVER_BIN="$TOOLS_DIR/kube-apiserver-$KUBE_VERSION/kube-apiserver"
+CURRENT_ETCD_BIN="$ETCD_BIN" CURRENT_APISERVER_BIN="$APISERVER_BIN"
+
+READY_TIMEOUT=60 # seconds to wait for etcd / kube-apiserver to become ready
+STOP_TIMEOUT=5   # seconds between TERM and KILL
+
 # ---------------------------------------------------------------- build
 
 need_go() {
 	command -v go >/dev/null || die "go is not in PATH (needed to build etcd and kube-apiserver)"
 }
 
-# scratch_go: the go command for building a tool in a scratch module.
-# GOWORK=off so that a go.work in a parent directory cannot leak in; GOFLAGS
-# is replaced because a developer's -mod=vendor would break 'go get'. The
-# default build cache (GOCACHE) is kept: it makes rebuilds fast.
-scratch_go() {
-	GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 go "$@"
-}
-
-# quietly LOG CMD...: run CMD with its output in LOG, shown only if it fails.
-quietly() {
-	local log="$1"
-	shift
-	if ! "$@" >>"$log" 2>&1; then
-		tail -n 40 "$log" >&2
-		die "failed: $*"
-	fi
-}
-
-# install_bin TMP DEST: move a freshly built binary into the cache. Building
-# into a temp file and renaming means an interrupted build never leaves a
-# broken binary that a later run would mistake for a cached one.
-install_bin() {
-	chmod 0755 "$1"
-	mkdir -p "$(dirname "$2")"
-	mv -f "$1" "$2.tmp.$$"
-	mv -f "$2.tmp.$$" "$2"
-}
-
 build_etcd() {
 	local work
 	work="$(mktemp -d)"
-	quietly "$work/go.log" scratch_go -C "$work" mod init scratch
-	quietly "$work/go.log" scratch_go -C "$work" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+	quietly "$work/go.log" build_go -C "$work" mod init scratch
+	quietly "$work/go.log" build_go -C "$work" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
 	# The etcd binary's main package is the root of the server module
 	# (server/main.go, a wrapper of etcdmain.Main).
-	quietly "$work/go.log" scratch_go -C "$work" build -trimpath -ldflags='-s -w' \
+	quietly "$work/go.log" build_go -C "$work" build -trimpath -ldflags='-s -w' \
 		-o "$work/etcd" go.etcd.io/etcd/server/v3
 	install_bin "$work/etcd" "$ETCD_BIN"
-	rm -rf "$work"
-}
-
-build_apiserver() {
-	local work gomod mod staging_version minor v=k8s.io/component-base/version replaces=()
-	work="$(mktemp -d)"
-	quietly "$work/go.log" scratch_go -C "$work" mod init scratch
-	# k8s.io/kubernetes replaces its staging modules (k8s.io/api, ...) with
-	# ./staging/src/...; those replaces are ignored when it is a dependency,
-	# leaving requirements on v0.0.0. Point each one at its published
-	# release instead (kubernetes v1.X.Y publishes them as v0.X.Y).
-	gomod="$(scratch_go -C "$work" mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
-		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-	[[ -f "$gomod" ]] || die "could not download the go.mod of k8s.io/kubernetes@$KUBE_VERSION"
-	staging_version="v0.${KUBE_VERSION#v1.}"
-	while read -r mod; do
-		replaces+=("-replace=$mod=$mod@$staging_version")
-	done < <(sed 's/^replace[[:space:]]*//' "$gomod" |
-		awk '$2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }')
-	((${#replaces[@]} > 0)) || die "found no staging replaces in $gomod"
-	quietly "$work/go.log" scratch_go -C "$work" mod edit "-require=k8s.io/kubernetes@$KUBE_VERSION" "${replaces[@]}"
-	quietly "$work/go.log" scratch_go -C "$work" get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION"
-	# The version normally comes from git (hack/lib/version.sh); set it so
-	# that /version reports the release (clients and charts check it).
-	minor="${KUBE_VERSION#v1.}"
-	minor="${minor%%.*}"
-	quietly "$work/go.log" scratch_go -C "$work" build -trimpath -o "$work/kube-apiserver" \
-		-ldflags="-s -w -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
-		k8s.io/kubernetes/cmd/kube-apiserver
-	install_bin "$work/kube-apiserver" "$APISERVER_BIN"
 	rm -rf "$work"
 }
 
 cmd_build() {
 	[[ -x "$ETCD_BIN" && -x "$APISERVER_BIN" ]] && return 0
 	need_go
-	mkdir -p "$TOOLS_DIR"
-	# Test packages run in parallel and may all ask for a build: let one
-	# build while the others wait, then find the binaries cached.
-	exec 9>"$TOOLS_DIR/.build.lock"
-	flock 9
+	lock_builds
 	local start=$SECONDS
 	# Sequential on purpose: each 'go build' already uses every core.
 	if [[ ! -x "$ETCD_BIN" ]]; then
@@ -135,7 +76,7 @@ cmd_build() {
 	fi
 	if [[ ! -x "$APISERVER_BIN" ]]; then
 		log "building kube-apiserver $KUBE_VERSION (cached in $TOOLS_DIR; takes a few minutes the first time)"
-		build_apiserver
+		build_kube_command kube-apiserver "$APISERVER_BIN"
 	fi
 	log "built in $((SECONDS - start))s"
 	exec 9>&-
