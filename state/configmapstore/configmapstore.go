@@ -90,6 +90,9 @@ type Options struct {
 	// RefreshAfter is how old the cached object may get before a read
 	// fetches it again (default 1s).
 	RefreshAfter time.Duration
+	// ReadyWithin is how recent an answer of the API server a Sharded
+	// store's Ready takes as its own (default DefaultReadyWithin).
+	ReadyWithin time.Duration
 	// CompactAbove and CompactAfter tune a Sharded store's journals
 	// (defaults DefaultCompactAbove and DefaultCompactAfter).
 	CompactAbove int
@@ -712,10 +715,14 @@ func (s *Store) loaded() bool {
 
 // recentlyLoaded reports whether the API server answered for the ConfigMap
 // within refreshAfter.
-func (s *Store) recentlyLoaded() bool {
+func (s *Store) recentlyLoaded() bool { return s.loadedWithin(s.refreshAfter) }
+
+// loadedWithin reports whether the object was loaded (read or written)
+// within d.
+func (s *Store) loadedWithin(d time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.cm != nil && time.Since(s.loadedAt) <= s.refreshAfter
+	return s.cm != nil && time.Since(s.loadedAt) <= d
 }
 
 // freshen refreshes the cached object when it is older than refreshAfter.

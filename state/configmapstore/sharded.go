@@ -56,6 +56,8 @@ type Sharded struct {
 	silences silenceShards
 	logger   *slog.Logger
 	sweep    time.Duration
+	// readyWithin: see Options.ReadyWithin.
+	readyWithin time.Duration
 
 	prepared atomic.Bool
 	failed   atomic.Pointer[error] // a layout this release must not touch
@@ -93,6 +95,8 @@ func NewSharded(client corev1client.ConfigMapInterface, name string, n int, opts
 		logger: logger.With("component", "configmap-store", "configmap", name, "shards", n),
 		sweep:  DefaultSweepEvery,
 		cancel: cancel,
+
+		readyWithin: cmp.Or(opts.ReadyWithin, DefaultReadyWithin),
 	}
 	settled := make(chan struct{})
 	for i := range n {
@@ -636,10 +640,20 @@ func (s *Sharded) Silences(ctx context.Context) ([]api.Silence, error) {
 	return s.silences.all(ctx)
 }
 
+// DefaultReadyWithin is how recent an answer of the API server Ready takes
+// as its own. Ready is asked often (each replica's leader election checks it
+// every second, the kubelet every 5 s) and an answer costs a GET of a whole
+// shard, up to 1 MiB, when the shards are otherwise idle: within 5 s, a
+// follower reads a shard at most every 5 s, not every second. 5 s is the
+// chart's readiness probe period, so the kubelet sees a lost API server no
+// later than it would have.
+const DefaultReadyWithin = 5 * time.Second
+
 // Ready implements state.Store: the layout is prepared, every shard has
-// been loaded, and the API server answered within RefreshAfter, or answers
-// now. The shards share the API server: one answer speaks for all of them,
-// so a readiness probe costs at most one request, not one per shard.
+// been loaded, and the API server answered within Options.ReadyWithin, or
+// answers now. The shards share the API
+// server: one answer speaks for all of them, so a readiness probe costs at
+// most one request, not one per shard.
 func (s *Sharded) Ready(ctx context.Context) error {
 	if err := s.notPrepared(); err != nil {
 		return err
@@ -649,12 +663,12 @@ func (s *Sharded) Ready(ctx context.Context) error {
 			return fmt.Errorf("%w: configmap %s not loaded yet", state.ErrUnavailable, shard.name)
 		}
 	}
-	for _, shard := range s.shards {
-		if shard.recentlyLoaded() {
+	for _, shard := range slices.Concat(s.shards, s.journals) {
+		if shard.loadedWithin(s.readyWithin) {
 			return nil
 		}
 	}
-	return s.shards[0].Ready(ctx)
+	return s.shards[0].refresh(ctx)
 }
 
 // Close implements state.Store.

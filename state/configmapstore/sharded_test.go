@@ -437,7 +437,7 @@ func TestShardedReadyAsksOnce(t *testing.T) {
 	env := kubetest.Get(t)
 	counting := &countingGets{ConfigMapInterface: env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(t))}
 	// Every shard's last read is always stale.
-	s := NewSharded(counting, "batchlatch-state", testShards, Options{RefreshAfter: time.Nanosecond}, storetest.QuietLogger())
+	s := NewSharded(counting, "batchlatch-state", testShards, Options{RefreshAfter: time.Nanosecond, ReadyWithin: time.Nanosecond}, storetest.QuietLogger())
 	defer s.Close()
 	storetest.WaitReady(t, s, 30*time.Second)
 	before := counting.gets.Load()
@@ -446,6 +446,32 @@ func TestShardedReadyAsksOnce(t *testing.T) {
 	}
 	if n := counting.gets.Load() - before; n != 1 {
 		t.Fatalf("Ready read %d ConfigMaps, want 1", n)
+	}
+}
+
+// Readiness asked every second or more often (each replica's leader
+// election asks it every second) reads a shard at most once every
+// ReadyWithin while the store is idle, not at each question: each read is
+// a whole shard, up to 1 MiB.
+func TestShardedReadyReadsAtMostOncePerReadyWithin(t *testing.T) {
+	env := kubetest.Get(t)
+	counting := &countingGets{ConfigMapInterface: env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(t))}
+	s := NewSharded(counting, "batchlatch-state", testShards, Options{}, storetest.QuietLogger())
+	defer s.Close()
+	storetest.WaitReady(t, s, 30*time.Second)
+	before := counting.gets.Load()
+	start := time.Now()
+	asked := 0
+	for time.Since(start) < 6*time.Second {
+		if err := s.Ready(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		asked++
+		time.Sleep(50 * time.Millisecond)
+	}
+	// However slow the machine, 6 s hold at most two ends of a 5 s window.
+	if n := counting.gets.Load() - before; n > 2 {
+		t.Fatalf("Ready asked %d times in %s read %d ConfigMaps, want at most 2 (one per %s)", asked, time.Since(start).Round(time.Millisecond), n, DefaultReadyWithin)
 	}
 }
 
