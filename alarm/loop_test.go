@@ -3,6 +3,7 @@ package alarm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -89,28 +91,18 @@ const patience = time.Minute
 // waitFor takes the entries s got until there are at least n.
 func waitFor(t *testing.T, s *recordingSink, n int) []Entry {
 	t.Helper()
-	deadline := time.Now().Add(patience)
 	var got []Entry
-	for time.Now().Before(deadline) {
+	testwait.Until(t, patience, fmt.Sprintf("%d entries", n), func(context.Context) (bool, string, error) {
 		got = append(got, s.take()...)
-		if len(got) >= n {
-			return got
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("got %d entries within %s, want %d: %+v", len(got), patience, n, got)
-	return nil
+		return len(got) >= n, fmt.Sprintf("%d entries: %+v", len(got), got), nil
+	})
+	return got
 }
 
 // waitUntil polls cond until it holds.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(patience); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", patience, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.True(t, patience, what, cond)
 }
 
 // passesAfter waits until the loop has run two more passes than it had

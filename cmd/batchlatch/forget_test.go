@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batchlatch/batchlatch/internal/testwait"
 )
 
 // A failing job forgotten by an operator (the CLI's forget, or DELETE on
@@ -204,9 +206,5 @@ func stdoutOf(entries []timedEntry) []stdoutEntry {
 // pollUntil polls cond until it holds, or fails after within.
 func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", within, what)
-		}
-	}
+	testwait.True(t, within, what, cond)
 }

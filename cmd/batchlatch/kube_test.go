@@ -30,6 +30,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 )
 
 // childEnv makes the test binary act as the batchlatch command, for tests
@@ -232,19 +233,18 @@ func getJob(t *testing.T, svc *instance, namespace, job string) api.Job {
 
 func waitURL(t *testing.T, url string, status int) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	last := 0
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if last = resp.StatusCode; last == status {
-				return
-			}
+	testwait.Until(t, patience, fmt.Sprintf("%s to answer %d", url, status), func(ctx context.Context) (bool, string, error) {
+		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if err != nil {
+			return false, "", err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: status %d, want %d within %s", url, last, status, patience)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, "", err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == status, fmt.Sprintf("status %d", resp.StatusCode), nil
+	})
 }
 
 func waitHTTP(t *testing.T, svc *instance, path string, status int) {
@@ -897,25 +897,16 @@ func TestJobGaugesOnTwoReplicas(t *testing.T) {
 // ConfigMap store's one-second cache).
 func waitMetrics(t *testing.T, svc *instance, want []string) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
+	testwait.Until(t, patience, "/metrics to hold every line wanted", func(context.Context) (bool, string, error) {
 		_, data := svc.get("/metrics")
 		text := normalizeFloats(string(data))
-		missing := ""
 		for _, line := range want {
 			if !strings.Contains(text, line+"\n") {
-				missing = line
-				break
+				return false, fmt.Sprintf("/metrics lacks %q:\n%s", line, grepLines(text, "batchlatch_job_")), nil
 			}
 		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics lacks %q:\n%s", missing, grepLines(text, "batchlatch_job_"))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true, "", nil
+	})
 }
 
 // normalizeFloats rewrites values such as 1.7954856e+09 as integers.

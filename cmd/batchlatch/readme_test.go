@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/batchlatch/batchlatch/internal/testwait"
 )
 
 // readmePath is the README whose walk-through TestREADMEWalkThrough follows.
@@ -415,19 +418,13 @@ func (w *walker) waitForLine(where, shown string, printed func() []string) strin
 
 // waitFor polls cond until it holds or within has passed.
 func waitFor(within time.Duration, cond func() (string, bool)) string {
-	deadline := time.After(within)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if v, ok := cond(); ok {
-			return v
-		}
-		select {
-		case <-deadline:
-			return ""
-		case <-tick.C:
-		}
-	}
+	var found string
+	testwait.Poll(context.Background(), within, func(context.Context) (bool, string, error) {
+		v, ok := cond()
+		found = v
+		return ok, "", nil
+	})
+	return found
 }
 
 // lineCount finds "14 identical ERROR lines" and "one NOTICE line".

@@ -16,10 +16,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/batchlatch/batchlatch/internal/fakelet"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 )
 
 // runDeadline bounds each wait of these tests: a tick (10 s) and a run of a
@@ -322,21 +322,5 @@ func conditionTypes(j *batchv1.Job) []batchv1.JobConditionType {
 // runDeadline with done's last description of the state.
 func waitFor(t *testing.T, what string, done func(ctx context.Context) (bool, string, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), runDeadline)
-	defer cancel()
-	var last string
-	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		ok, state, err := done(ctx)
-		if err != nil {
-			if ctx.Err() == nil { // else keep the last real state
-				last = err.Error()
-			}
-			return false, nil
-		}
-		last = state
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for %s: %v (last: %s)", what, err, last)
-	}
+	testwait.Until(t, runDeadline, what, done)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -53,15 +54,9 @@ func QuietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // WaitReady waits until s is ready.
 func WaitReady(t testing.TB, s state.Store, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = s.Ready(context.Background()); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("store not ready within %s: %v", within, err)
+	testwait.Until(t, within, "the store to be ready", func(ctx context.Context) (bool, string, error) {
+		return true, "", s.Ready(ctx)
+	})
 }
 
 // WaitList polls s.List until ok holds for what it lists. A store that

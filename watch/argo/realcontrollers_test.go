@@ -31,6 +31,7 @@ import (
 	"github.com/batchlatch/batchlatch/internal/fakelet"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
 	"github.com/batchlatch/batchlatch/internal/storetest"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/server"
 	"github.com/batchlatch/batchlatch/state"
 )
@@ -258,17 +259,10 @@ func (f *realFixture) suspendAndSettle(name string, keep int) *wfv1.CronWorkflow
 // realPatience with cond's last description of the state.
 func realWait(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(realPatience)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last: %s", realPatience, what, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.Until(t, realPatience, what, func(context.Context) (bool, string, error) {
+		ok, seen := cond()
+		return ok, seen, nil
+	})
 }
 
 // waitJobReal polls the store until ok holds for the job.

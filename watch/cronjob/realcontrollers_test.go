@@ -24,12 +24,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/fakelet"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 )
 
@@ -148,23 +148,7 @@ func (f *realFixture) withPlan(cj *batchv1.CronJob, plan fakelet.Plan) *batchv1.
 // realPatience with cond's last description of what it saw.
 func eventually(t *testing.T, what string, cond func(ctx context.Context) (bool, string, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), realPatience)
-	defer cancel()
-	var last string
-	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		ok, seen, err := cond(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				last = err.Error()
-			}
-			return false, nil
-		}
-		last = seen
-		return ok, nil
-	})
-	if err != nil {
-		t.Fatalf("waited %s for %s: %v (last seen: %s)", realPatience, what, err, last)
-	}
+	testwait.Until(t, realPatience, what, cond)
 }
 
 // jobsOf lists cj's Jobs, oldest first.

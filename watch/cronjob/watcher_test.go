@@ -3,6 +3,7 @@ package cronjobwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/kubetest"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
@@ -227,28 +229,19 @@ const patience = time.Minute
 // waitJob polls the store until ok holds for the job.
 func waitJob(t *testing.T, store state.Store, key state.Key, what string, ok func(state.Job) bool) state.Job {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		j, err := store.Get(context.Background(), key)
-		if err == nil && ok(j) {
-			return j
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: job %+v (%v)", what, j, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var j state.Job
+	testwait.Until(t, patience, what, func(ctx context.Context) (bool, string, error) {
+		var err error
+		j, err = store.Get(ctx, key)
+		return err == nil && ok(j), fmt.Sprintf("job %+v", j), err
+	})
+	return j
 }
 
 // waitUntil polls cond until it holds.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(patience); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", patience, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.True(t, patience, what, cond)
 }
 
 // settle records what each watcher has pending and runs an evaluation of
