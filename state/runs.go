@@ -29,7 +29,7 @@ type Run struct {
 var (
 	phaseCodes = map[api.Phase]byte{
 		api.PhaseSucceeded: 'S', api.PhaseFailed: 'F', api.PhaseError: 'E', api.PhaseMissed: 'M',
-		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B',
+		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B', api.PhaseLate: 'L',
 	}
 	sourceCodes = map[api.RunSource]byte{
 		api.SourceCallback: 'c', api.SourceArgo: 'a', api.SourceCronJob: 'j', api.SourceUnknown: 'u',
@@ -105,11 +105,11 @@ func NewRun(phase api.Phase, source api.RunSource, finished, scheduled time.Time
 
 // runOf is the history's entry for result r that finished at finished.
 // A tick with no run (Missed, SpecError, SubmissionError) has no duration:
-// its result's is the grace the watcher gave it.
+// its result's is the grace the watcher gave it; nor has a Late run.
 func runOf(r api.Result, finished time.Time) Run {
 	var duration time.Duration
 	switch r.Phase {
-	case api.PhaseMissed, api.PhaseSpecError, api.PhaseSubmissionError:
+	case api.PhaseMissed, api.PhaseSpecError, api.PhaseSubmissionError, api.PhaseLate:
 	default:
 		duration = time.Duration(r.DurationSeconds * float64(time.Second))
 	}
@@ -326,10 +326,13 @@ func copyOf(runs Runs, r Run) int {
 }
 
 // standInFor returns the index of the synthetic failure in runs that
-// stood for r's run (the same tick, or the same start: a Stuck run), or
-// -1.
-func standInFor(runs Runs, r Run) int {
+// stood for r's run (the same tick, or the same start: a Stuck run; the
+// latest Late run when late, the job's latest result being one), or -1.
+func standInFor(runs Runs, r Run, late bool) int {
 	return slices.IndexFunc(runs, func(o Run) bool {
+		if late && o.Phase() == api.PhaseLate {
+			return true
+		}
 		return o.synthetic() && (r.Scheduled != 0 && o.Scheduled == r.Scheduled ||
 			r.Seconds >= 0 && o.Seconds >= 0 && o.start() == r.start())
 	})
@@ -341,6 +344,9 @@ func UsualOf(runs []api.Run) api.Usual {
 	var took []float64
 	var starts []time.Time
 	for _, r := range runs {
+		if r.Phase == api.PhaseLate {
+			continue // no run: the lack of one
+		}
 		start := r.FinishedAt
 		if r.DurationSeconds != nil {
 			start = start.Add(-time.Duration(*r.DurationSeconds * float64(time.Second)))
@@ -362,23 +368,57 @@ func UsualOf(runs []api.Run) api.Usual {
 	} else {
 		notes = append(notes, fmt.Sprintf("the usual duration needs %d successful runs of known duration, %d known", api.MinRunsForUsual, len(took)))
 	}
+	if interval, runs := usualInterval(starts); runs >= api.MinRunsForUsual {
+		u.IntervalSeconds = &interval
+	} else {
+		notes = append(notes, intervalNote(runs))
+	}
+	u.Note = strings.Join(notes, "; ")
+	return u
+}
+
+func intervalNote(runs int) string {
+	return fmt.Sprintf("the usual interval needs %d runs, %d known", api.MinRunsForUsual, runs)
+}
+
+// usualInterval is the median time between runs that started at starts
+// (sorted in place), in seconds, and how many runs that counts: two
+// results of one tick (a retry, a run and its Stuck) are one.
+func usualInterval(starts []time.Time) (seconds float64, runs int) {
 	slices.SortFunc(starts, time.Time.Compare)
-	var gaps []float64
+	var buf [api.MaxRuns]float64
+	gaps := buf[:0]
 	for i := 1; i < len(starts); i++ {
-		// Two results of one tick (a retry, a run and its Stuck) are one.
 		if gap := starts[i].Sub(starts[i-1]).Seconds(); gap > 0 {
 			gaps = append(gaps, gap)
 		}
 	}
-	if len(gaps) >= api.MinRunsForUsual-1 {
-		slices.Sort(gaps)
-		interval := nearestRank(gaps, 0.5)
-		u.IntervalSeconds = &interval
-	} else {
-		notes = append(notes, fmt.Sprintf("the usual interval needs %d runs, %d known", api.MinRunsForUsual, len(gaps)+min(len(starts), 1)))
+	if len(gaps) == 0 {
+		return 0, min(len(starts), 1)
 	}
-	u.Note = strings.Join(notes, "; ")
-	return u
+	slices.Sort(gaps)
+	return nearestRank(gaps, 0.5), len(gaps) + 1
+}
+
+// usualInterval is the job's usual interval (UsualOf's, without making
+// views of its runs: the page asks it of every job), and how many runs it
+// counts; below api.MinRunsForUsual it says little.
+func (j Job) usualInterval() (time.Duration, int) {
+	runs := j.Runs()
+	var buf [api.MaxRuns]time.Time
+	starts := buf[:0]
+	for _, r := range runs {
+		if r.Phase() == api.PhaseLate {
+			continue
+		}
+		start := r.start()
+		if r.Scheduled != 0 {
+			start = r.Scheduled
+		}
+		starts = append(starts, time.Unix(start, 0))
+	}
+	seconds, n := usualInterval(starts)
+	return time.Duration(seconds * float64(time.Second)), n
 }
 
 // nearestRank is the p-quantile of sorted by the nearest rank.
