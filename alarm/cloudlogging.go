@@ -579,6 +579,7 @@ func payloadWire(p Payload) (wire []byte, ok bool) {
 			if x.EverySeconds != nil {
 				w.number("everySeconds", *x.EverySeconds)
 			}
+			w.time("silentSince", x.SilentSince)
 			if x.LateAt != nil {
 				w.time("lateAt", *x.LateAt)
 			}

@@ -68,6 +68,9 @@ type Expected struct {
 	// EverySeconds is the expected interval; absent when it cannot be told
 	// yet (auto, with fewer than MinRunsForUsual runs: Note says so).
 	EverySeconds *float64 `json:"everySeconds,omitempty"`
+	// SilentSince is the job's latest result but a Late run: when it last
+	// reported.
+	SilentSince time.Time `json:"silentSince"`
 	// LateAt is when the job is late without a result: its latest result
 	// plus twice the interval plus the missed grace (or its Late run's
 	// time, once it has one); absent with EverySeconds.

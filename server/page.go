@@ -124,9 +124,9 @@ type card struct {
 	StripLabel string
 	// Late: no result for twice its expected interval plus the missed
 	// grace (Expected), since LateAt; Every is that interval.
-	Late   bool
-	LateAt stamp
-	Every  string
+	Late                bool
+	SilentSince, LateAt stamp
+	Every               string
 }
 
 // runMark is one run as the pages show it: a mark of the strip (its Class
@@ -194,7 +194,7 @@ func newCard(j api.Job, runs []api.Run, now time.Time, argoURL string) card {
 		c.WarningAt = stampOf(now, j.LastWarning.At)
 	}
 	if e := j.Expected; e != nil {
-		c.Late, c.LateAt = e.Late, stampPtr(now, e.LateAt)
+		c.Late, c.SilentSince, c.LateAt = e.Late, stampOf(now, e.SilentSince), stampPtr(now, e.LateAt)
 		if e.EverySeconds != nil {
 			c.Every = humanDuration(time.Duration(*e.EverySeconds * float64(time.Second)))
 		}

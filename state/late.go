@@ -27,7 +27,7 @@ func (j Job) ExpectedAt(now time.Time, grace time.Duration) *api.Expected {
 	}
 	rule, err := api.ParseExpectedEvery(j.ExpectedEvery)
 	optedIn := j.ExpectedEvery != "" && err == nil
-	out := &api.Expected{OptedIn: optedIn, Auto: rule.Auto || !optedIn}
+	out := &api.Expected{OptedIn: optedIn, Auto: rule.Auto || !optedIn, SilentSince: j.LastResultAt}
 	every := rule.Every
 	if !out.OptedIn || rule.Auto {
 		interval, runs := j.usualInterval()
@@ -42,9 +42,11 @@ func (j Job) ExpectedAt(now time.Time, grace time.Duration) *api.Expected {
 	}
 	seconds := every.Seconds()
 	out.EverySeconds = &seconds
+	out.SilentSince = j.LastResultAt
 	lateAt := j.LastResultAt.Add(2*every + grace)
 	if j.LastPhase == api.PhaseLate {
 		lateAt = j.LastResultAt
+		out.SilentSince = j.silentSince()
 	}
 	out.LateAt = &lateAt
 	out.Late = !now.Before(lateAt)
@@ -106,10 +108,16 @@ func (j Job) lateBefore(r api.Result, receivedAt time.Time) bool {
 	if j.LastPhase != api.PhaseLate || r.Synthetic() {
 		return false
 	}
-	unix, ok := strings.CutPrefix(j.LastWorkflow, lateRunPrefix)
-	silentFrom, err := strconv.ParseInt(unix, 10, 64)
-	if !ok || err != nil || r.CreatedAt == "" {
-		return true
+	return r.CreatedAt == "" || r.FinishedAt(receivedAt).After(j.silentSince())
+}
+
+// silentSince is, for a job whose latest result is a Late run, the result
+// the silence started after, as the Late run's name says (lateRunPrefix).
+func (j Job) silentSince() time.Time {
+	unix, _ := strings.CutPrefix(j.LastWorkflow, lateRunPrefix)
+	at, err := strconv.ParseInt(unix, 10, 64)
+	if err != nil {
+		return time.Time{}
 	}
-	return r.FinishedAt(receivedAt).Unix() > silentFrom
+	return time.Unix(at, 0).UTC()
 }

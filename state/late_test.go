@@ -64,8 +64,8 @@ func TestLateResult(t *testing.T) {
 	if r, ok := LateResult(next, lateAt.Add(100*time.Hour), grace); ok {
 		t.Fatalf("a second Late run of one silence: %+v", r)
 	}
-	if e := next.ExpectedAt(lateAt.Add(100*time.Hour), grace); e == nil || !e.Late || !e.LateAt.Equal(lateAt) {
-		t.Fatalf("expected %+v: want late since %s", e, lateAt)
+	if e := next.ExpectedAt(lateAt.Add(100*time.Hour), grace); e == nil || !e.Late || !e.LateAt.Equal(lateAt) || !e.SilentSince.Equal(at(1)) {
+		t.Fatalf("expected %+v: want late since %s, silent since %s", e, lateAt, at(1))
 	}
 
 	// The real result supersedes it: the streak counts the silence once.
