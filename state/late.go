@@ -25,35 +25,36 @@ func (j Job) ExpectedAt(now time.Time, grace time.Duration) *api.Expected {
 	if j.LastResultAt.IsZero() || j.Forgotten() || j.Unreadable != "" {
 		return nil
 	}
-	rule, err := api.ParseExpectedEvery(j.ExpectedEvery)
-	optedIn := j.ExpectedEvery != "" && err == nil
-	out := &api.Expected{OptedIn: optedIn, Auto: rule.Auto || !optedIn, SilentSince: j.LastResultAt}
+	var rule api.ExpectedEvery
+	optedIn := false
+	if j.ExpectedEvery != "" {
+		var err error
+		rule, err = api.ParseExpectedEvery(j.ExpectedEvery)
+		optedIn = err == nil
+	}
 	every := rule.Every
-	if !out.OptedIn || rule.Auto {
+	if !optedIn || rule.Auto {
 		interval, runs := j.usualInterval()
 		if runs < api.MinRunsForUsual {
-			if !out.OptedIn {
+			if !optedIn {
 				return nil
 			}
-			out.Note = api.AnnotationExpectedEvery + ": auto: " + intervalNote(runs) + "; no Late run until then"
-			return out
+			return &api.Expected{OptedIn: true, Auto: true, SilentSince: j.LastResultAt,
+				Note: api.AnnotationExpectedEvery + ": auto: " + intervalNote(runs) + "; no Late run until then"}
 		}
-		every = interval.Truncate(time.Second)
+		every = interval
 	}
-	seconds := every.Seconds()
-	out.EverySeconds = &seconds
-	out.SilentSince = j.LastResultAt
-	lateAt := j.LastResultAt.Add(2*every + grace)
+	silentSince, lateAt := j.LastResultAt, j.LastResultAt.Add(2*every+grace)
 	if j.LastPhase == api.PhaseLate {
-		lateAt = j.LastResultAt
-		out.SilentSince = j.silentSince()
+		silentSince, lateAt = j.silentSince(), j.LastResultAt
 	}
-	out.LateAt = &lateAt
-	out.Late = !now.Before(lateAt)
-	if !out.OptedIn && !out.Late {
-		return nil
+	late := !now.Before(lateAt)
+	if !optedIn && !late {
+		return nil // the usual case, for every job a page shows: no allocation
 	}
-	return out
+	seconds, at := every.Seconds(), lateAt
+	return &api.Expected{OptedIn: optedIn, Auto: rule.Auto || !optedIn, EverySeconds: &seconds,
+		SilentSince: silentSince, LateAt: &at, Late: late}
 }
 
 // LateResult is the Late run the job gets at now, when one is due: it asks

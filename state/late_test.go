@@ -132,3 +132,23 @@ func TestLateAuto(t *testing.T) {
 		t.Fatalf("after the Late run: %+v", e)
 	}
 }
+
+// BenchmarkExpectedAt is what a list or a page adds per job it shows: the
+// lateness of a job with a full history of hourly runs, asking nothing (its
+// usual interval is learnt) or asking for an hour.
+//
+//	go test -run '^$' -bench ExpectedAt -benchmem ./state/
+func BenchmarkExpectedAt(b *testing.B) {
+	for _, every := range []string{"", "1h"} {
+		b.Run("every="+every, func(b *testing.B) {
+			job := hourly(&testing.T{}, api.MaxRuns+5, every)
+			if len(job.History) != api.MaxRuns {
+				b.Fatalf("%d runs", len(job.History))
+			}
+			now := at(api.MaxRuns + 5)
+			for b.Loop() {
+				job.ExpectedAt(now, grace)
+			}
+		})
+	}
+}

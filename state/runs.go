@@ -25,11 +25,15 @@ type Run struct {
 	source  byte // a sourceCodes letter
 }
 
+// lateCode is a Late run's phase letter, which the page and the alarm look
+// for in every job's runs (a letter, not a map lookup).
+const lateCode = 'L'
+
 // The letters a run's phase and source are stored as.
 var (
 	phaseCodes = map[api.Phase]byte{
 		api.PhaseSucceeded: 'S', api.PhaseFailed: 'F', api.PhaseError: 'E', api.PhaseMissed: 'M',
-		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B', api.PhaseLate: 'L',
+		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B', api.PhaseLate: lateCode,
 	}
 	sourceCodes = map[api.RunSource]byte{
 		api.SourceCallback: 'c', api.SourceArgo: 'a', api.SourceCronJob: 'j', api.SourceUnknown: 'u',
@@ -342,7 +346,7 @@ func standInFor(runs Runs, r Run, late bool) int {
 // does: see api.Usual.
 func UsualOf(runs []api.Run) api.Usual {
 	var took []float64
-	var starts []time.Time
+	var starts []int64
 	for _, r := range runs {
 		if r.Phase == api.PhaseLate {
 			continue // no run: the lack of one
@@ -357,7 +361,7 @@ func UsualOf(runs []api.Run) api.Usual {
 		if r.ScheduledAt != nil {
 			start = *r.ScheduledAt
 		}
-		starts = append(starts, start)
+		starts = append(starts, start.Unix()) // times of runs are to the second
 	}
 	u := api.Usual{SuccessfulRuns: len(took)}
 	var notes []string
@@ -382,14 +386,16 @@ func intervalNote(runs int) string {
 }
 
 // usualInterval is the median time between runs that started at starts
-// (sorted in place), in seconds, and how many runs that counts: two
-// results of one tick (a retry, a run and its Stuck) are one.
-func usualInterval(starts []time.Time) (seconds float64, runs int) {
-	slices.SortFunc(starts, time.Time.Compare)
-	var buf [api.MaxRuns]float64
+// (unix seconds, sorted in place), in seconds, and how many runs that
+// counts: two results of one tick (a retry, a run and its Stuck) are one.
+// It allocates nothing for a job's history: the page asks it of every job
+// it shows, the alarm of every failing job at every pass.
+func usualInterval(starts []int64) (seconds float64, runs int) {
+	slices.Sort(starts)
+	var buf [api.MaxRuns]int64
 	gaps := buf[:0]
 	for i := 1; i < len(starts); i++ {
-		if gap := starts[i].Sub(starts[i-1]).Seconds(); gap > 0 {
+		if gap := starts[i] - starts[i-1]; gap > 0 {
 			gaps = append(gaps, gap)
 		}
 	}
@@ -397,28 +403,27 @@ func usualInterval(starts []time.Time) (seconds float64, runs int) {
 		return 0, min(len(starts), 1)
 	}
 	slices.Sort(gaps)
-	return nearestRank(gaps, 0.5), len(gaps) + 1
+	return float64(gaps[max(int(math.Ceil(0.5*float64(len(gaps))))-1, 0)]), len(gaps) + 1
 }
 
 // usualInterval is the job's usual interval (UsualOf's, without making
-// views of its runs: the page asks it of every job), and how many runs it
-// counts; below api.MinRunsForUsual it says little.
+// views of its runs), and how many runs it counts; below
+// api.MinRunsForUsual it says little.
 func (j Job) usualInterval() (time.Duration, int) {
-	runs := j.Runs()
-	var buf [api.MaxRuns]time.Time
+	var buf [api.MaxRuns]int64
 	starts := buf[:0]
-	for _, r := range runs {
-		if r.Phase() == api.PhaseLate {
+	for _, r := range j.Runs() {
+		if r.phase == lateCode {
 			continue
 		}
 		start := r.start()
 		if r.Scheduled != 0 {
 			start = r.Scheduled
 		}
-		starts = append(starts, time.Unix(start, 0))
+		starts = append(starts, start)
 	}
 	seconds, n := usualInterval(starts)
-	return time.Duration(seconds * float64(time.Second)), n
+	return time.Duration(seconds) * time.Second, n
 }
 
 // nearestRank is the p-quantile of sorted by the nearest rank.
