@@ -24,6 +24,8 @@ const lateGrace = 10 * time.Minute
 // from now-30h: "export" (asks for Late runs: expected-every 1h) and "sync"
 // (asks nothing) fell silent at now-20h, "fresh" (asks nothing) reported an
 // hour ago. The Late run of export is recorded, as the alarm loop would.
+// "watched", silent like sync but read by a watcher, is never late: its
+// missed ticks say so.
 func lateServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	store, err := filestore.Open(filepath.Join(t.TempDir(), "state.json"))
@@ -35,7 +37,7 @@ func lateServer(t *testing.T) *httptest.Server {
 	for _, job := range []struct {
 		name, every string
 		runs        int
-	}{{"export", "1h", 10}, {"sync", "", 10}, {"fresh", "", 29}} {
+	}{{"export", "1h", 10}, {"sync", "", 10}, {"fresh", "", 29}, {"watched", "1h", 10}} {
 		for i := range job.runs {
 			created := now.Add(time.Duration(i-30) * time.Hour)
 			r := api.Result{Namespace: "ops", CronWorkflow: job.name, WorkflowName: job.name + "-" + created.Format("0102t15"), Phase: api.PhaseSucceeded,
@@ -62,7 +64,12 @@ func lateServer(t *testing.T) *httptest.Server {
 	reg := prometheus.NewRegistry()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(NewServer(logger, store, &countingKicker{}, reg, NewMetrics(reg),
-		Config{Now: func() time.Time { return now }, MissedGrace: lateGrace}))
+		Config{Now: func() time.Time { return now }, MissedGrace: lateGrace, Schedules: func(_, _, name string, _ time.Time) *api.Schedule {
+			if name != "watched" {
+				return nil
+			}
+			return &api.Schedule{Kind: "CronWorkflow", Schedules: []string{"0 * * * *"}, Timezone: "UTC"}
+		}}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -105,8 +112,12 @@ func TestPagesShowLateJobs(t *testing.T) {
 			t.Errorf("REST ops/%s: expected %+v, want %+v every 3600 s:\n%s", name, e, want, body)
 		}
 	}
-	_, _, body := get(t, srv, "/api/v1/jobs/ops/fresh")
-	if strings.Contains(body, `"expected"`) {
-		t.Errorf("REST ops/fresh: %s", body)
+	for _, name := range []string{"fresh", "watched"} {
+		if _, _, body := get(t, srv, "/api/v1/jobs/ops/"+name); strings.Contains(body, `"expected"`) {
+			t.Errorf("REST ops/%s: %s", name, body)
+		}
+	}
+	if watched := card("watched"); watched == "" || strings.Contains(watched, "badge late") {
+		t.Errorf("ops/watched, read by a watcher:\n%s", watched)
 	}
 }
