@@ -334,7 +334,7 @@ func copyOf(runs Runs, r Run) int {
 // latest Late run when late, the job's latest result being one), or -1.
 func standInFor(runs Runs, r Run, late bool) int {
 	return slices.IndexFunc(runs, func(o Run) bool {
-		if late && o.Phase() == api.PhaseLate {
+		if late && o.phase == lateCode {
 			return true
 		}
 		return o.synthetic() && (r.Scheduled != 0 && o.Scheduled == r.Scheduled ||
