@@ -570,6 +570,23 @@ func payloadWire(p Payload) (wire []byte, ok bool) {
 			w.end(st)
 		}
 		w.omitEmpty("unreadable", v.Unreadable)
+		if x := v.Expected; x != nil {
+			st := w.beginStruct("expected")
+			w.boolean("optedIn", x.OptedIn)
+			if x.Auto {
+				w.boolean("auto", true)
+			}
+			if x.EverySeconds != nil {
+				w.number("everySeconds", *x.EverySeconds)
+			}
+			w.time("silentSince", x.SilentSince)
+			if x.LateAt != nil {
+				w.time("lateAt", *x.LateAt)
+			}
+			w.boolean("late", x.Late)
+			w.omitEmpty("note", x.Note)
+			w.end(st)
+		}
 	}
 	return w.b, w.ok
 }

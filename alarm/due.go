@@ -55,6 +55,9 @@ type DueConfig struct {
 	Kicked bool
 	// Silences are the silences in force at now.
 	Silences []api.Silence
+	// MissedGrace (--missed-grace): a job no watcher reads is late with no
+	// result for twice its expected interval plus this (LateResults).
+	MissedGrace time.Duration
 }
 
 // TransitionWeight is how many entries announce a new value of a job at
@@ -161,7 +164,11 @@ func DueEach(jobs []state.Job, announced Announced, now time.Time, cfg DueConfig
 			if cfg.Kicked && !first {
 				continue
 			}
-			e := failingEntry(j, schedules(j.Key().KindName(), j.Namespace, j.Name, now), now)
+			sched := schedules(j.Key().KindName(), j.Namespace, j.Name, now)
+			e := failingEntry(j, sched, now)
+			if sched == nil {
+				e.Payload.JobView.Expected = j.ExpectedAt(now, cfg.MissedGrace)
+			}
 			n := 1
 			if first {
 				var previous time.Time
@@ -229,6 +236,24 @@ func Purgeable(jobs []state.Job, now time.Time, cfg DueConfig) []state.Job {
 	for _, j := range jobs {
 		if j.Forgotten() && !recovering(j, now, cfg) {
 			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// LateResults are the Late runs due at now (state.LateResult) of the jobs
+// no watcher reads (a watched job's missed ticks are reported instead): the
+// loop records them. A job's Late run is decided from the stored state
+// alone, so a pass that sees it again, a restart or a new leader makes the
+// same run, which the store counts once.
+func LateResults(jobs []state.Job, now time.Time, cfg DueConfig) []api.Result {
+	var out []api.Result
+	for _, j := range jobs {
+		if j.ExpectedEvery == "" {
+			continue // the usual case: nothing to decide
+		}
+		if r, ok := state.LateResult(j, now, cfg.MissedGrace); ok && (cfg.Schedules == nil || cfg.Schedules(j.Key().KindName(), j.Namespace, j.Name, now) == nil) {
+			out = append(out, r)
 		}
 	}
 	return out

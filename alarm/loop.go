@@ -54,6 +54,8 @@ type Loop struct {
 	kick           chan struct{}
 	kickEvery      time.Duration
 	purge          func(ctx context.Context, key state.Key, forgottenAt time.Time) error
+	missedGrace    time.Duration
+	record         func(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error)
 }
 
 // LoopConfig holds the Loop's settings.
@@ -75,6 +77,12 @@ type LoopConfig struct {
 	// Purge removes a forgotten job once its closing is written
 	// (state.PurgeForgotten); nil: forgotten jobs are kept.
 	Purge func(ctx context.Context, key state.Key, forgottenAt time.Time) error
+	// MissedGrace is --missed-grace: a job that asks for Late runs is late
+	// with no result for twice its expected interval plus this.
+	MissedGrace time.Duration
+	// Record records a job's Late run (state.Store.Record); nil: no Late
+	// runs are recorded (lateness is still shown).
+	Record func(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error)
 }
 
 // NewLoop makes a loop that reads jobs and writes to sink.
@@ -101,6 +109,8 @@ func NewLoop(jobs Lister, sink Sink, cfg LoopConfig, metrics *Metrics, logger *s
 		kick:           make(chan struct{}, 1),
 		kickEvery:      cmp.Or(cfg.KickEvery, DefaultKickEvery),
 		purge:          cfg.Purge,
+		missedGrace:    cfg.MissedGrace,
+		record:         cfg.Record,
 	}
 }
 
@@ -181,6 +191,7 @@ func (l *Loop) dueConfig(started time.Time, kicked bool) DueConfig {
 		Started:        started,
 		Schedules:      l.schedules,
 		Kicked:         kicked,
+		MissedGrace:    l.missedGrace,
 	}
 }
 
@@ -224,6 +235,35 @@ func (l *Loop) pass(ctx context.Context, w *writer, kicked bool) {
 				}
 			}
 		}
+		if l.record != nil {
+			l.recordLate(ctx, LateResults(jobs, now, cfg), now)
+		}
+	}
+}
+
+// recordLate records the Late runs due, and kicks the loop to announce the
+// streaks they start at once rather than at the next interval.
+func (l *Loop) recordLate(ctx context.Context, late []api.Result, now time.Time) {
+	announce := false
+	for _, r := range late {
+		if err := r.ValidateObserved(now); err != nil {
+			// A silence longer than a result's times may span
+			// (api.MaxResultAge): the job shows as late, with no run.
+			l.logger.Warn("late run not recorded", "err", err, "namespace", r.Namespace, "job", r.JobName())
+			continue
+		}
+		rec, err := l.record(ctx, r, now)
+		if err != nil {
+			l.logger.Warn("record late run", "err", err, "namespace", r.Namespace, "job", r.JobName())
+			continue
+		}
+		if !rec.Outcome.Duplicate && !rec.Outcome.Stale {
+			l.logger.Info("job late: recorded a Late run", "namespace", r.Namespace, "job", r.JobName(), "kind", r.Kind(), "workflow", r.WorkflowName)
+			announce = announce || rec.Outcome.Announces(rec.Job)
+		}
+	}
+	if announce {
+		l.Kick()
 	}
 }
 

@@ -179,6 +179,11 @@ type Job struct {
 	// cannot: the other fields are then the last readable copy the replica
 	// saw, or empty when it saw none. Fix or delete the stored value.
 	Unreadable string `json:"unreadable,omitempty"`
+	// Expected says how often the job should report and whether it is
+	// late: always for a job that asks for Late runs
+	// (AnnotationExpectedEvery), for any other only while it is late. A
+	// job a watcher reads has none: its missed ticks are reported instead.
+	Expected *Expected `json:"expected,omitempty"`
 }
 
 // JobDetail answers GET /api/v1/jobs/{namespace}/{job}: the job, its last

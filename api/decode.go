@@ -48,11 +48,14 @@ const (
 	PhaseSubmissionError Phase = "SubmissionError"
 	// PhaseStuck: a run still running past its maximum runtime.
 	PhaseStuck Phase = "Stuck"
+	// PhaseLate: a job that asks for it (AnnotationExpectedEvery) sent no
+	// result for twice its expected interval plus the missed grace.
+	PhaseLate Phase = "Late"
 )
 
 // ObservedPhases are what a watcher may report: the exit handler's phases
 // and the synthetic failures.
-var ObservedPhases = append(append([]Phase{}, AcceptedPhases...), PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck)
+var ObservedPhases = append(append([]Phase{}, AcceptedPhases...), PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck, PhaseLate)
 
 // ErrInvalid marks every error caused by bad input; errors.Is(err, ErrInvalid)
 // holds for each *FieldError.
@@ -223,6 +226,12 @@ func (d *decoding) decode(fields []rawField, receivedAt time.Time) (Result, erro
 		if _, err := ParseFailureThreshold(v); err != nil {
 			d.warn("annotations."+AnnotationFailureThreshold, err.Error()+"; ignored: the job alerts from its first failed run, the default")
 			delete(res.Annotations, AnnotationFailureThreshold)
+		}
+	}
+	if v, ok := res.Annotations[AnnotationExpectedEvery]; ok {
+		if _, err := ParseExpectedEvery(v); err != nil {
+			d.warn("annotations."+AnnotationExpectedEvery, err.Error()+"; ignored: no Late run is reported for the job")
+			delete(res.Annotations, AnnotationExpectedEvery)
 		}
 	}
 	if raw, ok := d.fields["failures"]; ok {
@@ -556,6 +565,11 @@ func (r Result) validate(receivedAt time.Time, phases []Phase) error {
 			return &FieldError{Field: "annotations." + AnnotationFailureThreshold, Message: err.Error()}
 		}
 	}
+	if v, ok := r.Annotations[AnnotationExpectedEvery]; ok {
+		if _, err := ParseExpectedEvery(v); err != nil {
+			return &FieldError{Field: "annotations." + AnnotationExpectedEvery, Message: err.Error()}
+		}
+	}
 	return r.validateTimes(receivedAt)
 }
 
@@ -640,7 +654,7 @@ func (r Result) Failed() bool { return r.Phase != PhaseSucceeded }
 // not report: a later result of the same run supersedes it.
 func (r Result) Synthetic() bool {
 	switch r.Phase {
-	case PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck:
+	case PhaseMissed, PhaseSpecError, PhaseSubmissionError, PhaseStuck, PhaseLate:
 		return true
 	}
 	return false

@@ -122,6 +122,11 @@ type card struct {
 	Runs, Strip []runMark
 	// StripLabel says what the strip shows, for a screen reader.
 	StripLabel string
+	// Late: no result for twice its expected interval plus the missed
+	// grace (Expected), since LateAt; Every is that interval.
+	Late                bool
+	SilentSince, LateAt stamp
+	Every               string
 }
 
 // runMark is one run as the pages show it: a mark of the strip (its Class
@@ -187,6 +192,12 @@ func newCard(j api.Job, runs []api.Run, now time.Time, argoURL string) card {
 	}
 	if j.LastWarning != nil {
 		c.WarningAt = stampOf(now, j.LastWarning.At)
+	}
+	if e := j.Expected; e != nil {
+		c.Late, c.SilentSince, c.LateAt = e.Late, stampOf(now, e.SilentSince), stampPtr(now, e.LateAt)
+		if e.EverySeconds != nil {
+			c.Every = humanDuration(time.Duration(*e.EverySeconds * float64(time.Second)))
+		}
 	}
 	for _, f := range j.LastFailures {
 		var finished stamp

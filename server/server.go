@@ -51,6 +51,9 @@ type Config struct {
 	// MetricsMaxAge is how old the /metrics body a scrape gets may be;
 	// DefaultMetricsMaxAge when 0.
 	MetricsMaxAge time.Duration
+	// MissedGrace is --missed-grace: a job no watcher reads is shown late
+	// with no result for twice its expected interval plus this.
+	MissedGrace time.Duration
 }
 
 // MaxBodyBytes bounds a callback body: Argo's body is a few KiB.

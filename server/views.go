@@ -16,6 +16,8 @@ type Views struct {
 	Schedules api.ScheduleOf
 	// Silences returns the silences in force; nil: none.
 	Silences func(ctx context.Context) ([]api.Silence, error)
+	// MissedGrace is --missed-grace, for whether a job is late.
+	MissedGrace time.Duration
 }
 
 // silences returns the silences in force at now.
@@ -34,6 +36,10 @@ func (v Views) silences(ctx context.Context, now time.Time) ([]api.Silence, erro
 func (v Views) of(j state.Job, now time.Time, silences []api.Silence) api.Job {
 	out := j.View(now)
 	out.Schedule = v.Schedules(j.Key().KindName(), j.Namespace, j.Name, now)
+	if out.Schedule == nil {
+		// A watched job's missed ticks say it is late.
+		out.Expected = j.ExpectedAt(now, v.MissedGrace)
+	}
 	out.Silenced = state.SilenceOf(j.Key(), silences)
 	out.Alerting = out.Alerting && out.Silenced == nil
 	return out

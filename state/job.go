@@ -109,6 +109,9 @@ type Job struct {
 	// FailureThreshold is the latest result's failure threshold (the
 	// annotation api.AnnotationFailureThreshold); 0 when it had none.
 	FailureThreshold int `json:"threshold,omitempty"`
+	// ExpectedEvery is the latest result's expected interval (the
+	// annotation api.AnnotationExpectedEvery): "" when it had none.
+	ExpectedEvery string `json:"every,omitempty"`
 	// RecoveredAt is when the success that ended LastStreak was received: the
 	// recovery window runs from here, even for a callback that came late.
 	RecoveredAt *time.Time `json:"recoveredAt,omitempty"`
@@ -318,6 +321,9 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 		job = Job{Namespace: key.Namespace, Name: key.Name, Kind: key.Kind}
 	}
 	m := job.match(r)
+	if !m.seen && job.lateBefore(r, receivedAt) {
+		m.supersedes = true
+	}
 	if m.seen {
 		if job.addsDetail(r) {
 			// The job's latest run, recorded without its failed steps (a
@@ -365,7 +371,7 @@ func Apply(job Job, existing bool, r api.Result, receivedAt time.Time) (Job, Out
 	}
 	if m.supersedes {
 		// The run takes the place of the synthetic failure that stood for it.
-		if i := standInFor(runs, run); i >= 0 {
+		if i := standInFor(runs, run, job.LastPhase == api.PhaseLate); i >= 0 {
 			runs = withoutRun(runs, i)
 		}
 	}
@@ -456,6 +462,7 @@ func (j Job) match(r api.Result) match {
 // setLast records r, finished at finished, as the job's latest result.
 func setLast(next *Job, r api.Result, finished time.Time) {
 	next.FailureThreshold = r.FailureThreshold()
+	next.ExpectedEvery = r.ExpectedEvery()
 	next.LastResultAt = finished
 	next.LastWorkflow = r.WorkflowName
 	next.LastUID = r.UID

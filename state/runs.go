@@ -25,11 +25,15 @@ type Run struct {
 	source  byte // a sourceCodes letter
 }
 
+// lateCode is a Late run's phase letter, which the page and the alarm look
+// for in every job's runs (a letter, not a map lookup).
+const lateCode = 'L'
+
 // The letters a run's phase and source are stored as.
 var (
 	phaseCodes = map[api.Phase]byte{
 		api.PhaseSucceeded: 'S', api.PhaseFailed: 'F', api.PhaseError: 'E', api.PhaseMissed: 'M',
-		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B',
+		api.PhaseStuck: 'K', api.PhaseSpecError: 'X', api.PhaseSubmissionError: 'B', api.PhaseLate: lateCode,
 	}
 	sourceCodes = map[api.RunSource]byte{
 		api.SourceCallback: 'c', api.SourceArgo: 'a', api.SourceCronJob: 'j', api.SourceUnknown: 'u',
@@ -105,11 +109,11 @@ func NewRun(phase api.Phase, source api.RunSource, finished, scheduled time.Time
 
 // runOf is the history's entry for result r that finished at finished.
 // A tick with no run (Missed, SpecError, SubmissionError) has no duration:
-// its result's is the grace the watcher gave it.
+// its result's is the grace the watcher gave it; nor has a Late run.
 func runOf(r api.Result, finished time.Time) Run {
 	var duration time.Duration
 	switch r.Phase {
-	case api.PhaseMissed, api.PhaseSpecError, api.PhaseSubmissionError:
+	case api.PhaseMissed, api.PhaseSpecError, api.PhaseSubmissionError, api.PhaseLate:
 	default:
 		duration = time.Duration(r.DurationSeconds * float64(time.Second))
 	}
@@ -326,10 +330,13 @@ func copyOf(runs Runs, r Run) int {
 }
 
 // standInFor returns the index of the synthetic failure in runs that
-// stood for r's run (the same tick, or the same start: a Stuck run), or
-// -1.
-func standInFor(runs Runs, r Run) int {
+// stood for r's run (the same tick, or the same start: a Stuck run; the
+// latest Late run when late, the job's latest result being one), or -1.
+func standInFor(runs Runs, r Run, late bool) int {
 	return slices.IndexFunc(runs, func(o Run) bool {
+		if late && o.phase == lateCode {
+			return true
+		}
 		return o.synthetic() && (r.Scheduled != 0 && o.Scheduled == r.Scheduled ||
 			r.Seconds >= 0 && o.Seconds >= 0 && o.start() == r.start())
 	})
@@ -339,8 +346,11 @@ func standInFor(runs Runs, r Run) int {
 // does: see api.Usual.
 func UsualOf(runs []api.Run) api.Usual {
 	var took []float64
-	var starts []time.Time
+	var starts []int64
 	for _, r := range runs {
+		if r.Phase == api.PhaseLate {
+			continue // no run: the lack of one
+		}
 		start := r.FinishedAt
 		if r.DurationSeconds != nil {
 			start = start.Add(-time.Duration(*r.DurationSeconds * float64(time.Second)))
@@ -351,7 +361,7 @@ func UsualOf(runs []api.Run) api.Usual {
 		if r.ScheduledAt != nil {
 			start = *r.ScheduledAt
 		}
-		starts = append(starts, start)
+		starts = append(starts, start.Unix()) // times of runs are to the second
 	}
 	u := api.Usual{SuccessfulRuns: len(took)}
 	var notes []string
@@ -362,23 +372,58 @@ func UsualOf(runs []api.Run) api.Usual {
 	} else {
 		notes = append(notes, fmt.Sprintf("the usual duration needs %d successful runs of known duration, %d known", api.MinRunsForUsual, len(took)))
 	}
-	slices.SortFunc(starts, time.Time.Compare)
-	var gaps []float64
-	for i := 1; i < len(starts); i++ {
-		// Two results of one tick (a retry, a run and its Stuck) are one.
-		if gap := starts[i].Sub(starts[i-1]).Seconds(); gap > 0 {
-			gaps = append(gaps, gap)
-		}
-	}
-	if len(gaps) >= api.MinRunsForUsual-1 {
-		slices.Sort(gaps)
-		interval := nearestRank(gaps, 0.5)
+	if interval, runs := usualInterval(starts); runs >= api.MinRunsForUsual {
 		u.IntervalSeconds = &interval
 	} else {
-		notes = append(notes, fmt.Sprintf("the usual interval needs %d runs, %d known", api.MinRunsForUsual, len(gaps)+min(len(starts), 1)))
+		notes = append(notes, intervalNote(runs))
 	}
 	u.Note = strings.Join(notes, "; ")
 	return u
+}
+
+func intervalNote(runs int) string {
+	return fmt.Sprintf("the usual interval needs %d runs, %d known", api.MinRunsForUsual, runs)
+}
+
+// usualInterval is the median time between runs that started at starts
+// (unix seconds, sorted in place), in seconds, and how many runs that
+// counts: two results of one tick (a retry, a run and its Stuck) are one.
+// It allocates nothing for a job's history: the page asks it of every job
+// it shows, the alarm of every failing job at every pass.
+func usualInterval(starts []int64) (seconds float64, runs int) {
+	slices.Sort(starts)
+	var buf [api.MaxRuns]int64
+	gaps := buf[:0]
+	for i := 1; i < len(starts); i++ {
+		if gap := starts[i] - starts[i-1]; gap > 0 {
+			gaps = append(gaps, gap)
+		}
+	}
+	if len(gaps) == 0 {
+		return 0, min(len(starts), 1)
+	}
+	slices.Sort(gaps)
+	return float64(gaps[max(int(math.Ceil(0.5*float64(len(gaps))))-1, 0)]), len(gaps) + 1
+}
+
+// usualInterval is the job's usual interval (UsualOf's, without making
+// views of its runs), and how many runs it counts; below
+// api.MinRunsForUsual it says little.
+func (j Job) usualInterval() (time.Duration, int) {
+	var buf [api.MaxRuns]int64
+	starts := buf[:0]
+	for _, r := range j.Runs() {
+		if r.phase == lateCode {
+			continue
+		}
+		start := r.start()
+		if r.Scheduled != 0 {
+			start = r.Scheduled
+		}
+		starts = append(starts, start)
+	}
+	seconds, n := usualInterval(starts)
+	return time.Duration(seconds) * time.Second, n
 }
 
 // nearestRank is the p-quantile of sorted by the nearest rank.

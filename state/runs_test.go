@@ -132,6 +132,7 @@ func TestHistoryEncoding(t *testing.T) {
 		NewRun(api.PhaseSpecError, api.SourceArgo, end.Add(-4*time.Hour), time.Time{}, 0),
 		NewRun(api.PhaseSubmissionError, api.SourceArgo, end.Add(-5*time.Hour), time.Time{}, 0),
 		NewRun(api.PhaseError, api.SourceCallback, end.Add(-6*time.Hour), end.Add(-6*time.Hour), 500*time.Millisecond),
+		NewRun(api.PhaseLate, api.SourceCallback, end.Add(-7*time.Hour), time.Time{}, 0),
 	}
 	b, err := json.Marshal(Job{History: runs, LastResultAt: end})
 	if err != nil {
@@ -144,7 +145,7 @@ func TestHistoryEncoding(t *testing.T) {
 	if fmt.Sprint(back.History) != fmt.Sprint(runs) {
 		t.Errorf("read back\n got %v\nwant %v\nfrom %s", back.History, runs, b)
 	}
-	for _, phase := range []api.Phase{api.PhaseFailed, api.PhaseMissed, api.PhaseStuck, api.PhaseSucceeded, api.PhaseSpecError, api.PhaseSubmissionError, api.PhaseError} {
+	for _, phase := range []api.Phase{api.PhaseFailed, api.PhaseMissed, api.PhaseStuck, api.PhaseSucceeded, api.PhaseSpecError, api.PhaseSubmissionError, api.PhaseError, api.PhaseLate} {
 		if !strings.Contains(fmt.Sprint(back.RunViews()), string(phase)) {
 			t.Errorf("no %s run in %+v", phase, back.RunViews())
 		}

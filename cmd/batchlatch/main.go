@@ -125,7 +125,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// The sources besides callbacks, and what they add to the jobs' views.
 	var watcher *argowatch.Watcher
 	var cronJobs *cronjobwatch.Watcher
-	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow, PolicyWindow: cfg.PolicyWindow, Silences: store.Silences}
+	loopCfg := alarm.LoopConfig{Interval: cfg.Interval, RecoveryWindow: cfg.RecoveryWindow, PolicyWindow: cfg.PolicyWindow, Silences: store.Silences,
+		MissedGrace: cfg.MissedGrace, Record: store.Record}
 	var schedules []api.ScheduleOf
 	if cfg.WatchArgo {
 		if watcher, err = newArgoWatcher(cfg, k, store, logger); err != nil {
@@ -163,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{
 		Token: token, ReadToken: cfg.ReadToken, ArgoURL: cfg.ArgoURL, Schedules: loopCfg.Schedules, Silences: store.Silences,
-		JobSeries: jobGauges.WriteText, MetricsAuth: cfg.MetricsAuth, InFlight: cfg.MaxInFlight,
+		JobSeries: jobGauges.WriteText, MetricsAuth: cfg.MetricsAuth, InFlight: cfg.MaxInFlight, MissedGrace: cfg.MissedGrace,
 	})
 
 	// What only one replica does (with --leader-elect, the leader): write

@@ -521,6 +521,15 @@ func TestShardedHistory(t *testing.T) {
 		func() state.Store { return newSharded(t, env, ns, testShards, Options{CompactAbove: 1}) })
 }
 
+// TestShardedLate: a job's Late run is counted once across a restart and
+// from a replica, whose own result then takes its place.
+func TestShardedLate(t *testing.T) {
+	env := kubetest.Get(t)
+	ns := env.NewNamespace(t)
+	storetest.Late(t, func() state.Store { return newSharded(t, env, ns, testShards, Options{}) },
+		func() state.Store { return newSharded(t, env, ns, testShards, Options{CompactAbove: 1}) })
+}
+
 // TestShardedHistoryMigration: a job a release before histories wrote in
 // its shard reads with a history seeded from its state, and keeps it.
 func TestShardedHistoryMigration(t *testing.T) {

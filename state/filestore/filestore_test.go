@@ -762,6 +762,17 @@ func TestStoreHistory(t *testing.T) {
 	}, nil)
 }
 
+func TestStoreLate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	storetest.Late(t, func() state.Store {
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}, nil)
+}
+
 func TestStoreHistoryMigration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	storetest.Migration(t, func() state.Store {
