@@ -8,6 +8,9 @@ import (
 	"github.com/batchlatch/batchlatch/api"
 )
 
+// succeeded is how a successful run's phase is stored.
+var succeeded = phaseCodes[api.PhaseSucceeded]
+
 // UsualP90 is the 90th percentile (nearest rank) of the durations of the
 // successful runs of known duration among rs, as UsualOf tells it from
 // their views, and how many such runs there are; p90 is 0 with fewer than
@@ -20,7 +23,7 @@ func (rs Runs) UsualP90() (p90 time.Duration, successful int) {
 	var buf [api.MaxRuns]int32
 	took := buf[:0]
 	for _, r := range rs {
-		if r.Seconds >= 0 && r.Phase() == api.PhaseSucceeded {
+		if r.Seconds >= 0 && r.phase == succeeded {
 			took = append(took, r.Seconds)
 		}
 	}
