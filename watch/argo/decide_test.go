@@ -243,6 +243,15 @@ func TestAnnotationsOverrideTheFlags(t *testing.T) {
 			t.Errorf("the deprecated schedule: %+v", c)
 		}
 	}
+	// auto: learnt from the job's history, with the flag set or not.
+	w.cfg.MaxRuntime = time.Hour
+	for _, v := range []string{"auto", " AUTO"} {
+		cwf := &wfv1.CronWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: map[string]string{AnnotationMaxRuntime: v}},
+			Spec: wfv1.CronWorkflowSpec{Schedule: "0 2 * * *"}}
+		if c := w.cronOf(cwf); c.MaxRuntime != (cronrules.MaxRuntime{Auto: true}) {
+			t.Errorf("%q: max runtime %+v, want auto", v, c.MaxRuntime)
+		}
+	}
 }
 
 // usualJob is nightly's job with n successful runs in its history, an hour

@@ -337,6 +337,15 @@ func TestCronOf(t *testing.T) {
 			t.Errorf("next tick %s", next)
 		}
 	}
+	// auto: learnt from the job's history, with the flag set or not.
+	w.cfg.MaxRuntime = time.Hour
+	for _, v := range []string{"auto", " AUTO"} {
+		cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: map[string]string{AnnotationMaxRuntime: v}},
+			Spec: batchv1.CronJobSpec{Schedule: "0 2 * * *"}}
+		if c := w.cronOf(cj); c.MaxRuntime != (cronrules.MaxRuntime{Auto: true}) {
+			t.Errorf("%q: max runtime %+v, want auto", v, c.MaxRuntime)
+		}
+	}
 }
 
 // usualJob is nightly's job with n successful Jobs in its history, an hour
