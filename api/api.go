@@ -256,7 +256,10 @@ type Schedule struct {
 	NextTick  *time.Time `json:"nextTick,omitempty"`
 	Suspended bool       `json:"suspended,omitempty"`
 	Stopped   bool       `json:"stopped,omitempty"`
-	// Note says why missed ticks are not reported, when they are not.
+	// Note says why missed ticks are not reported, when they are not;
+	// and, for a job whose max runtime is auto (batchlatch.io/max-runtime:
+	// auto), the limit learnt from its usual duration or why none applies
+	// yet. Notes are joined by "; ".
 	Note string `json:"note,omitempty"`
 }
 

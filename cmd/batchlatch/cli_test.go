@@ -226,8 +226,74 @@ func TestCLIJobsAndFailuresAsTablesJSONAndYAML(t *testing.T) {
 	if r := s.cli(t, "get", "ops/backup"); r.code != exitTrouble || !strings.Contains(r.stderr, "job not found") {
 		t.Errorf("get ops/backup: %+v", r)
 	}
-	if _, rows := table(t, s.must(t, "get", "ml/nightly")); len(rows) != 1 || rows[0]["JOB"] != "nightly" {
+	if _, rows := table(t, strings.Split(s.must(t, "get", "ml/nightly"), "\n\n")[0]); len(rows) != 1 || rows[0]["JOB"] != "nightly" {
 		t.Errorf("get ml/nightly: %v", rows)
+	}
+}
+
+// TestCLIGetShowsTheRunsAndWhatIsUsual: `get` shows the job's row, then
+// what it usually does and its last runs, newest first, each with its
+// outcome, source, tick, end and duration; a job with too few runs says
+// what is missing.
+func TestCLIGetShowsTheRunsAndWhatIsUsual(t *testing.T) {
+	s := startCLIServer(t)
+	t0 := time.Now().Add(-24 * time.Hour).Truncate(time.Hour).UTC()
+	run := func(i int, phase string, seconds int) {
+		tick := t0.Add(time.Duration(i) * time.Hour)
+		s.result(t, fmt.Sprintf(`{"namespace":"ml","workflowName":"nightly-%d","uid":"n%d","cronWorkflow":"nightly","phase":%q,"createdAt":%q,"scheduledTime":%q,"durationSeconds":%d}`,
+			tick.Unix(), i, phase, tick.Format(time.RFC3339), tick.Format(time.RFC3339), seconds))
+	}
+	for i := range 6 {
+		run(i, "Succeeded", 600+60*i) // 10m to 15m
+	}
+	run(6, "Failed", 3000)
+	s.result(t, callback("ml", "weekly", "w1", "Succeeded", t0))
+
+	sections := strings.Split(strings.TrimSuffix(s.must(t, "get", "ml/nightly"), "\n"), "\n\n")
+	if len(sections) != 3 {
+		t.Fatalf("get ml/nightly: %d sections, want the job, what is usual, the runs:\n%s", len(sections), strings.Join(sections, "\n\n"))
+	}
+	if _, rows := table(t, sections[0]); len(rows) != 1 || rows[0]["JOB"] != "nightly" || rows[0]["STATUS"] != "Failing" {
+		t.Errorf("the job: %v", rows)
+	}
+	usual := regexp.MustCompile(`^Usual duration: +12m median, 15m p90 \(of 6 successful runs\)\nUsual interval: +1h$`)
+	if !usual.MatchString(sections[1]) {
+		t.Errorf("what is usual:\n%s", sections[1])
+	}
+	header, rows := table(t, sections[2])
+	if got := strings.Join(header, "|"); got != "FINISHED|PHASE|SOURCE|SCHEDULED|DURATION" {
+		t.Fatalf("runs header %s", got)
+	}
+	if len(rows) != 7 {
+		t.Fatalf("runs: %v", rows)
+	}
+	for i, r := range rows {
+		n := 6 - i // newest first
+		tick := t0.Add(time.Duration(n) * time.Hour)
+		took := time.Duration(600+60*n) * time.Second
+		want := map[string]string{"PHASE": "Succeeded", "SOURCE": "callback", "SCHEDULED": tick.Format(time.RFC3339), "DURATION": api.FormatDuration(took),
+			"FINISHED": tick.Add(took).Format(time.RFC3339)}
+		if n == 6 {
+			want["PHASE"], want["DURATION"], want["FINISHED"] = "Failed", "50m", tick.Add(50*time.Minute).Format(time.RFC3339)
+		}
+		for k, v := range want {
+			if r[k] != v {
+				t.Errorf("run %d: %s %q, want %q (%v)", i, k, r[k], v, r)
+			}
+		}
+	}
+	var detail api.JobDetail
+	if err := json.Unmarshal([]byte(s.must(t, "get", "ml/nightly", "-o", "json")), &detail); err != nil || len(detail.Runs) != 7 || detail.Usual == nil || *detail.Usual.P90Seconds != 900 {
+		t.Errorf("get -o json: %v %+v", err, detail)
+	}
+
+	// One run: nothing usual yet, and why.
+	sections = strings.Split(strings.TrimSuffix(s.must(t, "get", "ml/weekly", "-o", "wide"), "\n"), "\n\n")
+	if len(sections) != 3 || !regexp.MustCompile(`^Usual duration: +-\nUsual interval: +-\nNote: +the usual duration needs 5 successful runs of known duration, 1 known; the usual interval needs 5 runs, 1 known$`).MatchString(sections[1]) {
+		t.Fatalf("get ml/weekly:\n%s", strings.Join(sections, "\n\n"))
+	}
+	if _, rows := table(t, sections[2]); len(rows) != 1 || rows[0]["DURATION"] != "13s" || rows[0]["SCHEDULED"] != "-" {
+		t.Errorf("weekly's run: %v", rows)
 	}
 }
 

@@ -135,7 +135,7 @@ func newFlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.WatchCronJobs, "watch-cronjobs", false, "latch Kubernetes CronJobs: read their Jobs' results from the API server (no hook needed), missed ticks, stuck Jobs, deleted CronJobs")
 	fs.Func("cronjob-namespaces", "comma-separated namespaces the CronJob watcher reads (default all)", namespaceList("--cronjob-namespaces", &cfg.CronJobNamespaces))
 	fs.DurationVar(&cfg.MissedGrace, "missed-grace", 10*time.Minute, "watched jobs (CronWorkflows and CronJobs): a tick with no run this long after it is a missed run, from 10s to 720h (annotation batchlatch.io/missed-grace overrides it); other jobs: late with no result for twice their expected interval plus this")
-	fs.DurationVar(&cfg.MaxRuntime, "max-runtime", 0, "watched jobs: a run still running this long is stuck, up to 720h (0: off; annotation batchlatch.io/max-runtime overrides it)")
+	fs.DurationVar(&cfg.MaxRuntime, "max-runtime", 0, "watched jobs: a run still running this long is stuck, up to 720h (0: off; annotation batchlatch.io/max-runtime overrides it, or learns it from the job's usual duration with auto)")
 	fs.DurationVar(&cfg.ForgetAfter, "forget-after", 10*time.Minute, "watched jobs: the job of a deleted CronWorkflow or CronJob is forgotten this long after the deletion, up to 720h")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: batchlatch [serve] [flags]\n\nKeeps a failed batch job's alert open until the job succeeds again.\nEvery flag can also be set through the environment variable shown.\n`batchlatch help` lists the client commands (failures, jobs, silence, …).\n\n")

@@ -299,6 +299,13 @@ func TestPluginThroughTheProxyToBatchlatch(t *testing.T) {
 	if _, rows := table(t, r.stdout); len(rows) != 1 || rowOf(t, rows, "ml", "nightly")["STATUS"] != "Failing" {
 		t.Errorf("failures:\n%s", r.stdout)
 	}
+	// get shows the job's runs, as batchlatch get does.
+	r = plugin(t, env, "get", "ml/nightly", "--kubeconfig", kubeconfig)
+	if sections := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n\n"); r.code != 0 || len(sections) != 3 {
+		t.Errorf("get: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	} else if _, rows := table(t, sections[2]); len(rows) != 1 || rows[0]["PHASE"] != "Failed" || rows[0]["SOURCE"] != "callback" {
+		t.Errorf("get: runs %v", rows)
+	}
 	r = plugin(t, env, "get", "ml/nightly", "-o", "json", "--kubeconfig", kubeconfig)
 	var job api.Job
 	if err := json.Unmarshal([]byte(r.stdout), &job); err != nil || r.code != 0 || job.LastUID != "run-1" {

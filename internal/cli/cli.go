@@ -107,7 +107,7 @@ var commands = []command{
 	},
 	{
 		name: "get", args: "JOB", minArgs: 1, maxArgs: 1, output: true,
-		summary: "one job (-o yaml shows all the server knows of it)",
+		summary: "one job, what it usually does and its last runs (-o yaml: all the server knows)",
 		run:     runGet,
 	},
 	{
@@ -635,12 +635,62 @@ func runGet(ctx context.Context, c *client, o *clientOptions, args []string) err
 		return err
 	}
 	path, q := jobPath(t)
-	var job api.Job
+	var job api.JobDetail
 	if err := c.do(ctx, "GET", path, q, nil, &job); err != nil {
 		return err
 	}
-	return c.print(o.output, job, []api.Job{job}, "")
+	if err := c.print(o.output, job, []api.Job{job.Job}, ""); err != nil || o.output == "json" || o.output == "yaml" {
+		return err
+	}
+	return printRuns(c.stdout, job)
 }
+
+// printRuns writes, below a job's row, what it usually does, its notes,
+// and its last runs as a table, newest first.
+func printRuns(w io.Writer, job api.JobDetail) error {
+	fmt.Fprintln(w)
+	tw := newTable(w)
+	if u := job.Usual; u != nil {
+		took, every := "-", "-"
+		if u.MedianSeconds != nil && u.P90Seconds != nil {
+			took = fmt.Sprintf("%s median, %s p90 (of %d successful runs)", api.FormatDuration(seconds(*u.MedianSeconds)), api.FormatDuration(seconds(*u.P90Seconds)), u.SuccessfulRuns)
+		}
+		if u.IntervalSeconds != nil {
+			every = api.FormatDuration(seconds(*u.IntervalSeconds))
+		}
+		writeRow(tw, "Usual duration:", took)
+		writeRow(tw, "Usual interval:", every)
+		if u.Note != "" {
+			writeRow(tw, "Note:", u.Note)
+		}
+	}
+	if s := job.Schedule; s != nil && s.Note != "" {
+		writeRow(tw, "Schedule note:", s.Note)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(job.Runs) == 0 {
+		_, err := fmt.Fprintln(w, "No run recorded yet.")
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "FINISHED\tPHASE\tSOURCE\tSCHEDULED\tDURATION")
+	for _, r := range job.Runs {
+		scheduled, took := "-", "-"
+		if r.ScheduledAt != nil {
+			scheduled = r.ScheduledAt.UTC().Format(time.RFC3339)
+		}
+		if r.DurationSeconds != nil {
+			took = api.FormatDuration(seconds(*r.DurationSeconds))
+		}
+		writeRow(tw, r.FinishedAt.UTC().Format(time.RFC3339), string(r.Phase), r.Source, scheduled, took)
+	}
+	return tw.Flush()
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func runForget(ctx context.Context, c *client, _ *clientOptions, args []string) error {
 	t, err := jobArg(args[0])

@@ -3,6 +3,7 @@ package argowatch
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +41,11 @@ type cron struct {
 	// when it is valid.
 	SpecErr    string
 	Grace      time.Duration
-	MaxRuntime time.Duration // 0: off
+	MaxRuntime cronrules.MaxRuntime
+	// Usual is what the job usually does, read from its history when
+	// MaxRuntime is auto; UsualKnown says it was (the view says when not).
+	Usual      cronrules.Usual
+	UsualKnown bool
 }
 
 type condition struct {
@@ -108,7 +113,7 @@ func (c cron) rules() cronrules.Cron {
 	if c.SpecChangedAt.After(from) {
 		from = c.SpecChangedAt
 	}
-	return cronrules.Cron{Name: c.Name, Schedule: c.Schedule, From: from, Forbid: c.Forbid, MaxRuntime: c.MaxRuntime}
+	return cronrules.Cron{Name: c.Name, Schedule: c.Schedule, From: from, Forbid: c.Forbid, MaxRuntime: c.MaxRuntime, Usual: c.Usual}
 }
 
 func rulesRuns(runs []run) []cronrules.Run {
@@ -130,7 +135,7 @@ func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
 	shared := rulesRuns(runs)
 	rules := c.rules()
 	for _, r := range cronrules.Stuck(rules, shared, now) {
-		results = append(results, stuckResult(c, r))
+		results = append(results, stuckResult(c, rules, r))
 	}
 	if c.Suspended || c.Stopped {
 		return results
@@ -233,9 +238,10 @@ func tickResult(c cron, tick time.Time, phase api.Phase, message string, at time
 }
 
 // stuckResult is a synthetic failure of run r, still running past c's max
-// runtime: timed when it became stuck, so that every pass makes the same
-// result of it.
-func stuckResult(c cron, r cronrules.Run) api.Result {
+// runtime (rules is c's): timed when it became stuck, so that every pass
+// makes the same result of it.
+func stuckResult(c cron, rules cronrules.Cron, r cronrules.Run) api.Result {
+	limit, message := cronrules.StuckFor(rules, r)
 	return api.Result{
 		Namespace:       c.Namespace,
 		WorkflowName:    r.Name,
@@ -243,9 +249,8 @@ func stuckResult(c cron, r cronrules.Run) api.Result {
 		CronWorkflow:    c.Name,
 		Phase:           api.PhaseStuck,
 		CreatedAt:       r.Started.UTC().Format(time.RFC3339),
-		DurationSeconds: c.MaxRuntime.Seconds(),
-		Failures: []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck),
-			Message: fmt.Sprintf("still running past its max runtime of %s (started %s)", c.MaxRuntime, r.Started.UTC().Format(time.RFC3339))}},
+		DurationSeconds: limit.Seconds(),
+		Failures:        []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck), Message: message}},
 	}
 }
 
@@ -296,5 +301,11 @@ func scheduleView(c cron, now time.Time) *api.Schedule {
 			v.NextTick = &next
 		}
 	}
+	v.Note = joinNotes(v.Note, c.MaxRuntime.Note(c.Usual, c.UsualKnown))
 	return v
+}
+
+// joinNotes joins the notes that are not empty.
+func joinNotes(notes ...string) string {
+	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
 }

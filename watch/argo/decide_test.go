@@ -1,6 +1,7 @@
 package argowatch
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 	"github.com/batchlatch/batchlatch/watch/schedule"
 )
 
@@ -136,7 +138,7 @@ func TestMissedResultNamesTheTick(t *testing.T) {
 func TestDueStuckRuns(t *testing.T) {
 	c := everyMinute(t)
 	c.Suspended = true // stuck runs are reported all the same
-	c.MaxRuntime = time.Hour
+	c.MaxRuntime = cronrules.MaxRuntime{Fixed: time.Hour}
 	now := minutes(120)
 	runs := []run{
 		{Name: "nightly-a", UID: "a", Created: minutes(0), Phase: wfv1.WorkflowRunning},
@@ -151,7 +153,7 @@ func TestDueStuckRuns(t *testing.T) {
 	if got[0].UID != "a" || !strings.Contains(got[0].Failures[0].Message, "past its max runtime of 1h0m0s") {
 		t.Errorf("stuck result %+v", got[0])
 	}
-	c.MaxRuntime = 0
+	c.MaxRuntime = cronrules.MaxRuntime{}
 	if got := due(c, runs, nil, now); len(got) != 0 {
 		t.Errorf("max runtime off: %s", names(got))
 	}
@@ -234,11 +236,79 @@ func TestAnnotationsOverrideTheFlags(t *testing.T) {
 		cwf := &wfv1.CronWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: tt.annotations},
 			Spec: wfv1.CronWorkflowSpec{Schedule: "0 2 * * *", Timezone: "Europe/Berlin"}}
 		c := w.cronOf(cwf)
-		if c.Grace != tt.grace || c.MaxRuntime != tt.maxRuntime {
-			t.Errorf("%v: grace %s, max runtime %s; want %s, %s", tt.annotations, c.Grace, c.MaxRuntime, tt.grace, tt.maxRuntime)
+		if c.Grace != tt.grace || c.MaxRuntime != (cronrules.MaxRuntime{Fixed: tt.maxRuntime}) {
+			t.Errorf("%v: grace %s, max runtime %+v; want %s, %s", tt.annotations, c.Grace, c.MaxRuntime, tt.grace, tt.maxRuntime)
 		}
 		if c.ScheduleErr != nil || strings.Join(c.Exprs, ",") != "0 2 * * *" || c.Timezone != "Europe/Berlin" {
 			t.Errorf("the deprecated schedule: %+v", c)
 		}
+	}
+	// auto: learnt from the job's history, with the flag set or not.
+	w.cfg.MaxRuntime = time.Hour
+	for _, v := range []string{"auto", " AUTO"} {
+		cwf := &wfv1.CronWorkflow{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: map[string]string{AnnotationMaxRuntime: v}},
+			Spec: wfv1.CronWorkflowSpec{Schedule: "0 2 * * *"}}
+		if c := w.cronOf(cwf); c.MaxRuntime != (cronrules.MaxRuntime{Auto: true}) {
+			t.Errorf("%q: max runtime %+v, want auto", v, c.MaxRuntime)
+		}
+	}
+}
+
+// usualJob is nightly's job with n successful runs in its history, an hour
+// apart, each of which took took, the last before t0.
+func usualJob(n int, took time.Duration) *state.Job {
+	var job state.Job
+	for i := range n {
+		created := t0.Add(-time.Duration(n-i) * time.Hour)
+		r := api.Result{Namespace: "ml", CronWorkflow: "nightly", WorkflowName: runName("nightly", created), UID: fmt.Sprint("h", i),
+			Phase: api.PhaseSucceeded, CreatedAt: created.Format(time.RFC3339), DurationSeconds: took.Seconds()}
+		job, _ = state.Apply(job, i > 0, r, r.FinishedAt(time.Time{}))
+	}
+	return &job
+}
+
+// batchlatch.io/max-runtime: auto makes a run stuck past max(3 × p90,
+// p90 + 10m) of its job's usual duration, from 5 successful runs; off
+// unless asked for. The job's view says which limit applies, or why none.
+func TestDueStuckAuto(t *testing.T) {
+	c := everyMinute(t)
+	c.Suspended = true // no missed ticks: only the stuck run
+	runs := []run{{Name: tickName(0), UID: "a", Created: minutes(0), Phase: wfv1.WorkflowRunning}}
+	took := 10*time.Minute + 20*time.Second
+	if got := due(c, runs, usualJob(20, took), minutes(24*60)); len(got) != 0 {
+		t.Fatalf("off by default: %s", names(got))
+	}
+	c.MaxRuntime = cronrules.MaxRuntime{Auto: true}
+	for _, tc := range []struct {
+		history int
+		now     time.Time
+		want    string
+		note    string
+	}{
+		{0, minutes(24 * 60), "", "max-runtime auto: no limit applies yet: it needs 5 successful runs of known duration, 0 known"},
+		{4, minutes(24 * 60), "", "max-runtime auto: no limit applies yet: it needs 5 successful runs of known duration, 4 known"},
+		{5, minutes(31), "", "max-runtime auto: a run is stuck past 31m, 3 × its usual p90 of 10m 20s"},
+		{5, minutes(32), "Stuck:" + tickName(0), "max-runtime auto: a run is stuck past 31m, 3 × its usual p90 of 10m 20s"},
+	} {
+		job := usualJob(tc.history, took)
+		c.Usual, c.UsualKnown = cronrules.UsualOf(job), true
+		got := due(c, runs, job, tc.now)
+		if names(got) != tc.want {
+			t.Errorf("%d runs, at %s: due %q, want %q", tc.history, tc.now, names(got), tc.want)
+		}
+		if len(got) == 1 {
+			want := "still running past 31m, 3 × its usual p90 of 10m 20s (max-runtime auto; started 2026-11-24T02:00:00Z)"
+			if msg := got[0].Failures[0].Message; msg != want || got[0].UID != "a" || !got[0].FinishedAt(time.Time{}).Equal(minutes(31)) {
+				t.Errorf("stuck result %q at %s; want %q at %s", msg, got[0].FinishedAt(time.Time{}), want, minutes(31))
+			}
+		}
+		if note := scheduleView(c, tc.now).Note; note != tc.note {
+			t.Errorf("%d runs: note %q, want %q", tc.history, note, tc.note)
+		}
+	}
+	// Its notes join the others.
+	c.When = "{{= x }}"
+	if note := scheduleView(c, t0).Note; !strings.HasPrefix(note, "spec.when is an expression") || !strings.HasSuffix(note, "; max-runtime auto: a run is stuck past 31m, 3 × its usual p90 of 10m 20s") {
+		t.Errorf("notes %q", note)
 	}
 }

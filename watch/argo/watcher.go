@@ -97,6 +97,10 @@ type Watcher struct {
 	pending []queuedRun                   // finished runs not recorded yet
 	warned  cronrules.Warned              // bad annotations already logged
 	specs   *specChecker                  // Argo's validation of each CronWorkflow
+	// usual is what each job whose max runtime is auto usually does, as
+	// the latest pass or write read it from its history: its view says so
+	// (Schedule) without reading the store. Only that is kept of the job.
+	usual map[state.Key]cronrules.Usual
 
 	started   time.Time     // when Run had synced (this machine's clock): runs last written before are history
 	wake      chan struct{} // a finished run is pending
@@ -142,6 +146,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		logger:    logger.With("component", "argo-watcher"),
 		deleted:   map[state.Key]time.Time{},
 		handled:   map[string]wfv1.WorkflowPhase{},
+		usual:     map[state.Key]cronrules.Usual{},
 		wake:      make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 		specs:     newSpecChecker(),
@@ -512,7 +517,13 @@ func (w *Watcher) Schedule(kind, namespace, name string, now time.Time) *api.Sch
 	}
 	for _, lister := range w.crons {
 		if cwf, err := lister.CronWorkflows(namespace).Get(name); err == nil {
-			return scheduleView(w.cronOf(cwf), now)
+			c := w.cronOf(cwf)
+			if c.MaxRuntime.Auto {
+				w.mu.Lock()
+				c.Usual, c.UsualKnown = w.usual[state.Key{Namespace: namespace, Name: name}]
+				w.mu.Unlock()
+			}
+			return scheduleView(c, now)
 		}
 	}
 	return nil
@@ -580,8 +591,14 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		w.logger.Warn("list jobs; evaluating later", "err", err)
 		return
 	}
+	usual := map[state.Key]cronrules.Usual{}
 	for _, cw := range w.snapshot() {
 		job := jobOf(jobs, cw.cron)
+		if cw.cron.MaxRuntime.Auto {
+			// From the jobs this pass lists anyway: no read of its own.
+			cw.cron.Usual, cw.cron.UsualKnown = cronrules.UsualOf(job), true
+			usual[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}] = cw.cron.Usual
+		}
 		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
 			recorded, err := w.record(ctx, r, now)
 			if err != nil {
@@ -592,6 +609,9 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 			}
 		}
 	}
+	w.mu.Lock()
+	w.usual = usual // the CronWorkflows no longer auto, or gone, drop out
+	w.mu.Unlock()
 	w.forget(ctx, jobs, now)
 }
 
@@ -639,6 +659,11 @@ func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, new
 		return &rec.Job, nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
+	w.mu.Lock()
+	if _, auto := w.usual[rec.Job.Key()]; auto {
+		w.usual[rec.Job.Key()] = cronrules.UsualOf(&rec.Job)
+	}
+	w.mu.Unlock()
 	if news && rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
@@ -739,7 +764,7 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		When:          cwf.Spec.When,
 		Forbid:        cwf.Spec.ConcurrencyPolicy == wfv1.ForbidConcurrent,
 		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
-		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
+		MaxRuntime:    w.annotatedMaxRuntime(cwf),
 	}
 	if err != nil {
 		c.SpecErr = err.Error()
@@ -795,6 +820,16 @@ func (w *Watcher) annotatedDuration(cwf *wfv1.CronWorkflow, key string, def time
 		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "err", err)
 	}
 	return d
+}
+
+// annotatedMaxRuntime is cwf's max runtime: its annotation's (a duration,
+// or auto), else the flag's.
+func (w *Watcher) annotatedMaxRuntime(cwf *wfv1.CronWorkflow) cronrules.MaxRuntime {
+	m, err := cronrules.AnnotatedMaxRuntime(cwf.Annotations, AnnotationMaxRuntime, w.cfg.MaxRuntime)
+	if err != nil && w.warned.First(string(cwf.UID), cwf.ResourceVersion, AnnotationMaxRuntime) {
+		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cwf.Namespace, "cronWorkflow", cwf.Name, "err", err)
+	}
+	return m
 }
 
 // specChangedAt is the latest time a field manager changed the spec.

@@ -441,6 +441,79 @@ func TestStuckRunThenItsOwnResult(t *testing.T) {
 	}
 }
 
+// batchlatch.io/max-runtime: auto: the watcher learns each job's usual
+// duration from the history the store holds, and a run still running past
+// max(3 × p90, p90 + 10m) of it is Stuck, once 5 successful runs are known;
+// with fewer the view says no limit applies, and without the annotation
+// (nor the flag) no run is ever stuck.
+func TestMaxRuntimeAutoFromTheStoredHistory(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	started := time.Now()
+	// succeeded stores cron's i-th successful run, which took 10m 20s,
+	// hours before the runs below started.
+	succeeded := func(cron string, i int) {
+		t.Helper()
+		created := started.Add(-time.Duration(10-i) * time.Hour).Truncate(time.Second)
+		r := api.Result{Namespace: f.ns, CronWorkflow: cron, WorkflowName: runName(cron, created), UID: fmt.Sprintf("%s-%d", cron, i),
+			Phase: api.PhaseSucceeded, CreatedAt: created.UTC().Format(time.RFC3339), DurationSeconds: (10*time.Minute + 20*time.Second).Seconds()}
+		if _, err := store.Record(context.Background(), r, r.FinishedAt(time.Time{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auto := func(c *wfv1.CronWorkflow) { c.Annotations = map[string]string{AnnotationMaxRuntime: "auto"} }
+	runs := map[string]*wfv1.Workflow{}
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*wfv1.CronWorkflow)
+		history int
+	}{{"few", auto, 4}, {"many", auto, 5}, {"plain", nil, 20}} {
+		cwf := f.cron(tc.name, "0 0 1 1 *", tc.mutate)
+		for i := range tc.history {
+			succeeded(tc.name, i)
+		}
+		runs[tc.name] = f.run(cwf, started.Truncate(time.Minute), wfv1.WorkflowStatus{Phase: wfv1.WorkflowRunning, StartedAt: metav1.NewTime(started)})
+	}
+	f.clock.Set(started.Add(5 * time.Hour)) // far past 31m
+	w := f.watch(store, Config{}, Hooks{})
+	keyOf := func(cron string) state.Key { return state.Key{Namespace: f.ns, Name: cron} }
+	note := func(cron string) string { return w.Schedule(api.KindWorkflow, f.ns, cron, f.clock.Now()).Note }
+
+	j := waitJob(t, store, keyOf("many"), "stuck", func(j state.Job) bool { return j.Failing() })
+	want := "still running past 31m, 3 × its usual p90 of 10m 20s (max-runtime auto; started "
+	if j.LastPhase != api.PhaseStuck || j.LastUID != string(runs["many"].UID) || !strings.HasPrefix(j.LastFailures[0].Message, want) {
+		t.Fatalf("many: job %+v, want a Stuck run: %q", j, want)
+	}
+	if n := note("many"); n != "max-runtime auto: a run is stuck past 31m, 3 × its usual p90 of 10m 20s" {
+		t.Errorf("many: note %q", n)
+	}
+	// The first pass evaluated every CronWorkflow: these were not stuck.
+	for _, cron := range []string{"few", "plain"} {
+		if j, err := store.Get(context.Background(), keyOf(cron)); err != nil || j.Failing() {
+			t.Fatalf("%s: %+v, %v; want no limit", cron, j, err)
+		}
+	}
+	if n := note("few"); n != "max-runtime auto: no limit applies yet: it needs 5 successful runs of known duration, 4 known" {
+		t.Errorf("few: note %q", n)
+	}
+	if n := note("plain"); n != "" {
+		t.Errorf("plain: note %q", n)
+	}
+
+	// A fifth successful run, reported by its callback: the next pass
+	// learns the limit.
+	succeeded("few", 4)
+	j = waitJob(t, store, keyOf("few"), "stuck with a fifth run", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseStuck || !strings.HasPrefix(j.LastFailures[0].Message, want) {
+		t.Fatalf("few: job %+v", j)
+	}
+	waitUntil(t, "few's note", func() bool { return strings.Contains(note("few"), "stuck past 31m") })
+	settle(w)
+	if j, err := store.Get(context.Background(), keyOf("plain")); err != nil || j.Failing() {
+		t.Fatalf("plain: %+v, %v; want no limit", j, err)
+	}
+}
+
 func TestDeletedCronWorkflowIsForgotten(t *testing.T) {
 	f := newFixture(t)
 	store := fileStore(t)

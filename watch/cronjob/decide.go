@@ -3,6 +3,7 @@ package cronjobwatch
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +37,11 @@ type cronJob struct {
 	// Job for every tick up to it, even if that Job is gone now.
 	LastScheduled time.Time
 	Grace         time.Duration
-	MaxRuntime    time.Duration // 0: off
+	MaxRuntime    cronrules.MaxRuntime
+	// Usual is what the job usually does, read from its history when
+	// MaxRuntime is auto; UsualKnown says it was (the view says when not).
+	Usual      cronrules.Usual
+	UsualKnown bool
 }
 
 // run is what the decisions need of one of its Jobs.
@@ -73,7 +78,7 @@ func (c cronJob) rules() cronrules.Cron {
 	if c.SpecChangedAt.After(from) {
 		from = c.SpecChangedAt
 	}
-	return cronrules.Cron{Name: c.Name, Schedule: c.Schedule, From: from, Forbid: c.Forbid, LastScheduled: c.LastScheduled, MaxRuntime: c.MaxRuntime}
+	return cronrules.Cron{Name: c.Name, Schedule: c.Schedule, From: from, Forbid: c.Forbid, LastScheduled: c.LastScheduled, MaxRuntime: c.MaxRuntime, Usual: c.Usual}
 }
 
 func rulesRuns(runs []run) []cronrules.Run {
@@ -182,6 +187,7 @@ func tickResult(c cronJob, tick time.Time, message string, at time.Time) api.Res
 // runtime: timed when it became stuck, so that every pass makes the same
 // result of it.
 func stuckResult(c cronJob, r cronrules.Run) api.Result {
+	limit, message := cronrules.StuckFor(c.rules(), r)
 	return api.Result{
 		Namespace:       c.Namespace,
 		WorkflowName:    r.Name,
@@ -189,9 +195,8 @@ func stuckResult(c cronJob, r cronrules.Run) api.Result {
 		CronJob:         c.Name,
 		Phase:           api.PhaseStuck,
 		CreatedAt:       r.Started.UTC().Format(time.RFC3339),
-		DurationSeconds: c.MaxRuntime.Seconds(),
-		Failures: []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck),
-			Message: fmt.Sprintf("still running past its max runtime of %s (started %s)", c.MaxRuntime, r.Started.UTC().Format(time.RFC3339))}},
+		DurationSeconds: limit.Seconds(),
+		Failures:        []api.Failure{{DisplayName: r.Name, Phase: string(api.PhaseStuck), Message: message}},
 	}
 }
 
@@ -265,5 +270,11 @@ func scheduleView(c cronJob, now time.Time) *api.Schedule {
 			v.NextTick = &next
 		}
 	}
+	v.Note = joinNotes(v.Note, c.MaxRuntime.Note(c.Usual, c.UsualKnown))
 	return v
+}
+
+// joinNotes joins the notes that are not empty.
+func joinNotes(notes ...string) string {
+	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
 }

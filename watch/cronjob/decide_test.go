@@ -1,6 +1,7 @@
 package cronjobwatch
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/state"
+	"github.com/batchlatch/batchlatch/watch/cronrules"
 	"github.com/batchlatch/batchlatch/watch/schedule"
 )
 
@@ -147,7 +149,7 @@ func TestMissedResultNamesTheTick(t *testing.T) {
 func TestDueStuckJobs(t *testing.T) {
 	c := everyMinute(t)
 	c.Suspended = true // stuck Jobs are reported all the same
-	c.MaxRuntime = time.Hour
+	c.MaxRuntime = cronrules.MaxRuntime{Fixed: time.Hour}
 	now := minutes(120)
 	runs := []run{
 		{Name: "nightly-a", UID: "a", Created: minutes(0), Started: minutes(0)},
@@ -162,7 +164,7 @@ func TestDueStuckJobs(t *testing.T) {
 	if got[0].UID != "a" || got[0].CronJob != "nightly" || !strings.Contains(got[0].Failures[0].Message, "past its max runtime of 1h0m0s") {
 		t.Errorf("stuck result %+v", got[0])
 	}
-	c.MaxRuntime = 0
+	c.MaxRuntime = cronrules.MaxRuntime{}
 	if got := due(c, runs, nil, now); len(got) != 0 {
 		t.Errorf("max runtime off: %s", names(got))
 	}
@@ -279,7 +281,7 @@ func TestSlimDropsWhatIsNotRead(t *testing.T) {
 		t.Errorf("cronjob kept %+v", cj)
 	}
 	c := (&Watcher{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).cronOf(cj)
-	if !c.SpecChangedAt.Equal(minutes(3)) || !c.Suspended || c.MaxRuntime != time.Hour || c.Expr != "* * * * *" {
+	if !c.SpecChangedAt.Equal(minutes(3)) || !c.Suspended || c.MaxRuntime != (cronrules.MaxRuntime{Fixed: time.Hour}) || c.Expr != "* * * * *" {
 		t.Errorf("what the decisions read did not survive: %+v", c)
 	}
 }
@@ -325,14 +327,77 @@ func TestCronOf(t *testing.T) {
 			Spec:   batchv1.CronJobSpec{Schedule: "0 2 * * *", TimeZone: &tz, StartingDeadlineSeconds: &deadline, ConcurrencyPolicy: batchv1.ForbidConcurrent},
 			Status: batchv1.CronJobStatus{LastScheduleTime: &metav1.Time{Time: t0}}}
 		c := w.cronOf(cj)
-		if c.Grace != tt.grace || c.MaxRuntime != tt.maxRuntime {
-			t.Errorf("%v: grace %s, max runtime %s; want %s, %s", tt.annotations, c.Grace, c.MaxRuntime, tt.grace, tt.maxRuntime)
+		if c.Grace != tt.grace || c.MaxRuntime != (cronrules.MaxRuntime{Fixed: tt.maxRuntime}) {
+			t.Errorf("%v: grace %s, max runtime %+v; want %s, %s", tt.annotations, c.Grace, c.MaxRuntime, tt.grace, tt.maxRuntime)
 		}
 		if c.ScheduleErr != nil || c.Timezone != "Europe/Berlin" || c.StartingDeadline != 200*time.Second || !c.Forbid || !c.LastScheduled.Equal(t0) {
 			t.Errorf("spec: %+v", c)
 		}
 		if next := c.Schedule.Next(t0); !next.Equal(time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC)) { // 02:00 in Berlin (CET)
 			t.Errorf("next tick %s", next)
+		}
+	}
+	// auto: learnt from the job's history, with the flag set or not.
+	w.cfg.MaxRuntime = time.Hour
+	for _, v := range []string{"auto", " AUTO"} {
+		cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "ml", Annotations: map[string]string{AnnotationMaxRuntime: v}},
+			Spec: batchv1.CronJobSpec{Schedule: "0 2 * * *"}}
+		if c := w.cronOf(cj); c.MaxRuntime != (cronrules.MaxRuntime{Auto: true}) {
+			t.Errorf("%q: max runtime %+v, want auto", v, c.MaxRuntime)
+		}
+	}
+}
+
+// usualJob is nightly's job with n successful Jobs in its history, an hour
+// apart, each of which took took, the last before t0.
+func usualJob(n int, took time.Duration) *state.Job {
+	var job state.Job
+	for i := range n {
+		created := t0.Add(-time.Duration(n-i) * time.Hour)
+		r := api.Result{Namespace: "ml", CronJob: "nightly", WorkflowName: jobName("nightly", created), UID: fmt.Sprint("h", i),
+			Phase: api.PhaseSucceeded, CreatedAt: created.Format(time.RFC3339), DurationSeconds: took.Seconds()}
+		job, _ = state.Apply(job, i > 0, r, r.FinishedAt(time.Time{}))
+	}
+	return &job
+}
+
+// batchlatch.io/max-runtime: auto on a CronJob: a Job is stuck past
+// max(3 × p90, p90 + 10m) of its job's usual duration, from 5 successful
+// Jobs; off unless asked for. The job's view says which limit applies, or
+// why none.
+func TestDueStuckAuto(t *testing.T) {
+	c := everyMinute(t)
+	c.Suspended = true // no missed ticks: only the stuck Job
+	runs := []run{{Name: tickName(0), UID: "a", Created: minutes(0), Started: minutes(0)}}
+	took := 2 * time.Minute
+	if got := due(c, runs, usualJob(20, took), minutes(24*60)); len(got) != 0 {
+		t.Fatalf("off by default: %s", names(got))
+	}
+	c.MaxRuntime = cronrules.MaxRuntime{Auto: true}
+	for _, tc := range []struct {
+		history int
+		now     time.Time
+		want    string
+		note    string
+	}{
+		{4, minutes(24 * 60), "", "max-runtime auto: no limit applies yet: it needs 5 successful runs of known duration, 4 known"},
+		{5, minutes(12), "", "max-runtime auto: a run is stuck past 12m, its usual p90 of 2m plus 10m"},
+		{5, minutes(13), "Stuck:" + tickName(0), "max-runtime auto: a run is stuck past 12m, its usual p90 of 2m plus 10m"},
+	} {
+		job := usualJob(tc.history, took)
+		c.Usual, c.UsualKnown = cronrules.UsualOf(job), true
+		got := due(c, runs, job, tc.now)
+		if names(got) != tc.want {
+			t.Errorf("%d runs, at %s: due %q, want %q", tc.history, tc.now, names(got), tc.want)
+		}
+		if len(got) == 1 {
+			want := "still running past 12m, its usual p90 of 2m plus 10m (max-runtime auto; started 2026-11-24T02:00:00Z)"
+			if msg := got[0].Failures[0].Message; msg != want || got[0].UID != "a" || !got[0].FinishedAt(time.Time{}).Equal(minutes(12)) {
+				t.Errorf("stuck result %q at %s; want %q at %s", msg, got[0].FinishedAt(time.Time{}), want, minutes(12))
+			}
+		}
+		if note := scheduleView(c, tc.now).Note; note != tc.note {
+			t.Errorf("%d runs: note %q, want %q", tc.history, note, tc.note)
 		}
 	}
 }

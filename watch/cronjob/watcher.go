@@ -90,6 +90,10 @@ type Watcher struct {
 	handled map[string]api.Phase    // uid → the outcome recorded of a finished Job
 	pending []pendingResult         // Job results not recorded yet
 	warned  cronrules.Warned        // bad annotations already logged
+	// usual is what each job whose max runtime is auto usually does, as
+	// the latest pass or write read it from its history: its view says so
+	// (Schedule) without reading the store. Only that is kept of the job.
+	usual map[state.Key]cronrules.Usual
 
 	listening atomic.Bool   // Run has synced: a Job seen finishing from now on is news
 	wake      chan struct{} // a Job result is pending
@@ -125,6 +129,7 @@ func New(kube kubernetes.Interface, store state.Store, cfg Config, hooks Hooks, 
 		logger:    logger.With("component", "cronjob-watch"),
 		deleted:   map[state.Key]time.Time{},
 		handled:   map[string]api.Phase{},
+		usual:     map[state.Key]cronrules.Usual{},
 		wake:      make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 	}
@@ -434,7 +439,13 @@ func (w *Watcher) Schedule(kind, namespace, name string, now time.Time) *api.Sch
 	}
 	for _, lister := range w.crons {
 		if cj, err := lister.CronJobs(namespace).Get(name); err == nil {
-			return scheduleView(w.cronOf(cj), now)
+			c := w.cronOf(cj)
+			if c.MaxRuntime.Auto {
+				w.mu.Lock()
+				c.Usual, c.UsualKnown = w.usual[state.KeyFor(api.KindCronJob, namespace, name)]
+				w.mu.Unlock()
+			}
+			return scheduleView(c, now)
 		}
 	}
 	return nil
@@ -490,10 +501,17 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		w.logger.Warn("list jobs; evaluating later", "err", err)
 		return
 	}
+	usual := map[state.Key]cronrules.Usual{}
 	for _, cw := range w.snapshot() {
+		key := state.KeyFor(api.KindCronJob, cw.cron.Namespace, cw.cron.Name)
 		var job *state.Job
-		if j, ok := jobs[state.KeyFor(api.KindCronJob, cw.cron.Namespace, cw.cron.Name)]; ok {
+		if j, ok := jobs[key]; ok {
 			job = &j
+		}
+		if cw.cron.MaxRuntime.Auto {
+			// From the jobs this pass lists anyway: no read of its own.
+			cw.cron.Usual, cw.cron.UsualKnown = cronrules.UsualOf(job), true
+			usual[key] = cw.cron.Usual
 		}
 		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
 			if err := w.record(ctx, r, now); err != nil {
@@ -501,6 +519,9 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 			}
 		}
 	}
+	w.mu.Lock()
+	w.usual = usual // the CronJobs no longer auto, or gone, drop out
+	w.mu.Unlock()
 	w.forget(ctx, jobs, now)
 }
 
@@ -537,6 +558,11 @@ func (w *Watcher) recordAs(ctx context.Context, r api.Result, now time.Time, new
 		return nil
 	}
 	log.Info("recorded", "transition", rec.Outcome.Transition, "consecutiveFailures", rec.Job.ConsecutiveFailures)
+	w.mu.Lock()
+	if _, auto := w.usual[rec.Job.Key()]; auto {
+		w.usual[rec.Job.Key()] = cronrules.UsualOf(&rec.Job)
+	}
+	w.mu.Unlock()
 	if news && rec.Outcome.Announces(rec.Job) && w.hooks.Kick != nil {
 		w.hooks.Kick()
 	}
@@ -615,7 +641,7 @@ func (w *Watcher) cronOf(cj *batchv1.CronJob) cronJob {
 		Suspended:     cj.Spec.Suspend != nil && *cj.Spec.Suspend,
 		Forbid:        cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent,
 		Grace:         w.annotatedDuration(cj, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
-		MaxRuntime:    w.annotatedDuration(cj, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
+		MaxRuntime:    w.annotatedMaxRuntime(cj),
 	}
 	if d := cj.Spec.StartingDeadlineSeconds; d != nil && *d > 0 {
 		c.StartingDeadline = time.Duration(*d) * time.Second
@@ -633,6 +659,16 @@ func (w *Watcher) annotatedDuration(cj *batchv1.CronJob, key string, def time.Du
 		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cj.Namespace, "cronJob", cj.Name, "err", err)
 	}
 	return d
+}
+
+// annotatedMaxRuntime is cj's max runtime: its annotation's (a duration,
+// or auto), else the flag's.
+func (w *Watcher) annotatedMaxRuntime(cj *batchv1.CronJob) cronrules.MaxRuntime {
+	m, err := cronrules.AnnotatedMaxRuntime(cj.Annotations, AnnotationMaxRuntime, w.cfg.MaxRuntime)
+	if err != nil && w.warned.First(string(cj.UID), cj.ResourceVersion, AnnotationMaxRuntime) {
+		w.logger.Warn("ignoring annotation; the flag's value holds", "namespace", cj.Namespace, "cronJob", cj.Name, "err", err)
+	}
+	return m
 }
 
 // specChangedAt is the latest time a field manager changed the spec.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -445,6 +446,77 @@ func TestStuckJobThenItsOwnResult(t *testing.T) {
 	j = waitJob(t, store, key, "the Job's own result", func(j state.Job) bool { return j.LastPhase == api.PhaseFailed })
 	if j.ConsecutiveFailures != 1 || j.LastFailures[0].DisplayName != "DeadlineExceeded" {
 		t.Fatalf("job %+v", j)
+	}
+}
+
+// batchlatch.io/max-runtime: auto on a CronJob: the watcher learns each
+// job's usual duration from the history the store holds, and a Job still
+// running past max(3 × p90, p90 + 10m) of it is Stuck, once 5 successful
+// Jobs are known; with fewer the view says no limit applies, and without
+// the annotation (nor the flag) no Job is ever stuck.
+func TestMaxRuntimeAutoFromTheStoredHistory(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	started := time.Now()
+	// succeeded stores cron's i-th successful Job, which took 2m, hours
+	// before the Jobs below started.
+	succeeded := func(cron string, i int) {
+		t.Helper()
+		created := started.Add(-time.Duration(10-i) * time.Hour).Truncate(time.Minute)
+		r := api.Result{Namespace: f.ns, CronJob: cron, WorkflowName: jobName(cron, created), UID: fmt.Sprintf("%s-%d", cron, i),
+			Phase: api.PhaseSucceeded, CreatedAt: created.UTC().Format(time.RFC3339), DurationSeconds: (2 * time.Minute).Seconds()}
+		if _, err := store.Record(context.Background(), r, r.FinishedAt(time.Time{})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auto := func(c *batchv1.CronJob) { c.Annotations = map[string]string{AnnotationMaxRuntime: "auto"} }
+	jobs := map[string]*batchv1.Job{}
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*batchv1.CronJob)
+		history int
+	}{{"few", auto, 4}, {"many", auto, 5}, {"plain", nil, 20}} {
+		cj := f.cronJob(tc.name, noTicks, tc.mutate)
+		for i := range tc.history {
+			succeeded(tc.name, i)
+		}
+		jobs[tc.name] = f.setStatus(f.tickJob(cj, started.Truncate(time.Minute)), running(started))
+	}
+	f.clock.Set(started.Add(5 * time.Hour)) // far past 12m
+	w, _ := f.watch(store, Config{}, Hooks{})
+	note := func(cron string) string { return w.Schedule(api.KindCronJob, f.ns, cron, f.clock.Now()).Note }
+
+	j := waitJob(t, store, keyOf(f.ns, "many"), "stuck", func(j state.Job) bool { return j.Failing() })
+	want := "still running past 12m, its usual p90 of 2m plus 10m (max-runtime auto; started "
+	if j.LastPhase != api.PhaseStuck || j.LastUID != string(jobs["many"].UID) || !strings.HasPrefix(j.LastFailures[0].Message, want) {
+		t.Fatalf("many: job %+v, want a Stuck Job: %q", j, want)
+	}
+	if n := note("many"); n != "max-runtime auto: a run is stuck past 12m, its usual p90 of 2m plus 10m" {
+		t.Errorf("many: note %q", n)
+	}
+	// The first pass evaluated every CronJob: these were not stuck.
+	for _, cron := range []string{"few", "plain"} {
+		if j, err := store.Get(context.Background(), keyOf(f.ns, cron)); err != nil || j.Failing() {
+			t.Fatalf("%s: %+v, %v; want no limit", cron, j, err)
+		}
+	}
+	if n := note("few"); n != "max-runtime auto: no limit applies yet: it needs 5 successful runs of known duration, 4 known" {
+		t.Errorf("few: note %q", n)
+	}
+	if n := note("plain"); n != "" {
+		t.Errorf("plain: note %q", n)
+	}
+
+	// A fifth successful Job: the next pass learns the limit.
+	succeeded("few", 4)
+	j = waitJob(t, store, keyOf(f.ns, "few"), "stuck with a fifth Job", func(j state.Job) bool { return j.Failing() })
+	if j.LastPhase != api.PhaseStuck || !strings.HasPrefix(j.LastFailures[0].Message, want) {
+		t.Fatalf("few: job %+v", j)
+	}
+	waitUntil(t, "few's note", func() bool { return strings.Contains(note("few"), "stuck past 12m") })
+	settle(w)
+	if j, err := store.Get(context.Background(), keyOf(f.ns, "plain")); err != nil || j.Failing() {
+		t.Fatalf("plain: %+v, %v; want no limit", j, err)
 	}
 }
 

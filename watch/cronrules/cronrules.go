@@ -13,6 +13,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,7 +39,10 @@ type Cron struct {
 	// status.lastScheduleTime): it covers the ticks up to it even when
 	// their runs are gone. Zero when unknown.
 	LastScheduled time.Time
-	MaxRuntime    time.Duration // 0: off
+	MaxRuntime    MaxRuntime
+	// Usual is what the job usually does, which an auto MaxRuntime learns
+	// from: an input, read by the watcher from the job's history.
+	Usual Usual
 }
 
 // Run is what the rules need of one of its runs.
@@ -59,12 +63,13 @@ type Naming struct {
 
 // Stuck returns c's runs still running past its max runtime at now.
 func Stuck(c Cron, runs []Run, now time.Time) []Run {
-	if c.MaxRuntime <= 0 {
+	limit, _ := c.MaxRuntime.Limit(c.Usual)
+	if limit <= 0 {
 		return nil
 	}
 	var out []Run
 	for _, r := range runs {
-		if !r.Finished && now.Sub(r.Started) > c.MaxRuntime {
+		if !r.Finished && now.Sub(r.Started) > limit {
 			out = append(out, r)
 		}
 	}
@@ -129,10 +134,103 @@ func covered(c Cron, n Naming, runs []Run, job *state.Job, tick time.Time) bool 
 	return endedAfter
 }
 
-// StuckAt is when run r of c became stuck: its start plus c's max runtime.
-// A stuck result is timed there, not when a pass noticed it, so that the
-// same stuck run is the same result at every pass.
-func StuckAt(c Cron, r Run) time.Time { return r.Started.Add(c.MaxRuntime) }
+// StuckFor is how long run r of c had run when it became stuck (c's max
+// runtime), and what the Stuck result says of it. A stuck result is timed
+// at r's start plus that, not when a pass noticed it, so that the same
+// stuck run is the same result at every pass.
+func StuckFor(c Cron, r Run) (time.Duration, string) {
+	limit, why := c.MaxRuntime.Limit(c.Usual)
+	started := r.Started.UTC().Format(time.RFC3339)
+	if !c.MaxRuntime.Auto {
+		return limit, fmt.Sprintf("still running past its max runtime of %s (started %s)", limit, started)
+	}
+	return limit, fmt.Sprintf("still running past %s, %s (max-runtime auto; started %s)", api.FormatDuration(limit), why, started)
+}
+
+// MaxRuntimeAuto is the value of the annotation batchlatch.io/max-runtime
+// that learns a job's max runtime from its history.
+const MaxRuntimeAuto = "auto"
+
+// An auto max runtime is max(autoFactor × p90, p90 + autoMargin) of the
+// job's usual duration: three times what nearly every run takes, and never
+// within minutes of it for a short job, whose durations vary by more than
+// their size.
+const (
+	autoFactor = 3
+	autoMargin = 10 * time.Minute
+)
+
+// MaxRuntime is how long a run may go on before it is Stuck: a duration
+// (the flag's, or the annotation's), or with Auto learnt from the job's
+// usual duration.
+type MaxRuntime struct {
+	Fixed time.Duration // 0: off; not used with Auto
+	Auto  bool
+}
+
+// Usual is what an auto max runtime learns from a job's history: the 90th
+// percentile of the durations of its successful runs, known from
+// api.MinRunsForUsual of them, and how many are known.
+type Usual struct {
+	P90            time.Duration // 0 with too few runs
+	SuccessfulRuns int
+}
+
+// UsualOf is what job usually does (nil: no job, nothing known), as its
+// view (state.UsualOf) tells it.
+func UsualOf(job *state.Job) Usual {
+	if job == nil {
+		return Usual{}
+	}
+	p90, n := job.History.UsualP90()
+	return Usual{P90: p90, SuccessfulRuns: n}
+}
+
+// Limit is the max runtime m gives a job that usually does u, 0 when none
+// applies, and how an auto limit was found or why none applies.
+func (m MaxRuntime) Limit(u Usual) (limit time.Duration, why string) {
+	if !m.Auto {
+		return max(m.Fixed, 0), ""
+	}
+	if u.SuccessfulRuns < api.MinRunsForUsual || u.P90 <= 0 {
+		return 0, fmt.Sprintf("no limit applies yet: it needs %d successful runs of known duration, %d known", api.MinRunsForUsual, u.SuccessfulRuns)
+	}
+	if tripled := autoFactor * u.P90; tripled >= u.P90+autoMargin {
+		return tripled, fmt.Sprintf("%d × its usual p90 of %s", autoFactor, api.FormatDuration(u.P90))
+	}
+	return u.P90 + autoMargin, fmt.Sprintf("its usual p90 of %s plus %s", api.FormatDuration(u.P90), api.FormatDuration(autoMargin))
+}
+
+// Note is what the job's view says of an auto max runtime (known: u was
+// read from the job's history), "" for a fixed one: the flag or the
+// annotation says it.
+func (m MaxRuntime) Note(u Usual, known bool) string {
+	if !m.Auto {
+		return ""
+	}
+	if !known {
+		return "max-runtime auto: learnt from the job's history at the watcher's next pass"
+	}
+	limit, why := m.Limit(u)
+	if limit <= 0 {
+		return "max-runtime auto: " + why
+	}
+	return fmt.Sprintf("max-runtime auto: a run is stuck past %s, %s", api.FormatDuration(limit), why)
+}
+
+// AnnotatedMaxRuntime is the max runtime annotated under key: auto, or a
+// duration checked by CheckMaxRuntime; else def. A value that is neither is
+// reported in err (def is returned with it).
+func AnnotatedMaxRuntime(annotations map[string]string, key string, def time.Duration) (MaxRuntime, error) {
+	if v, ok := annotations[key]; ok && strings.EqualFold(strings.TrimSpace(v), MaxRuntimeAuto) {
+		return MaxRuntime{Auto: true}, nil
+	}
+	d, err := AnnotatedDuration(annotations, key, def, CheckMaxRuntime)
+	if err != nil {
+		err = fmt.Errorf("%w (or %s)", err, MaxRuntimeAuto)
+	}
+	return MaxRuntime{Fixed: d}, err
+}
 
 // Pending returns the results of results that recording would count, in
 // the order they happened: those the job knows already, or that are not
