@@ -47,8 +47,9 @@ type WriteDeadlines struct {
 // DefaultWriteDeadlines are sized for what each class sends, on a busy node:
 //   - scrapes: the shared body (1.8 MiB gzipped at 100,000 jobs, 65 MiB to a
 //     client that takes no gzip), after waiting for a build of up to a few
-//     seconds; past 20 s the chart's scrape interval (15 or 20 s) has passed
-//     and Prometheus has given up on the scrape;
+//     seconds; 20 s is twice the scrape timeout Prometheus and Google
+//     Managed Prometheus take by default (10 s), past which they have given
+//     up on the scrape;
 //   - pages: 100 jobs (about 110 KiB, 12 KiB gzipped) or one job's page,
 //     rendered after one list of the store (about a second at 100,000 jobs);
 //   - reads: a REST page of at most 1,000 jobs (about 1 MB), after the same
