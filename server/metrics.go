@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
@@ -93,7 +93,10 @@ func (s *sharedMetrics) run(b *metricsBuild) {
 		buf.Grow(len(last.gzipped) + len(last.gzipped)/8) // one allocation, not a doubling series
 	}
 	// BestSpeed: the text is the same labels over and over, which the
-	// fastest level already shrinks some thirty times.
+	// fastest level already shrinks some thirty times. klauspost/compress's
+	// gzip (already in the module graph through client_golang) writes the
+	// same format as compress/gzip's at about 1.2-1.8 times its speed: at
+	// 100,000 jobs compressing the 65 MiB of text is a good part of a build.
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 	err := s.buildRecovered(ctx, gz)
 	if closeErr := gz.Close(); err == nil {

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -237,6 +238,24 @@ type faultStore struct {
 	state.Store
 	mu  sync.Mutex
 	err error
+	// hold, while set, keeps every call waiting until it is closed: how the
+	// scenario holds its class's only slot; holding counts the calls held.
+	hold    chan struct{}
+	holding atomic.Int32
+}
+
+// holdCalls makes every call wait until the returned release is called.
+func (s *faultStore) holdCalls() (release func()) {
+	hold := make(chan struct{})
+	s.mu.Lock()
+	s.hold = hold
+	s.mu.Unlock()
+	return sync.OnceFunc(func() {
+		s.mu.Lock()
+		s.hold = nil
+		s.mu.Unlock()
+		close(hold)
+	})
 }
 
 func (s *faultStore) inject(err error) {
@@ -247,8 +266,14 @@ func (s *faultStore) inject(err error) {
 
 func (s *faultStore) fault() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
+	hold, err := s.hold, s.err
+	s.mu.Unlock()
+	if hold != nil {
+		s.holding.Add(1)
+		defer s.holding.Add(-1)
+		<-hold
+	}
+	return err
 }
 
 func (s *faultStore) Record(ctx context.Context, r api.Result, at time.Time) (state.Recorded, error) {
@@ -355,7 +380,7 @@ type contract struct {
 
 var registerHTML sync.Once
 
-func newContract(t *testing.T, token, readToken string) *contract {
+func newContract(t *testing.T, token, readToken string, caps InFlight) *contract {
 	t.Helper()
 	// kin-openapi decodes no HTML by itself; the pages are checked as text.
 	registerHTML.Do(func() { openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder) })
@@ -385,6 +410,7 @@ func newContract(t *testing.T, token, readToken string) *contract {
 	h := NewServer(slog.New(slog.DiscardHandler), store, &countingKicker{}, reg, NewMetrics(reg), Config{
 		Token: token, ReadToken: readToken, ArgoURL: "https://argo.example.com", Now: func() time.Time { return now }, Schedules: schedules,
 		MetricsMaxAge: time.Nanosecond, // a scrape during a fault sees it, not the body of the scrape before
+		InFlight:      caps,
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -480,7 +506,7 @@ func setHeaders(h http.Header, c call) {
 // lists no status the server cannot give.
 func TestResponsesMatchOpenAPI(t *testing.T) {
 	const writeToken, readToken = "write-token", "read-token"
-	ct := newContract(t, writeToken, readToken)
+	ct := newContract(t, writeToken, readToken, InFlight{})
 	w := "Bearer " + writeToken
 	r := "Bearer " + readToken
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+readToken))
@@ -661,6 +687,78 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	}
 	ct.do(call{method: "GET", path: "/readyz", fault: unavailable, status: 503})
 	ct.do(call{method: "GET", path: "/metrics", fault: unavailable, status: 500})
+
+	// Past its class's cap, every route of the class answers 429 with
+	// Retry-After: on a server with caps of 1, one request of the class is
+	// held in the store (/metrics in its gathering) while each route is
+	// called. (With caps of 1 on the scenario's server, a request could find
+	// the slot of the one before it not yet given back: the handler ends
+	// after the answer's last byte.)
+	capped := newContract(t, writeToken, readToken, InFlight{Scrapes: 1, Pages: 1, Reads: 1, Writes: 1})
+	for _, class := range []struct {
+		held  call
+		calls []call
+	}{
+		{call{method: "GET", path: "/metrics"}, []call{{method: "GET", path: "/metrics"}}},
+		{call{method: "GET", path: "/", auth: r}, []call{
+			{method: "GET", path: "/", auth: r},
+			{method: "GET", path: "/jobs/ml/nightly", auth: basic},
+		}},
+		{call{method: "GET", path: "/api/v1/jobs", auth: r}, []call{
+			{method: "GET", path: "/api/v1/failures", auth: r},
+			{method: "GET", path: "/api/v1/jobs", auth: r},
+			{method: "GET", path: "/api/v1/jobs/ml", auth: r},
+			{method: "GET", path: "/api/v1/jobs/ml/nightly", auth: r},
+			{method: "GET", path: "/api/v1/silences", auth: r},
+			{method: "GET", path: "/api/openapi.yaml"},
+		}},
+		{call{method: "POST", path: "/api/v1/results", contentType: appJSON, body: good, auth: w}, []call{
+			{method: "POST", path: "/api/v1/results", contentType: appJSON, body: good, auth: w},
+			{method: "DELETE", path: "/api/v1/jobs/ml/nightly", auth: w},
+			{method: "POST", path: "/api/v1/silences", contentType: appJSON, body: badSilence, auth: w},
+			{method: "DELETE", path: "/api/v1/silences/0123456789abcdef", auth: w},
+		}},
+	} {
+		release := capped.store.holdCalls()
+		held := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest(class.held.method, capped.srv.URL+class.held.path, strings.NewReader(class.held.body))
+			setHeaders(req.Header, class.held)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				held <- 0
+				return
+			}
+			resp.Body.Close()
+			held <- resp.StatusCode
+		}()
+		deadline := time.Now().Add(patience)
+		for capped.store.holding.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if capped.store.holding.Load() == 0 {
+			release()
+			t.Fatalf("%s %s never reached the store", class.held.method, class.held.path)
+		}
+		for _, c := range class.calls {
+			c.status = http.StatusTooManyRequests
+			capped.do(c)
+		}
+		release()
+		select {
+		case <-held:
+		case <-time.After(patience):
+			t.Fatalf("%s %s, held, never ended", class.held.method, class.held.path)
+		}
+	}
+	for op, statuses := range capped.seen {
+		for status := range statuses {
+			if ct.seen[op] == nil {
+				ct.seen[op] = map[int]bool{}
+			}
+			ct.seen[op][status] = true
+		}
+	}
 
 	// Every status the document lists was reached.
 	for path, item := range ct.doc.Paths.Map() {

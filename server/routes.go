@@ -23,7 +23,9 @@ func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kic
 		r.Match([]string{http.MethodGet, http.MethodHead}, path, handlers...)
 	}
 
-	// First, so that it holds for every route below.
+	// First, so that they hold for every route below: the deadline before
+	// the slot, which it frees.
+	r.Use(limitWriteTime(cfg.WriteDeadlines, logger))
 	r.Use(limitInFlight(cfg.InFlight, metrics))
 
 	// noteRefusals first: it reports a callback refused for its token too.

@@ -48,6 +48,9 @@ type Config struct {
 	// InFlight caps the requests in flight per class; the zero value caps
 	// none.
 	InFlight InFlight
+	// WriteDeadlines bounds each class's requests, answer included; the
+	// zero value bounds none (the server's WriteTimeout only).
+	WriteDeadlines WriteDeadlines
 	// MetricsMaxAge is how old the /metrics body a scrape gets may be;
 	// DefaultMetricsMaxAge when 0.
 	MetricsMaxAge time.Duration

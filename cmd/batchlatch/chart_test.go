@@ -85,6 +85,7 @@ existingSecretKey: bearer
 readToken:
   existingSecret: read-token
   existingSecretKey: reader
+metricsAuth: true
 argoUrl: https://argo.example.com
 maxInFlight:
   scrapes: 2
@@ -534,9 +535,10 @@ func TestChartTemplate(t *testing.T) {
 		pmEndpoints, _, _ := unstructured.NestedSlice(pm.Object, "spec", "endpoints")
 		pmSelector, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
 		if pm.GetAPIVersion() != "monitoring.googleapis.com/v1" || len(pmEndpoints) != 1 || pmSelector["app.kubernetes.io/name"] != "latch" ||
-			fmt.Sprint(pmEndpoints[0]) != "map[interval:20s path:/metrics port:http timeout:15s]" {
+			fmt.Sprint(pmEndpoints[0]) != "map[authorization:map[credentials:map[secret:map[key:reader name:read-token]] type:Bearer] interval:20s path:/metrics port:http timeout:15s]" {
 			t.Errorf("PodMonitoring %s %v %v", pm.GetAPIVersion(), pmEndpoints, pmSelector)
 		}
+
 		sa := renderedObject[corev1.ServiceAccount](t, r, "ServiceAccount")
 		if sa.Name != "prod-sa" || sa.Annotations["iam.gke.io/gcp-service-account"] != "batchlatch@my-project.iam.gserviceaccount.com" {
 			t.Errorf("service account %s %v", sa.Name, sa.Annotations)
@@ -603,7 +605,9 @@ func TestChartTemplate(t *testing.T) {
 		}
 		endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
 		selector, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
-		if len(endpoints) != 1 || fmt.Sprint(endpoints[0]) != "map[interval:15s path:/metrics port:http scrapeTimeout:10s]" || !maps.Equal(selector, svc.Spec.Selector) {
+		// metricsAuth: both monitors send the read token, which the per-job
+		// series need.
+		if len(endpoints) != 1 || fmt.Sprint(endpoints[0]) != "map[authorization:map[credentials:map[key:reader name:read-token] type:Bearer] interval:15s path:/metrics port:http scrapeTimeout:10s]" || !maps.Equal(selector, svc.Spec.Selector) {
 			t.Errorf("service monitor spec %v", sm.Object["spec"])
 		}
 	})
@@ -670,6 +674,24 @@ func TestChartNotes(t *testing.T) {
 				t.Errorf("%s: NOTES lack %q:\n%s", v.name, want, notes)
 			}
 		}
+		// The caps the chart sets, as the binary reads them.
+		var values struct {
+			MaxInFlight *server.InFlight `json:"maxInFlight"`
+			MetricsAuth bool             `json:"metricsAuth"`
+		}
+		if err := yaml.Unmarshal([]byte(v.values), &values); err != nil {
+			t.Fatal(err)
+		}
+		caps := server.DefaultInFlight
+		if values.MaxInFlight != nil {
+			caps = *values.MaxInFlight
+		}
+		if want := fmt.Sprintf("429 with Retry-After: scrapes %d, pages %d, reads %d, writes %d.", caps.Scrapes, caps.Pages, caps.Reads, caps.Writes); !strings.Contains(notes, want) {
+			t.Errorf("%s: NOTES lack %q:\n%s", v.name, want, notes)
+		}
+		if got := strings.Contains(notes, "per-job series need the read token"); got != values.MetricsAuth {
+			t.Errorf("%s: NOTES say the per-job series need the read token: %v, metricsAuth %v", v.name, got, values.MetricsAuth)
+		}
 		if strings.Contains(notes, "<no value>") || strings.Contains(notes, "%!") {
 			t.Errorf("%s: NOTES:\n%s", v.name, notes)
 		}
@@ -718,6 +740,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"replicas without leader election", "leaderElect: false\n", []string{"leaderElect"}, false},
 		{"cloudlogging without project", "sink: cloudlogging\n", []string{"project"}, false},
 		{"token and existingSecret", "token: a\nexistingSecret: b\n", []string{"existingSecret"}, false},
+		{"metricsAuth without a read token", "metricsAuth: true\n", []string{"readToken.existingSecret"}, false},
+		{"string for metricsAuth", "metricsAuth: \"yes\"\n", []string{"metricsAuth", "boolean"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -763,6 +787,7 @@ func TestChartConfigParses(t *testing.T) {
 				Interval          string           `json:"interval"`
 				PolicyWindow      string           `json:"policyWindow"`
 				ArgoURL           string           `json:"argoUrl"`
+				MetricsAuth       bool             `json:"metricsAuth"`
 				MaxInFlight       *server.InFlight `json:"maxInFlight"`
 				ReadToken         struct {
 					ExistingSecret, ExistingSecretKey string
@@ -866,6 +891,9 @@ func TestChartConfigParses(t *testing.T) {
 				t.Errorf("max in flight %+v, want the service's defaults %+v", cfg.MaxInFlight, want)
 			} else if values.MaxInFlight != nil && cfg.MaxInFlight != *values.MaxInFlight {
 				t.Errorf("max in flight %+v, want %+v", cfg.MaxInFlight, *values.MaxInFlight)
+			}
+			if cfg.MetricsAuth != values.MetricsAuth {
+				t.Errorf("metrics auth %v, want %v", cfg.MetricsAuth, values.MetricsAuth)
 			}
 			if cfg.ArgoURL != values.ArgoURL {
 				t.Errorf("argo url %q, want %q", cfg.ArgoURL, values.ArgoURL)

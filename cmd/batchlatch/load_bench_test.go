@@ -28,7 +28,7 @@ import (
 var (
 	loadJobs     = flag.String("load.jobs", "10000,100000", "BenchmarkLoadRSS: comma-separated numbers of failing jobs")
 	loadClients  = flag.Int("load.clients", 64, "BenchmarkLoadRSS: concurrent clients, each of the kinds of -load.mix in turn")
-	loadMix      = flag.String("load.mix", "scrape-gzip,scrape,page,slow-metrics,slow-page", "BenchmarkLoadRSS: the kinds of clients: scrape-gzip, scrape (no gzip), page (the status page), slow-metrics and slow-page (read 1 KiB every 100 ms)")
+	loadMix      = flag.String("load.mix", "scrape-gzip,scrape,page,slow-metrics,slow-page", "BenchmarkLoadRSS: the kinds of clients: scrape-gzip, scrape (no gzip), page (the status page's pages in turn, gzip), slow-metrics and slow-page (read 1 KiB every 100 ms, no gzip)")
 	loadDuration = flag.Duration("load.duration", 30*time.Second, "BenchmarkLoadRSS: how long the clients run")
 	loadArgs     = flag.String("load.args", "", "BenchmarkLoadRSS: more flags for the service, space-separated (--max-in-flight=pages=2)")
 )
@@ -39,7 +39,8 @@ var (
 // ready, the time of one scrape of /metrics that builds the body (gzip, as
 // Prometheus asks), then the peak RSS while -load.clients clients, for
 // -load.duration, scrape /metrics (with gzip and without), load the status
-// page and read /metrics or the page slowly (1 KiB every 100 ms). It logs
+// page's pages in turn (every page, not only the first) and read /metrics
+// or a page slowly (1 KiB every 100 ms). It logs
 // the answers by status: past the caps they are 429s. Last, the time of a
 // scrape that builds the body again after the load. Run it with
 //
@@ -61,12 +62,11 @@ func BenchmarkLoadRSS(b *testing.B) {
 			stateFile := filepath.Join(b.TempDir(), "state.json")
 			writeFailingJobs(b, stateFile, jobs)
 			var ready, peak, scrape, late, perScrape float64
-			var counts map[string]int
 			for b.Loop() {
-				r := loadOnce(b, bin, stateFile)
-				b.Logf("jobs=%d run: ready %.1f MiB, first scrape %.2f s (%.2f MiB gzipped), peak %.1f MiB, scrape after the load %.2f s", jobs, r.readyMiB, r.coldScrape.Seconds(), r.scrapeMiB, r.peakMiB, r.lateScrape.Seconds())
+				r := loadOnce(b, bin, stateFile, jobs)
+				b.Logf("jobs=%d run: ready %.1f MiB, first scrape %.2f s (%.2f s CPU, %.2f MiB gzipped), peak %.1f MiB, scrape after the load %.2f s (%.2f s CPU); load average %s", jobs, r.readyMiB, r.coldScrape.Seconds(), r.coldCPU, r.scrapeMiB, r.peakMiB, r.lateScrape.Seconds(), r.lateCPU, r.loadAverage)
+				b.Logf("jobs=%d answers: %s", jobs, answers(r.counts))
 				ready, peak, scrape, perScrape = ready+r.readyMiB, peak+r.peakMiB, scrape+r.coldScrape.Seconds(), perScrape+r.scrapeMiB
-				counts = r.counts
 				late += r.lateScrape.Seconds()
 			}
 			n := float64(b.N)
@@ -76,16 +76,6 @@ func BenchmarkLoadRSS(b *testing.B) {
 			b.ReportMetric(late/n, "late-scrape-s")
 			b.ReportMetric(perScrape/n, "scrape-gzip-MiB")
 			b.ReportMetric(0, "ns/op")
-			keys := make([]string, 0, len(counts))
-			for k := range counts {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			var line []string
-			for _, k := range keys {
-				line = append(line, fmt.Sprintf("%s %d", k, counts[k]))
-			}
-			b.Logf("jobs=%d answers (last run): %s", jobs, strings.Join(line, ", "))
 		})
 	}
 }
@@ -129,10 +119,60 @@ type loadResult struct {
 	lateScrape time.Duration // after the load, once the first's body is too old
 	scrapeMiB  float64       // one gzip scrape's body
 	counts     map[string]int
+	// coldCPU and lateCPU are the CPU seconds the service used during the
+	// first scrape and the one after the load (the alarm loop's too, when
+	// it ran meanwhile): what the wall times would be on an idle core.
+	coldCPU, lateCPU float64
+	// loadAverage is /proc/loadavg's 1-minute figure at the start and the
+	// end of the run: the machine may be shared.
+	loadAverage string
 }
 
-// loadOnce runs the binary on stateFile through one round of load.
-func loadOnce(b *testing.B, bin, stateFile string) loadResult {
+// loadAverage1 is the 1-minute load average, "?" when unknown.
+func loadAverage1() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if fields := strings.Fields(string(data)); err == nil && len(fields) > 0 {
+		return fields[0]
+	}
+	return "?"
+}
+
+// serviceCPU is the user and system CPU seconds of process pid so far, from
+// /proc/<pid>/stat (in USER_HZ, 100 a second on Linux); 0 when unknown.
+func serviceCPU(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command (field 2) is in parentheses and may hold spaces: the
+	// fields after it start at the last ')'.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100
+}
+
+// answers is counts in one line, sorted.
+func answers(counts map[string]int) string {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var line []string
+	for _, k := range keys {
+		line = append(line, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(line, ", ")
+}
+
+// loadOnce runs the binary on stateFile, of jobs jobs, through one round of
+// load.
+func loadOnce(b *testing.B, bin, stateFile string, jobs int) loadResult {
+	startLoad := loadAverage1()
 	addr := freePort(b)
 	url := "http://" + addr
 	args := append([]string{"--listen", addr, "--state-file", stateFile, "--memory-limit", strconv.Itoa(256 << 20)}, strings.Fields(*loadArgs)...)
@@ -165,9 +205,11 @@ func loadOnce(b *testing.B, bin, stateFile string) loadResult {
 		b.Fatal(err)
 	}
 	// One scrape that builds the body: the first.
+	cpu := serviceCPU(cmd.Process.Pid)
 	start := time.Now()
 	size, status := scrapeOnce(url, true)
 	cold := time.Since(start)
+	coldCPU := serviceCPU(cmd.Process.Pid) - cpu
 	if status != 200 {
 		b.Fatalf("first scrape: %d", status)
 	}
@@ -195,6 +237,15 @@ func loadOnce(b *testing.B, bin, stateFile string) loadResult {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+	// The status page's pages, in turn across the clients: 100 jobs a page.
+	var pageTurn atomic.Int64
+	pages := int64(max(1, (jobs+99)/100))
+	nextPage := func() string {
+		if n := pageTurn.Add(1)%pages + 1; n > 1 {
+			return "/?page=" + strconv.FormatInt(n, 10)
+		}
+		return "/"
+	}
 	kinds := strings.Split(*loadMix, ",")
 	for i := range *loadClients {
 		kind := strings.TrimSpace(kinds[i%len(kinds)])
@@ -208,11 +259,11 @@ func loadOnce(b *testing.B, bin, stateFile string) loadResult {
 					_, status := scrapeOnce(url, false)
 					count(kind, status)
 				case "page":
-					count(kind, getOnce(url+"/"))
+					count(kind, getOnce(url+nextPage()))
 				case "slow-metrics":
 					count(kind, slowRead(ctx, addr, "/metrics"))
 				case "slow-page":
-					count(kind, slowRead(ctx, addr, "/"))
+					count(kind, slowRead(ctx, addr, nextPage()))
 				default:
 					b.Errorf("-load.mix: no client kind %q", kind)
 					return
@@ -225,12 +276,14 @@ func loadOnce(b *testing.B, bin, stateFile string) loadResult {
 	// One scrape that builds the body again, once the body of the load is
 	// too old and nothing else runs but the alarm loop.
 	time.Sleep(6 * time.Second)
+	cpu = serviceCPU(cmd.Process.Pid)
 	start = time.Now()
 	if _, status := scrapeOnce(url, true); status != 200 {
 		b.Fatalf("scrape after the load: %d", status)
 	}
 	late := time.Since(start)
-	return loadResult{lateScrape: late, readyMiB: float64(readyRSS) / (1 << 20), peakMiB: float64(peak.Load()) / (1 << 20), coldScrape: cold, scrapeMiB: float64(size) / (1 << 20), counts: counts}
+	lateCPU := serviceCPU(cmd.Process.Pid) - cpu
+	return loadResult{coldCPU: coldCPU, lateCPU: lateCPU, loadAverage: startLoad + "–" + loadAverage1(), lateScrape: late, readyMiB: float64(readyRSS) / (1 << 20), peakMiB: float64(peak.Load()) / (1 << 20), coldScrape: cold, scrapeMiB: float64(size) / (1 << 20), counts: counts}
 }
 
 // loadClient has no pool limit of its own: each client keeps its
@@ -256,8 +309,11 @@ func scrapeOnce(url string, gzip bool) (int64, int) {
 	return n, resp.StatusCode
 }
 
+// getOnce GETs url with gzip, as a browser asks, and returns the status.
 func getOnce(url string) int {
-	resp, err := loadClient.Get(url)
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := loadClient.Do(req)
 	if err != nil {
 		return 0
 	}

@@ -165,6 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	handler := server.NewServer(logger, store, loop, reg, serverMetrics, server.Config{
 		Token: token, ReadToken: cfg.ReadToken, ArgoURL: cfg.ArgoURL, Schedules: loopCfg.Schedules, Silences: store.Silences,
 		JobSeries: jobGauges.WriteText, MetricsAuth: cfg.MetricsAuth, InFlight: cfg.MaxInFlight, MissedGrace: cfg.MissedGrace,
+		WriteDeadlines: server.DefaultWriteDeadlines,
 	})
 
 	// What only one replica does (with --leader-elect, the leader): write
