@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -100,6 +101,7 @@ type Watcher struct {
 
 	started   time.Time     // when Run had synced (this machine's clock): runs last written before are history
 	wake      chan struct{} // a finished run is pending
+	refused   chan struct{} // the controller wrote a SpecError or SubmissionError condition
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
 
@@ -143,6 +145,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		deleted:   map[state.Key]time.Time{},
 		handled:   map[string]wfv1.WorkflowPhase{},
 		wake:      make(chan struct{}, 1),
+		refused:   make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 		specs:     newSpecChecker(),
 	}
@@ -156,6 +159,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		cronInformer := cronFactory.Argoproj().V1alpha1().CronWorkflows()
 		cronInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.cronAdded(obj) },
+			UpdateFunc: func(_, obj any) { w.cronUpdated(obj) },
 			DeleteFunc: func(obj any) { w.cronDeleted(obj) },
 		})
 		w.crons = append(w.crons, cronInformer.Lister())
@@ -286,7 +290,17 @@ func (w *Watcher) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.refused:
+			w.Evaluate(ctx)
 		case <-w.wake:
+			select {
+			case <-w.refused:
+				// The refused tick first: a later tick's run covers the
+				// ticks before it, and the next good submission removes
+				// the condition.
+				w.Evaluate(ctx)
+			default:
+			}
 			w.drain(ctx)
 		case <-evaluate.C:
 			w.drain(ctx) // retries what the store refused
@@ -490,6 +504,23 @@ func (w *Watcher) cronAdded(obj any) {
 		w.mu.Lock()
 		delete(w.deleted, state.Key{Namespace: cwf.Namespace, Name: cwf.Name})
 		w.mu.Unlock()
+	}
+}
+
+// cronUpdated evaluates at once a CronWorkflow the controller refused:
+// the condition it writes at a tick stands for that tick only until its
+// next write (docs/watchers.md), so a refused tick is recorded before a
+// pass every EvaluateEvery could miss it.
+func (w *Watcher) cronUpdated(obj any) {
+	cwf, ok := obj.(*wfv1.CronWorkflow)
+	if !ok || !slices.ContainsFunc(cwf.Status.Conditions, func(c wfv1.Condition) bool {
+		return c.Status == metav1.ConditionTrue && (c.Type == wfv1.ConditionTypeSpecError || c.Type == wfv1.ConditionTypeSubmissionError)
+	}) {
+		return
+	}
+	select {
+	case w.refused <- struct{}{}:
+	default:
 	}
 }
 
@@ -738,6 +769,7 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		Stopped:       cwf.Status.Phase == wfv1.StoppedPhase,
 		When:          cwf.Spec.When,
 		Forbid:        cwf.Spec.ConcurrencyPolicy == wfv1.ForbidConcurrent,
+		ScheduleUsed:  !cwf.IsUsingNewSchedule(),
 		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
 		MaxRuntime:    w.annotatedDuration(cwf, AnnotationMaxRuntime, w.cfg.MaxRuntime, cronrules.CheckMaxRuntime),
 	}
