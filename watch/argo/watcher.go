@@ -96,8 +96,11 @@ type Watcher struct {
 	deleted map[state.Key]time.Time       // CronWorkflows seen deleted, when
 	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished run
 	pending []queuedRun                   // finished runs not recorded yet
-	warned  cronrules.Warned              // bad annotations already logged
-	specs   *specChecker                  // Argo's validation of each CronWorkflow
+	// refusedCrons: CronWorkflows with a SpecError or SubmissionError
+	// condition, changed since the last evaluateRefused.
+	refusedCrons map[state.Key]bool
+	warned       cronrules.Warned // bad annotations already logged
+	specs        *specChecker     // Argo's validation of each CronWorkflow
 
 	started   time.Time     // when Run had synced (this machine's clock): runs last written before are history
 	wake      chan struct{} // a finished run is pending
@@ -291,14 +294,14 @@ func (w *Watcher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-w.refused:
-			w.Evaluate(ctx)
+			w.evaluateRefused(ctx)
 		case <-w.wake:
 			select {
 			case <-w.refused:
 				// The refused tick first: a later tick's run covers the
 				// ticks before it, and the next good submission removes
 				// the condition.
-				w.Evaluate(ctx)
+				w.evaluateRefused(ctx)
 			default:
 			}
 			w.drain(ctx)
@@ -518,6 +521,12 @@ func (w *Watcher) cronUpdated(obj any) {
 	}) {
 		return
 	}
+	w.mu.Lock()
+	if w.refusedCrons == nil {
+		w.refusedCrons = map[state.Key]bool{}
+	}
+	w.refusedCrons[state.Key{Namespace: cwf.Namespace, Name: cwf.Name}] = true
+	w.mu.Unlock()
 	select {
 	case w.refused <- struct{}{}:
 	default:
@@ -563,21 +572,26 @@ func (w *Watcher) snapshot() []watched {
 			continue
 		}
 		for _, cwf := range cwfs {
-			c := w.cronOf(cwf)
-			objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cwf.Namespace+"/"+cwf.Name)
-			var runs []run
-			for _, obj := range objs {
-				if o, ok := obj.(*runObject); ok && !o.deleting {
-					runs = append(runs, o.run)
-				}
-			}
-			if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
-				c.SpecErr = w.specs.check(cwf)
-			}
-			out = append(out, watched{cron: c, runs: runs})
+			out = append(out, w.watchedOf(i, cwf))
 		}
 	}
 	return out
+}
+
+// watchedOf is what the decisions need of cwf, watched by the i-th informers.
+func (w *Watcher) watchedOf(i int, cwf *wfv1.CronWorkflow) watched {
+	c := w.cronOf(cwf)
+	objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cwf.Namespace+"/"+cwf.Name)
+	var runs []run
+	for _, obj := range objs {
+		if o, ok := obj.(*runObject); ok && !o.deleting {
+			runs = append(runs, o.run)
+		}
+	}
+	if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
+		c.SpecErr = w.specs.check(cwf)
+	}
+	return watched{cron: c, runs: runs}
 }
 
 // jobs reads every stored job once per pass, by key; a forgotten job is
@@ -612,18 +626,52 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 		return
 	}
 	for _, cw := range w.snapshot() {
-		job := jobOf(jobs, cw.cron)
-		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
-			recorded, err := w.record(ctx, r, now)
-			if err != nil {
-				break // in order: the rest are due again at the next evaluation
-			}
-			if recorded != nil {
-				job = recorded // the next result is ordered after this one
-			}
-		}
+		w.recordDue(ctx, cw, jobOf(jobs, cw.cron), now)
 	}
 	w.forget(ctx, jobs, now)
+}
+
+// recordDue records what is due now for cw, whose stored job is job (nil
+// when there is none).
+func (w *Watcher) recordDue(ctx context.Context, cw watched, job *state.Job, now time.Time) {
+	for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
+		recorded, err := w.record(ctx, r, now)
+		if err != nil {
+			return // in order: the rest are due again at the next evaluation
+		}
+		if recorded != nil {
+			job = recorded // the next result is ordered after this one
+		}
+	}
+}
+
+// evaluateRefused records what is due for the CronWorkflows the
+// controller refused since the last call: only those, so that a cluster
+// of refused CronWorkflows, each written at every tick, costs a read of
+// each one's job rather than a pass over every job.
+func (w *Watcher) evaluateRefused(ctx context.Context) {
+	w.mu.Lock()
+	keys := w.refusedCrons
+	w.refusedCrons = nil
+	w.mu.Unlock()
+	now := w.cfg.Now()
+	for key := range keys {
+		for i, lister := range w.crons {
+			cwf, err := lister.CronWorkflows(key.Namespace).Get(key.Name)
+			if err != nil {
+				continue
+			}
+			var job *state.Job
+			switch j, err := w.store.Get(ctx, key); {
+			case err == nil && !j.Forgotten():
+				job = &j
+			case err != nil && !errors.Is(err, state.ErrNotFound):
+				w.logger.Warn("read job; evaluating later", "namespace", key.Namespace, "cronWorkflow", key.Name, "err", err)
+				continue // the periodic pass
+			}
+			w.recordDue(ctx, w.watchedOf(i, cwf), job, now)
+		}
+	}
 }
 
 // Reconcile queues the finished runs whose result is not recorded (an
