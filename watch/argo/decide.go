@@ -52,8 +52,8 @@ type condition struct {
 	Phase   api.Phase // api.PhaseSpecError or api.PhaseSubmissionError
 	Message string
 	// WrittenAt is when the controller last wrote the CronWorkflow's
-	// status (from managedFields): the condition explains only the ticks
-	// up to it.
+	// status (from managedFields): the condition stands for the latest
+	// tick up to it, the one the controller attempted then (refusedTicks).
 	WrittenAt time.Time
 }
 
