@@ -39,9 +39,14 @@ type cron struct {
 	// SpecErr says why the controller will never run the CronWorkflow: its
 	// schedule does not parse, or Argo's own validation refuses it. ""
 	// when it is valid.
-	SpecErr    string
-	Grace      time.Duration
-	MaxRuntime cronrules.MaxRuntime
+	SpecErr string
+	// ScheduleUsed: the controller's latest attempt used the current
+	// schedule (its last-used-schedule annotation), so the ticks of the
+	// current schedule are those it attempted, even before the spec's
+	// last change.
+	ScheduleUsed bool
+	Grace        time.Duration
+	MaxRuntime   cronrules.MaxRuntime
 	// Usual is what the job usually does, read from its history when
 	// MaxRuntime is auto; UsualKnown says it was (the view says when not).
 	Usual      cronrules.Usual
@@ -52,8 +57,8 @@ type condition struct {
 	Phase   api.Phase // api.PhaseSpecError or api.PhaseSubmissionError
 	Message string
 	// WrittenAt is when the controller last wrote the CronWorkflow's
-	// status (from managedFields): the condition explains only the ticks
-	// up to it.
+	// status (from managedFields): the condition stands for the latest
+	// tick up to it, the one the controller attempted then (refusedTicks).
 	WrittenAt time.Time
 }
 
@@ -137,38 +142,106 @@ func due(c cron, runs []run, job *state.Job, now time.Time) []api.Result {
 	for _, r := range cronrules.Stuck(rules, shared, now) {
 		results = append(results, stuckResult(c, rules, r))
 	}
+	if c.SpecErr != "" {
+		if c.Suspended || c.Stopped {
+			return results
+		}
+		return append(results, specResults(c, shared, job, now)...)
+	}
+	// A tick the controller refused counts even if the CronWorkflow was
+	// suspended, stopped or changed since: it was attempted.
+	results, decided := refusedTicks(c, shared, job, now, results)
 	if c.Suspended || c.Stopped {
 		return results
-	}
-	if c.SpecErr != "" {
-		return append(results, specResults(c, shared, job, now)...)
 	}
 	if runsEveryTick, known := whenVerdict(c.When); !runsEveryTick || !known {
 		return results
 	}
-	explained := map[time.Time]bool{}
-	if c.Condition != nil {
-		for _, tick := range cronrules.Uncovered(rules, naming, shared, job, now) {
-			// The controller writes the CronWorkflow at every tick it
-			// attempts and cannot submit (its failed counter): a tick
-			// after its last write was not attempted (the controller was
-			// down, or is about to), and the old condition does not
-			// explain it.
-			if c.Condition.WrittenAt.Before(tick) {
-				continue
-			}
-			explained[tick] = true
-			results = append(results, tickResult(c, tick, c.Condition.Phase, c.Condition.Message, tick))
-		}
-	}
 	for _, tick := range cronrules.Uncovered(rules, naming, shared, job, now.Add(-c.Grace)) {
-		if explained[tick] {
+		if decided[tick] {
 			continue
 		}
 		msg := fmt.Sprintf("no run for the %s tick (%s): none %s after it", tick.UTC().Format("15:04 UTC"), tick.UTC().Format(time.RFC3339), c.Grace)
-		results = append(results, tickResult(c, tick, api.PhaseMissed, msg, tick.Add(c.Grace)))
+		results = append(results, tickResult(c, tick, api.PhaseMissed, msg, missedAt(c, tick)))
 	}
 	return results
+}
+
+// refusedTicks appends to results what c's SpecError or SubmissionError
+// condition tells, and returns the ticks it decided.
+//
+// The controller writes the CronWorkflow at every tick it attempts and
+// cannot submit (its failed counter), at the tick or, for the one missed tick
+// it runs when it comes back within startingDeadlineSeconds, just after: the
+// condition stands for the latest tick up to its last write, the one it
+// attempted then. A tick after that write was not attempted (the controller
+// is down, or about to write). An uncovered tick before it, since the spec
+// last changed, was not attempted either (the controller was down then, or
+// the watcher did not look between two writes): the controller moved on, so
+// no run will come for it, and it is Missed at once, in order with the
+// refused tick, so that neither is counted twice or dropped as older than
+// the other.
+//
+// A change of the spec since that write (a suspend, a fix) does not undo the
+// refusal: while the controller's last attempt used the current schedule,
+// the refused tick counts even if it came before the change.
+func refusedTicks(c cron, runs []cronrules.Run, job *state.Job, now time.Time, results []api.Result) ([]api.Result, map[time.Time]bool) {
+	decided := map[time.Time]bool{}
+	if c.Condition == nil {
+		return results, decided
+	}
+	rules := c.rules()
+	from := rules.From
+	attempted, ok := c.Schedule.Last(from, c.Condition.WrittenAt)
+	if !ok && c.ScheduleUsed {
+		// Refused before the spec's last change.
+		from = c.Created
+		attempted, ok = c.Schedule.Last(from, c.Condition.WrittenAt)
+	}
+	if !ok || attempted.After(now) { // a write timed by a clock ahead of ours: at a later pass
+		return results, decided
+	}
+	var before []time.Time // uncovered ticks before the attempted one, then it
+	if runsEveryTick, known := whenVerdict(c.When); runsEveryTick && known {
+		// (Under a when expression, the controller may have skipped them.)
+		before = cronrules.Uncovered(rules, naming, runs, job, attempted.Add(-time.Nanosecond))
+	}
+	// The attempted tick itself, read from the same start as attempted
+	// ("@every" ticks count from it).
+	widened := rules
+	widened.From = from
+	if ticks := cronrules.Uncovered(widened, naming, runs, job, attempted); len(ticks) > 0 && ticks[len(ticks)-1].Equal(attempted) {
+		before = append(before, attempted)
+	}
+	for _, tick := range before {
+		if tick.Equal(attempted) {
+			results = append(results, tickResult(c, tick, c.Condition.Phase, c.Condition.Message, tick))
+		} else {
+			msg := fmt.Sprintf("no run for the %s tick (%s): the controller has attempted a later tick (%s), and no run or refusal of this one was seen",
+				tick.UTC().Format("15:04 UTC"), tick.UTC().Format(time.RFC3339), attempted.UTC().Format(time.RFC3339))
+			results = append(results, tickResult(c, tick, api.PhaseMissed, msg, missedAt(c, tick)))
+		}
+		decided[tick] = true
+	}
+	return results, decided
+}
+
+// missedAt is when c's tick counts as Missed: its grace after it, but
+// before the next tick. Every result about a tick is so timed within the
+// tick's own interval (a refused tick at the tick, a missed one before the
+// next), so results are ordered as their ticks however they were decided:
+// a missed tick decided at once (the controller attempted a later one) or
+// after its grace. The store keeps only results newer than a job's latest,
+// and a later tick counted covers the earlier ones.
+func missedAt(c cron, tick time.Time) time.Time {
+	at := tick.Add(c.Grace)
+	if next := c.Schedule.Next(tick); !next.IsZero() && next.Add(-time.Second).Before(at) {
+		at = next.Add(-time.Second)
+	}
+	if at.Before(tick) {
+		return tick // ticks a second apart
+	}
+	return at
 }
 
 // specResults are the failures of a CronWorkflow the controller will never

@@ -78,16 +78,59 @@ func TestDueMissedTicks(t *testing.T) {
 			job: failedJob(runName("nightly", t0), api.PhaseSucceeded, minutes(2).Add(10*time.Second)), want: "Missed:" + tickName(3)},
 		{name: "Allow: a run of an earlier tick does not cover", runs: []run{{Name: tickName(0), Created: t0, Phase: wfv1.WorkflowRunning}},
 			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
-		{name: "SubmissionError written at the latest tick: every uncovered tick, without waiting for the grace",
+		{name: "SubmissionError written at the latest tick: that tick at once; the uncovered ticks before it, which no write stands for, Missed at once",
 			change: func(c *cron) {
 				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: now}
 			},
-			want: "SubmissionError:" + tickName(1) + " SubmissionError:" + tickName(2) + " SubmissionError:" + tickName(3) + " SubmissionError:" + tickName(4) + " SubmissionError:" + tickName(5)},
+			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3) + " Missed:" + tickName(4) + " SubmissionError:" + tickName(5)},
+		{name: "SubmissionError written just after a tick (the catch-up run of startingDeadlineSeconds) explains that tick",
+			change: func(c *cron) {
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(4).Add(20 * time.Second)}
+			},
+			want: "Missed:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3) + " SubmissionError:" + tickName(4)},
 		{name: "a condition explains only the ticks the controller attempted: the rest are missed after the grace (the controller was down)",
 			change: func(c *cron) {
 				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(1).Add(time.Second)}
 			},
 			want: "SubmissionError:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "suspended just after a refused tick, before any pass: the refused tick counts all the same",
+			change: func(c *cron) {
+				c.Suspended, c.SpecChangedAt, c.ScheduleUsed = true, minutes(4).Add(2*time.Second), true
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(4).Add(100 * time.Millisecond)}
+			},
+			job:  failedJob(tickName(3), api.PhaseSubmissionError, minutes(3)),
+			want: "SubmissionError:" + tickName(4)},
+		{name: "spec fixed just after a refused tick: the refused tick counts, the tick after the fix waits for its grace",
+			change: func(c *cron) {
+				c.SpecChangedAt, c.ScheduleUsed = minutes(4).Add(2*time.Second), true
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(4).Add(100 * time.Millisecond)}
+			},
+			job:  failedJob(tickName(3), api.PhaseSubmissionError, minutes(3)),
+			want: "SubmissionError:" + tickName(4)},
+		{name: "schedule changed since the refusal: which tick it stood for cannot be told, and the new schedule's ticks start at the change",
+			change: func(c *cron) {
+				c.Suspended, c.SpecChangedAt, c.ScheduleUsed = true, minutes(4).Add(2*time.Second), false
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(4).Add(100 * time.Millisecond)}
+			},
+			job: failedJob(tickName(3), api.PhaseSubmissionError, minutes(3))},
+		{name: "suspended long after the refused tick, which was counted: nothing",
+			change: func(c *cron) {
+				c.Suspended, c.SpecChangedAt, c.ScheduleUsed = true, minutes(4).Add(2*time.Second), true
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(3).Add(100 * time.Millisecond)}
+			},
+			job: failedJob(tickName(3), api.PhaseSubmissionError, minutes(3))},
+		{name: "refused after a resume: the ticks while suspended are not Missed",
+			change: func(c *cron) {
+				c.SpecChangedAt, c.ScheduleUsed = minutes(3).Add(30*time.Second), true
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: now.Add(100 * time.Millisecond)}
+			},
+			want: "Missed:" + tickName(4) + " SubmissionError:" + tickName(5)},
+		{name: "refused under a when expression: the refused tick only (the controller may have skipped the others)",
+			change: func(c *cron) {
+				c.When = "{{= cronworkflow.failed < 100 }}"
+				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: now.Add(100 * time.Millisecond)}
+			},
+			want: "SubmissionError:" + tickName(5)},
 		{name: "a spec Argo refuses: at once, standing for the first tick, then every tick", change: func(c *cron) { c.SpecErr = "invalid cron workflow: no template" },
 			want: "SpecError:" + tickName(1) + " SpecError:" + tickName(1) + " SpecError:" + tickName(2) + " SpecError:" + tickName(3) + " SpecError:" + tickName(4) + " SpecError:" + tickName(5)},
 		{name: "a schedule that does not parse: one failure for the spec", change: func(c *cron) {
@@ -126,12 +169,88 @@ func TestMissedResultNamesTheTick(t *testing.T) {
 	if r.Namespace != want.Namespace || r.WorkflowName != want.WorkflowName || r.CronWorkflow != want.CronWorkflow || r.Phase != want.Phase || r.UID != "" {
 		t.Fatalf("result %+v", r)
 	}
-	// Ordered at tick + grace, when it became a missed run.
-	if !r.FinishedAt(time.Time{}).Equal(minutes(3)) {
-		t.Errorf("finished at %s, want %s", r.FinishedAt(time.Time{}), minutes(3))
+	// Ordered within its tick's interval, so that results are in the
+	// order of their ticks however they were decided: at tick + grace, or
+	// just before the next tick when the grace spans it.
+	if want := minutes(2).Add(-time.Second); !r.FinishedAt(time.Time{}).Equal(want) {
+		t.Errorf("finished at %s, want %s", r.FinishedAt(time.Time{}), want)
+	}
+	c := everyMinute(t)
+	c.Grace = 20 * time.Second
+	if got := due(c, nil, nil, minutes(3)); len(got) != 2 || !got[0].FinishedAt(time.Time{}).Equal(minutes(1).Add(20*time.Second)) {
+		t.Errorf("a grace shorter than the period: %s, the first finished at %s, want %s", names(got), got[0].FinishedAt(time.Time{}), minutes(1).Add(20*time.Second))
 	}
 	if msg := r.Failures[0].Message; !strings.Contains(msg, "02:01 UTC tick") {
 		t.Errorf("message %q does not name the tick", msg)
+	}
+}
+
+// passes evaluates c every step from from to until, as the watcher's loop
+// does, recording what is due into job the way the store does, with the
+// CronWorkflow as the controller leaves it at each instant (cronAt). It
+// returns the job and what was counted, by tick.
+func passes(t *testing.T, cronAt func(now time.Time) cron, job *state.Job, from, until time.Time, step time.Duration) (*state.Job, map[string][]api.Phase) {
+	t.Helper()
+	counted := map[string][]api.Phase{}
+	for now := from; !now.After(until); now = now.Add(step) {
+		c := cronAt(now)
+		for _, r := range cronrules.Pending(due(c, nil, job, now), job, now) {
+			next, o := state.Apply(derefJob(job), job != nil, r, now)
+			if o.Duplicate || o.Stale {
+				t.Fatalf("%s: Pending let through a result the store does not count: %+v", now.Format("15:04:05"), r)
+			}
+			job = &next
+			counted[r.WorkflowName] = append(counted[r.WorkflowName], r.Phase)
+		}
+	}
+	return job, counted
+}
+
+func derefJob(j *state.Job) state.Job {
+	if j == nil {
+		return state.Job{}
+	}
+	return *j
+}
+
+// TestDueControllerDownUnderACondition: the controller refuses every tick it
+// attempts (SubmissionError, or SpecError) and is down from just after tick
+// 2 to just after tick 7 (ticks 3 to 7 never attempted; 5 to 7 still within
+// their grace when it comes back). Each tick counts once: the refused ones
+// with the condition, the ones it slept through Missed, whether decided after
+// the grace or at once when it attempts tick 8.
+func TestDueControllerDownUnderACondition(t *testing.T) {
+	for _, phase := range []api.Phase{api.PhaseSubmissionError, api.PhaseSpecError} {
+		t.Run(string(phase), func(t *testing.T) {
+			base := everyMinute(t)
+			base.Grace = 3 * time.Minute
+			base.Forbid = true
+			down := func(tick int) bool { return tick >= 3 && tick <= 7 }
+			cronAt := func(now time.Time) cron {
+				c := base
+				// The controller writes the status about 100 ms after each
+				// tick it attempts.
+				for tick := 1; !minutes(tick).Add(100 * time.Millisecond).After(now); tick++ {
+					if !down(tick) {
+						c.Condition = &condition{Phase: phase, Message: "refused", WrittenAt: minutes(tick).Add(100 * time.Millisecond)}
+					}
+				}
+				return c
+			}
+			job, counted := passes(t, cronAt, nil, minutes(1), minutes(12).Add(30*time.Second), 15*time.Second)
+			for tick := 1; tick <= 12; tick++ {
+				want := phase
+				if down(tick) {
+					want = api.PhaseMissed
+				}
+				if got := counted[tickName(tick)]; len(got) != 1 || got[0] != want {
+					t.Errorf("tick %d: counted %v, want [%s]", tick, got, want)
+				}
+			}
+			if job.ConsecutiveFailures != 12 {
+				t.Errorf("%d failures in a row, want 12 (one a tick)", job.ConsecutiveFailures)
+			}
+		})
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -95,8 +96,11 @@ type Watcher struct {
 	deleted map[state.Key]time.Time       // CronWorkflows seen deleted, when
 	handled map[string]wfv1.WorkflowPhase // uid → the outcome recorded of a finished run
 	pending []queuedRun                   // finished runs not recorded yet
-	warned  cronrules.Warned              // bad annotations already logged
-	specs   *specChecker                  // Argo's validation of each CronWorkflow
+	// refusedCrons: CronWorkflows with a SpecError or SubmissionError
+	// condition, changed since the last evaluateRefused.
+	refusedCrons map[state.Key]bool
+	warned       cronrules.Warned // bad annotations already logged
+	specs        *specChecker     // Argo's validation of each CronWorkflow
 	// usual is what each job whose max runtime is auto usually does, as
 	// the latest pass or write read it from its history: its view says so
 	// (Schedule) without reading the store. Only that is kept of the job.
@@ -104,6 +108,7 @@ type Watcher struct {
 
 	started   time.Time     // when Run had synced (this machine's clock): runs last written before are history
 	wake      chan struct{} // a finished run is pending
+	refused   chan struct{} // the controller wrote a SpecError or SubmissionError condition
 	firstPass chan struct{} // closed once Run has synced, recorded and evaluated
 }
 
@@ -148,6 +153,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		handled:   map[string]wfv1.WorkflowPhase{},
 		usual:     map[state.Key]cronrules.Usual{},
 		wake:      make(chan struct{}, 1),
+		refused:   make(chan struct{}, 1),
 		firstPass: make(chan struct{}),
 		specs:     newSpecChecker(),
 	}
@@ -161,6 +167,7 @@ func New(argo versioned.Interface, meta metadata.Interface, store state.Store, c
 		cronInformer := cronFactory.Argoproj().V1alpha1().CronWorkflows()
 		cronInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { w.cronAdded(obj) },
+			UpdateFunc: func(_, obj any) { w.cronUpdated(obj) },
 			DeleteFunc: func(obj any) { w.cronDeleted(obj) },
 		})
 		w.crons = append(w.crons, cronInformer.Lister())
@@ -291,7 +298,17 @@ func (w *Watcher) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.refused:
+			w.evaluateRefused(ctx)
 		case <-w.wake:
+			select {
+			case <-w.refused:
+				// The refused tick first: a later tick's run covers the
+				// ticks before it, and the next good submission removes
+				// the condition.
+				w.evaluateRefused(ctx)
+			default:
+			}
 			w.drain(ctx)
 		case <-evaluate.C:
 			w.drain(ctx) // retries what the store refused
@@ -498,6 +515,29 @@ func (w *Watcher) cronAdded(obj any) {
 	}
 }
 
+// cronUpdated evaluates at once a CronWorkflow the controller refused:
+// the condition it writes at a tick stands for that tick only until its
+// next write (docs/watchers.md), so a refused tick is recorded before a
+// pass every EvaluateEvery could miss it.
+func (w *Watcher) cronUpdated(obj any) {
+	cwf, ok := obj.(*wfv1.CronWorkflow)
+	if !ok || !slices.ContainsFunc(cwf.Status.Conditions, func(c wfv1.Condition) bool {
+		return c.Status == metav1.ConditionTrue && (c.Type == wfv1.ConditionTypeSpecError || c.Type == wfv1.ConditionTypeSubmissionError)
+	}) {
+		return
+	}
+	w.mu.Lock()
+	if w.refusedCrons == nil {
+		w.refusedCrons = map[state.Key]bool{}
+	}
+	w.refusedCrons[state.Key{Namespace: cwf.Namespace, Name: cwf.Name}] = true
+	w.mu.Unlock()
+	select {
+	case w.refused <- struct{}{}:
+	default:
+	}
+}
+
 func (w *Watcher) cronDeleted(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
@@ -543,21 +583,26 @@ func (w *Watcher) snapshot() []watched {
 			continue
 		}
 		for _, cwf := range cwfs {
-			c := w.cronOf(cwf)
-			objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cwf.Namespace+"/"+cwf.Name)
-			var runs []run
-			for _, obj := range objs {
-				if o, ok := obj.(*runObject); ok && !o.deleting {
-					runs = append(runs, o.run)
-				}
-			}
-			if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
-				c.SpecErr = w.specs.check(cwf)
-			}
-			out = append(out, watched{cron: c, runs: runs})
+			out = append(out, w.watchedOf(i, cwf))
 		}
 	}
 	return out
+}
+
+// watchedOf is what the decisions need of cwf, watched by the i-th informers.
+func (w *Watcher) watchedOf(i int, cwf *wfv1.CronWorkflow) watched {
+	c := w.cronOf(cwf)
+	objs, _ := w.runs[i].GetIndexer().ByIndex(byCron, cwf.Namespace+"/"+cwf.Name)
+	var runs []run
+	for _, obj := range objs {
+		if o, ok := obj.(*runObject); ok && !o.deleting {
+			runs = append(runs, o.run)
+		}
+	}
+	if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
+		c.SpecErr = w.specs.check(cwf)
+	}
+	return watched{cron: c, runs: runs}
 }
 
 // jobs reads every stored job once per pass, by key; a forgotten job is
@@ -595,24 +640,61 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 	for _, cw := range w.snapshot() {
 		job := jobOf(jobs, cw.cron)
 		if cw.cron.MaxRuntime.Auto {
-			// From the jobs this pass lists anyway: no read of its own.
-			cw.cron.Usual, cw.cron.UsualKnown = cronrules.UsualOf(job), true
-			usual[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}] = cw.cron.Usual
+			usual[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}] = cronrules.UsualOf(job)
 		}
-		for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
-			recorded, err := w.record(ctx, r, now)
-			if err != nil {
-				break // in order: the rest are due again at the next evaluation
-			}
-			if recorded != nil {
-				job = recorded // the next result is ordered after this one
-			}
-		}
+		w.recordDue(ctx, cw, job, now)
 	}
 	w.mu.Lock()
 	w.usual = usual // the CronWorkflows no longer auto, or gone, drop out
 	w.mu.Unlock()
 	w.forget(ctx, jobs, now)
+}
+
+// recordDue records what is due now for cw, whose stored job is job (nil
+// when there is none).
+func (w *Watcher) recordDue(ctx context.Context, cw watched, job *state.Job, now time.Time) {
+	if cw.cron.MaxRuntime.Auto {
+		// From the job the caller read anyway: no read of its own.
+		cw.cron.Usual, cw.cron.UsualKnown = cronrules.UsualOf(job), true
+	}
+	for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
+		recorded, err := w.record(ctx, r, now)
+		if err != nil {
+			return // in order: the rest are due again at the next evaluation
+		}
+		if recorded != nil {
+			job = recorded // the next result is ordered after this one
+		}
+	}
+}
+
+// evaluateRefused records what is due for the CronWorkflows the
+// controller refused since the last call: only those, so that a cluster
+// of refused CronWorkflows, each written at every tick, costs a read of
+// each one's job rather than a pass over every job.
+func (w *Watcher) evaluateRefused(ctx context.Context) {
+	w.mu.Lock()
+	keys := w.refusedCrons
+	w.refusedCrons = nil
+	w.mu.Unlock()
+	now := w.cfg.Now()
+	for key := range keys {
+		for i, lister := range w.crons {
+			cwf, err := lister.CronWorkflows(key.Namespace).Get(key.Name)
+			if err != nil {
+				continue
+			}
+			var job *state.Job
+			switch j, err := w.store.Get(ctx, key); {
+			case err == nil && !j.Forgotten():
+				job = &j
+			case err != nil && !errors.Is(err, state.ErrNotFound):
+				w.logger.Warn("read job; evaluating later", "namespace", key.Namespace, "cronWorkflow", key.Name, "err", err)
+				continue // the periodic pass
+			}
+			w.recordDue(ctx, w.watchedOf(i, cwf), job, now)
+		}
+	}
 }
 
 // Reconcile queues the finished runs whose result is not recorded (an
@@ -763,6 +845,7 @@ func (w *Watcher) cronOf(cwf *wfv1.CronWorkflow) cron {
 		Stopped:       cwf.Status.Phase == wfv1.StoppedPhase,
 		When:          cwf.Spec.When,
 		Forbid:        cwf.Spec.ConcurrencyPolicy == wfv1.ForbidConcurrent,
+		ScheduleUsed:  !cwf.IsUsingNewSchedule(),
 		Grace:         w.annotatedDuration(cwf, AnnotationMissedGrace, w.cfg.MissedGrace, cronrules.CheckMissedGrace),
 		MaxRuntime:    w.annotatedMaxRuntime(cwf),
 	}

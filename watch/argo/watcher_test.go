@@ -120,7 +120,9 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) *Watcher {
 	if cfg.ForgetAfter == 0 {
 		cfg.ForgetAfter = time.Hour
 	}
-	cfg.EvaluateEvery = 50 * time.Millisecond
+	if cfg.EvaluateEvery == 0 {
+		cfg.EvaluateEvery = 50 * time.Millisecond
+	}
 	w := New(f.argo, f.meta, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -367,6 +369,34 @@ func TestUnsubmittableRunsFailWithTheConditionsMessage(t *testing.T) {
 		if name == "quota" && j.LastPhase != api.PhaseSubmissionError || name == "invalid" && j.LastPhase != api.PhaseSpecError {
 			t.Errorf("%s: phase %s", name, j.LastPhase)
 		}
+	}
+}
+
+// The controller's condition stands for the tick of its latest write only,
+// so a refusal is recorded when the CronWorkflow changes, not at the next
+// periodic pass (here an hour away): otherwise a later refusal, a good
+// submission or a suspend could come first.
+func TestARefusalIsRecordedAsTheCronWorkflowChanges(t *testing.T) {
+	f := newFixture(t)
+	store := fileStore(t)
+	cwf := f.cron("quota", "@every 1s", nil)
+	firstTick := cwf.CreationTimestamp.Add(time.Second)
+	for time.Now().Truncate(time.Second).Before(firstTick) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.clock.Set(time.Now().Add(time.Minute)) // after the write to come
+	f.watch(store, Config{MissedGrace: time.Hour, EvaluateEvery: time.Hour}, Hooks{})
+	cwf, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Get(context.Background(), "quota", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cwf.Status.Conditions = wfv1.Conditions{{Type: wfv1.ConditionTypeSubmissionError, Status: metav1.ConditionTrue, Message: "refused: quota"}}
+	if _, err := f.argo.ArgoprojV1alpha1().CronWorkflows(f.ns).Update(context.Background(), cwf, metav1.UpdateOptions{FieldManager: "workflow-controller"}); err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, store, state.Key{Namespace: f.ns, Name: "quota"}, "the refusal", func(j state.Job) bool { return j.LastPhase == api.PhaseSubmissionError })
+	if len(j.LastFailures) != 1 || j.LastFailures[0].Message != "refused: quota" {
+		t.Errorf("job %+v", j)
 	}
 }
 
