@@ -256,7 +256,13 @@ func TestCLIGetShowsTheRunsAndWhatIsUsual(t *testing.T) {
 	if _, rows := table(t, sections[0]); len(rows) != 1 || rows[0]["JOB"] != "nightly" || rows[0]["STATUS"] != "Failing" {
 		t.Errorf("the job: %v", rows)
 	}
-	usual := regexp.MustCompile(`^Usual duration: +12m median, 15m p90 \(of 6 successful runs\)\nUsual interval: +1h$`)
+	// The last result ended 50 minutes after its tick, 6 hours after the
+	// first; an hourly job is late twice its interval and the missed grace
+	// (10m) later, which is long past: it shows, though it did not ask.
+	silent := t0.Add(6*time.Hour + 50*time.Minute)
+	usual := regexp.MustCompile(`^Usual duration: +12m median, 15m p90 \(of 6 successful runs\)\nUsual interval: +1h\n` +
+		`Expected every: +1h, its usual interval \(not asked: shown only\)\n` +
+		`Late: +since ` + regexp.QuoteMeta(silent.Add(2*time.Hour+10*time.Minute).Format(time.RFC3339)) + `, no result since ` + regexp.QuoteMeta(silent.Format(time.RFC3339)) + `$`)
 	if !usual.MatchString(sections[1]) {
 		t.Errorf("what is usual:\n%s", sections[1])
 	}

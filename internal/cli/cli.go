@@ -667,6 +667,9 @@ func printRuns(w io.Writer, job api.JobDetail) error {
 	if s := job.Schedule; s != nil && s.Note != "" {
 		writeRow(tw, "Schedule note:", s.Note)
 	}
+	if e := job.Expected; e != nil {
+		printExpected(tw, *e)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -688,6 +691,35 @@ func printRuns(w io.Writer, job api.JobDetail) error {
 		writeRow(tw, r.FinishedAt.UTC().Format(time.RFC3339), string(r.Phase), r.Source, scheduled, took)
 	}
 	return tw.Flush()
+}
+
+// printExpected writes how often the job should report and whether it is
+// late (api.Expected): asked for with batchlatch.io/expected-every, or,
+// for a job that did not ask, only shown while it is late by its usual
+// interval.
+func printExpected(tw io.Writer, e api.Expected) {
+	every := "-"
+	if e.EverySeconds != nil {
+		every = api.FormatDuration(seconds(*e.EverySeconds))
+		if e.Auto {
+			every += ", its usual interval"
+		}
+	}
+	if e.OptedIn {
+		every += " (asked: a Late run when late)"
+	} else {
+		every += " (not asked: shown only)"
+	}
+	writeRow(tw, "Expected every:", every)
+	switch {
+	case e.Late && e.LateAt != nil:
+		writeRow(tw, "Late:", fmt.Sprintf("since %s, no result since %s", e.LateAt.UTC().Format(time.RFC3339), e.SilentSince.UTC().Format(time.RFC3339)))
+	case e.LateAt != nil:
+		writeRow(tw, "Late at:", e.LateAt.UTC().Format(time.RFC3339)+" without a result")
+	}
+	if e.Note != "" {
+		writeRow(tw, "Expected note:", e.Note)
+	}
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
