@@ -32,7 +32,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -134,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		schedules = append(schedules, watcher.Schedule)
 	}
 	if cfg.WatchCronJobs {
-		cronJobs = cronjobwatch.New(k.client, store, cronjobwatch.Config{
+		cronJobs = cronjobwatch.New(k.batch, store, cronjobwatch.Config{
 			Namespaces:  cfg.CronJobNamespaces,
 			MissedGrace: cfg.MissedGrace,
 			MaxRuntime:  cfg.MaxRuntime,
@@ -291,7 +293,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // kube is how the service reaches the Kubernetes API: for the ConfigMap store
 // and leader election.
 type kube struct {
-	client    kubernetes.Interface
+	core      corev1client.CoreV1Interface
+	batch     batchv1client.BatchV1Interface
 	config    *rest.Config
 	namespace string
 }
@@ -311,7 +314,13 @@ func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 	}
 	restConfig = configmapstore.TuneClient(restConfig)
 	restConfig.UserAgent = "batchlatch"
-	client, err := kubernetes.NewForConfig(restConfig)
+	// The typed clients of the groups used, not kubernetes.NewForConfig:
+	// the whole clientset links every API group's client into the binary.
+	core, err := corev1client.NewForConfig(restConfig)
+	if err != nil {
+		return kube{}, err
+	}
+	batch, err := batchv1client.NewForConfig(restConfig)
 	if err != nil {
 		return kube{}, err
 	}
@@ -320,7 +329,7 @@ func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 			return kube{}, fmt.Errorf("--namespace: not set and not found in the kubeconfig or the pod: %v", err)
 		}
 	}
-	return kube{client: client, config: restConfig, namespace: cfg.Namespace}, nil
+	return kube{core: core, batch: batch, config: restConfig, namespace: cfg.Namespace}, nil
 }
 
 func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
@@ -333,7 +342,7 @@ func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 		return store, nil
 	}
 	logger.Info("state in configmaps", "namespace", k.namespace, "configmap", cfg.ConfigMap, "shards", cfg.StateShards)
-	return configmapstore.NewSharded(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, cfg.StateShards, configmapstore.Options{}, logger), nil
+	return configmapstore.NewSharded(k.core.ConfigMaps(k.namespace), cfg.ConfigMap, cfg.StateShards, configmapstore.Options{}, logger), nil
 }
 
 // waitReadable waits until store lists the jobs; false when ctx ended
@@ -374,14 +383,14 @@ func runAsLeader(ctx context.Context, cfg Config, k kube, ready func(context.Con
 	// after an outage waits for the API server to give up.
 	leaseConfig := rest.CopyConfig(k.config)
 	leaseConfig.Timeout = cfg.LeaseDuration / 3
-	leaseClient, err := kubernetes.NewForConfig(leaseConfig)
+	leaseClient, err := coordinationv1client.NewForConfig(leaseConfig)
 	if err != nil {
 		logger.Error("lease client", "err", err)
 		return
 	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: cfg.LeaseName, Namespace: k.namespace},
-		Client:     leaseClient.CoordinationV1(),
+		Client:     leaseClient,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
 	retry := cfg.LeaseDuration / 5
