@@ -134,7 +134,7 @@ func New(kube batchv1client.BatchV1Interface, store state.Store, cfg Config, hoo
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
-		cronInformer := informer(ns, &batchv1.CronJob{}, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		cronInformer := informer(&batchv1.CronJob{}, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return kube.CronJobs(ns).List(ctx, opts)
 		}, func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			return kube.CronJobs(ns).Watch(ctx, opts)
@@ -143,7 +143,7 @@ func New(kube batchv1client.BatchV1Interface, store state.Store, cfg Config, hoo
 			AddFunc:    func(obj any) { w.cronAdded(obj) },
 			DeleteFunc: func(obj any) { w.cronDeleted(obj) },
 		})
-		jobInformer := informer(ns, &batchv1.Job{}, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		jobInformer := informer(&batchv1.Job{}, func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 			return kube.Jobs(ns).List(ctx, opts)
 		}, func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			return kube.Jobs(ns).Watch(ctx, opts)
@@ -169,12 +169,12 @@ func New(kube batchv1client.BatchV1Interface, store state.Store, cfg Config, hoo
 	return w
 }
 
-// informer is a shared informer of one kind in namespace, its objects made
-// small by slim. It is built on the typed batch/v1 client rather than
+// informer is a shared informer of kind, listed and watched by list and
+// watchFn, its objects made small by slim. It is built on the typed batch/v1 client rather than
 // client-go's informer factory and the whole clientset: those link the
 // client, informer and lister of every API group, 27 MB of a 121 MB binary
 // (docs/performance.md), and a binary's pages are memory every replica holds.
-func informer(namespace string, kind runtime.Object, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) cache.SharedIndexInformer {
+func informer(kind runtime.Object, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) cache.SharedIndexInformer {
 	inf := cache.NewSharedIndexInformerWithOptions(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, kind,
 		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}})
 	_ = inf.SetTransform(slim)
