@@ -274,12 +274,12 @@ func setMemoryLimit(containerLimit int64, getenv func(string) string, logger *sl
 
 // softMemoryLimit is the Go runtime's share of a container's memory limit:
 // three quarters. The rest is for what the runtime does not count but the
-// container's limit does: the binary's own pages (35-55 MiB resident,
-// BenchmarkIdleRSS). Under the reliability suite's load a replica's Go
-// memory peaked at 145 MiB with the default GOGC; a soft limit below that
-// working set makes the GC run all the time (at 80 MiB it took 0.48 CPU
-// instead of 0.18), so the limit is a guard against being killed in a burst,
-// not a way to keep RSS low.
+// container's limit does: the binary's own pages (35 MiB idle, 45-50 MB
+// under the reliability suite's load). A soft limit below a replica's working
+// set makes the GC run all the time, so this one is a guard against being
+// killed in a burst. Lower limits keep RSS low only while they stay above it:
+// at 10,000 jobs, 80 MiB held the leader within 128 MiB at the CPU it takes
+// without (docs/performance.md), but no fixed value fits every size.
 func softMemoryLimit(containerLimit int64) int64 {
 	return containerLimit / 4 * 3
 }
