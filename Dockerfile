@@ -13,7 +13,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags='-s -w' -o /out/batchlatch ./cmd/batchlatch
+    go build -trimpath -tags nomsgpack -ldflags='-s -w' -o /out/batchlatch ./cmd/batchlatch
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/batchlatch /batchlatch

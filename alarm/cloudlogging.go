@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -62,7 +63,8 @@ const (
 	// full bundles (1,000 entries of ~2 KiB each), enough to keep the
 	// client's one request in flight busy (it sends one bundle at a time),
 	// and a steady tick at 10,000 jobs holds that instead of all of its
-	// entries (BenchmarkAlarmTick's tick-heap-MiB).
+	// entries (BenchmarkAlarmTick's tick-heap-MiB). Halved, it made no
+	// difference the reliability suite could see (docs/performance.md).
 	paceBytes     = 4 << 20
 	paceHardBytes = 8 << 20
 	// bundleEntries is how many entries the client sends in one request.
@@ -433,16 +435,27 @@ func (s *CloudLoggingSink) onError(err error) {
 
 // encodePayload is p as the entry's jsonPayload: the Struct fitPayload makes
 // of it. A payload that fits whole (all of them in practice) takes the fast
-// way: payloadWire encodes it straight to that Struct's protobuf encoding,
+// way: appendPayloadWire encodes it straight to that Struct's protobuf encoding,
 // which the Struct carries as is (as its unknown fields: the client only
 // sizes and marshals it, so it goes out byte for byte as that encoding).
 // This saves the JSON round trip, and the client walking the Struct's maps
 // on every size and marshal: most of the sink's CPU time at 10,000 failing
 // jobs.
+//
+// The encoding is made in a reused buffer and copied to one of its exact
+// size: the client holds each entry until it is sent (two bundles' worth
+// at 10,000 failing jobs), and a buffer grown by appends holds up to twice
+// what it needs.
 func encodePayload(p Payload) (st *structpb.Struct, size int, err error) {
-	if wire, ok := payloadWire(p); ok && len(wire) <= maxPayloadBytes {
+	buf := wireBuffers.Get().(*[]byte)
+	wire, ok := appendPayloadWire((*buf)[:0], p)
+	if cap(wire) <= maxPooledWire {
+		*buf = wire
+		defer wireBuffers.Put(buf)
+	}
+	if ok && len(wire) <= maxPayloadBytes {
 		st := &structpb.Struct{}
-		st.ProtoReflect().SetUnknown(wire)
+		st.ProtoReflect().SetUnknown(slices.Clone(wire))
 		return st, len(wire), nil
 	}
 	if st, err = fitPayload(p, maxPayloadBytes); err != nil {
@@ -451,7 +464,13 @@ func encodePayload(p Payload) (st *structpb.Struct, size int, err error) {
 	return st, proto.Size(st), nil
 }
 
-// payloadWire is the protobuf encoding of the Struct that fitPayload makes
+// wireBuffers holds encodePayload's buffers (*[]byte), of at most
+// maxPooledWire bytes each.
+var wireBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledWire = 64 << 10
+
+// appendPayloadWire appends the protobuf encoding of the Struct that fitPayload makes
 // of p when it fits: what json.Marshal writes of p, decoded into a
 // map[string]any and made a Struct by structpb.NewStruct (numbers are
 // doubles, times RFC 3339 strings, invalid UTF-8 U+FFFD, omitempty fields
@@ -461,8 +480,8 @@ func encodePayload(p Payload) (st *structpb.Struct, size int, err error) {
 // what json.Marshal refuses (NaN, a time outside year 0-9999), left to
 // fitPayload. It follows Payload's and api.Job's JSON field by field:
 // TestPayloadWireIsFitPayload fails when a field is added and not here.
-func payloadWire(p Payload) (wire []byte, ok bool) {
-	w := structWriter{b: make([]byte, 0, 2048), ok: true}
+func appendPayloadWire(dst []byte, p Payload) (wire []byte, ok bool) {
+	w := structWriter{b: dst, ok: true}
 	w.string("message", p.Message)
 	if p.Failing != nil {
 		w.number("failing", float64(*p.Failing))

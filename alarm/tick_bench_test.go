@@ -490,7 +490,7 @@ func BenchmarkAlarmTick(b *testing.B) {
 // TestPayloadWireIsFitPayload: the sink's fast encoding of a payload is the
 // Struct fitPayload makes of it through JSON, to the byte count (so the size
 // limit applies alike), whatever the payload holds. A field added to Payload
-// or api.Job, and not to payloadWire, fails it (every field is filled).
+// or api.Job, and not to appendPayloadWire, fails it (every field is filled).
 func TestPayloadWireIsFitPayload(t *testing.T) {
 	now := time.Date(2026, 3, 2, 9, 0, 0, 123456789, time.UTC)
 	job := clFailingJob("ml", "nightly")
@@ -551,7 +551,7 @@ func TestPayloadWireIsFitPayload(t *testing.T) {
 			t.Fatalf("payload %d: %v", i, err)
 		}
 		if !proto.Equal(decoded, want) {
-			t.Errorf("payload %d: payloadWire decodes to\n%v\nfitPayload makes\n%v", i, decoded.AsMap(), want.AsMap())
+			t.Errorf("payload %d: appendPayloadWire decodes to\n%v\nfitPayload makes\n%v", i, decoded.AsMap(), want.AsMap())
 		}
 	}
 
@@ -575,8 +575,8 @@ func TestPayloadWireIsFitPayload(t *testing.T) {
 	} {
 		p := failingEntry(job, nil, now).Payload
 		bad(p.JobView)
-		if _, ok := payloadWire(p); ok {
-			t.Errorf("payloadWire accepted what json.Marshal refuses: %+v", p.JobView)
+		if _, ok := appendPayloadWire(nil, p); ok {
+			t.Errorf("appendPayloadWire accepted what json.Marshal refuses: %+v", p.JobView)
 		}
 		if _, _, err := encodePayload(p); err == nil {
 			t.Errorf("encodePayload accepted what json.Marshal refuses: %+v", p.JobView)

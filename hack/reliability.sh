@@ -39,7 +39,7 @@ for arg in "$@"; do
 	-help | --help | -h)
 		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 		echo
-		go test -tags reliability -count=1 -run '^$' ./internal/reliability -args -help 2>&1 |
+		go test -tags reliability,nomsgpack -count=1 -run '^$' ./internal/reliability -args -help 2>&1 |
 			awk '/^  -/ { show = ($1 !~ /^-test\./) } show && /^ /' || true
 		exit 0
 		;;
@@ -48,4 +48,4 @@ for arg in "$@"; do
 done
 export RELIABILITY_COMMAND="hack/reliability.sh${*:+ $*}"
 
-exec go test -tags reliability -count=1 -timeout 120m -v "${short[@]}" -run '^TestReliability$' ./internal/reliability ${args[@]+-args "${args[@]}"}
+exec go test -tags reliability,nomsgpack -count=1 -timeout 120m -v "${short[@]}" -run '^TestReliability$' ./internal/reliability ${args[@]+-args "${args[@]}"}

@@ -28,16 +28,20 @@ if [ -x hack/helm.sh ]; then hack/helm.sh >/dev/null; fi
 # metadata server hits a closed loopback port instead.
 export GCE_METADATA_HOST=127.0.0.1:1
 
-go vet ./...
+# The build tags of every build of the binary (internal/buildtags), so that
+# the tests run the code users run.
+tags=nomsgpack
+
+go vet -tags "$tags" ./...
 if (($#)); then
-	go test -count=1 -timeout 30m "$@"
+	go test -tags "$tags" -count=1 -timeout 30m "$@"
 	exit
 fi
-go test -count=1 -timeout 30m ./...
+go test -tags "$tags" -count=1 -timeout 30m ./...
 
 # The race detector, on the packages where goroutines share state without a
 # cluster in between: the group commit, the state machine, the file store
 # and the HTTP server. The whole suite under -race rebuilds client-go, the
 # Argo module and gRPC instrumented and takes far longer than the 3 minutes
 # CI can spare (docs/reliability.md has the figures).
-CGO_ENABLED=1 go test -race -count=1 ./internal/groupcommit ./state ./state/filestore ./server
+CGO_ENABLED=1 go test -tags "$tags" -race -count=1 ./internal/groupcommit ./state ./state/filestore ./server

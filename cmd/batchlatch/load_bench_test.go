@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchlatch/batchlatch/internal/buildtags"
 	"github.com/batchlatch/batchlatch/internal/procstat"
 	"github.com/batchlatch/batchlatch/internal/storetest"
 )
@@ -50,7 +51,7 @@ func BenchmarkLoadRSS(b *testing.B) {
 		b.Skip("/proc is Linux's")
 	}
 	bin := filepath.Join(b.TempDir(), "batchlatch")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", buildtags.Tags, "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	for _, field := range strings.Split(*loadJobs, ",") {

@@ -32,7 +32,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -94,6 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := newLogger(stderr, cfg.LogLevel)
 	// client-go logs through klog, a process-wide logger: send it to ours.
 	routeKlog(logger.With("component", "client-go"))
+	setGCPercent(getenv)
 	setMemoryLimit(cfg.MemoryLimit, getenv, logger)
 
 	reg := prometheus.NewRegistry()
@@ -135,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		schedules = append(schedules, watcher.Schedule)
 	}
 	if cfg.WatchCronJobs {
-		cronJobs = cronjobwatch.New(k.client, store, cronjobwatch.Config{
+		cronJobs = cronjobwatch.New(k.batch, store, cronjobwatch.Config{
 			Namespaces:  cfg.CronJobNamespaces,
 			MissedGrace: cfg.MissedGrace,
 			MaxRuntime:  cfg.MaxRuntime,
@@ -245,6 +248,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
+// gcPercent is the collector's GOGC unless GOGC says otherwise: the heap
+// may grow to 1.5 times what is live instead of the default's 2. Under the
+// reliability suite's load at 10,000 jobs the live heap is 20-35 MiB, and
+// the default let each replica hold 20-35 MiB more than this, what decides
+// whether it stays within 128 MiB (docs/performance.md has the figures, and
+// the CPU the extra collections take).
+const gcPercent = 50
+
+// setGCPercent sets the collector's target to gcPercent, unless GOGC set one.
+func setGCPercent(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+}
+
 // setMemoryLimit sets the Go runtime's soft memory limit from the
 // container's (--memory-limit), unless GOMEMLIMIT set one already.
 func setMemoryLimit(containerLimit int64, getenv func(string) string, logger *slog.Logger) {
@@ -258,12 +276,12 @@ func setMemoryLimit(containerLimit int64, getenv func(string) string, logger *sl
 
 // softMemoryLimit is the Go runtime's share of a container's memory limit:
 // three quarters. The rest is for what the runtime does not count but the
-// container's limit does: the binary's own pages (35-55 MiB resident,
-// BenchmarkIdleRSS). Under the reliability suite's load a replica's Go
-// memory peaked at 145 MiB with the default GOGC; a soft limit below that
-// working set makes the GC run all the time (at 80 MiB it took 0.48 CPU
-// instead of 0.18), so the limit is a guard against being killed in a burst,
-// not a way to keep RSS low.
+// container's limit does: the binary's own pages (35 MiB idle, 45-50 MB
+// under the reliability suite's load). A soft limit below a replica's working
+// set makes the GC run all the time, so this one is a guard against being
+// killed in a burst. Lower limits keep RSS low only while they stay above it:
+// at 10,000 jobs, 80 MiB held the leader within 128 MiB at the CPU it takes
+// without (docs/performance.md), but no fixed value fits every size.
 func softMemoryLimit(containerLimit int64) int64 {
 	return containerLimit / 4 * 3
 }
@@ -293,7 +311,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // kube is how the service reaches the Kubernetes API: for the ConfigMap store
 // and leader election.
 type kube struct {
-	client    kubernetes.Interface
+	core      corev1client.CoreV1Interface
+	batch     batchv1client.BatchV1Interface
 	config    *rest.Config
 	namespace string
 }
@@ -313,7 +332,13 @@ func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 	}
 	restConfig = configmapstore.TuneClient(restConfig)
 	restConfig.UserAgent = "batchlatch"
-	client, err := kubernetes.NewForConfig(restConfig)
+	// The typed clients of the groups used, not kubernetes.NewForConfig:
+	// the whole clientset links every API group's client into the binary.
+	core, err := corev1client.NewForConfig(restConfig)
+	if err != nil {
+		return kube{}, err
+	}
+	batch, err := batchv1client.NewForConfig(restConfig)
 	if err != nil {
 		return kube{}, err
 	}
@@ -322,7 +347,7 @@ func connectKube(cfg *Config, getenv func(string) string) (kube, error) {
 			return kube{}, fmt.Errorf("--namespace: not set and not found in the kubeconfig or the pod: %v", err)
 		}
 	}
-	return kube{client: client, config: restConfig, namespace: cfg.Namespace}, nil
+	return kube{core: core, batch: batch, config: restConfig, namespace: cfg.Namespace}, nil
 }
 
 func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
@@ -335,7 +360,7 @@ func openStore(cfg Config, k kube, logger *slog.Logger) (state.Store, error) {
 		return store, nil
 	}
 	logger.Info("state in configmaps", "namespace", k.namespace, "configmap", cfg.ConfigMap, "shards", cfg.StateShards)
-	return configmapstore.NewSharded(k.client.CoreV1().ConfigMaps(k.namespace), cfg.ConfigMap, cfg.StateShards, configmapstore.Options{}, logger), nil
+	return configmapstore.NewSharded(k.core.ConfigMaps(k.namespace), cfg.ConfigMap, cfg.StateShards, configmapstore.Options{}, logger), nil
 }
 
 // waitReadable waits until store lists the jobs; false when ctx ended
@@ -376,14 +401,14 @@ func runAsLeader(ctx context.Context, cfg Config, k kube, ready func(context.Con
 	// after an outage waits for the API server to give up.
 	leaseConfig := rest.CopyConfig(k.config)
 	leaseConfig.Timeout = cfg.LeaseDuration / 3
-	leaseClient, err := kubernetes.NewForConfig(leaseConfig)
+	leaseClient, err := coordinationv1client.NewForConfig(leaseConfig)
 	if err != nil {
 		logger.Error("lease client", "err", err)
 		return
 	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Name: cfg.LeaseName, Namespace: k.namespace},
-		Client:     leaseClient.CoordinationV1(),
+		Client:     leaseClient,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 	}
 	retry := cfg.LeaseDuration / 5

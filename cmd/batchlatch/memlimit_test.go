@@ -38,3 +38,21 @@ func TestSetMemoryLimit(t *testing.T) {
 		t.Errorf("with GOMEMLIMIT set: soft limit %d, want it left alone", got)
 	}
 }
+
+// The collector's target is gcPercent unless GOGC is set.
+func TestSetGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100)) // restored for the other tests
+	setGCPercent(func(string) string { return "" })
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, gcPercent)
+	}
+	setGCPercent(func(k string) string {
+		if k == "GOGC" {
+			return "200" // read by the runtime at start; here only its presence counts
+		}
+		return ""
+	})
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC set: GC percent %d, want it left alone", got)
+	}
+}

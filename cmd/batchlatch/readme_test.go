@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batchlatch/batchlatch/internal/buildtags"
 	"github.com/batchlatch/batchlatch/internal/testwait"
 )
 
@@ -234,7 +235,7 @@ func (w *walker) run(cmd string, shown []string, readmeLine int) {
 	}
 	where := fmt.Sprintf("%s line %d, `%s`", readmePath, readmeLine, cmd)
 	switch {
-	case cmd == "go run ./cmd/batchlatch":
+	case cmd == "go run -tags "+buildtags.Tags+" ./cmd/batchlatch":
 		if w.in != nil {
 			t.Fatalf("%s: the service is already running", where)
 		}
@@ -278,7 +279,7 @@ func (w *walker) run(cmd string, shown []string, readmeLine int) {
 			t.Errorf("%s: shows %q, the exit status was %d", where, shown, w.exitCode)
 		}
 	default:
-		t.Fatalf("%s: this test cannot run that command; the walk-through uses go run ./cmd/batchlatch, curl, batchlatch and echo $?", where)
+		t.Fatalf("%s: this test cannot run that command; the walk-through uses go run -tags %s ./cmd/batchlatch, curl, batchlatch and echo $?", where, buildtags.Tags)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/batchlatch/batchlatch/internal/buildtags"
 	"github.com/batchlatch/batchlatch/internal/procstat"
 )
 
@@ -26,7 +27,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 	}
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "batchlatch")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-tags", buildtags.Tags, "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	info, err := os.Stat(bin)

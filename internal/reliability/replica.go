@@ -17,13 +17,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batchlatch/batchlatch/internal/buildtags"
 	"github.com/batchlatch/batchlatch/internal/procstat"
 )
 
-// Build builds the batchlatch binary of the module at root into dir.
+// Build builds the batchlatch binary of the module at root into dir, with
+// the build tags every build of it has.
 func Build(ctx context.Context, root, dir string) (string, error) {
 	bin := filepath.Join(dir, "batchlatch")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/batchlatch")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", buildtags.Tags, "-o", bin, "./cmd/batchlatch")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/batchlatch: %v\n%s", err, out)

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	batchv1client "k8s.io/client-go/kubernetes/typed/batch/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -134,7 +135,7 @@ func BenchmarkCronJobWatcherAtScale(b *testing.B) {
 	// and configmapstore.TuneClient's limits), and an empty store.
 	var traffic kubetest.Traffic
 	requests, bytesRead := &traffic.Requests, &traffic.Bytes
-	kube, err := kubernetes.NewForConfig(countingConfig(env.RESTConfig(), "", &traffic))
+	kube, err := batchv1client.NewForConfig(countingConfig(env.RESTConfig(), "", &traffic))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func (f *fixture) watch(store state.Store, cfg Config, hooks Hooks) (w *Watcher,
 	if cfg.EvaluateEvery == 0 {
 		cfg.EvaluateEvery = 50 * time.Millisecond
 	}
-	w = New(f.kube, store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w = New(f.kube.BatchV1(), store, cfg, hooks, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -565,7 +565,7 @@ func TestDeletedCronJobIsForgotten(t *testing.T) {
 func TestDeletionDeliversTheFinalState(t *testing.T) {
 	f := newFixture(t)
 	store := fileStore(t)
-	w := New(f.kube, store, Config{Now: f.clock.Now}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := New(f.kube.BatchV1(), store, Config{Now: f.clock.Now}, Hooks{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: f.ns, UID: "cj"}}
 	finished := time.Now().Add(-time.Minute).Truncate(time.Second)
 	// As the informer hands it over: transformed (slim).
