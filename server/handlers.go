@@ -258,13 +258,14 @@ func handleListJobs(views Views) gin.HandlerFunc {
 }
 
 // listJobs returns all jobs, or those of one namespace when it is not
-// empty; forgotten jobs (kept for the alarm) are not among them.
-func listJobs(ctx context.Context, store state.Store, namespace string) ([]state.Job, error) {
-	jobs, err := store.List(ctx)
+// empty; forgotten jobs (kept for the alarm) are not among them. The jobs
+// are shared with other requests (sharedJobs): never modify them.
+func listJobs(ctx context.Context, shared *sharedJobs, namespace string) ([]state.Job, error) {
+	l, err := shared.list(ctx)
 	if err != nil {
 		return nil, err
 	}
-	jobs = state.Remembered(jobs)
+	jobs := l.jobs
 	if namespace == "" {
 		return jobs, nil
 	}

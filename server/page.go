@@ -319,7 +319,7 @@ func handleStatusPage(logger *slog.Logger, views Views, report *callbackReport, 
 		// The stored jobs are sorted into sections as they are, and only
 		// the page's are made views and cards of: a page's cost is the
 		// store's list, not 10,000 views.
-		jobs, err := listJobs(c.Request.Context(), views.Store, namespace)
+		jobs, err := listJobs(c.Request.Context(), views.jobs, namespace)
 		if err != nil {
 			renderError(c, logger, p, err)
 			return

@@ -15,7 +15,10 @@ import (
 func addRoutes(r *gin.Engine, logger *slog.Logger, store state.Store, kicker Kicker, gatherer prometheus.Gatherer, metrics *Metrics, report *callbackReport, cfg Config) {
 	write := requireToken(cfg.Token)
 	read := requireReadToken(cfg.ReadToken, cfg.Token)
-	views := Views{Store: store, Now: cfg.Now, Schedules: cfg.Schedules, Silences: cfg.Silences, MissedGrace: cfg.MissedGrace}
+	// Every write goes through shared, so that the reads it shares see them.
+	shared := newSharedJobs(store, sharedListMaxAge)
+	store = shared
+	views := Views{Store: store, jobs: shared, Now: cfg.Now, Schedules: cfg.Schedules, Silences: cfg.Silences, MissedGrace: cfg.MissedGrace}
 	// get serves GET and HEAD: gin, unlike net/http's ServeMux, does not
 	// answer HEAD with a GET route, and HTTP wants a GET resource to answer
 	// HEAD too (net/http drops the body).

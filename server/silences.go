@@ -74,7 +74,7 @@ func silenceWarnings(ctx context.Context, views Views, s api.Silence, now time.T
 		}
 		return []string{fmt.Sprintf("batchlatch has never seen job %q (%s) of namespace %q: the silence mutes it once it reports, but a mistyped name mutes nothing", s.Job, s.Kind, s.Namespace)}, nil
 	}
-	jobs, err := listJobs(ctx, views.Store, s.Namespace)
+	jobs, err := listJobs(ctx, views.jobs, s.Namespace)
 	if err != nil || len(jobs) > 0 {
 		return nil, err
 	}

@@ -11,7 +11,9 @@ import (
 // Views builds jobs as the API, the status page and the CLI show them: the
 // stored state plus what the watchers (schedules) and the silences add.
 type Views struct {
+	// Store is jobs: the writes made through it are counted.
 	Store     state.Store
+	jobs      *sharedJobs
 	Now       func() time.Time
 	Schedules api.ScheduleOf
 	// Silences returns the silences in force; nil: none.
@@ -47,7 +49,7 @@ func (v Views) of(j state.Job, now time.Time, silences []api.Silence) api.Job {
 
 // List returns every job of namespace (all when empty), ordered by key.
 func (v Views) List(ctx context.Context, namespace string) ([]api.Job, error) {
-	jobs, err := listJobs(ctx, v.Store, namespace)
+	jobs, err := listJobs(ctx, v.jobs, namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +69,7 @@ func (v Views) List(ctx context.Context, namespace string) ([]api.Job, error) {
 // ordered by key, from the first after p (nil: from the first), and whether
 // more follow. Only the page's jobs are made views of.
 func (v Views) ListPage(ctx context.Context, namespace string, p *listPosition, limit int) ([]api.Job, bool, error) {
-	jobs, err := listJobs(ctx, v.Store, namespace)
+	jobs, err := listJobs(ctx, v.jobs, namespace)
 	if err != nil {
 		return nil, false, err
 	}
@@ -78,11 +80,21 @@ func (v Views) ListPage(ctx context.Context, namespace string, p *listPosition, 
 
 // FailingPage is ListPage of the failing jobs, longest-failing first.
 func (v Views) FailingPage(ctx context.Context, namespace string, p *listPosition, limit int) ([]api.Job, bool, error) {
-	jobs, err := listJobs(ctx, v.Store, namespace)
-	if err != nil {
-		return nil, false, err
+	var failing []state.Job
+	if namespace == "" {
+		l, err := v.jobs.list(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		failing = l.Failing() // sorted once for every request that shares l
+	} else {
+		jobs, err := listJobs(ctx, v.jobs, namespace)
+		if err != nil {
+			return nil, false, err
+		}
+		failing = state.Failing(jobs)
 	}
-	page, more := pageAfter(state.Failing(jobs), limit, failingAfter(p))
+	page, more := pageAfter(failing, limit, failingAfter(p))
 	out, err := v.views(ctx, page)
 	return out, more, err
 }

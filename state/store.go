@@ -41,14 +41,19 @@ type Recorded struct {
 // returns nil the result survives a crash of the process, and when it returns
 // an error the stored state is as before. Results for the same job are
 // applied one at a time, so no update is lost and none is counted twice.
-// Reads return copies the caller may keep. A Store is ready for use when its
-// constructor returns; Close releases it, and no method may be called after.
+// Reads return values the caller may keep, but the jobs List returns may be
+// shared with every other caller (the file store lends its snapshot rather
+// than copy 100,000 jobs for each): the caller must not modify them, their
+// slices or the fields they point to; one that sorts or edits them copies
+// them first. A Store is ready for use when its constructor returns; Close
+// releases it, and no method may be called after.
 type Store interface {
 	// Record applies r, received at receivedAt, to its job.
 	Record(ctx context.Context, r api.Result, receivedAt time.Time) (Recorded, error)
 	// Get returns one job, or ErrNotFound.
 	Get(ctx context.Context, key Key) (Job, error)
-	// List returns every job, ordered by key.
+	// List returns every job, ordered by key. The jobs are shared: read
+	// them, never modify them (see Store).
 	List(ctx context.Context) ([]Job, error)
 	// Delete removes a job at once, or returns ErrNotFound: how an
 	// operator clears an unreadable key. Forgetting a job is Edit with

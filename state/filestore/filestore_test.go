@@ -788,3 +788,36 @@ func TestStoreHistoryMigration(t *testing.T) {
 		}
 	})
 }
+
+// List lends the snapshot's jobs: reads share one slice, and a later write
+// makes a new one, never changing what an earlier List returned.
+func TestStoreListLendsAnUnchangingSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t, filepath.Join(t.TempDir(), "state.json"))
+	for _, r := range []api.Result{storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.Run("hourly", "h", api.PhaseFailed, 0)} {
+		if _, err := s.Record(ctx, r, storetest.At(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := s.List(ctx)
+	again, _ := s.List(ctx)
+	if len(before) != 2 || &before[0] != &again[0] {
+		t.Fatalf("two lists without a write between: %d jobs, shared %v; want 2, shared", len(before), &before[0] == &again[0])
+	}
+	kept := before[1]
+	if kept.Name != "nightly" || kept.ConsecutiveFailures != 1 {
+		t.Fatalf("listed %s with %d failures", kept.Name, kept.ConsecutiveFailures)
+	}
+	if _, err := s.Record(ctx, storetest.Run("nightly", "b", api.PhaseFailed, 1), storetest.At(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, kept.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if len(before) != 2 || before[1].Name != "nightly" || before[1].ConsecutiveFailures != 1 {
+		t.Errorf("a write changed a list returned before it: %s with %d failures", before[1].Name, before[1].ConsecutiveFailures)
+	}
+	if after, _ := s.List(ctx); len(after) != 1 || after[0].Name != "hourly" {
+		t.Errorf("after the delete: %d jobs, want hourly alone", len(after))
+	}
+}
