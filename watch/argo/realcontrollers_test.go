@@ -1031,21 +1031,26 @@ func TestRealControllerDownForSeveralTicks(t *testing.T) {
 
 	// A tick is Missed only if the controller was down at it (or went
 	// down before it could write the tick's condition: the tick just
-	// before the outage).
-	down := func(r recorded) bool {
+	// before the outage), or had not yet scheduled the CronWorkflow again:
+	// back up, it reads it first (on a busy machine, seconds after the
+	// process started) and "@every" ticks then count from that read, so a
+	// tick of the watcher's grid up to a period after the start is one the
+	// controller may never attempt (seen under load: restarted at :38.3,
+	// the tick at :40 not attempted, the next at :45 refused).
+	down := func(r recorded, upTo time.Time) bool {
 		tick, err := time.Parse(time.RFC3339, r.ScheduledTime)
-		return err == nil && tick.After(stopped.Add(-period)) && !tick.After(restarted)
+		return err == nil && tick.After(stopped.Add(-period)) && !tick.After(upTo)
 	}
 	for _, name := range []string{"healthy", "catchup", "refused"} {
 		missed := 0
 		for _, r := range store.results(name) {
 			t.Logf("%s: %s %s at %s", name, r.WorkflowName, r.Phase, r.ScheduledTime)
 			switch {
-			case r.Phase == api.PhaseMissed && !down(r):
+			case r.Phase == api.PhaseMissed && !down(r, restarted.Add(period)):
 				t.Errorf("%s: tick %s Missed while the controller was up", name, r.ScheduledTime)
 			case r.Phase == api.PhaseMissed:
 				missed++
-			case r.Phase == api.PhaseSubmissionError && down(r) && r.ScheduledTime > stopped.UTC().Format(time.RFC3339):
+			case r.Phase == api.PhaseSubmissionError && down(r, restarted) && r.ScheduledTime > stopped.UTC().Format(time.RFC3339):
 				t.Errorf("%s: tick %s, which the controller never attempted, blamed on its condition", name, r.ScheduledTime)
 			}
 		}
