@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cronJobs != nil {
 		cronJobs.SetHooks(cronjobwatch.Hooks{Kick: loop.Kick, Forgot: forgot})
 	}
-	token, err := readToken(cfg.TokenFile)
+	token, err := batchlatchcli.ReadToken(cfg.TokenFile)
 	if err != nil {
 		return err
 	}
@@ -583,20 +583,4 @@ func firstSchedule(watchers []api.ScheduleOf) api.ScheduleOf {
 		}
 		return nil
 	}
-}
-
-// readToken reads the bearer token writes must carry; no file means no token.
-func readToken(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("--token-file: %w", err)
-	}
-	token := strings.TrimSpace(string(data))
-	if token == "" {
-		return "", fmt.Errorf("--token-file: %s is empty", path)
-	}
-	return token, nil
 }

@@ -346,7 +346,7 @@ func newClient(p Program, o clientOptions, given, fromEnv map[string]bool, stdou
 	token := o.token
 	if token == "" {
 		var err error
-		if token, err = readToken(o.tokenFile); err != nil {
+		if token, err = ReadToken(o.tokenFile); err != nil {
 			return nil, err
 		}
 	}
@@ -373,8 +373,9 @@ func newClient(p Program, o clientOptions, given, fromEnv map[string]bool, stdou
 	return c, nil
 }
 
-// readToken reads the token a file holds.
-func readToken(path string) (string, error) {
+// ReadToken reads the token a file holds (--token-file, of the CLI and of
+// the service); no file means no token.
+func ReadToken(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
