@@ -638,11 +638,9 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 	}
 	usual := map[state.Key]cronrules.Usual{}
 	for _, cw := range w.snapshot() {
-		job := jobOf(jobs, cw.cron)
-		if cw.cron.MaxRuntime.Auto {
-			usual[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}] = cronrules.UsualOf(job)
+		if u, auto := w.recordDue(ctx, cw, jobOf(jobs, cw.cron), now); auto {
+			usual[state.Key{Namespace: cw.cron.Namespace, Name: cw.cron.Name}] = u
 		}
-		w.recordDue(ctx, cw, job, now)
 	}
 	w.mu.Lock()
 	w.usual = usual // the CronWorkflows no longer auto, or gone, drop out
@@ -652,20 +650,23 @@ func (w *Watcher) Evaluate(ctx context.Context) {
 
 // recordDue records what is due now for cw, whose stored job is job (nil
 // when there is none).
-func (w *Watcher) recordDue(ctx context.Context, cw watched, job *state.Job, now time.Time) {
+//
+// With max-runtime auto it returns what the job usually does, read from
+// job (no read of its own), and true.
+func (w *Watcher) recordDue(ctx context.Context, cw watched, job *state.Job, now time.Time) (cronrules.Usual, bool) {
 	if cw.cron.MaxRuntime.Auto {
-		// From the job the caller read anyway: no read of its own.
 		cw.cron.Usual, cw.cron.UsualKnown = cronrules.UsualOf(job), true
 	}
 	for _, r := range cronrules.Pending(due(cw.cron, cw.runs, job, now), job, now) {
 		recorded, err := w.record(ctx, r, now)
 		if err != nil {
-			return // in order: the rest are due again at the next evaluation
+			break // in order: the rest are due again at the next evaluation
 		}
 		if recorded != nil {
 			job = recorded // the next result is ordered after this one
 		}
 	}
+	return cw.cron.Usual, cw.cron.MaxRuntime.Auto
 }
 
 // evaluateRefused records what is due for the CronWorkflows the
