@@ -23,10 +23,10 @@ const sharedListMaxAge = time.Second
 // client always reads its own writes; others' (the alarm's, the watchers',
 // another replica's) are seen within maxAge.
 //
-// Hand-written here rather than by the stores lending their state: that
-// would change the Store contract for every store and every reader (alarm,
-// watchers), where this changes what only the server's handlers, which
-// never modify a job, read.
+// The stores lend their jobs (state.Store.List), but a ConfigMap store
+// still copies them for each List, and every page sorts the failing first:
+// sharing one list and its order bounds both, whatever the store. Not
+// x/sync/singleflight: it shares a build in progress but keeps no result.
 type sharedJobs struct {
 	state.Store
 	maxAge time.Duration
