@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
@@ -100,13 +101,9 @@ func TestConcurrentScrapesShareOneBuild(t *testing.T) {
 	}
 	// Every scrape is sent before the build is let go; the first build
 	// holds them all.
-	deadline := time.Now().Add(patience)
-	for builds.Load() == 0 {
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatalf("no scrape started a build within %s", patience)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if ok, _ := testwait.Poll(t.Context(), patience, func(context.Context) (bool, string, error) { return builds.Load() > 0, "", nil }); !ok {
+		close(release)
+		t.Fatalf("no scrape started a build within %s", patience)
 	}
 	close(release)
 	wg.Wait()
@@ -320,13 +317,7 @@ func TestInFlightCapPerClass(t *testing.T) {
 				code, _, _ := call(tc.method, tc.path, tc.body)
 				first <- code
 			}()
-			deadline := time.Now().Add(patience)
-			for store.waiting.Load()+building.Load() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("the first request never reached the store")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			testwait.True(t, patience, "the first request to reach the store", func() bool { return store.waiting.Load()+building.Load() > 0 })
 
 			code, header, body := call(tc.method, tc.path, tc.body)
 			if code != 429 || header.Get("Retry-After") == "" || !strings.Contains(body, `"too_many_requests"`) {

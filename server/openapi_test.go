@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
@@ -732,10 +733,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 			resp.Body.Close()
 			held <- resp.StatusCode
 		}()
-		deadline := time.Now().Add(patience)
-		for capped.store.holding.Load() == 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		testwait.Poll(t.Context(), patience, func(context.Context) (bool, string, error) { return capped.store.holding.Load() > 0, "", nil })
 		if capped.store.holding.Load() == 0 {
 			release()
 			t.Fatalf("%s %s never reached the store", class.held.method, class.held.path)

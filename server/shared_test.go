@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
+	"github.com/batchlatch/batchlatch/internal/testwait"
 	"github.com/batchlatch/batchlatch/state"
 	"github.com/batchlatch/batchlatch/state/filestore"
 )
@@ -58,10 +60,7 @@ func TestSharedJobsListOncePerConcurrentReads(t *testing.T) {
 		}()
 	}
 	// Poll until one reader is listing, then let it finish.
-	deadline := time.Now().Add(2 * time.Minute)
-	for inner.lists.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Poll(t.Context(), 2*time.Minute, func(context.Context) (bool, string, error) { return inner.lists.Load() > 0, "", nil })
 	close(inner.gate)
 	wg.Wait()
 	if n := inner.lists.Load(); n != 1 {
@@ -109,20 +108,13 @@ func TestSharedJobsSeeOtherWritesWithinMaxAge(t *testing.T) {
 	if _, err := inner.Record(ctx, sharedFailure(t), now); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	testwait.Until(t, 2*time.Minute, "another's write to be seen", func(ctx context.Context) (bool, string, error) {
 		l, err := shared.list(ctx)
 		if err != nil {
-			t.Fatal(err)
+			return false, "", err
 		}
-		if len(l.jobs) == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("another's write not seen after two minutes")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(l.jobs) == 1, fmt.Sprintf("%d jobs", len(l.jobs)), nil
+	})
 }
 
 func sharedFailure(t *testing.T) api.Result {
