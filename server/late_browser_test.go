@@ -38,16 +38,7 @@ func TestLateInChromium(t *testing.T) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	console := listenConsole(t, ctx)
-	for _, viewport := range []struct {
-		name  string
-		width int
-		phone bool
-	}{{"desktop", 1200, false}, {"phone", 390, true}} {
-		if viewport.phone {
-			if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	inEachViewport(t, ctx, func(viewport viewport) {
 		read := func(name, path string) shownLate {
 			t.Helper()
 			if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+path)); err != nil {
@@ -76,7 +67,7 @@ func TestLateInChromium(t *testing.T) {
 		if len(page.Badges) != 1 || len(page.Facts) != 1 || !strings.Contains(page.Facts[0], "expected every 1h") {
 			t.Errorf("%s: the job page shows %+v", viewport.name, page)
 		}
-	}
+	})
 	if problems := console.problems(); len(problems) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(problems, "\n"))
 	}

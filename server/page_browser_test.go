@@ -326,6 +326,23 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 }
 
+// viewport is a screen the pages are checked on.
+type viewport struct {
+	name  string
+	width int // CSS pixels
+}
+
+// inEachViewport runs check on a desktop, then on a phone (emulated, from
+// then on in ctx).
+func inEachViewport(t *testing.T, ctx context.Context, check func(viewport)) {
+	t.Helper()
+	check(viewport{"desktop", 1200})
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	check(viewport{"phone", 390})
+}
+
 // writeArtifact keeps a screenshot in $BATCHLATCH_ARTIFACTS, else in the
 // test's temporary directory.
 func writeArtifact(t *testing.T, name string, data []byte) {

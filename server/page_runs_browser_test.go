@@ -117,16 +117,7 @@ func TestRunsInChromium(t *testing.T) {
 	defer cancel()
 	console := listenConsole(t, ctx)
 
-	for _, viewport := range []struct {
-		name  string
-		width int
-		phone bool
-	}{{"desktop", 1200, false}, {"phone", 390, true}} {
-		if viewport.phone {
-			if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	inEachViewport(t, ctx, func(viewport viewport) {
 		shoot := func(name string) {
 			t.Helper()
 			shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -194,7 +185,7 @@ func TestRunsInChromium(t *testing.T) {
 			t.Errorf("%s: the job with no run: %+v", viewport.name, none)
 		}
 		shoot("none")
-	}
+	})
 	if problems := console.problems(); len(problems) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(problems, "\n"))
 	}
