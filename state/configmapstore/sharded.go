@@ -215,7 +215,22 @@ func (s *Sharded) settleLayout(ctx context.Context) error {
 		if !holdsJobs(cm) {
 			// (One that does is a state from before the shards whose move
 			// into them was cut short: the shards hold part of it.)
-			if found, err = s.existingShards(ctx); err != nil {
+			found, err = s.existingShards(ctx)
+			var refused refusedLayout
+			if found != 0 || errors.As(err, &refused) {
+				// A replica writes the layout before it creates a shard or
+				// a journal, so another one starting beside this one may
+				// have written it, and begun creating its shards, since
+				// the read above: look again before refusing.
+				changed, rerr := s.changedSince(ctx, cm)
+				if rerr != nil {
+					return rerr
+				}
+				if changed {
+					continue
+				}
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -250,6 +265,21 @@ func (s *Sharded) settleLayout(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// changedSince reports whether ConfigMap <name> is no longer cm (nil: it
+// did not exist): created, changed or deleted since.
+func (s *Sharded) changedSince(ctx context.Context, cm *corev1.ConfigMap) (bool, error) {
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	now, err := s.client.Get(callCtx, s.name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return cm != nil, nil
+	case err != nil:
+		return false, fmt.Errorf("%w: get configmap %s: %v", state.ErrUnavailable, s.name, err)
+	}
+	return cm == nil || now.ResourceVersion != cm.ResourceVersion, nil
 }
 
 // holdsJobs reports whether cm (nil: none) holds jobs: it is a state from

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
@@ -393,6 +394,66 @@ func TestShardedInfersALayoutRemovedByHand(t *testing.T) {
 			t.Fatalf("with %s removed, the layout written back is %q", remove, got)
 		}
 		same.Close()
+	}
+}
+
+// staleFirstRead answers the first read of ConfigMap name as it was before
+// another replica wrote: it lets that replica write (before) and then
+// answers NotFound, as a read that raced the other replica's writes does.
+type staleFirstRead struct {
+	corev1client.ConfigMapInterface
+	name   string
+	before func()
+	once   sync.Once
+}
+
+func (c *staleFirstRead) Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.ConfigMap, error) {
+	stale := false
+	if name == c.name {
+		c.once.Do(func() { c.before(); stale = true })
+	}
+	if stale {
+		return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
+	}
+	return c.ConfigMapInterface.Get(ctx, name, opts)
+}
+
+// Two replicas started at once on a fresh install: one reads no state,
+// and by the time it looks for shards the other has written the layout
+// and created some of its shards (or a journal before shard 0). The late
+// one takes the layout the other wrote and serves, instead of refusing the
+// state as one whose layout was removed by hand (which left it unready
+// for good: seen in CI, as a replica that answered /readyz 503 for 3
+// minutes).
+func TestShardedStartingBesideAnotherReplicaCreatingTheShards(t *testing.T) {
+	env := kubetest.Get(t)
+	ctx := context.Background()
+	for _, created := range [][]string{
+		{ShardName("batchlatch-state", 0), ShardName("batchlatch-state", 1), ShardName("batchlatch-state", 2)},
+		{JournalName("batchlatch-state", 0)},
+	} {
+		t.Run(strings.Join(created, ","), func(t *testing.T) {
+			cms := env.Clientset.CoreV1().ConfigMaps(env.NewNamespace(t))
+			other := func() {
+				if _, err := cms.Create(ctx, &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: "batchlatch-state", Labels: stateLabels},
+					Data:       map[string]string{layoutKey: fmt.Sprintf(`{"shards":%d}`, testShards)},
+				}, metav1.CreateOptions{}); err != nil {
+					t.Error(err)
+				}
+				for _, name := range created {
+					if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: stateLabels}}, metav1.CreateOptions{}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			s := NewSharded(&staleFirstRead{ConfigMapInterface: cms, name: "batchlatch-state", before: other}, "batchlatch-state", testShards, Options{}, storetest.QuietLogger())
+			defer s.Close()
+			storetest.WaitReady(t, s, 30*time.Second)
+			if _, err := s.Record(ctx, storetest.Run("nightly", "a", api.PhaseFailed, 0), storetest.At(1)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
