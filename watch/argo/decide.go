@@ -352,6 +352,26 @@ func metaResult(namespace, cron string, r run) api.Result {
 	return res // no failed steps: a callback or a read of the run adds them
 }
 
+// notAfter is r ending no later than now. A finished run's result is made
+// from its metadata (times the API server wrote) or from the Workflow
+// read in full (its status, clamped to now by resultOf); which of the two
+// a run gets depends on whether it was deleted before the watcher read
+// it. Both end no later than the watcher's clock, so that the order of a
+// job's runs (and whether a run is older than the job's latest, and so
+// stale) does not depend on that race when the API server's clock is ahead
+// of this one's.
+func notAfter(r api.Result, now time.Time) api.Result {
+	created, err := api.ParseTime(r.CreatedAt)
+	switch {
+	case err != nil:
+	case created.After(now):
+		r.CreatedAt, r.DurationSeconds = now.UTC().Format(time.RFC3339), 0
+	case r.FinishedAt(now).After(now):
+		r.DurationSeconds = now.Sub(created).Seconds()
+	}
+	return r
+}
+
 // scheduleView is what the job's REST view and entries say of c's schedule
 // at now: so that "when should it have run?" has an answer.
 func scheduleView(c cron, now time.Time) *api.Schedule {

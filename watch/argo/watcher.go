@@ -404,6 +404,7 @@ func (w *Watcher) drain(ctx context.Context) {
 			} else {
 				fresh[i].Result = beganResult(fresh[i].Result, fresh[i].run)
 			}
+			fresh[i].Result = notAfter(fresh[i].Result, now)
 		}
 		sort.SliceStable(fresh[tail:], func(i, k int) bool {
 			return fresh[tail+i].FinishedAt(now).Before(fresh[tail+k].FinishedAt(now))

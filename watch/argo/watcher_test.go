@@ -670,6 +670,85 @@ func TestARunIsRecordedWhenItFinishesBeforeItIsDeleted(t *testing.T) {
 	}
 }
 
+// heldList is a store whose List can be held: a watcher's drain lists the
+// jobs before it reads its runs, so holding it holds the drain there.
+type heldList struct {
+	state.Store
+	mu      sync.Mutex
+	gate    chan struct{} // nil: not held
+	waiting chan struct{} // closed once a List waits at the gate
+}
+
+// hold makes the next Lists wait until release is called, and returns a
+// channel closed once one waits.
+func (s *heldList) hold() (waiting <-chan struct{}, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gate, w := make(chan struct{}), make(chan struct{})
+	s.gate, s.waiting = gate, w
+	return w, func() {
+		s.mu.Lock()
+		s.gate = nil
+		s.mu.Unlock()
+		close(gate)
+	}
+}
+
+func (s *heldList) List(ctx context.Context) ([]state.Job, error) {
+	s.mu.Lock()
+	gate, waiting := s.gate, s.waiting
+	if gate != nil && waiting != nil {
+		close(waiting)
+		s.waiting = nil
+	}
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return s.Store.List(ctx)
+}
+
+// Whether a run is read from its metadata (it was deleted before the
+// watcher read it) or in full, its end is never later than the watcher's
+// clock: with the API server's clock ahead of the watcher's, a run deleted
+// at once was recorded as ending by the API server's clock and the next,
+// read in full, by the watcher's, earlier: older than the job's latest
+// result, so stale, and lost (seen in CI, as this file's
+// TestARunIsRecordedWhenItFinishesBeforeItIsDeleted failing once).
+func TestRunsReadEitherWayCountWhenTheAPIServersClockIsAhead(t *testing.T) {
+	f := newFixture(t)
+	f.clock.Set(time.Now().Add(-30 * time.Second)) // the watcher's clock, behind the API server's
+	store := &heldList{Store: fileStore(t)}
+	cwf := f.cron("nightly", "0 0 1 1 *", nil) // no tick during the test
+	f.watch(store, Config{ReconcileInterval: time.Hour}, Hooks{})
+	key := state.Key{Namespace: f.ns, Name: "nightly"}
+	ticks := []time.Time{time.Now().Add(-3 * time.Minute).Truncate(time.Minute), time.Now().Add(-2 * time.Minute).Truncate(time.Minute)}
+
+	// The first run is deleted before the watcher reads it: its metadata
+	// is all there is.
+	waiting, release := store.hold()
+	first := f.run(cwf, ticks[0], wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, StartedAt: metav1.NewTime(ticks[0]), FinishedAt: metav1.Now()})
+	select {
+	case <-waiting:
+	case <-time.After(patience):
+		release()
+		t.Fatal("the watcher never listed the jobs after the first run finished")
+	}
+	if err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Delete(context.Background(), first.Name, metav1.DeleteOptions{}); err != nil {
+		release()
+		t.Fatal(err)
+	}
+	release()
+	waitJob(t, store, key, "the first run", func(j state.Job) bool { return j.ConsecutiveFailures == 1 })
+
+	// The second is read in full.
+	second := f.run(cwf, ticks[1], wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, StartedAt: metav1.NewTime(ticks[1]), FinishedAt: metav1.Now()})
+	j := waitJob(t, store, key, "the second run", func(j state.Job) bool { return j.ConsecutiveFailures == 2 })
+	if j.LastUID != string(second.UID) {
+		t.Fatalf("job %+v", j)
+	}
+}
+
 // A new install on a cluster with a long history of runs reads few of them
 // in full and records them in order, collapsed to what decides the job: no
 // flipping between failing and recovered.
