@@ -51,13 +51,11 @@ func StartReaders(replicas []*Replica, n int) *Readers {
 		}
 	})
 	for i := range n {
-		target := replicas[i%len(replicas)].URL
+		reader := readerOf(i, len(replicas))
+		target := replicas[reader.replica].URL
 		r.wg.Go(func() {
 			for ctx.Err() == nil {
-				kind, path, gzip := "scrape", "/metrics", i%4 == 0
-				if i%4 == 3 {
-					kind, path = "page", "/"
-				}
+				kind, path, gzip := reader.kind, reader.path, reader.gzip
 				status := r.get(ctx, target+path, gzip)
 				r.mu.Lock()
 				r.answers[fmt.Sprintf("%s %d", kind, status)]++
@@ -70,6 +68,25 @@ func StartReaders(replicas []*Replica, n int) *Readers {
 				}
 			}
 		})
+	}
+	return r
+}
+
+// reader is what the i-th reader reads.
+type reader struct {
+	replica    int // its index
+	kind, path string
+	gzip       bool
+}
+
+// readerOf is what the i-th of the readers of replicas replicas reads: by
+// i%4, a quarter load the page, a quarter scrape asking for gzip, half
+// scrape plain; in groups of four, so that each replica gets as many of
+// each kind (by i%replicas, every page load went to the same one of two).
+func readerOf(i, replicas int) reader {
+	r := reader{replica: (i / 4) % replicas, kind: "scrape", path: "/metrics", gzip: i%4 == 0}
+	if i%4 == 3 {
+		r.kind, r.path = "page", "/"
 	}
 	return r
 }
