@@ -60,6 +60,12 @@ type condition struct {
 	// status (from managedFields): the condition stands for the latest
 	// tick up to it, the one the controller attempted then (refusedTicks).
 	WrittenAt time.Time
+	// StillRefused: a SpecError that Argo's own validation, run by the
+	// watcher, still gives for the CronWorkflow as it is now. The
+	// controller then refuses every later tick too without writing again:
+	// a refusal that changes nothing in the status (a SpecError, unlike a
+	// SubmissionError, counts nothing) is a patch the API server drops.
+	StillRefused bool
 }
 
 // run is what the decisions need of one of its Workflows, all from the
@@ -222,6 +228,16 @@ func refusedTicks(c cron, runs []cronrules.Run, job *state.Job, now time.Time, r
 			results = append(results, tickResult(c, tick, api.PhaseMissed, msg, missedAt(c, tick)))
 		}
 		decided[tick] = true
+	}
+	if runsEveryTick, known := whenVerdict(c.When); c.Condition.StillRefused && !c.Suspended && !c.Stopped && runsEveryTick && known {
+		// The ticks since, refused without a write: each fails at once
+		// with the condition's message.
+		for _, tick := range cronrules.Uncovered(rules, naming, runs, job, now) {
+			if tick.After(attempted) {
+				results = append(results, tickResult(c, tick, c.Condition.Phase, c.Condition.Message, tick))
+				decided[tick] = true
+			}
+		}
 	}
 	return results, decided
 }

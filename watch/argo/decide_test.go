@@ -93,6 +93,22 @@ func TestDueMissedTicks(t *testing.T) {
 				c.Condition = &condition{Phase: api.PhaseSubmissionError, Message: "quota exceeded", WrittenAt: minutes(1).Add(time.Second)}
 			},
 			want: "SubmissionError:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "a SpecError written once (the controller writes no more: nothing changes) that the spec still gives: every tick since fails at once with it",
+			change: func(c *cron) {
+				c.Condition = &condition{Phase: api.PhaseSpecError, Message: "no template", WrittenAt: minutes(1).Add(time.Second), StillRefused: true}
+			},
+			want: "SpecError:" + tickName(1) + " SpecError:" + tickName(2) + " SpecError:" + tickName(3) + " SpecError:" + tickName(4) + " SpecError:" + tickName(5)},
+		{name: "a SpecError the spec no longer gives (fixed since): the ticks after its write wait for a run",
+			change: func(c *cron) {
+				c.Condition = &condition{Phase: api.PhaseSpecError, Message: "no template", WrittenAt: minutes(1).Add(time.Second)}
+			},
+			want: "SpecError:" + tickName(1) + " Missed:" + tickName(2) + " Missed:" + tickName(3)},
+		{name: "a SpecError still given, suspended since: the refused tick only",
+			change: func(c *cron) {
+				c.Suspended, c.SpecChangedAt, c.ScheduleUsed = true, minutes(2).Add(2*time.Second), true
+				c.Condition = &condition{Phase: api.PhaseSpecError, Message: "no template", WrittenAt: minutes(1).Add(time.Second), StillRefused: true}
+			},
+			want: "SpecError:" + tickName(1)},
 		{name: "suspended just after a refused tick, before any pass: the refused tick counts all the same",
 			change: func(c *cron) {
 				c.Suspended, c.SpecChangedAt, c.ScheduleUsed = true, minutes(4).Add(2*time.Second), true

@@ -473,8 +473,9 @@ func TestRealStuckPastMaxRuntime(t *testing.T) {
 
 // TestRealTemplateDeletedAfterScheduling: a CronWorkflow runs its
 // WorkflowTemplate; the template is deleted; at its next tick the controller
-// writes a SpecError condition and creates nothing. Each tick from then on
-// is one SpecError with the controller's message, none Missed.
+// writes a SpecError condition and creates nothing, at that tick and each
+// one after (writing the CronWorkflow only the first time). Each tick from
+// then on is one SpecError with the controller's message, none Missed.
 func TestRealTemplateDeletedAfterScheduling(t *testing.T) {
 	t.Parallel()
 	f := newRealFixture(t)
@@ -494,6 +495,13 @@ func TestRealTemplateDeletedAfterScheduling(t *testing.T) {
 	})
 	key := state.Key{Namespace: f.ns, Name: "etl"}
 	waitJobReal(t, store, key, "a successful run", func(j state.Job) bool { return j.LastPhase == api.PhaseSucceeded })
+	// Once the controller has counted the run too, its status holds still:
+	// it writes the SpecError condition at the first refused tick and never
+	// again (a refusal that changes nothing is a patch the API server
+	// drops), so the later ticks leave no trace on the CronWorkflow.
+	f.waitCron("etl", "the controller to count the run", func(c *wfv1.CronWorkflow) bool {
+		return c.Status.Succeeded >= 1 && len(c.Status.Active) == 0
+	})
 	if err := f.argo.ArgoprojV1alpha1().WorkflowTemplates(f.ns).Delete(context.Background(), "etl", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -603,6 +603,9 @@ func (w *Watcher) watchedOf(i int, cwf *wfv1.CronWorkflow) watched {
 	if c.SpecErr == "" && !scheduledSince(cwf, runs, c.rules().From) {
 		c.SpecErr = w.specs.check(cwf)
 	}
+	if c.Condition != nil && c.Condition.Phase == api.PhaseSpecError {
+		c.Condition.StillRefused = w.specs.check(cwf) != ""
+	}
 	return watched{cron: c, runs: runs}
 }
 
