@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -29,68 +28,42 @@ const DefaultMetricsMaxAge = 5 * time.Second
 const metricsBuildTimeout = time.Minute
 
 // sharedMetrics is the /metrics body, built at most once per maxAge and
-// shared by every scrape: scrapes that arrive during a build wait for it
-// rather than start their own. x/sync/singleflight would share a build in
-// progress but not keep its result, and promhttp's CoalesceGather keeps a
-// gather's every series as a dto.Metric for as long as any scrape still
-// sends it (hundreds of MB at 100,000 jobs); this keeps the body gzipped
-// (1.8 MiB for 65 MiB of text at 100,000 jobs), however many scrapes send
-// it and however slowly.
+// shared by every scrape (shared): scrapes that arrive during a build wait
+// for it rather than start their own, and a scrape that ends does not cut
+// the build short (metricsBuildTimeout bounds it). promhttp's
+// CoalesceGather keeps a gather's every series as a dto.Metric for as long
+// as any scrape still sends it (hundreds of MB at 100,000 jobs); this keeps
+// the body gzipped (1.8 MiB for 65 MiB of text at 100,000 jobs), however
+// many scrapes send it and however slowly.
 type sharedMetrics struct {
-	build  func(ctx context.Context, w io.Writer) error
-	maxAge time.Duration
-	now    func() time.Time
-	logger *slog.Logger
-
-	mu      sync.Mutex
-	last    *metricsBody
-	pending *metricsBuild
+	bodies *shared[*metricsBody]
+	write  func(ctx context.Context, w io.Writer) error
+	// lastSize is the last body's size, to size the next one's buffer.
+	lastSize atomic.Int64
 }
 
 // metricsBody is one build's body, gzip-compressed.
 type metricsBody struct {
 	gzipped []byte
-	started time.Time
 }
 
-// metricsBuild is a build in progress; done is closed when body or err is
-// set.
-type metricsBuild struct {
-	done chan struct{}
-	body *metricsBody
-	err  error
+// newSharedBody shares the bodies write writes, gzip-compressed.
+func newSharedBody(logger *slog.Logger, write func(ctx context.Context, w io.Writer) error, maxAge time.Duration) *sharedMetrics {
+	s := &sharedMetrics{write: write}
+	s.bodies = newShared(s.build, maxAge, metricsBuildTimeout)
+	s.bodies.failed = func(err error) { logger.Warn("build /metrics", "err", err) }
+	return s
 }
 
 // get returns a body at most maxAge old, building one when there is none.
 func (s *sharedMetrics) get(ctx context.Context) (*metricsBody, error) {
-	s.mu.Lock()
-	if s.last != nil && s.now().Sub(s.last.started) < s.maxAge {
-		body := s.last
-		s.mu.Unlock()
-		return body, nil
-	}
-	b := s.pending
-	if b == nil {
-		b = &metricsBuild{done: make(chan struct{})}
-		s.pending = b
-		go s.run(b)
-	}
-	s.mu.Unlock()
-	select {
-	case <-b.done:
-		return b.body, b.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return s.bodies.get(ctx)
 }
 
-func (s *sharedMetrics) run(b *metricsBuild) {
-	ctx, cancel := context.WithTimeout(context.Background(), metricsBuildTimeout)
-	defer cancel()
-	started := s.now()
+func (s *sharedMetrics) build(ctx context.Context) (*metricsBody, error) {
 	var buf bytes.Buffer
-	if last := s.lastBody(); last != nil {
-		buf.Grow(len(last.gzipped) + len(last.gzipped)/8) // one allocation, not a doubling series
+	if last := int(s.lastSize.Load()); last > 0 {
+		buf.Grow(last + last/8) // one allocation, not a doubling series
 	}
 	// BestSpeed: the text is the same labels over and over, which the
 	// fastest level already shrinks some thirty times. klauspost/compress's
@@ -98,38 +71,15 @@ func (s *sharedMetrics) run(b *metricsBuild) {
 	// same format as compress/gzip's at about 1.2-1.8 times its speed: at
 	// 100,000 jobs compressing the 65 MiB of text is a good part of a build.
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	err := s.buildRecovered(ctx, gz)
+	err := s.write(ctx, gz)
 	if closeErr := gz.Close(); err == nil {
 		err = closeErr
 	}
-	s.mu.Lock()
-	if err == nil {
-		b.body = &metricsBody{gzipped: bytes.Clone(buf.Bytes()), started: started}
-		s.last = b.body
-	} else {
-		s.logger.Warn("build /metrics", "err", err)
-		b.err = err
+	if err != nil {
+		return nil, err
 	}
-	s.pending = nil
-	s.mu.Unlock()
-	close(b.done)
-}
-
-// buildRecovered is build, a panic in it an error: it runs in a goroutine
-// of its own, where gin's recovery does not reach.
-func (s *sharedMetrics) buildRecovered(ctx context.Context, w io.Writer) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v", p)
-		}
-	}()
-	return s.build(ctx, w)
-}
-
-func (s *sharedMetrics) lastBody() *metricsBody {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last
+	s.lastSize.Store(int64(buf.Len()))
+	return &metricsBody{gzipped: bytes.Clone(buf.Bytes())}, nil
 }
 
 // newSharedMetrics is the /metrics body of cfg: the per-job series
@@ -138,7 +88,7 @@ func (s *sharedMetrics) lastBody() *metricsBody {
 // of those failures); a gatherer that fails fails the build, as promhttp
 // fails the scrape.
 func newSharedMetrics(logger *slog.Logger, gatherer prometheus.Gatherer, cfg Config) *sharedMetrics {
-	build := func(ctx context.Context, w io.Writer) error {
+	write := func(ctx context.Context, w io.Writer) error {
 		if cfg.JobSeries != nil {
 			if err := cfg.JobSeries(ctx, w); err != nil {
 				logger.Warn("per-job series left out of /metrics", "err", err)
@@ -156,7 +106,7 @@ func newSharedMetrics(logger *slog.Logger, gatherer prometheus.Gatherer, cfg Con
 		}
 		return nil
 	}
-	return &sharedMetrics{build: build, maxAge: cfg.MetricsMaxAge, now: time.Now, logger: logger}
+	return newSharedBody(logger, write, cfg.MetricsMaxAge)
 }
 
 // metricsFormat is the format of the shared body: the classic text format,

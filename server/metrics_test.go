@@ -123,18 +123,14 @@ func TestSharedMetricsRebuildWhenOld(t *testing.T) {
 	var builds atomic.Int32
 	fail := false
 	clock := time.Unix(0, 0)
-	shared := &sharedMetrics{
-		build: func(ctx context.Context, w io.Writer) error {
-			builds.Add(1)
-			if fail {
-				return fmt.Errorf("unreadable")
-			}
-			return writeJobLine(ctx, w)
-		},
-		maxAge: 5 * time.Second,
-		now:    func() time.Time { return clock },
-		logger: discardLogger(),
-	}
+	shared := newSharedBody(discardLogger(), func(ctx context.Context, w io.Writer) error {
+		builds.Add(1)
+		if fail {
+			return fmt.Errorf("unreadable")
+		}
+		return writeJobLine(ctx, w)
+	}, 5*time.Second)
+	shared.bodies.now = func() time.Time { return clock }
 	get := func() error {
 		_, err := shared.get(context.Background())
 		return err

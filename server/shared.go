@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/batchlatch/batchlatch/api"
@@ -15,29 +14,28 @@ import (
 // replicas' writes after configmapstore.Options.RefreshAfter, 1 s).
 const sharedListMaxAge = time.Second
 
+// sharedListBuildTimeout bounds one list of the store shared by the pages
+// and REST reads, which no single request's context may cut short: twice
+// their default deadlines (DefaultWriteDeadlines).
+const sharedListBuildTimeout = 30 * time.Second
+
 // sharedJobs is the store as the server reads it: the jobs are listed at
 // most once per maxAge, and every page and REST read of that time shares
 // the list, instead of each copying every job (32 MB at 100,000 jobs) to
 // sort it. Then what pages in flight hold is one list, however many there
-// are. A write made through it (a callback, a DELETE) drops the list, so a
-// client always reads its own writes; others' (the alarm's, the watchers',
-// another replica's) are seen within maxAge.
+// are. A write made through it (a callback, a DELETE) outdates the list, so
+// a client always reads its own writes; others' (the alarm's, the watchers',
+// another replica's) are seen within maxAge. The list is built and kept as
+// shared says: a read that ends stops waiting but does not stop the list
+// others wait for (sharedListBuildTimeout bounds it), and an idle server
+// holds no list.
 //
 // The stores lend their jobs (state.Store.List), but a ConfigMap store
 // still copies them for each List, and every page sorts the failing first:
-// sharing one list and its order bounds both, whatever the store. Not
-// x/sync/singleflight: it shares a build in progress but keeps no result.
+// sharing one list and its order bounds both, whatever the store.
 type sharedJobs struct {
 	state.Store
-	maxAge time.Duration
-	// writes counts the writes made through sharedJobs that have returned.
-	writes atomic.Uint64
-
-	mu sync.Mutex
-	// cur is the last list built; nil before the first and once too old.
-	cur *jobList
-	// building is closed when the build under way ends; nil when none is.
-	building chan struct{}
+	lists *shared[*jobList]
 }
 
 // jobList is one list of the store, never modified once made: the jobs
@@ -45,76 +43,31 @@ type sharedJobs struct {
 // use).
 type jobList struct {
 	jobs []state.Job
-	// writes is sharedJobs.writes before the store was listed: the list
-	// holds every write counted in it.
-	writes  uint64
-	builtAt time.Time
 
 	failingOnce sync.Once
 	failing     []state.Job
 }
 
 func newSharedJobs(store state.Store, maxAge time.Duration) *sharedJobs {
-	return &sharedJobs{Store: store, maxAge: maxAge}
+	s := &sharedJobs{Store: store}
+	s.lists = newShared(s.listStore, maxAge, sharedListBuildTimeout)
+	return s
 }
 
 // list returns a list that holds every write made through s before it was
-// called and is at most maxAge old. Concurrent calls wait for one build.
+// called and is at most maxAge old, or else the one it waited for.
+// Concurrent calls wait for one build.
 // The jobs are shared: the caller must not modify them.
 func (s *sharedJobs) list(ctx context.Context) (*jobList, error) {
-	written := s.writes.Load()
-	for {
-		s.mu.Lock()
-		if l := s.cur; l != nil && l.writes >= written && time.Since(l.builtAt) < s.maxAge {
-			s.mu.Unlock()
-			return l, nil
-		}
-		if wait := s.building; wait != nil {
-			s.mu.Unlock()
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		done := make(chan struct{})
-		s.building = done
-		s.mu.Unlock()
-
-		l, err := s.build(ctx)
-		s.mu.Lock()
-		s.building = nil
-		if err == nil {
-			s.cur = l
-		}
-		s.mu.Unlock()
-		close(done)
-		if err == nil {
-			// Not held past its age: an idle server keeps no copy.
-			time.AfterFunc(s.maxAge, func() { s.drop(l) })
-		}
-		return l, err
-	}
+	return s.lists.get(ctx)
 }
 
-func (s *sharedJobs) build(ctx context.Context) (*jobList, error) {
-	written := s.writes.Load()
-	builtAt := time.Now()
+func (s *sharedJobs) listStore(ctx context.Context) (*jobList, error) {
 	jobs, err := s.Store.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &jobList{jobs: state.Remembered(jobs), writes: written, builtAt: builtAt}, nil
-}
-
-// drop forgets l if it is still the last list.
-func (s *sharedJobs) drop(l *jobList) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur == l {
-		s.cur = nil
-	}
+	return &jobList{jobs: state.Remembered(jobs)}, nil
 }
 
 // Failing is the list's failing jobs, longest-failing first (state.Failing).
@@ -125,7 +78,7 @@ func (l *jobList) Failing() []state.Job {
 
 // wrote counts a write that has returned, whatever its outcome: a failed
 // one may have changed the store too (a write whose answer was lost).
-func (s *sharedJobs) wrote() { s.writes.Add(1) }
+func (s *sharedJobs) wrote() { s.lists.changed() }
 
 func (s *sharedJobs) Record(ctx context.Context, r api.Result, receivedAt time.Time) (state.Recorded, error) {
 	defer s.wrote()
