@@ -27,6 +27,8 @@ type LoadResult struct {
 	Acc      Accounting
 	EntryGap time.Duration
 	RSS      []Sample
+	// RSSEvery is the period of the RSS samples (-sample).
+	RSSEvery time.Duration
 	// The machine's CPU used by the suite (replicas, cluster, load
 	// generator, fake) and by other processes, as fractions of all cores.
 	SuiteCPU, OthersCPU float64
@@ -194,7 +196,7 @@ func (r *Report) Markdown() string {
 		}
 		p("**Load** (%s; of the machine's CPU the suite used %.0f%%: %s; other processes %.0f%%; the leader was %s):\n\n",
 			d.Round(time.Second), 100*r.Load.SuiteCPU, r.Load.CPUByProcess, 100*r.Load.OthersCPU, r.Load.Leader)
-		p("| callbacks acknowledged | callbacks/s | p50 | p99 | errors | never acknowledged | acknowledged lost | longest without entries | RSS every %s |\n", "10 s")
+		p("| callbacks acknowledged | callbacks/s | p50 | p99 | errors | never acknowledged | acknowledged lost | longest without entries | RSS every %s |\n", r.Load.RSSEvery)
 		p("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |\n")
 		p("| %s | %s | %s | %s | %s | %s | %d | %s s | %s |\n\n",
 			thousands(st.Acked), thousands(int(float64(st.Acked)/d.Seconds())),

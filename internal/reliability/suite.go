@@ -291,6 +291,7 @@ func (s *Suite) RunLoad() {
 		Prefill: pre, Stats: st, Acc: acc,
 		EntryGap: LongestGap(entries, st.Start, st.End),
 		RSS:      s.rss.Between(st.Start, st.End.Add(time.Second)),
+		RSSEvery: s.cfg.Sample,
 		SuiteCPU: suiteCPU, OthersCPU: othersCPU, CPUByProcess: cpu1.ProcShares(cpu0), Leader: leader,
 		Readers: readersResult,
 	}
