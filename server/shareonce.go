@@ -25,7 +25,8 @@ import (
 //     reaches its goroutine), fails the calls that waited for it and is not
 //     kept: the next call builds again.
 //   - A result is forgotten maxAge after its build ended (when now, too,
-//     says it is maxAge old): an idle server holds none.
+//     says it is maxAge old), or at the first change after it: an idle
+//     server holds none, and a busy one no result no call can take.
 //
 // All its methods are safe for concurrent use; its fields are set before
 // the first get, and build must not call get.
@@ -69,7 +70,16 @@ func newShared[T any](build func(ctx context.Context) (T, error), maxAge, buildT
 
 // changed tells s that what build reads has changed: no get called after
 // changed returns gets a result built before it was called.
-func (s *shared[T]) changed() { s.changes.Add(1) }
+//
+// It drops the kept result at once: no call can take it any more, and
+// under a steady stream of writes (callbacks) it would otherwise stay held
+// beside the next build's for as long as that build takes.
+func (s *shared[T]) changed() {
+	s.changes.Add(1)
+	s.mu.Lock()
+	s.last = nil
+	s.mu.Unlock()
+}
 
 // get returns a result as the contract of shared says, or ctx.Err() when
 // ctx ends first.

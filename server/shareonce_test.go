@@ -216,6 +216,23 @@ func TestSharedForgetsWhenIdle(t *testing.T) {
 	})
 }
 
+// A change drops the kept result at once, not maxAge later: no call can
+// take it any more, and under a stream of writes it would be held beside
+// the next build's.
+func TestSharedChangeDropsTheKeptResult(t *testing.T) {
+	c := &counted{}
+	s := newShared(c.build, time.Hour, patience)
+	if _, err := s.get(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.changed()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last != nil {
+		t.Fatal("the result built before the change is still kept")
+	}
+}
+
 // within receives from ch, failing t when nothing comes within patience.
 func within[T any](t *testing.T, ch <-chan T) T {
 	t.Helper()
