@@ -22,10 +22,12 @@ const sharedListBuildTimeout = 30 * time.Second
 // sharedJobs is the store as the server reads it: the jobs are listed at
 // most once per maxAge, and every page and REST read of that time shares
 // the list, instead of each copying every job (32 MB at 100,000 jobs) to
-// sort it. Then what pages in flight hold is one list, however many there
-// are. A write made through it (a callback, a DELETE) outdates the list, so
-// a client always reads its own writes; others' (the alarm's, the watchers',
-// another replica's) are seen within maxAge. The list is built and kept as
+// sort it. A write made through it (a callback, a DELETE) outdates the
+// list, and drops it, so a client always reads its own writes; others'
+// (the alarm's, the watchers', another replica's) are seen within maxAge.
+// So the reads between two writes share one list, however many there are;
+// under a stream of callbacks nearly every read lists the store again, and
+// what the reads in flight hold is bounded by their cap (--max-in-flight). The list is built and kept as
 // shared says: a read that ends stops waiting but does not stop the list
 // others wait for (sharedListBuildTimeout bounds it), and an idle server
 // holds no list.

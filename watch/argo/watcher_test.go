@@ -679,18 +679,21 @@ type heldList struct {
 	waiting chan struct{} // closed once a List waits at the gate
 }
 
-// hold makes the next Lists wait until release is called, and returns a
-// channel closed once one waits.
+// hold makes the next Lists wait until release is called (once or more),
+// and returns a channel closed once one waits.
 func (s *heldList) hold() (waiting <-chan struct{}, release func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gate, w := make(chan struct{}), make(chan struct{})
 	s.gate, s.waiting = gate, w
+	var once sync.Once
 	return w, func() {
-		s.mu.Lock()
-		s.gate = nil
-		s.mu.Unlock()
-		close(gate)
+		once.Do(func() {
+			s.mu.Lock()
+			s.gate = nil
+			s.mu.Unlock()
+			close(gate)
+		})
 	}
 }
 
@@ -727,15 +730,14 @@ func TestRunsReadEitherWayCountWhenTheAPIServersClockIsAhead(t *testing.T) {
 	// The first run is deleted before the watcher reads it: its metadata
 	// is all there is.
 	waiting, release := store.hold()
+	defer release() // (once: a no-op after the release below)
 	first := f.run(cwf, ticks[0], wfv1.WorkflowStatus{Phase: wfv1.WorkflowFailed, StartedAt: metav1.NewTime(ticks[0]), FinishedAt: metav1.Now()})
 	select {
 	case <-waiting:
 	case <-time.After(patience):
-		release()
 		t.Fatal("the watcher never listed the jobs after the first run finished")
 	}
 	if err := f.argo.ArgoprojV1alpha1().Workflows(f.ns).Delete(context.Background(), first.Name, metav1.DeleteOptions{}); err != nil {
-		release()
 		t.Fatal(err)
 	}
 	release()
