@@ -249,12 +249,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // gcPercent is the collector's GOGC unless GOGC says otherwise: the heap
-// may grow to 1.3 times what is live instead of the default's 2. Under the
-// reliability suite's load at 10,000 jobs the live heap is 40-60 MB on
+// may grow to 1.2 times what is live instead of the default's 2. Under the
+// reliability suite's load at 10,000 jobs the live heap is 35-50 MB on
 // the leader, and what the heap may grow to above it decides whether a
-// replica stays near 128 MiB; 30 takes about 1% more of the machine's CPU
-// per replica than 50 did there (docs/performance.md has the figures).
-const gcPercent = 30
+// replica stays within 128 MiB. The price is CPU: each callback costs the
+// replica about half as much again as at 50 (docs/performance.md), which
+// at a batch job's rate of callbacks is little; set GOGC to trade back.
+const gcPercent = 20
 
 // setGCPercent sets the collector's target to gcPercent, unless GOGC set one.
 func setGCPercent(getenv func(string) string) {
