@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/batchlatch/batchlatch/api"
 	"github.com/batchlatch/batchlatch/internal/fakelet"
@@ -130,16 +131,23 @@ func (f *realFixture) patchCronJob(cj *batchv1.CronJob, patch string) *batchv1.C
 
 // withPlan changes cj's Jobs to be played as plan from its next tick on
 // (a user fixing the CronJob).
+// The CronJob controller writes its status meanwhile (a new resourceVersion
+// each time): read and update again on a conflict, as kubectl edit does.
 func (f *realFixture) withPlan(cj *batchv1.CronJob, plan fakelet.Plan) *batchv1.CronJob {
 	f.t.Helper()
-	current, err := f.env.Clientset.BatchV1().CronJobs(f.ns).Get(context.Background(), cj.Name, metav1.GetOptions{})
+	cronJobs := f.env.Clientset.BatchV1().CronJobs(f.ns)
+	var updated *batchv1.CronJob
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := cronJobs.Get(context.Background(), cj.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		current.Spec.JobTemplate.Spec.Template.Spec.Containers = []corev1.Container{fakelet.Container("main", plan)}
+		updated, err = cronJobs.Update(context.Background(), current, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		f.t.Fatal(err)
-	}
-	current.Spec.JobTemplate.Spec.Template.Spec.Containers = []corev1.Container{fakelet.Container("main", plan)}
-	updated, err := f.env.Clientset.BatchV1().CronJobs(f.ns).Update(context.Background(), current, metav1.UpdateOptions{})
-	if err != nil {
-		f.t.Fatal(err)
+		f.t.Fatalf("change the plan of %s: %v", cj.Name, err)
 	}
 	return updated
 }
