@@ -370,7 +370,7 @@ func metaResult(namespace, cron string, r run) api.Result {
 
 // notAfter is r ending no later than now. A finished run's result is made
 // from its metadata (times the API server wrote) or from the Workflow
-// read in full (its status, clamped to now by resultOf); which of the two
+// read in full (its status); which of the two
 // a run gets depends on whether it was deleted before the watcher read
 // it. Both end no later than the watcher's clock, so that the order of a
 // job's runs (and whether a run is older than the job's latest, and so

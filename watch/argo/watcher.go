@@ -965,8 +965,8 @@ func resultOf(wf *wfv1.Workflow, now time.Time) api.Result {
 	started = started.Truncate(time.Second)
 	r.CreatedAt = started.UTC().Format(time.RFC3339)
 	finished := wf.Status.FinishedAt.Time
-	if finished.IsZero() || finished.After(now) {
-		finished = now
+	if finished.IsZero() {
+		finished = now // a later one is drain's to bound (notAfter)
 	}
 	r.DurationSeconds = max(finished.Sub(started).Seconds(), 0)
 	for _, node := range wf.Status.Nodes {
